@@ -1,0 +1,20 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="so_luigi",
+    version="0.1.0",
+    description="Replicate a relational database (StackOverflow-shaped) into PostgreSQL with Luigi: exact, resumable, memory-capped",
+    packages=find_packages(include=["so_luigi", "so_luigi.*"]),
+    package_data={"so_luigi": ["sql/*.sql"]},
+    python_requires=">=3.9",
+    install_requires=[
+        "luigi>=3.5",
+        "psycopg2-binary>=2.9",
+        "pymssql>=2.2",
+        "smart_open>=6",
+        # the embedded PostgreSQL of `so-luigi demo` (a pip-installable server)
+        "pgserver>=0.1.4",
+    ],
+    extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6"]},
+    entry_points={"console_scripts": ["so-luigi=so_luigi.cli:main"]},
+)

@@ -1,0 +1,9 @@
+"""so_luigi: replicate a SQL Server or PostgreSQL database into PostgreSQL with Luigi.
+
+    luigi --module so_luigi ReplicateAll --workers 8
+
+The tasks live in ``so_luigi.tasks``; they are imported here so ``--module so_luigi`` finds them.
+"""
+from .tasks import CompleteTable, LoadPartition, PlanTable, ReplicateAll  # noqa: F401
+
+__all__ = ["ReplicateAll", "CompleteTable", "LoadPartition", "PlanTable"]

@@ -1,0 +1,116 @@
+"""Connection settings and URL parsing; nothing here does I/O at import.
+
+``[source]`` and ``[target]`` in luigi.cfg hold ``url`` and optional ``schema``; the environment
+variables ``SO_SOURCE_URL`` / ``SO_TARGET_URL`` (and ``SO_SOURCE_SCHEMA`` / ``SO_TARGET_SCHEMA``)
+override them. URLs carry passwords, so they are never Luigi parameters (those end up in task ids
+and the scheduler UI) and are only ever shown through ``DbUrl.redacted``.
+"""
+import os
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import luigi
+
+from .errors import ConfigError
+
+SCHEMES = {"postgresql": "postgres", "postgres": "postgres", "mssql": "mssql", "sqlserver": "mssql"}
+DEFAULT_SCHEMA = {"postgres": "public", "mssql": "dbo"}
+
+
+class source(luigi.Config):  # noqa: N801 -- the class name is the luigi.cfg section name
+    url = luigi.Parameter(default="", description="source database URL (mssql:// or postgresql://)")
+    schema = luigi.Parameter(default="", description="source schema (default dbo / public)")
+
+
+class target(luigi.Config):  # noqa: N801
+    url = luigi.Parameter(default="", description="destination PostgreSQL URL")
+    schema = luigi.Parameter(default="", description="destination schema (default public)")
+    marker_schema = luigi.Parameter(default="so_luigi", description="schema of the marker tables")
+
+
+@dataclass(frozen=True)
+class DbUrl:
+    """A parsed database URL. ``str()`` never shows the password."""
+
+    raw: str = field(repr=False)
+    dialect: str
+    user: str
+    password: str = field(repr=False)
+    host: str
+    port: int
+    database: str
+    query: tuple = ()
+
+    @property
+    def redacted(self):
+        auth = f"{self.user}:***@" if self.password else (f"{self.user}@" if self.user else "")
+        host = self.host or ""
+        port = f":{self.port}" if self.port else ""
+        scheme = "postgresql" if self.dialect == "postgres" else self.dialect
+        return f"{scheme}://{auth}{host}{port}/{self.database}"
+
+    def __str__(self):
+        return self.redacted
+
+
+def parse_url(url, role="source"):
+    """Parse ``url`` or raise ConfigError naming the setting to fix (never echoing the password)."""
+    where = f"[{role}] url (or SO_{role.upper()}_URL)"
+    if not url:
+        raise ConfigError(f"no {role} database configured: set {where}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"bad {role} URL in {where}: {exc}") from None
+    dialect = SCHEMES.get(parts.scheme.lower())
+    if dialect is None:
+        raise ConfigError(
+            f"bad {role} URL in {where}: scheme {parts.scheme or '(none)'!r} is not one of "
+            "mssql://, postgresql://")
+    query = tuple(parse_qsl(parts.query))
+    host = unquote(parts.hostname or "") or dict(query).get("host", "")
+    database = unquote(parts.path.lstrip("/"))
+    if not database:
+        raise ConfigError(f"bad {role} URL in {where}: no database name after the host")
+    if dialect == "mssql" and not host:
+        raise ConfigError(f"bad {role} URL in {where}: mssql:// needs a host")
+    return DbUrl(raw=url, dialect=dialect, user=unquote(parts.username or ""),
+                 password=unquote(parts.password or ""), host=host, port=port or 0,
+                 database=database, query=query)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A database plus the schema so_luigi reads or writes there."""
+
+    url: DbUrl
+    schema: str
+    role: str
+
+    def __str__(self):
+        return f"{self.role} {self.url.redacted} schema {self.schema}"
+
+
+def _endpoint(role, section):
+    url = parse_url(os.environ.get(f"SO_{role.upper()}_URL") or section.url, role)
+    schema = os.environ.get(f"SO_{role.upper()}_SCHEMA") or section.schema or DEFAULT_SCHEMA[url.dialect]
+    return Endpoint(url, schema, role)
+
+
+def source_endpoint():
+    """The configured source, read when called (so tests and env overrides apply)."""
+    return _endpoint("source", source())
+
+
+def target_endpoint():
+    """The configured destination; must be PostgreSQL (SQL Server destinations are a later issue)."""
+    ep = _endpoint("target", target())
+    if ep.url.dialect != "postgres":
+        raise ConfigError(
+            f"[target] url {ep.url.redacted}: only postgresql:// destinations are supported so far")
+    return ep
+
+
+def marker_schema():
+    return os.environ.get("SO_MARKER_SCHEMA") or target().marker_schema

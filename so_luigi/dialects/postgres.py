@@ -1,0 +1,218 @@
+"""PostgreSQL as source and destination: connect, catalog, partition reads, DDL, checksums.
+
+Every session so_luigi opens pins the settings that change how values print (DateStyle, TimeZone,
+extra_float_digits, bytea_output, IntervalStyle), so a checksum computed on the source and on
+the destination formats each value the same way.
+"""
+from importlib import resources
+
+import psycopg2
+import psycopg2.errors
+
+from .. import typemap
+from ..errors import ConnectError, SchemaError, TransientError, one_line
+from ..planning import boundaries_sql
+from .base import Column, Index, Table, pg_ident, pg_qualified
+
+SESSION_SETTINGS = ("SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'; SET extra_float_digits = 1; "
+                    "SET bytea_output = 'hex'; SET IntervalStyle = 'postgres'; "
+                    "SET client_encoding = 'UTF8'")
+
+
+def sql(name):
+    return resources.files("so_luigi").joinpath("sql", name).read_text(encoding="utf-8")
+
+
+class Connection(psycopg2.extensions.connection):
+    """A connection that knows which endpoint it is, so driver errors can say where they happened."""
+
+    label = "PostgreSQL"
+
+
+def connect(endpoint, autocommit=False):
+    """Open a session on ``endpoint``; failures become one-line ConnectErrors naming what to fix."""
+    try:
+        conn = psycopg2.connect(endpoint.url.raw, application_name=f"so_luigi {endpoint.role}",
+                                connect_timeout=15, connection_factory=Connection)
+        conn.label = f"{endpoint.role} {endpoint.url.redacted}"
+    except psycopg2.OperationalError as exc:
+        raise connect_error(exc, endpoint) from None
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(SESSION_SETTINGS)
+    conn.autocommit = autocommit
+    return conn
+
+
+def connect_error(exc, ep):
+    msg = str(exc)
+    url = ep.url
+    where = f"{ep.role} {url.redacted}"
+    if "password authentication failed" in msg or "no password supplied" in msg:
+        return ConnectError(f"{where}: wrong password or user {url.user!r} "
+                            f"(set [{ep.role}] url or SO_{ep.role.upper()}_URL)")
+    if "could not translate host name" in msg or "Name or service not known" in msg:
+        return ConnectError(f"{where}: unknown host {url.host!r}")
+    if "does not exist" in msg and "database" in msg:
+        return ConnectError(f"{where}: database {url.database!r} does not exist")
+    if "role" in msg and "does not exist" in msg:
+        return ConnectError(f"{where}: user {url.user!r} does not exist")
+    if "Connection refused" in msg or "No such file or directory" in msg or "timeout expired" in msg:
+        return TransientError(f"{where}: no PostgreSQL server answers at "
+                              f"{url.host or 'the default socket'}{':' + str(url.port) if url.port else ''}")
+    return ConnectError(f"{where}: {one_line(msg)}")
+
+
+def translate(exc):
+    """A psycopg2 error raised while working becomes a one-line SoLuigiError naming its database."""
+    from ..errors import SoLuigiError
+    conn = getattr(getattr(exc, "cursor", None), "connection", None)
+    where = getattr(conn, "label", "PostgreSQL")
+    text = one_line(getattr(exc, "pgerror", None) or exc)
+    if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and not isinstance(
+            exc, (psycopg2.errors.QueryCanceled, psycopg2.errors.DiskFull, psycopg2.errors.OutOfMemory)):
+        return TransientError(f"{where}: connection lost or server unavailable: {text}")
+    if isinstance(exc, psycopg2.errors.InsufficientPrivilege):
+        return SchemaError(f"{where}: permission denied, grant the privilege or use another role: {text}")
+    return SoLuigiError(f"{where}: {text}")
+
+
+# --- catalog -----------------------------------------------------------------------------------
+
+def schema_exists(conn, schema):
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+        return cur.fetchone() is not None
+
+
+def list_tables(conn, schema):
+    with conn.cursor() as cur:
+        cur.execute(sql("pg_tables.sql"), {"schema": schema})
+        return [r[0] for r in cur.fetchall()]
+
+
+def describe(conn, schema, name):
+    """The Table as found in pg_catalog; kind is left empty for types outside pg_catalog."""
+    params = {"schema": schema, "table": name}
+    with conn.cursor() as cur:
+        cur.execute(sql("pg_columns.sql"), params)
+        rows = cur.fetchall()
+        if not rows:
+            raise SchemaError(f"table {schema}.{name} not found in the source")
+        columns = []
+        for attname, typname, declared, nullable, identity, builtin, generated in rows:
+            if generated:
+                raise SchemaError(f"{schema}.{name}.{attname} is a generated column, which so_luigi "
+                                  "cannot copy yet; exclude the table with --tables")
+            kind = (typemap.PG_KINDS.get(typname, "text") if builtin else "")
+            columns.append(Column(name=attname, data_type=typname, nullable=nullable,
+                                  identity=identity, source_type=declared, kind=kind))
+        cur.execute(sql("pg_indexes.sql"), params)
+        table = Table(schema=schema, name=name, columns=columns, dialect="postgres")
+        for idx_name, primary, unique, keys, plain in cur.fetchall():
+            cols = [k.rsplit(" ", 1) for k in keys]
+            if primary:
+                table.primary_key = [c for c, _ in cols]
+                table.pk_name = idx_name
+            elif plain:
+                table.indexes.append(Index(name=idx_name, columns=cols, unique=unique))
+    return table
+
+
+def count_and_boundaries(conn, table, chunk_rows):
+    key = table.int_key
+    q = pg_qualified(table.schema, table.name)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {q}")
+        rows = cur.fetchone()[0]
+        if key is None or rows <= chunk_rows:
+            return rows, []
+        cur.execute(boundaries_sql(pg_ident, q, key, chunk_rows))
+        return rows, [r[0] for r in cur.fetchall()]
+
+
+# --- destination DDL --------------------------------------------------------------------------
+
+def create_table_sql(schema, table):
+    """CREATE TABLE with mapped types, NOT NULL and identity; keys and indexes come after the load."""
+    cols = []
+    for c in table.columns:
+        spec = f"{pg_ident(c.name)} {c.pg_type}"
+        if c.identity:
+            spec += " GENERATED BY DEFAULT AS IDENTITY"
+        if not c.nullable or c.identity:
+            spec += " NOT NULL"
+        cols.append(spec)
+    return f"CREATE TABLE {pg_qualified(schema, table.name)} (\n    " + ",\n    ".join(cols) + "\n)"
+
+
+def index_name(table, name):
+    """SQL Server index names are per table, PostgreSQL's per schema: prefix the table there."""
+    full = f"{table.name}_{name}" if table.dialect == "mssql" else name
+    return full.encode("utf-8")[:63].decode("utf-8", "ignore")
+
+
+def finish_table_sql(schema, table):
+    """Statements that turn a loaded heap into the finished table: key, indexes, sequences."""
+    q = pg_qualified(schema, table.name)
+    out = []
+    if table.primary_key:
+        # constraint names are per schema in both dialects: keep the source's
+        name = table.pk_name or f"{table.name}_pkey"
+        cols = ", ".join(pg_ident(c) for c in table.primary_key)
+        out.append(f"ALTER TABLE {q} ADD CONSTRAINT {pg_ident(name)} PRIMARY KEY ({cols})")
+    for idx in table.indexes:
+        cols = ", ".join(f"{pg_ident(c)} {d}" for c, d in idx.columns)
+        unique = "UNIQUE " if idx.unique else ""
+        out.append(f"CREATE {unique}INDEX {pg_ident(index_name(table, idx.name))} ON {q} ({cols})")
+    for col in table.identity_columns:
+        # setval(max) makes the next generated value max+1; a table with no positive id starts at 1
+        out.append(f"SELECT setval(pg_get_serial_sequence('{q.replace(chr(39), chr(39) * 2)}', "
+                   f"'{col.replace(chr(39), chr(39) * 2)}'), "
+                   f"greatest(coalesce(max({pg_ident(col)}), 1), 1), coalesce(max({pg_ident(col)}) >= 1, false)) "
+                   f"FROM {q}")
+    out.append(f"ANALYZE {q}")
+    return out
+
+
+# --- checksums --------------------------------------------------------------------------------
+
+def _escaped(expr):
+    """COPY text escaping in SQL, so the checksum line of a row is exactly its COPY line."""
+    return (f"replace(replace(replace(replace({expr}, '\\', '\\\\'), E'\\t', '\\t'), "
+            f"E'\\n', '\\n'), E'\\r', '\\r')")
+
+
+def checksum_sql(schema, table):
+    """count(*) and the sum of the signed 64-bit heads of md5(COPY text line) over all rows.
+
+    Order-independent, exact (numeric sum) and computed the same way on a PostgreSQL source, on
+    the destination, and in Python for rows read from SQL Server (encode.lines_checksum).
+    """
+    parts = []
+    for c in table.columns:
+        ident = pg_ident(c.name)
+        typ = c.pg_type or c.source_type
+        # bpchar::text drops trailing blanks, its output function does not
+        expr = f"bpcharout({ident})::text" if typemap.base_type(typ) == "bpchar" else f"{ident}::text"
+        if not typemap.is_plain(typ):
+            expr = _escaped(expr)
+        parts.append(f"coalesce({expr}, '\\N')")
+    line = " || E'\\t' || ".join(parts)
+    return (f"SELECT count(*), coalesce(sum(('x' || left(md5({line}), 16))::bit(64)::bigint), 0) "
+            f"FROM {pg_qualified(schema, table.name)}")
+
+
+def copy_out_sql(table, lo, hi, binary, cursor):
+    """COPY (SELECT ... range ...) TO STDOUT, with the range bound client-side by mogrify."""
+    from ..planning import predicate
+    cols = ", ".join(pg_ident(c.name) for c in table.columns)
+    where, params = predicate(pg_ident, table.int_key, lo, hi) if table.int_key else ("", ())
+    select = cursor.mogrify(f"SELECT {cols} FROM {pg_qualified(table.schema, table.name)}{where}", params)
+    fmt = "binary" if binary else "text"
+    return f"COPY ({select.decode()}) TO STDOUT WITH (FORMAT {fmt})"
+
+
+def copy_in_sql(schema, table, binary):
+    cols = ", ".join(pg_ident(c.name) for c in table.columns)
+    return f"COPY {pg_qualified(schema, table.name)} ({cols}) FROM STDIN WITH (FORMAT {'binary' if binary else 'text'})"

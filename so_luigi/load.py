@@ -1,0 +1,227 @@
+"""The three steps of a table, each one transaction in the destination with its marker.
+
+* ``plan_table``:     describe the source table, cut its partitions, (re)create the destination
+                      table and store definition + plan + plan marker together;
+* ``load_partition``: stream one key range into the table and insert its ``loaded`` marker in
+                      the same transaction: a killed load leaves neither rows nor marker;
+* ``complete_table``: verify count and checksum against the source, then build the primary key
+                      and indexes, move identity sequences past max(id), ANALYZE, and set the
+                      complete marker, again in one transaction.
+
+Each step takes a transaction-scoped advisory lock on its marker and re-checks it, so two runs
+racing for the same step cannot both do it.
+"""
+import logging
+import threading
+import time
+
+from . import markers, stream, typemap
+from .config import source_endpoint, target_endpoint
+from .dialects import connect as connect_source, find_tables, module
+from .dialects import postgres as pg
+from .dialects.base import pg_qualified
+from .errors import SchemaError, VerificationError
+from .planning import plan
+
+log = logging.getLogger("so_luigi")
+OWNER_COMMENT = "so_luigi run "
+
+
+def discover(source_ep, wanted=None, overrides=None):
+    """Describe and type-map every selected source table; unmappable types stop everything here."""
+    conn = connect_source(source_ep)
+    try:
+        names = find_tables(source_ep, conn, wanted)
+        tables = [module(source_ep).describe(conn, source_ep.schema, n) for n in names]
+    finally:
+        conn.close()
+    typemap.check_mappable(tables, source_ep.url.dialect,
+                           typemap.load_overrides() if overrides is None else overrides)
+    return tables
+
+
+def plan_table(run_id, table_name, chunk_rows):
+    """Describe, partition and create one destination table; store it all with the plan marker."""
+    source_ep, target_ep = source_endpoint(), target_endpoint()
+    table = discover(source_ep, [table_name])[0]
+    conn = connect_source(source_ep)
+    try:
+        row_count, bounds = module(source_ep).count_and_boundaries(conn, table, chunk_rows)
+    finally:
+        conn.close()
+    ranges = plan(row_count, bounds, chunk_rows)
+    tconn = pg.connect(target_ep)
+    try:
+        with tconn.cursor() as cur:
+            markers.lock(cur, run_id, table_name)
+            if markers.is_planned(cur, run_id, table_name):
+                tconn.rollback()
+                return False
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {pg.pg_ident(target_ep.schema)}")
+            _drop_previous(cur, target_ep.schema, table_name)
+            cur.execute(pg.create_table_sql(target_ep.schema, table))
+            cur.execute(f"COMMENT ON TABLE {pg_qualified(target_ep.schema, table_name)} IS %s",
+                        (f"{OWNER_COMMENT}{run_id}",))
+            markers.store_plan(cur, run_id, table, ranges, row_count)
+        tconn.commit()
+    except Exception:
+        tconn.rollback()
+        raise
+    finally:
+        tconn.close()
+    log.info("planned %s: %d rows in %d partition(s)", table_name, row_count, len(ranges))
+    return True
+
+
+def _drop_previous(cur, schema, name):
+    """Replace a table an earlier so_luigi run created; never touch one it did not."""
+    cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class'), to_regclass(%s) IS NOT NULL",
+                (pg_qualified(schema, name),) * 2)
+    comment, exists = cur.fetchone()
+    if not exists:
+        return
+    if not (comment or "").startswith(OWNER_COMMENT):
+        raise SchemaError(f"destination table {schema}.{name} already exists and was not created by "
+                          f"so_luigi: drop it, or set [target] schema to another schema")
+    cur.execute(f"DROP TABLE {pg_qualified(schema, name)}")
+
+
+def load_partition(run_id, table_name, partition, buffer_mb, checksum=True):
+    """Stream one partition; its rows and its marker commit together. Returns stats or None."""
+    source_ep, target_ep = source_endpoint(), target_endpoint()
+    conn = pg.connect(target_ep)
+    try:
+        table, _ = markers.planned_table(conn, run_id, table_name)
+        lo, hi = markers.partition_range(conn, run_id, table_name, partition)
+        buffer_bytes = int(buffer_mb * 1024 * 1024)
+        with conn.cursor() as cur:
+            markers.lock(cur, run_id, table_name, partition)
+            if markers.is_loaded(cur, run_id, table_name, partition):
+                conn.rollback()
+                return None
+            started = time.monotonic()
+            binary = source_ep.url.dialect == "postgres" and stream.binary_compatible(table)
+            (src_rows, src_sum), (dst_rows, _), nbytes = stream.stream(
+                stream.reader(source_ep, table, lo, hi, checksum, buffer_bytes),
+                stream.copy_into(cur, target_ep.schema, table, binary, buffer_bytes),
+                buffer_bytes)
+            if src_rows != dst_rows:
+                raise VerificationError(f"{table_name} partition {partition}: read {src_rows} rows "
+                                        f"from the source but COPY stored {dst_rows}")
+            seconds = time.monotonic() - started
+            markers.insert_loaded(cur, run_id, table_name, partition, dst_rows, nbytes, seconds, src_sum)
+        conn.commit()
+    except BaseException:
+        if not conn.closed:
+            conn.rollback()
+        raise
+    finally:
+        conn.close()
+    return {"rows": dst_rows, "bytes": nbytes, "seconds": seconds}
+
+
+def _source_figures(source_ep, table, verify):
+    """(count, checksum) of the source table: PostgreSQL computes both itself."""
+    conn = connect_source(source_ep)
+    try:
+        if source_ep.url.dialect == "postgres":
+            with conn.cursor() as cur:
+                if verify == "full":
+                    src = typemap_source_view(table)
+                    cur.execute(pg.checksum_sql(table.schema, src))
+                    count, total = cur.fetchone()
+                    return int(count), int(total)
+                cur.execute(f"SELECT count(*) FROM {pg_qualified(table.schema, table.name)}")
+                return int(cur.fetchone()[0]), None
+        cur = conn.cursor()
+        cur.execute(f"SELECT COUNT_BIG(*) FROM {module(source_ep).qualified(table.schema, table.name)}")
+        return int(cur.fetchone()[0]), None
+    finally:
+        conn.close()
+
+
+def typemap_source_view(table):
+    """The table as the source holds it: checksum with source types, not overridden ones."""
+    from copy import deepcopy
+    src = deepcopy(table)
+    for c in src.columns:
+        c.pg_type = c.source_type
+    return src
+
+
+def _target_figures(target_ep, table, verify):
+    conn = pg.connect(target_ep)
+    try:
+        with conn.cursor() as cur:
+            if verify == "full":
+                cur.execute(pg.checksum_sql(target_ep.schema, table))
+                count, total = cur.fetchone()
+                return int(count), int(total)
+            cur.execute(f"SELECT count(*) FROM {pg_qualified(target_ep.schema, table.name)}")
+            return int(cur.fetchone()[0]), None
+    finally:
+        conn.close()
+
+
+def complete_table(run_id, table_name, verify="full"):
+    """Verify against the source, then key, index, sequence, analyze and mark complete."""
+    source_ep, target_ep = source_endpoint(), target_endpoint()
+    conn = pg.connect(target_ep)
+    try:
+        table, partitions = markers.planned_table(conn, run_id, table_name)
+        with conn.cursor() as cur:
+            loaded, rows, nbytes, streamed_sum = markers.loaded_totals(cur, run_id, table_name)
+        conn.rollback()
+        if loaded != partitions:
+            raise VerificationError(f"{table_name}: {loaded} of {partitions} partitions loaded")
+
+        figures = {}
+
+        def measure(side, fn, ep):
+            try:
+                figures[side] = fn(ep, table, verify)
+            except BaseException as exc:  # noqa: BLE001 -- re-raised below in this thread
+                figures[side] = exc
+        threads = [threading.Thread(target=measure, args=a) for a in
+                   (("source", _source_figures, source_ep), ("target", _target_figures, target_ep))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for side in ("source", "target"):
+            if isinstance(figures[side], BaseException):
+                raise figures[side]
+        (src_count, src_sum), (dst_count, dst_sum) = figures["source"], figures["target"]
+        if src_sum is None and verify == "full":
+            src_sum = streamed_sum            # SQL Server: checksummed as the rows were read
+        if not src_count == dst_count == rows:
+            raise VerificationError(
+                f"{table_name}: row counts differ: source {src_count}, destination {dst_count}, "
+                f"loaded markers {rows}; the source may have changed since planning: "
+                f"`so-luigi reset --run-id {run_id} --tables {table_name}` and run again")
+        if verify == "full" and src_sum != dst_sum:
+            raise VerificationError(
+                f"{table_name}: content checksum differs (source {src_sum}, destination {dst_sum}) "
+                f"over {dst_count} rows: `so-luigi reset --run-id {run_id} --tables {table_name}` "
+                "and run again; if it persists, report it with the table definition")
+        verdict = "ok: count+checksum" if verify == "full" else "ok: count only"
+
+        with conn.cursor() as cur:
+            markers.lock(cur, run_id, table_name)
+            cur.execute(f"SELECT completed_at IS NOT NULL FROM {markers.m()}.tables "
+                        "WHERE run_id = %s AND table_name = %s", (run_id, table_name))
+            if cur.fetchone()[0]:
+                conn.rollback()
+                return None
+            for statement in pg.finish_table_sql(target_ep.schema, table):
+                cur.execute(statement)
+            markers.mark_complete(cur, run_id, table_name, dst_count, nbytes, src_sum, dst_sum, verdict)
+        conn.commit()
+    except BaseException:
+        if not conn.closed:
+            conn.rollback()
+        raise
+    finally:
+        conn.close()
+    log.info("completed %s: %d rows, %s", table_name, dst_count, verdict)
+    return verdict

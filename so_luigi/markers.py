@@ -1,0 +1,277 @@
+"""Marker tables in the destination PostgreSQL: the completion targets of every so_luigi task.
+
+One schema (``[target] marker_schema``, default ``so_luigi``) holds:
+
+* ``runs``          one row per run_id: which source it copies, into which schema;
+* ``tables``        a table's plan marker (its definition as planned, partition count) and,
+                    once ``completed_at`` is set, its complete marker with the verification figures;
+* ``partitions``    the stored partition plan (key ranges), so a rerun reuses the same ranges;
+* ``loaded``        one row per loaded partition, inserted in the same transaction as its rows;
+* ``replications``  one row per finished ReplicateAll (run_id + table selection).
+
+``MarkerTarget`` is the luigi.Target over these rows. It keeps one connection per process (Luigi
+forks workers, so the pid is checked) because the scheduler calls ``exists()`` for every task.
+"""
+import json
+import os
+import socket
+
+import luigi
+import psycopg2
+
+from .config import marker_schema, target_endpoint
+from .dialects import postgres as pg
+from .dialects.base import Table, pg_ident
+
+DDL = """
+CREATE SCHEMA IF NOT EXISTS {m};
+CREATE TABLE IF NOT EXISTS {m}.runs (
+    run_id        text PRIMARY KEY,
+    source        text NOT NULL,          -- redacted URL: never a password
+    source_schema text NOT NULL,
+    target_schema text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS {m}.tables (
+    run_id          text NOT NULL,
+    table_name      text NOT NULL,
+    definition      jsonb NOT NULL,       -- the source table as planned, with mapped types
+    partitions      integer NOT NULL,
+    source_rows     bigint NOT NULL,      -- count when planned
+    planned_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    completed_at    timestamptz,          -- the table-complete marker
+    rows            bigint,
+    bytes           bigint,
+    seconds         double precision,
+    source_checksum numeric,
+    target_checksum numeric,
+    verdict         text,
+    PRIMARY KEY (run_id, table_name));
+CREATE TABLE IF NOT EXISTS {m}.partitions (
+    run_id     text NOT NULL,
+    table_name text NOT NULL,
+    partition  integer NOT NULL,
+    lo         bigint,                    -- exclusive lower key bound, NULL = unbounded
+    hi         bigint,                    -- inclusive upper key bound, NULL = unbounded
+    PRIMARY KEY (run_id, table_name, partition));
+CREATE TABLE IF NOT EXISTS {m}.loaded (
+    run_id     text NOT NULL,
+    table_name text NOT NULL,
+    partition  integer NOT NULL,
+    rows       bigint NOT NULL,
+    bytes      bigint NOT NULL,
+    seconds    double precision NOT NULL,
+    checksum   numeric,                   -- rows' checksum as read from the source (row path only)
+    worker     text NOT NULL,
+    loaded_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (run_id, table_name, partition));
+CREATE TABLE IF NOT EXISTS {m}.replications (
+    run_id       text NOT NULL,
+    tables       text NOT NULL,
+    completed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (run_id, tables));
+"""
+
+
+def m():
+    return pg_ident(marker_schema())
+
+
+def ensure_schema(conn):
+    """Create the marker tables if missing; serialised so parallel workers don't race on DDL."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('so_luigi.markers'))")
+        cur.execute(DDL.format(m=m()))
+    conn.commit()
+
+
+def lock(cur, *parts):
+    """Transaction-scoped lock on one marker (run, table, partition): concurrent runs queue here."""
+    cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("\x1f".join(map(str, parts)),))
+
+
+def worker_id():
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+def register_run(conn, run_id, source_ep, target_ep):
+    """Record which source a run_id copies; refuse to continue a run_id begun elsewhere."""
+    from .errors import ConfigError
+    ensure_schema(conn)
+    with conn.cursor() as cur:
+        lock(cur, "run", run_id)
+        cur.execute(f"SELECT source, source_schema, target_schema FROM {m()}.runs WHERE run_id = %s",
+                    (run_id,))
+        row = cur.fetchone()
+        now = (source_ep.url.redacted, source_ep.schema, target_ep.schema)
+        if row is None:
+            cur.execute(f"INSERT INTO {m()}.runs (run_id, source, source_schema, target_schema) "
+                        "VALUES (%s, %s, %s, %s)", (run_id,) + now)
+        elif tuple(row) != now:
+            raise ConfigError(
+                f"run_id {run_id!r} was started copying {row[0]} schema {row[1]} into schema {row[2]}, "
+                f"not {now[0]} schema {now[1]} into {now[2]}: pass another --run-id, or "
+                f"`so-luigi reset --run-id {run_id}` to start it afresh")
+    conn.commit()
+
+
+# --- plan -----------------------------------------------------------------------------------
+
+def is_planned(cur, run_id, table):
+    cur.execute(f"SELECT 1 FROM {m()}.tables WHERE run_id = %s AND table_name = %s", (run_id, table))
+    return cur.fetchone() is not None
+
+
+def store_plan(cur, run_id, table_def, ranges, source_rows):
+    cur.execute(f"INSERT INTO {m()}.tables (run_id, table_name, definition, partitions, source_rows) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                (run_id, table_def.name, json.dumps(table_def.to_json()), len(ranges), source_rows))
+    cur.executemany(f"INSERT INTO {m()}.partitions (run_id, table_name, partition, lo, hi) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    [(run_id, table_def.name, i, lo, hi) for i, (lo, hi) in enumerate(ranges)])
+
+
+def planned_table(conn, run_id, table):
+    """(Table definition, partition count) as stored when the table was planned."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT definition, partitions FROM {m()}.tables WHERE run_id = %s AND table_name = %s",
+                    (run_id, table))
+        row = cur.fetchone()
+    if row is None:
+        raise LookupError(f"table {table} is not planned in run {run_id}")
+    return Table.from_json(row[0]), row[1]
+
+
+def partition_range(conn, run_id, table, partition):
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT lo, hi FROM {m()}.partitions WHERE run_id = %s AND table_name = %s "
+                    "AND partition = %s", (run_id, table, partition))
+        row = cur.fetchone()
+    if row is None:
+        raise LookupError(f"partition {partition} of {table} is not in the plan of run {run_id}")
+    return row
+
+
+# --- loaded partitions ----------------------------------------------------------------------
+
+def is_loaded(cur, run_id, table, partition):
+    cur.execute(f"SELECT 1 FROM {m()}.loaded WHERE run_id = %s AND table_name = %s AND partition = %s",
+                (run_id, table, partition))
+    return cur.fetchone() is not None
+
+
+def insert_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum):
+    cur.execute(f"INSERT INTO {m()}.loaded (run_id, table_name, partition, rows, bytes, seconds, "
+                "checksum, worker) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (run_id, table, partition, rows, nbytes, seconds, checksum, worker_id()))
+
+
+def loaded_totals(cur, run_id, table):
+    """(partitions loaded, rows, bytes, summed source checksum or None)."""
+    cur.execute(f"SELECT count(*), coalesce(sum(rows), 0), coalesce(sum(bytes), 0), "
+                f"sum(checksum) FROM {m()}.loaded WHERE run_id = %s AND table_name = %s",
+                (run_id, table))
+    n, rows, nbytes, checksum = cur.fetchone()
+    return n, int(rows), int(nbytes), (int(checksum) if checksum is not None else None)
+
+
+# --- complete tables and runs ---------------------------------------------------------------
+
+def mark_complete(cur, run_id, table, rows, nbytes, source_checksum, target_checksum, verdict):
+    cur.execute(f"UPDATE {m()}.tables SET completed_at = clock_timestamp(), rows = %s, bytes = %s, "
+                "seconds = extract(epoch FROM clock_timestamp() - planned_at), "
+                "source_checksum = %s, target_checksum = %s, verdict = %s "
+                "WHERE run_id = %s AND table_name = %s AND completed_at IS NULL",
+                (rows, nbytes, source_checksum, target_checksum, verdict, run_id, table))
+    if cur.rowcount != 1:
+        raise RuntimeError(f"table {table} of run {run_id} was completed concurrently")
+
+
+def mark_replicated(conn, run_id, tables_key):
+    with conn.cursor() as cur:
+        cur.execute(f"INSERT INTO {m()}.replications (run_id, tables) VALUES (%s, %s) "
+                    "ON CONFLICT DO NOTHING", (run_id, tables_key))
+    conn.commit()
+
+
+def report_rows(conn, run_id, tables=None):
+    """Per-table figures of a run, for the end-of-run summary and `so-luigi report`."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT t.table_name, t.partitions, "
+            f"       (SELECT count(*) FROM {m()}.loaded l WHERE l.run_id = t.run_id "
+            f"        AND l.table_name = t.table_name), "
+            f"       coalesce(t.rows, (SELECT sum(rows) FROM {m()}.loaded l WHERE l.run_id = t.run_id "
+            f"        AND l.table_name = t.table_name)), "
+            f"       coalesce(t.bytes, (SELECT sum(bytes) FROM {m()}.loaded l WHERE l.run_id = t.run_id "
+            f"        AND l.table_name = t.table_name)), "
+            f"       coalesce(t.seconds, extract(epoch FROM clock_timestamp() - t.planned_at)), "
+            f"       t.verdict, t.completed_at IS NOT NULL "
+            f"FROM {m()}.tables t WHERE t.run_id = %s ORDER BY t.table_name", (run_id,))
+        rows = cur.fetchall()
+    if tables is not None:
+        rows = [r for r in rows if r[0] in tables]
+    return rows
+
+
+def reset(conn, run_id, tables=None):
+    """Forget a run (or some of its tables) so the next run copies them afresh."""
+    with conn.cursor() as cur:
+        if tables:
+            for name in ("loaded", "partitions", "tables"):
+                cur.execute(f"DELETE FROM {m()}.{name} WHERE run_id = %s AND table_name = ANY(%s)",
+                            (run_id, list(tables)))
+            cur.execute(f"DELETE FROM {m()}.replications WHERE run_id = %s", (run_id,))
+        else:
+            for name in ("loaded", "partitions", "tables", "replications", "runs"):
+                cur.execute(f"DELETE FROM {m()}.{name} WHERE run_id = %s", (run_id,))
+    conn.commit()
+
+
+# --- the luigi Target -----------------------------------------------------------------------
+
+_conn = {"pid": None, "conn": None}
+
+
+def _shared_connection():
+    if _conn["pid"] != os.getpid() or _conn["conn"] is None or _conn["conn"].closed:
+        _conn["conn"] = pg.connect(target_endpoint(), autocommit=True)
+        _conn["pid"] = os.getpid()
+    return _conn["conn"]
+
+
+class MarkerTarget(luigi.Target):
+    """A row in the marker tables; exists() is one indexed lookup in the destination.
+
+    kind is 'planned', 'loaded', 'complete' or 'replicated'. A missing marker schema means
+    nothing exists yet.
+    """
+
+    QUERIES = {
+        "planned": "SELECT 1 FROM {m}.tables WHERE run_id = %s AND table_name = %s",
+        "complete": "SELECT 1 FROM {m}.tables WHERE run_id = %s AND table_name = %s AND completed_at IS NOT NULL",
+        "loaded": "SELECT 1 FROM {m}.loaded WHERE run_id = %s AND table_name = %s AND partition = %s",
+        "replicated": "SELECT 1 FROM {m}.replications WHERE run_id = %s AND tables = %s",
+    }
+
+    def __init__(self, kind, *key):
+        self.kind = kind
+        self.key = key
+
+    def exists(self):
+        for attempt in (1, 2):
+            conn = _shared_connection()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(self.QUERIES[self.kind].format(m=m()), self.key)
+                    return cur.fetchone() is not None
+            except psycopg2.errors.UndefinedTable:
+                return False
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                _conn["conn"] = None          # a server restart: reconnect once
+                if attempt == 2:
+                    raise
+
+    def __repr__(self):
+        return f"MarkerTarget({self.kind}, {', '.join(map(str, self.key))})"

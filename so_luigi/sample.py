@@ -1,0 +1,317 @@
+"""Deterministic StackOverflow-shaped sample data, for the demo, the tests and the benchmarks.
+
+The nine tables of StackOverflow2010 (optionally PostHistory) with their real SQL Server column
+types (../shared/STACKOVERFLOW.md). ``scale=1.0`` gives the StackOverflow2010 row counts; the
+lookup tables always hold their real rows. The same (scale, seed) always gives the same rows.
+
+The data carries what breaks copy tools: ids with gaps and the -1 Community user, NULLs beside
+empty strings, non-ASCII text (and one character above U+FFFF in unbounded text), tabs, newlines,
+CR, backslashes, ``\\N`` and quotes inside text, datetime milliseconds (.xx0/.xx3/.xx7), and extreme
+values (int limits, 1753-01-01, 9999-12-31 23:59:59.997).
+"""
+import random
+import uuid
+from datetime import datetime, timedelta
+
+from .dialects.base import Column, Table
+
+# (name, SQL Server type, nullable) in creation order; Id is always int IDENTITY primary key
+SCHEMA = {
+    "Badges": [("Name", "nvarchar(40)", False), ("UserId", "int", False), ("Date", "datetime", False)],
+    "Comments": [("CreationDate", "datetime", False), ("PostId", "int", False), ("Score", "int", True),
+                 ("Text", "nvarchar(700)", False), ("UserId", "int", True)],
+    "LinkTypes": [("Type", "varchar(50)", False)],
+    "PostLinks": [("CreationDate", "datetime", False), ("PostId", "int", False),
+                  ("RelatedPostId", "int", False), ("LinkTypeId", "int", False)],
+    "Posts": [("AcceptedAnswerId", "int", True), ("AnswerCount", "int", True),
+              ("Body", "nvarchar(max)", False), ("ClosedDate", "datetime", True),
+              ("CommentCount", "int", True), ("CommunityOwnedDate", "datetime", True),
+              ("CreationDate", "datetime", False), ("FavoriteCount", "int", True),
+              ("LastActivityDate", "datetime", False), ("LastEditDate", "datetime", True),
+              ("LastEditorDisplayName", "nvarchar(40)", True), ("LastEditorUserId", "int", True),
+              ("OwnerUserId", "int", True), ("ParentId", "int", True), ("PostTypeId", "int", False),
+              ("Score", "int", False), ("Tags", "nvarchar(150)", True), ("Title", "nvarchar(250)", True),
+              ("ViewCount", "int", False)],
+    "PostTypes": [("Type", "nvarchar(50)", False)],
+    "Users": [("AboutMe", "nvarchar(max)", True), ("Age", "int", True), ("CreationDate", "datetime", False),
+              ("DisplayName", "nvarchar(40)", False), ("DownVotes", "int", False),
+              ("EmailHash", "nvarchar(40)", True), ("LastAccessDate", "datetime", False),
+              ("Location", "nvarchar(100)", True), ("Reputation", "int", False), ("UpVotes", "int", False),
+              ("Views", "int", False), ("WebsiteUrl", "nvarchar(200)", True), ("AccountId", "int", True)],
+    "Votes": [("PostId", "int", False), ("UserId", "int", True), ("BountyAmount", "int", True),
+              ("VoteTypeId", "int", False), ("CreationDate", "datetime", False)],
+    "VoteTypes": [("Name", "varchar(50)", False)],
+    "PostHistory": [("PostHistoryTypeId", "int", False), ("PostId", "int", False),
+                    ("RevisionGUID", "uniqueidentifier", False), ("CreationDate", "datetime", False),
+                    ("UserId", "int", True), ("UserDisplayName", "nvarchar(40)", True),
+                    ("Comment", "nvarchar(max)", True), ("Text", "nvarchar(max)", True)],
+}
+
+PK_NAMES = {"Users": "PK_Users_Id", "VoteTypes": "PK_VoteType__Id"}
+
+ROWS_2010 = {"Badges": 1_102_019, "Comments": 3_875_183, "LinkTypes": 2, "PostLinks": 161_519,
+             "Posts": 3_729_195, "PostTypes": 8, "Users": 299_398, "Votes": 10_143_364, "VoteTypes": 15,
+             "PostHistory": 9_000_000}
+
+LOOKUPS = {
+    "LinkTypes": [(1, "Linked"), (3, "Duplicate")],
+    "PostTypes": list(enumerate(["Question", "Answer", "Wiki", "TagWikiExerpt", "TagWiki",
+                                 "ModeratorNomination", "WikiPlaceholder", "PrivilegeWiki"], start=1)),
+    "VoteTypes": [(1, "AcceptedByOriginator"), (2, "UpMod"), (3, "DownMod"), (4, "Offensive"),
+                  (5, "Favorite"), (6, "Close"), (7, "Reopen"), (8, "BountyStart"), (9, "BountyClose"),
+                  (10, "Deletion"), (11, "Undeletion"), (12, "Spam"), (13, "InformModerator"),
+                  (15, "ModeratorReview"), (16, "ApproveEditSuggestion")],
+}
+
+WORDS = ("the a to is in of and for how I it with this that on can not be use you do my SQL "
+         "python java c# query table index select join where null value string error file list "
+         "function return class object array server database performance question answer").split()
+# what breaks copy tools, mixed into text at a low rate
+SPICE = ["naïve", "café", "Zürich", "日本語", "Ελληνικά", "привет", "\t", "\n", "\r\n", "\r", "\\",
+         "\\N", "\\.", "\\t", '"quoted"', "'single'", ",", ";", "|", "<p>", "&amp;", "</code>", "O'Brien"]
+NAMES = ["Jon Skeet", "Marc Gravell", "José", "Zoë", "Łukasz", "Ольга", "山田太郎", "Ana María",
+         "O'Neil", "user", "dev", "coder", "Mr. \"Quote\"", "back\\slash"]
+LOCATIONS = ["São Paulo", "Zürich", "東京", "New York, NY", "London", "Kraków", "Reykjavík", "Seattle"]
+TAGS = ["python", "sql", "c#", "java", "javascript", "sql-server", "postgresql", "luigi", "c++", ".net"]
+
+START = datetime(2008, 7, 31)
+SPAN = int((datetime(2010, 12, 31) - START).total_seconds())
+DATETIME_MIN = datetime(1753, 1, 1)
+DATETIME_MAX = datetime(9999, 12, 31, 23, 59, 59, 997000)
+
+
+def table_def(name, schema="dbo"):
+    """The sample table as a SQL Server catalog would describe it."""
+    cols = [Column(name="Id", data_type="int", nullable=False, identity=True, source_type="int")]
+    for cname, typ, nullable in SCHEMA[name]:
+        base = typ.split("(")[0]
+        length = None
+        if "(" in typ:
+            arg = typ.split("(")[1].rstrip(")")
+            length = -1 if arg == "max" else int(arg)
+        cols.append(Column(name=cname, data_type=base, nullable=nullable, length=length, source_type=typ))
+    pk = PK_NAMES.get(name, f"PK_{name}__Id")
+    return Table(schema=schema, name=name, columns=cols, primary_key=["Id"], pk_name=pk, dialect="mssql")
+
+
+def table_names(post_history=False):
+    return [t for t in SCHEMA if post_history or t != "PostHistory"]
+
+
+def row_count(name, scale):
+    if name in LOOKUPS:
+        return len(LOOKUPS[name])
+    return max(1, round(ROWS_2010[name] * scale))
+
+
+class Gen:
+    """Random helpers over one seeded generator."""
+
+    def __init__(self, seed):
+        self.r = random.Random(seed)
+
+    def when(self):
+        r = self.r
+        # datetime ticks are 1/300 s: milliseconds end in 0, 3 or 7
+        ms = r.randrange(1000) // 10 * 10 + r.choice((0, 3, 7))
+        return START + timedelta(seconds=r.randrange(SPAN), milliseconds=ms)
+
+    def day(self):
+        return START + timedelta(days=self.r.randrange(SPAN // 86400))
+
+    def text(self, words, unbounded=False):
+        r = self.r
+        parts = r.choices(WORDS, k=words)
+        if r.random() < 0.3:
+            for _ in range(1 + words // 40):
+                parts[r.randrange(len(parts))] = r.choice(SPICE)
+        if unbounded and r.random() < 0.01:
+            parts.append("😀")          # above U+FFFF: only where no length limit applies
+        return " ".join(parts)
+
+    def bounded(self, words, limit):
+        return self.text(words)[:limit]
+
+    def ids(self, count, start=1):
+        """Increasing ids with gaps, like deleted rows leave."""
+        r = self.r
+        out, i = [], start
+        for _ in range(count):
+            out.append(i)
+            i += 1 if r.random() > 0.03 else r.randint(2, 60)
+        return out
+
+
+def rows(name, scale=0.01, seed=42):
+    """Rows of one table as tuples in column order (Id first), deterministic for (scale, seed)."""
+    if name in LOOKUPS:
+        yield from LOOKUPS[name]
+        return
+    g = Gen(f"{seed}:{name}")
+    r = g.r
+    n = row_count(name, scale)
+    n_users = row_count("Users", scale)
+    n_posts = row_count("Posts", scale)
+    user_ids = Gen(f"{seed}:Users").ids(n_users)
+    post_ids = Gen(f"{seed}:Posts").ids(n_posts)
+    ids = Gen(f"{seed}:{name}:ids").ids(n, start=1) if name not in ("Users", "Posts") else None
+
+    def user():
+        return user_ids[int(len(user_ids) * r.random() ** 2)]  # active users write most
+
+    def post():
+        return post_ids[r.randrange(len(post_ids))]
+
+    if name == "Users":
+        for k, uid in enumerate(user_ids):
+            if k == 0:
+                uid = -1                                    # the Community user
+            about = None if r.random() < 0.4 else ("" if r.random() < 0.2 else g.text(r.randint(3, 80), True))
+            rep = 2147483647 if k == 1 else int(1 + r.paretovariate(1.2)) if r.random() < 0.5 else 1
+            yield (uid, about, None if r.random() < 0.7 else r.randint(13, 90), g.when(),
+                   (r.choice(NAMES) + ("" if r.random() < 0.5 else f" {uid}"))[:40],
+                   r.randint(0, 50), None, g.when(),
+                   None if r.random() < 0.5 else r.choice(LOCATIONS), rep, r.randint(0, 500),
+                   r.randint(0, 10000), None if r.random() < 0.6 else ("" if r.random() < 0.3 else
+                                                                      f"https://example.com/{uid}"),
+                   0 if r.random() < 0.05 else uid + 1000)
+    elif name == "Posts":
+        for k, pid in enumerate(post_ids):
+            question = r.random() < 0.45
+            ptype = 1 if question else (2 if r.random() < 0.98 else r.randint(3, 8))
+            created = DATETIME_MIN if k == 0 else g.when()
+            body = "" if r.random() < 0.002 else g.text(int(r.lognormvariate(4.3, 0.8)) + 1, True)
+            score = (-2147483648, 2147483647)[k % 2] if k in (1, 2) else int(r.gauss(2, 6))
+            yield (pid,
+                   (post() if r.random() < 0.5 else 0) if question else 0,
+                   r.randint(0, 12) if question else 0,
+                   body,
+                   g.when() if question and r.random() < 0.1 else None,
+                   r.randint(0, 20),
+                   g.when() if r.random() < 0.01 else None,
+                   created,
+                   r.randint(0, 50) if question and r.random() < 0.3 else 0,
+                   DATETIME_MAX if k == 3 else g.when(),
+                   g.when() if r.random() < 0.4 else None,
+                   r.choice(NAMES)[:40] if r.random() < 0.02 else None,
+                   user() if r.random() < 0.4 else 0,
+                   user() if r.random() < 0.97 else 0,
+                   0 if question else post(),
+                   ptype, score,
+                   "".join(f"<{t}>" for t in r.sample(TAGS, r.randint(1, 5))) if question else None,
+                   g.bounded(r.randint(3, 15), 250) if question else None,
+                   r.randint(1, 100000) if question else 0)
+    elif name == "Comments":
+        for cid in ids:
+            yield (cid, g.when(), post(), None if r.random() < 0.05 else r.randint(-5, 100),
+                   "" if r.random() < 0.001 else g.bounded(r.randint(2, 90), 600),
+                   None if r.random() < 0.03 else user())
+    elif name == "Badges":
+        names = ["Teacher", "Student", "Supporter", "Editor", "Autobiographer", "Critic",
+                 "Nice Answer", "Popular Question", "Necromancer", "Yearling", "c#", "日本語"]
+        for bid in ids:
+            yield (bid, r.choice(names), user(), g.when())
+    elif name == "Votes":
+        for vid in ids:
+            vtype = r.choices((2, 3, 1, 5, 8, 9, 10, 6), (60, 10, 10, 8, 1, 1, 5, 5))[0]
+            yield (vid, post(), user() if vtype in (5, 8) else None,
+                   r.choice((50, 100, 200, 500)) if vtype in (8, 9) else None, vtype, g.day())
+    elif name == "PostLinks":
+        for lid in ids:
+            yield (lid, g.when(), post(), post(), 1 if r.random() < 0.8 else 3)
+    elif name == "PostHistory":
+        for hid in ids:
+            htype = r.choice((1, 2, 3, 4, 5, 6, 10, 24, 50, 52))
+            yield (hid, htype, post(), uuid.UUID(int=r.getrandbits(128), version=4), g.when(),
+                   None if r.random() < 0.05 else user(),
+                   r.choice(NAMES)[:40] if r.random() < 0.02 else None,
+                   None if r.random() < 0.7 else ("" if r.random() < 0.1 else g.text(r.randint(1, 20))),
+                   None if htype in (10, 50, 52) and r.random() < 0.5 else
+                   g.text(int(r.lognormvariate(4.0, 0.8)) + 1, True))
+    else:
+        raise KeyError(f"unknown sample table {name!r}; known: {', '.join(SCHEMA)}")
+
+
+def batched(iterable, size):
+    batch = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# --- writers ------------------------------------------------------------------------------------
+
+def fill_postgres(endpoint, scale=0.01, seed=42, post_history=False, names=None, log=print):
+    """(Re)create the sample tables in a PostgreSQL schema, typed as so_luigi maps SQL Server's."""
+    from . import stream, typemap
+    from .dialects import postgres as pg
+    from .encode import make_row_encoder
+    names = names or table_names(post_history)
+    conn = pg.connect(endpoint)
+    total = 0
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {pg.pg_ident(endpoint.schema)}")
+            for name in names:
+                table = table_def(name, endpoint.schema)
+                typemap.map_table(table, "mssql")
+                cur.execute(f"DROP TABLE IF EXISTS {pg.pg_qualified(endpoint.schema, name)}")
+                cur.execute(pg.create_table_sql(endpoint.schema, table))
+                encoder = make_row_encoder(table)
+                buffer = 32 << 20
+                (count, _), _, nbytes = stream.stream(
+                    lambda sink, t=table, n=name, e=encoder:
+                        stream.copy_rows(batched(rows(n, scale, seed), 2000), e, sink, False, t),
+                    stream.copy_into(cur, endpoint.schema, table, False, buffer), buffer)
+                for statement in pg.finish_table_sql(endpoint.schema, table):
+                    cur.execute(statement)
+                conn.commit()
+                total += count
+                log(f"  {name:<12} {count:>10,} rows {nbytes / 1e6:>9.1f} MB")
+    finally:
+        conn.close()
+    return total
+
+
+def mssql_create_sql(table):
+    cols = []
+    for c in table.columns:
+        spec = f"[{c.name}] {c.source_type}" + (" IDENTITY(1,1)" if c.identity else "")
+        cols.append(spec + (" NULL" if c.nullable else " NOT NULL"))
+    cols.append(f"CONSTRAINT [{table.pk_name}] PRIMARY KEY CLUSTERED ([Id])")
+    return f"CREATE TABLE [{table.schema}].[{table.name}] (" + ", ".join(cols) + ")"
+
+
+def fill_mssql(endpoint, scale=0.01, seed=42, post_history=False, names=None, log=print):
+    """The same sample into SQL Server (multi-row INSERTs: test data, not a fast path)."""
+    from .dialects import mssql
+    names = names or table_names(post_history)
+    conn = mssql.connect(endpoint, autocommit=True)
+    total = 0
+    try:
+        cur = conn.cursor()
+        for name in names:
+            table = table_def(name, endpoint.schema)
+            q = mssql.qualified(endpoint.schema, name)
+            cur.execute(f"IF OBJECT_ID(N'{q.replace(chr(39), chr(39) * 2)}', N'U') IS NOT NULL DROP TABLE {q}")
+            cur.execute(mssql_create_sql(table))
+            cur.execute(f"SET IDENTITY_INSERT {q} ON")
+            width = len(table.columns)
+            per = max(1, min(1000, 2000 // width))        # 2100 parameters per statement at most
+            cols = ", ".join(f"[{c.name}]" for c in table.columns)
+            count = 0
+            for batch in batched(rows(name, scale, seed), per):
+                values = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * len(batch))
+                cur.execute(f"INSERT INTO {q} ({cols}) VALUES {values}",
+                            tuple(v for row in batch for v in row))
+                count += len(batch)
+            cur.execute(f"SET IDENTITY_INSERT {q} OFF")
+            total += count
+            log(f"  {name:<12} {count:>10,} rows")
+    finally:
+        conn.close()
+    return total

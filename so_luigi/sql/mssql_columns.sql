@@ -1,0 +1,16 @@
+-- Columns of one table in order. Identity is only in sys.columns, joined by the table's object id.
+SELECT c.COLUMN_NAME,
+       c.DATA_TYPE,
+       CASE WHEN c.IS_NULLABLE = 'YES' THEN 1 ELSE 0 END,
+       c.CHARACTER_MAXIMUM_LENGTH,
+       c.NUMERIC_PRECISION,
+       c.NUMERIC_SCALE,
+       c.DATETIME_PRECISION,
+       CAST(CASE WHEN sc.is_identity = 1 THEN 1 ELSE 0 END AS int),
+       CAST(CASE WHEN sc.is_computed = 1 THEN 1 ELSE 0 END AS int)
+FROM INFORMATION_SCHEMA.COLUMNS c
+LEFT JOIN sys.columns sc
+       ON sc.object_id = OBJECT_ID(QUOTENAME(c.TABLE_SCHEMA) + '.' + QUOTENAME(c.TABLE_NAME))
+      AND sc.name = c.COLUMN_NAME
+WHERE c.TABLE_SCHEMA = %(schema)s AND c.TABLE_NAME = %(table)s
+ORDER BY c.ORDINAL_POSITION;

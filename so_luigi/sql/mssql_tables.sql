@@ -1,0 +1,5 @@
+-- Base tables of one schema, by name (INFORMATION_SCHEMA keeps the names' case everywhere).
+SELECT TABLE_NAME
+FROM INFORMATION_SCHEMA.TABLES
+WHERE TABLE_SCHEMA = %(schema)s AND TABLE_TYPE = 'BASE TABLE'
+ORDER BY TABLE_NAME;

@@ -1,0 +1,228 @@
+"""Streaming a partition: a reader thread fills a bounded byte pipe, the COPY FROM STDIN drains it.
+
+The pipe holds at most ``limit`` bytes, so a worker's memory is bounded by ``buffer_mb`` plus two
+chunks in flight plus the drivers' own fixed buffers, whatever the table size. Reading overlaps
+writing: psycopg2 and pymssql release the GIL while they wait on the network.
+
+Sources:
+* PostgreSQL: ``COPY (SELECT ... range) TO STDOUT`` (binary when the destination types are the
+  source's own, else text) feeds the pipe with no per-value Python work;
+* SQL Server: ``fetchmany`` batches, sized to the chunk, through ``encode.make_row_encoder``; the
+  rows' checksum is computed from the encoded lines on the way.
+"""
+import threading
+import time
+from collections import deque
+
+from . import encode
+from .dialects import mssql, postgres as pg
+from .errors import DataError
+
+
+class PipeAborted(Exception):
+    """The consumer gave up (its COPY failed): the producer stops reading."""
+
+
+class BoundedPipe:
+    """Byte chunks from one producer thread to one consumer, at most ``limit`` bytes queued."""
+
+    def __init__(self, limit):
+        self.limit = max(1, int(limit))
+        self._chunks = deque()
+        self._queued = 0
+        self._cv = threading.Condition()
+        self._closed = False
+        self._aborted = False
+        self.error = None
+        self.total_bytes = 0
+        self.peak_bytes = 0
+
+    def put(self, data):
+        with self._cv:
+            # a chunk larger than the limit still passes, alone, so progress never stalls
+            while self._queued and self._queued + len(data) > self.limit and not self._aborted:
+                self._cv.wait()
+            if self._aborted:
+                raise PipeAborted()
+            self._chunks.append(data)
+            self._queued += len(data)
+            self.total_bytes += len(data)
+            self.peak_bytes = max(self.peak_bytes, self._queued)
+            self._cv.notify_all()
+
+    def close(self, error=None):
+        with self._cv:
+            self._closed = True
+            self.error = error
+            self._cv.notify_all()
+
+    def abort(self):
+        with self._cv:
+            self._aborted = True
+            self._chunks.clear()
+            self._queued = 0
+            self._cv.notify_all()
+
+    def read(self, size=-1):
+        """File-like read for psycopg2's copy_expert: the next chunk, b'' at the end."""
+        with self._cv:
+            while not self._chunks and not self._closed:
+                self._cv.wait()
+            if self._chunks:
+                data = self._chunks.popleft()
+                self._queued -= len(data)
+                self._cv.notify_all()
+                return data
+            if self.error is not None:
+                raise self.error
+            return b""
+
+
+class ChunkWriter:
+    """File-like write() target that groups small writes (one per row for COPY TO) into chunks."""
+
+    def __init__(self, pipe, chunk_bytes):
+        self.pipe = pipe
+        self.chunk_bytes = chunk_bytes
+        self._buf = bytearray()
+
+    def write(self, data):
+        self._buf += data
+        if len(self._buf) >= self.chunk_bytes:
+            self.flush()
+
+    def flush(self):
+        if self._buf:
+            self.pipe.put(bytes(self._buf))
+            self._buf.clear()
+
+
+def chunk_size(buffer_bytes):
+    return max(64 * 1024, min(4 * 1024 * 1024, buffer_bytes // 4))
+
+
+def stream(read, write, buffer_bytes):
+    """Run ``read(sink)`` in a thread while ``write(pipe)`` drains the pipe here.
+
+    Returns (read's result, write's result, bytes moved). A reader failure is raised as itself
+    (not as the COPY error it provokes); a writer failure stops the reader.
+    """
+    pipe = BoundedPipe(buffer_bytes)
+    result = {}
+
+    def produce():
+        try:
+            sink = ChunkWriter(pipe, chunk_size(buffer_bytes))
+            result["read"] = read(sink)
+            sink.flush()
+            pipe.close()
+        except BaseException as exc:  # noqa: BLE001 -- handed to the consumer thread
+            pipe.close(exc)
+
+    producer = threading.Thread(target=produce, name="so_luigi-reader", daemon=True)
+    producer.start()
+    try:
+        written = write(pipe)
+    except BaseException:
+        pipe.abort()
+        producer.join()
+        if pipe.error is not None and not isinstance(pipe.error, PipeAborted):
+            raise pipe.error from None
+        raise
+    producer.join()
+    if pipe.error is not None:
+        raise pipe.error
+    return result.get("read"), written, pipe.total_bytes
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+def binary_compatible(table):
+    """Binary COPY needs the destination types to be exactly the source's."""
+    return all(c.pg_type == c.source_type for c in table.columns)
+
+
+def postgres_reader(endpoint, table, lo, hi, binary):
+    def read(sink):
+        conn = pg.connect(endpoint)
+        try:
+            conn.set_session(readonly=True)
+            with conn.cursor() as cur:
+                cur.copy_expert(pg.copy_out_sql(table, lo, hi, binary, cur), sink,
+                                size=256 * 1024)
+                rows = cur.rowcount
+            conn.rollback()
+            return rows, None
+        finally:
+            conn.close()
+    return read
+
+
+def mssql_reader(endpoint, table, lo, hi, checksum, target_batch_bytes):
+    encoder = encode.make_row_encoder(table)
+    batch = [1000]
+
+    def read(sink):
+        conn = mssql.connect(endpoint)
+        try:
+            cur = conn.cursor()
+            query, params = mssql.select_sql(table, lo, hi)
+            cur.execute(query, params)
+            return copy_rows(iter(lambda: cur.fetchmany(batch[0]), []), encoder, sink, checksum,
+                             table, batch, target_batch_bytes)
+        finally:
+            conn.close()
+    return read
+
+
+def copy_rows(batches, encoder, sink, checksum, table, batch=None, target_batch_bytes=4 << 20):
+    """Encode row batches into ``sink``; returns (rows, checksum or None).
+
+    ``batch`` (a one-element list) is resized so a batch encodes to about target_batch_bytes:
+    wide Posts rows and narrow Votes rows both keep memory flat.
+    """
+    rows, total = 0, 0
+    for chunk in batches:
+        lines = encoder(chunk)
+        try:
+            blines = encode.encode_lines(lines)
+        except UnicodeEncodeError:
+            raise _bad_unicode(table, chunk, lines) from None
+        if checksum:
+            total += encode.lines_checksum(blines)
+        blines.append(b"")
+        data = b"\n".join(blines)
+        sink.write(data)
+        rows += len(chunk)
+        if batch is not None and data:
+            batch[0] = max(100, min(100_000, int(batch[0] * target_batch_bytes / len(data))))
+    return rows, (total if checksum else None)
+
+
+def _bad_unicode(table, rows, lines):
+    key = table.primary_key[0] if table.primary_key else None
+    k = [c.name for c in table.columns].index(key) if key else None
+    for row, line in zip(rows, lines):
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            where = f"{key}={row[k]}" if key else "a row"
+            return DataError(f"{table.qualified} {where}: text holds an unpaired UTF-16 surrogate "
+                             f"({exc.object[exc.start:exc.end]!r}), which is not valid Unicode")
+    return DataError(f"{table.qualified}: text is not valid Unicode")
+
+
+def reader(endpoint, table, lo, hi, checksum, buffer_bytes):
+    """The reader for ``endpoint``'s dialect and (checksum) whether it must checksum rows itself."""
+    if endpoint.url.dialect == "postgres":
+        return postgres_reader(endpoint, table, lo, hi, binary_compatible(table))
+    return mssql_reader(endpoint, table, lo, hi, checksum, chunk_size(buffer_bytes))
+
+
+def copy_into(cursor, schema, table, binary, buffer_bytes):
+    """The writer: COPY ... FROM STDIN reading the pipe; returns the rows PostgreSQL stored."""
+    def write(pipe):
+        started = time.monotonic()
+        cursor.copy_expert(pg.copy_in_sql(schema, table, binary), pipe, size=chunk_size(buffer_bytes))
+        return cursor.rowcount, time.monotonic() - started
+    return write
