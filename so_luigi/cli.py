@@ -1,0 +1,154 @@
+"""`so-luigi` (= `python -m so_luigi`): everything that is not a Luigi run.
+
+    so-luigi demo                 embedded PostgreSQL + generated sample + ReplicateAll + report
+    so-luigi generate --to URL    fill a source database with the StackOverflow-shaped sample
+    so-luigi report               per-table summary of a run, from the marker tables
+    so-luigi reset                forget a run's markers so the next run copies afresh
+    so-luigi types                the SQL Server -> PostgreSQL type table (Markdown)
+"""
+import argparse
+import os
+import sys
+import time
+
+from .errors import SoLuigiError
+
+
+def _endpoint(url, schema, role):
+    from .config import DEFAULT_SCHEMA, Endpoint, parse_url
+    parsed = parse_url(url, role)
+    return Endpoint(parsed, schema or DEFAULT_SCHEMA[parsed.dialect], role)
+
+
+def cmd_demo(args):
+    import luigi
+
+    from . import embedded, sample
+    from .tasks import ReplicateAll
+    print(f"so_luigi demo: starting an embedded PostgreSQL ({args.server})", flush=True)
+    cluster = embedded.start(args.server)
+    try:
+        source_url = cluster.create_database("so_source")
+        target_url = cluster.create_database("so_target")
+        os.environ["SO_SOURCE_URL"], os.environ["SO_TARGET_URL"] = source_url, target_url
+        os.environ.pop("SO_SOURCE_SCHEMA", None)
+        os.environ.pop("SO_TARGET_SCHEMA", None)
+        print(f"generating the StackOverflow-shaped sample at scale {args.scale} into {source_url}")
+        started = time.monotonic()
+        sample.fill_postgres(_endpoint(source_url, "public", "source"), scale=args.scale, seed=args.seed)
+        print(f"sample ready in {time.monotonic() - started:.1f} s; replicating with Luigi "
+              f"({args.workers} workers)", flush=True)
+        ok = luigi.build([ReplicateAll(chunk_rows=args.chunk_rows)], local_scheduler=True,
+                         workers=args.workers, log_level="WARNING")
+        print("demo " + ("succeeded: every table verified" if ok else "FAILED"), flush=True)
+        return 0 if ok else 1
+    finally:
+        cluster.stop()
+
+
+def cmd_generate(args):
+    from . import sample
+    ep = _endpoint(args.to, args.schema, "source")
+    print(f"generating sample scale {args.scale} seed {args.seed} into {ep}")
+    fill = sample.fill_postgres if ep.url.dialect == "postgres" else sample.fill_mssql
+    total = fill(ep, scale=args.scale, seed=args.seed, post_history=args.post_history)
+    print(f"{total:,} rows")
+    return 0
+
+
+def _target_conn():
+    from .config import target_endpoint
+    from .dialects import postgres as pg
+    return pg.connect(target_endpoint())
+
+
+def cmd_report(args):
+    from . import report
+    conn = _target_conn()
+    try:
+        print(report.render(conn, args.run_id))
+    finally:
+        conn.close()
+    return 0
+
+
+def cmd_reset(args):
+    from . import markers
+    from .config import target_endpoint
+    from .dialects.base import pg_qualified
+    tables = [t.strip() for t in args.tables.split(",") if t.strip()] or None
+    conn = _target_conn()
+    try:
+        markers.ensure_schema(conn)
+        if args.drop_tables:
+            schema = target_endpoint().schema
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT table_name FROM {markers.m()}.tables WHERE run_id = %s", (args.run_id,))
+                for (name,) in cur.fetchall():
+                    if tables is None or name in tables:
+                        cur.execute(f"DROP TABLE IF EXISTS {pg_qualified(schema, name)}")
+        markers.reset(conn, args.run_id, tables)
+    finally:
+        conn.close()
+    what = ", ".join(tables) if tables else "all tables"
+    print(f"run {args.run_id!r}: markers of {what} removed; the next run copies them afresh")
+    return 0
+
+
+def cmd_types(args):
+    from .typemap import markdown_table
+    print(markdown_table())
+    return 0
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="so-luigi", description=__doc__.split("\n\n")[0].strip())
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="run the whole pipeline on an embedded PostgreSQL and a generated sample")
+    d.add_argument("--scale", type=float, default=0.005, help="sample size, 1.0 = StackOverflow2010 row counts")
+    d.add_argument("--seed", type=int, default=42)
+    d.add_argument("--workers", type=int, default=2)
+    d.add_argument("--chunk-rows", type=int, default=20000)
+    d.add_argument("--server", choices=("pgserver", "debian"), default="pgserver",
+                   help="pgserver (pip, the default) or the machine's own PostgreSQL binaries")
+    d.set_defaults(func=cmd_demo)
+
+    g = sub.add_parser("generate", help="fill a source database with the StackOverflow-shaped sample")
+    g.add_argument("--to", required=True, help="postgresql:// or mssql:// URL")
+    g.add_argument("--schema", default="")
+    g.add_argument("--scale", type=float, default=0.01)
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--post-history", action="store_true", help="also PostHistory")
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("report", help="per-table summary of a run (reads [target] / SO_TARGET_URL)")
+    r.add_argument("--run-id", default="default")
+    r.set_defaults(func=cmd_report)
+
+    z = sub.add_parser("reset", help="forget a run's markers: the next run copies afresh")
+    z.add_argument("--run-id", default="default")
+    z.add_argument("--tables", default="", help="comma-separated subset (default: the whole run)")
+    z.add_argument("--drop-tables", action="store_true", help="also drop the destination tables")
+    z.set_defaults(func=cmd_reset)
+
+    t = sub.add_parser("types", help="print the SQL Server -> PostgreSQL type table")
+    t.set_defaults(func=cmd_types)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SoLuigiError as exc:
+        if os.environ.get("SO_LUIGI_DEBUG"):
+            raise
+        print(f"so-luigi: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
