@@ -81,6 +81,12 @@ def start_debian(bindir, settings=()):
     subprocess.run(_as_postgres([f"{bindir}/initdb", "-D", data, "-U", "postgres", "-A", "trust",
                                  "-E", "UTF8", "--locale=C", "--no-sync"]),
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # trust on loopback, except the role so_pw, which must give its password (tests of
+    # wrong-password handling need one role that checks)
+    with open(os.path.join(data, "pg_hba.conf"), "w") as hba:
+        hba.write("local all all trust\n"
+                  "host all so_pw 127.0.0.1/32 scram-sha-256\n"
+                  "host all all 127.0.0.1/32 trust\n")
     opts = ["-c", f"port={port}", "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={workdir}",
             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
             "-c", "max_connections=200", "-c", "shared_buffers=256MB", "-c", "max_wal_size=4GB"]

@@ -87,23 +87,44 @@ def _digits(shortest_text):
     return ("-" if sign else "") + (digits.rstrip("0") or "0"), exponent + len(digits) - 1
 
 
+def _ryu_shortest(value, fmt, start=1):
+    """Shortest decimal that reads back as this float, as PostgreSQL's Ryu prints it.
+
+    ``fmt`` is "f" (float4) or "d" (float8). A candidate must lie strictly inside the rounding
+    interval: PostgreSQL never prints the exact midpoint between two floats, where Python's repr
+    (round-half-even) does, e.g. 3.570533188559288e+17 prints as 3.5705331885592883e+17.
+    """
+    ints = "<I" if fmt == "f" else "<Q"
+    bits = struct.unpack(ints, struct.pack("<" + fmt, value))[0]
+    exact_float = struct.unpack("<" + fmt, struct.pack(ints, bits))[0]
+    exact = Decimal(exact_float)
+    magnitude = bits & (0x7FFFFFFF if fmt == "f" else 0x7FFFFFFFFFFFFFFF)
+    below = Decimal(struct.unpack("<" + fmt, struct.pack(ints, bits - 1))[0]) if magnitude else -exact
+    above = struct.unpack("<" + fmt, struct.pack(ints, bits + 1))[0]
+    # past the largest float the next step is infinity; Ryu keeps the same spacing there
+    above = exact + (exact - below) if above in (float("inf"), float("-inf")) else Decimal(above)
+    low, high = sorted(((exact + below) / 2, (exact + above) / 2))
+    for precision in range(start, 18):
+        candidate = f"{exact_float:.{precision}g}"
+        if low < Decimal(candidate) < high:
+            return candidate
+    return repr(exact_float)
+
+
 def float8(value):
     value = float(value)
-    return _special(value) or _float_text(*_digits(repr(value)), 15)  # DBL_DIG = 15
-
-
-def _float4_repr(value):
-    single = struct.unpack("f", struct.pack("f", value))[0]
-    for precision in range(1, 10):
-        candidate = f"{single:.{precision}g}"
-        if struct.unpack("f", struct.pack("f", float(candidate)))[0] == single:
-            return candidate
-    return repr(single)
+    special = _special(value)
+    if special:
+        return special
+    # repr's length is Ryu's unless repr landed on a midpoint: start the search there
+    digits, _ = _digits(repr(value))
+    digits, exp10 = _digits(_ryu_shortest(value, "d", len(digits.lstrip("-"))))
+    return _float_text(digits, exp10, 15)  # DBL_DIG = 15
 
 
 def float4(value):
     value = float(value)
-    return _special(value) or _float_text(*_digits(_float4_repr(value)), 6)  # FLT_DIG = 6
+    return _special(value) or _float_text(*_digits(_ryu_shortest(value, "f")), 6)  # FLT_DIG = 6
 
 
 _EPOCH = datetime(2000, 1, 1)       # PostgreSQL's timestamp epoch: its rounding is symmetric around it

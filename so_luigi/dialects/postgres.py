@@ -183,6 +183,11 @@ def _escaped(expr):
             f"E'\\n', '\\n'), E'\\r', '\\r')")
 
 
+# types whose ::text cast differs from their output function (what COPY prints): bool casts to
+# 'true', bpchar drops trailing blanks, inet/cidr add or drop the mask
+OUTPUT_NOT_CAST = {"bool": "boolout", "bpchar": "bpcharout", "inet": "inet_out", "cidr": "cidr_out"}
+
+
 def checksum_sql(schema, table):
     """count(*) and the sum of the signed 64-bit heads of md5(COPY text line) over all rows.
 
@@ -193,8 +198,8 @@ def checksum_sql(schema, table):
     for c in table.columns:
         ident = pg_ident(c.name)
         typ = c.pg_type or c.source_type
-        # bpchar::text drops trailing blanks, its output function does not
-        expr = f"bpcharout({ident})::text" if typemap.base_type(typ) == "bpchar" else f"{ident}::text"
+        out_fn = OUTPUT_NOT_CAST.get(typemap.base_type(typ))
+        expr = f"{out_fn}({ident})::text" if out_fn else f"{ident}::text"
         if not typemap.is_plain(typ):
             expr = _escaped(expr)
         parts.append(f"coalesce({expr}, '\\N')")

@@ -1,0 +1,58 @@
+"""End to end, PostgreSQL to PostgreSQL, through the real `luigi` command line."""
+from so_luigi import sample
+from conftest import assert_same_tables
+
+TABLES = sample.table_names(post_history=True)
+
+
+def loaded_markers(pair):
+    return pair.query("target", "SELECT table_name, partition, loaded_at, worker FROM so_luigi.loaded "
+                                "ORDER BY 1, 2")
+
+
+def test_generated_sample_copies_exactly_and_second_run_does_nothing(pair):
+    sample.fill_postgres(pair.source(), scale=0.004, post_history=True, log=lambda *a: None)
+    result = pair.run("--workers", "3", "--chunk-rows", "7000")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ok: count+checksum" in result.stdout
+    assert_same_tables(pair, TABLES)
+
+    # partitions balanced by rows, not by id arithmetic: all but the last hold chunk_rows rows
+    sizes = pair.query("target", "SELECT partition, rows FROM so_luigi.loaded WHERE table_name = 'Votes' "
+                                 "ORDER BY partition")
+    assert len(sizes) > 3
+    assert all(rows == 7000 for _, rows in sizes[:-1]) and 0 < sizes[-1][1] <= 7000
+
+    # keys, indexes, identity and statistics were built after verification
+    pk = pair.query("target", "SELECT conname FROM pg_constraint WHERE contype = 'p' "
+                              "AND conrelid = '\"Users\"'::regclass")
+    assert pk == [("PK_Users_Id",)]
+    new_id = pair.query("target", 'INSERT INTO "Users" ("CreationDate", "DisplayName", "DownVotes", '
+                                  '"LastAccessDate", "Reputation", "UpVotes", "Views") '
+                                  "VALUES (now(), 'new', 0, now(), 1, 0, 0) RETURNING \"Id\"")[0][0]
+    assert new_id > pair.query("source", 'SELECT max("Id") FROM "Users"')[0][0]
+    analyzed = pair.query("target", "SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = 'public' "
+                                    "AND last_analyze IS NOT NULL")[0][0]
+    assert analyzed == len(TABLES)
+
+    before = loaded_markers(pair)
+    again = pair.run("--workers", "3", "--chunk-rows", "7000")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "did not run any tasks" in again.stderr or "complete ones were encountered" in again.stderr
+    assert loaded_markers(pair) == before
+
+
+def test_subset_schemas_and_empty_table(pair):
+    pair.query("source", 'CREATE SCHEMA "Src"; CREATE TABLE "Src"."Empty" ("Id" int PRIMARY KEY, "v" text); '
+                         'CREATE TABLE "Src"."NoKey" ("a" text, "b" numeric(12,3)); '
+                         "INSERT INTO \"Src\".\"NoKey\" SELECT repeat('x', g % 7), g / 7.0 FROM generate_series(1, 5000) g; "
+                         'CREATE TABLE "Src"."Skipped" ("Id" int)')
+    env = pair.env(SO_SOURCE_SCHEMA="Src", SO_TARGET_SCHEMA="Copy")
+    result = pair.run("--tables", "Empty,NoKey", "--chunk-rows", "1000", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert pair.query("target", 'SELECT count(*) FROM "Copy"."Empty"') == [(0,)]
+    # a table without an integer key loads as one partition
+    assert pair.query("target", "SELECT count(*), sum(rows) FROM so_luigi.loaded WHERE table_name = 'NoKey'") == [(1, 5000)]
+    assert pair.query("target", "SELECT to_regclass('\"Copy\".\"Skipped\"')") == [(None,)]
+    src = pair.query("source", 'SELECT a, b FROM "Src"."NoKey" ORDER BY a, b')
+    assert src == pair.query("target", 'SELECT a, b FROM "Copy"."NoKey" ORDER BY a, b')
