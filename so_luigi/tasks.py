@@ -34,6 +34,13 @@ class SoTask(luigi.Task):
     run_id = luigi.Parameter(default="default",
                              description="names this copy; markers and the stored plan are per run_id")
 
+    def complete(self):
+        try:
+            return super().complete()
+        except SoLuigiError as exc:     # e.g. the destination is unreachable: say so once, plainly
+            _say(exc)
+            raise
+
     def on_failure(self, exception):
         if isinstance(exception, SoLuigiError) and not debug():
             return f"{type(exception).__name__}: {exception}"
@@ -201,7 +208,17 @@ class _OneLineErrors(logging.Filter):
 logging.getLogger("luigi-interface").addFilter(_OneLineErrors())
 
 
+_said = set()
+
+
+def _say(exception):
+    text = f"so_luigi: error: {exception}"
+    if text not in _said:
+        _said.add(text)
+        print(text, file=sys.stderr, flush=True)
+
+
 @SoTask.event_handler(luigi.Event.FAILURE)
 def _say_failure(task, exception):
     if isinstance(exception, SoLuigiError):
-        print(f"so_luigi: error: {exception}", file=sys.stderr, flush=True)
+        _say(exception)
