@@ -1,0 +1,85 @@
+"""The bounded stream: the pipe never holds more than its limit, failures on either side stop
+both, and a worker's peak memory stays under buffer_mb plus a fixed overhead for a table many
+times that size."""
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from so_luigi import stream
+from conftest import ROOT
+
+
+def test_pipe_never_holds_more_than_its_limit():
+    pipe = stream.BoundedPipe(10_000)
+    got = []
+
+    def consume():
+        while True:
+            time.sleep(0.001)
+            data = pipe.read()
+            if not data:
+                return
+            got.append(data)
+    t = threading.Thread(target=consume)
+    t.start()
+    for i in range(500):
+        pipe.put(bytes([i % 256]) * 1000)
+    pipe.close()
+    t.join()
+    assert b"".join(got) == b"".join(bytes([i % 256]) * 1000 for i in range(500))
+    assert pipe.peak_bytes <= 10_000
+
+
+def test_reader_failure_is_raised_as_itself():
+    def read(sink):
+        sink.write(b"x" * 100)
+        raise KeyError("source went away")
+
+    def write(pipe):
+        while pipe.read():
+            pass
+    with pytest.raises(KeyError, match="source went away"):
+        stream.stream(read, write, 1 << 20)
+
+
+def test_writer_failure_stops_the_reader():
+    produced = []
+
+    def read(sink):
+        for _ in range(10_000):
+            sink.write(b"y" * 100_000)
+            produced.append(1)
+
+    def write(pipe):
+        pipe.read()
+        raise RuntimeError("COPY failed")
+    with pytest.raises(RuntimeError, match="COPY failed"):
+        stream.stream(read, write, 1 << 20)
+    assert len(produced) < 100      # stopped at once, not after reading everything
+
+
+PEAK = """
+import resource, sys, luigi, so_luigi
+ok = luigi.build([so_luigi.ReplicateAll(buffer_mb=int(sys.argv[1]), chunk_rows=10**7)],
+                 local_scheduler=True, workers=1, log_level="WARNING")
+print("PEAK_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, ok)
+"""
+
+
+@pytest.mark.parametrize("buffer_mb", [8, 64])
+def test_peak_memory_is_buffer_plus_fixed_overhead_whatever_the_table_size(pair, buffer_mb):
+    # one 300 MB partition: far larger than either buffer
+    pair.query("source", 'CREATE TABLE "Big" ("Id" int PRIMARY KEY, "Body" text NOT NULL); '
+                         "INSERT INTO \"Big\" SELECT g, repeat(md5(g::text), 160) FROM generate_series(1, 60000) g")
+    out = subprocess.run([sys.executable, "-c", PEAK, str(buffer_mb)], cwd=ROOT, env=pair.env(),
+                         capture_output=True, text=True, timeout=600)
+    line = [l for l in out.stdout.splitlines() if l.startswith("PEAK_KB")]
+    assert line and line[0].endswith("True"), out.stderr[-3000:]
+    peak_mb = int(line[0].split()[1]) / 1024
+    moved = pair.query("target", "SELECT sum(bytes) FROM so_luigi.loaded")[0][0] / 2 ** 20
+    assert moved > 250
+    print(f"buffer {buffer_mb} MB: peak RSS {peak_mb:.0f} MB for {moved:.0f} MB streamed")
+    assert peak_mb < buffer_mb + 100
