@@ -45,6 +45,8 @@ SCHEMA = {
                     ("RevisionGUID", "uniqueidentifier", False), ("CreationDate", "datetime", False),
                     ("UserId", "int", True), ("UserDisplayName", "nvarchar(40)", True),
                     ("Comment", "nvarchar(max)", True), ("Text", "nvarchar(max)", True)],
+    "Tags": [("TagName", "nvarchar(150)", False), ("Count", "int", False), ("ExcerptPostId", "int", True),
+             ("WikiPostId", "int", True)],
 }
 
 PK_NAMES = {"Users": "PK_Users_Id", "VoteTypes": "PK_VoteType__Id"}
@@ -95,7 +97,8 @@ def table_def(name, schema="dbo"):
 
 
 def table_names(post_history=False):
-    return [t for t in SCHEMA if post_history or t != "PostHistory"]
+    """The nine StackOverflow2010 tables, and PostHistory when asked (Tags is for dumps only)."""
+    return [t for t in SCHEMA if t != "Tags" and (post_history or t != "PostHistory")]
 
 
 def row_count(name, scale):
@@ -249,7 +252,6 @@ def fill_postgres(endpoint, scale=0.01, seed=42, post_history=False, names=None,
     """(Re)create the sample tables in a PostgreSQL schema, typed as so_luigi maps SQL Server's."""
     from . import stream, typemap
     from .dialects import postgres as pg
-    from .encode import make_row_encoder
     names = names or table_names(post_history)
     conn = pg.connect(endpoint)
     total = 0
@@ -261,12 +263,7 @@ def fill_postgres(endpoint, scale=0.01, seed=42, post_history=False, names=None,
                 typemap.map_table(table, "mssql")
                 cur.execute(f"DROP TABLE IF EXISTS {pg.pg_qualified(endpoint.schema, name)}")
                 cur.execute(pg.create_table_sql(endpoint.schema, table))
-                encoder = make_row_encoder(table)
-                buffer = 32 << 20
-                (count, _), _, nbytes = stream.stream(
-                    lambda sink, t=table, n=name, e=encoder:
-                        stream.copy_rows(batched(rows(n, scale, seed), 2000), e, sink, False, t),
-                    stream.copy_into(cur, endpoint.schema, table, False, buffer), buffer)
+                count, nbytes = stream.copy_rows_into(cur, endpoint.schema, table, rows(name, scale, seed))
                 for statement in pg.finish_table_sql(endpoint.schema, table):
                     cur.execute(statement)
                 conn.commit()
