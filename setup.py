@@ -15,6 +15,6 @@ setup(
         # the embedded PostgreSQL of `so-luigi demo` (a pip-installable server)
         "pgserver>=0.1.4",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "sqlglot>=20"]},
     entry_points={"console_scripts": ["so-luigi=so_luigi.cli:main"]},
 )

@@ -53,6 +53,11 @@ class SoTask(luigi.Task):
                 yield from result
         except psycopg2.Error as exc:
             raise pg.translate(exc) from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("pymssql"):
+                from .dialects import mssql
+                raise mssql.translate(exc) from exc
+            raise
 
     def work(self):
         raise NotImplementedError

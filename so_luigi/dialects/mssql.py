@@ -7,7 +7,7 @@ come through pymssql's DB-API cursor and are turned into COPY text by ``encode``
 Written against SQL Server's documented catalog; it runs only where a server is reachable
 (tests/test_mssql_integration.py with SO_TEST_MSSQL_URL).
 """
-from ..errors import ConnectError, SchemaError, TransientError, one_line
+from ..errors import ConnectError, SchemaError, TransientError
 from ..planning import boundaries_sql, predicate
 from .base import Column, Index, Table, mssql_ident
 from .postgres import sql
@@ -31,14 +31,22 @@ def connect(endpoint, autocommit=True):
 
 
 def _message(exc):
+    """The server's or DB-Lib's words, without DB-Lib's 'error message N, severity S' headers."""
     args = getattr(exc, "args", ())
-    if args and isinstance(args[0], tuple) and len(args[0]) > 1:
-        detail = args[0][1]
-        return detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
-    return str(exc)
+    detail = args[0][1] if args and isinstance(args[0], tuple) and len(args[0]) > 1 else str(exc)
+    if isinstance(detail, bytes):
+        detail = detail.decode("utf-8", "replace")
+    lines = []
+    for line in str(detail).splitlines():
+        line = line.strip()
+        if line and not line.startswith("DB-Lib error message") and "Check messages from the SQL Server" not in line \
+                and line not in lines:
+            lines.append(line)
+    return "; ".join(lines) or str(exc)
 
 
 def connect_error(exc, ep):
+    import socket
     msg = _message(exc)
     url = ep.url
     where = f"{ep.role} {url.redacted}"
@@ -47,10 +55,26 @@ def connect_error(exc, ep):
                             f"(set [{ep.role}] url or SO_{ep.role.upper()}_URL)")
     if "Cannot open database" in msg:
         return ConnectError(f"{where}: database {url.database!r} does not exist or the login cannot open it")
-    if "Unable to connect" in msg or "unavailable or does not exist" in msg or "Connection refused" in msg:
+    if "Unable to connect" in msg or "unavailable or does not exist" in msg:
+        try:
+            socket.getaddrinfo(url.host, None)
+        except OSError:
+            return ConnectError(f"{where}: unknown host {url.host!r}")
         return TransientError(f"{where}: no SQL Server answers at {url.host}:{url.port or 1433} "
-                              "(unknown host, server down or port closed)")
-    return ConnectError(f"{where}: {one_line(msg)}")
+                              "(server down or port closed)")
+    return ConnectError(f"{where}: {msg}")
+
+
+def translate(exc):
+    """A pymssql error raised while working becomes a one-line SoLuigiError."""
+    from ..errors import SoLuigiError
+    import pymssql
+    msg = _message(exc)
+    if isinstance(exc, (pymssql.OperationalError, pymssql.InterfaceError)):
+        return TransientError(f"source SQL Server: connection lost or server unavailable: {msg}")
+    if "permission" in msg.lower() or "denied" in msg.lower():
+        return SchemaError(f"source SQL Server: permission denied, grant SELECT or use another login: {msg}")
+    return SoLuigiError(f"source SQL Server: {msg}")
 
 
 def schema_exists(conn, schema):
