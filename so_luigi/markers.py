@@ -95,24 +95,30 @@ def worker_id():
 
 # --- runs -----------------------------------------------------------------------------------
 
+def check_run(cur, run_id, source_ep, target_ep):
+    """True if run_id is registered for this source and schemas, False if not registered at all;
+    a run_id begun from another source or into another schema is refused."""
+    from .errors import ConfigError
+    cur.execute(f"SELECT source, source_schema, target_schema FROM {m()}.runs WHERE run_id = %s", (run_id,))
+    row = cur.fetchone()
+    now = (source_ep.url.redacted, source_ep.schema, target_ep.schema)
+    if row is not None and tuple(row) != now:
+        raise ConfigError(
+            f"run_id {run_id!r} was started copying {row[0]} schema {row[1]} into schema {row[2]}, "
+            f"not {now[0]} schema {now[1]} into {now[2]}: pass another --run-id, or "
+            f"`so-luigi reset --run-id {run_id}` to start it afresh")
+    return row is not None
+
+
 def register_run(conn, run_id, source_ep, target_ep):
     """Record which source a run_id copies; refuse to continue a run_id begun elsewhere."""
-    from .errors import ConfigError
     ensure_schema(conn)
     with conn.cursor() as cur:
         lock(cur, "run", run_id)
-        cur.execute(f"SELECT source, source_schema, target_schema FROM {m()}.runs WHERE run_id = %s",
-                    (run_id,))
-        row = cur.fetchone()
-        now = (source_ep.url.redacted, source_ep.schema, target_ep.schema)
-        if row is None:
+        if not check_run(cur, run_id, source_ep, target_ep):
             cur.execute(f"INSERT INTO {m()}.runs (run_id, source, source_schema, target_schema) "
-                        "VALUES (%s, %s, %s, %s)", (run_id,) + now)
-        elif tuple(row) != now:
-            raise ConfigError(
-                f"run_id {run_id!r} was started copying {row[0]} schema {row[1]} into schema {row[2]}, "
-                f"not {now[0]} schema {now[1]} into {now[2]}: pass another --run-id, or "
-                f"`so-luigi reset --run-id {run_id}` to start it afresh")
+                        "VALUES (%s, %s, %s, %s)",
+                        (run_id, source_ep.url.redacted, source_ep.schema, target_ep.schema))
     conn.commit()
 
 
@@ -234,7 +240,7 @@ def reset(conn, run_id, tables=None):
 _conn = {"pid": None, "conn": None}
 
 
-def _shared_connection():
+def shared_connection():
     if _conn["pid"] != os.getpid() or _conn["conn"] is None or _conn["conn"].closed:
         _conn["conn"] = pg.connect(target_endpoint(), autocommit=True)
         _conn["pid"] = os.getpid()
@@ -261,7 +267,7 @@ class MarkerTarget(luigi.Target):
 
     def exists(self):
         for attempt in (1, 2):
-            conn = _shared_connection()
+            conn = shared_connection()
             try:
                 with conn.cursor() as cur:
                     cur.execute(self.QUERIES[self.kind].format(m=m()), self.key)

@@ -166,6 +166,18 @@ class ReplicateAll(_HowMixin, SoTask):
     def output(self):
         return markers.MarkerTarget("replicated", self.run_id, ",".join(sorted(self.wanted)) or "*")
 
+    def complete(self):
+        done = super().complete()
+        if done:
+            # a finished run_id pointed at another source must say so, not report "done"
+            try:
+                with markers.shared_connection().cursor() as cur:
+                    markers.check_run(cur, self.run_id, source_endpoint(), target_endpoint())
+            except SoLuigiError as exc:
+                _say(exc)
+                raise
+        return done
+
     def work(self):
         if self.chunk_rows < 1 or self.buffer_mb < 1:
             raise ConfigError("--chunk-rows and --buffer-mb must be at least 1")

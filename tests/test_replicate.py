@@ -46,7 +46,9 @@ def test_subset_schemas_and_empty_table(pair):
     pair.query("source", 'CREATE SCHEMA "Src"; CREATE TABLE "Src"."Empty" ("Id" int PRIMARY KEY, "v" text); '
                          'CREATE TABLE "Src"."NoKey" ("a" text, "b" numeric(12,3)); '
                          "INSERT INTO \"Src\".\"NoKey\" SELECT repeat('x', g % 7), g / 7.0 FROM generate_series(1, 5000) g; "
-                         'CREATE TABLE "Src"."Skipped" ("Id" int)')
+                         'CREATE TABLE "Src"."Skipped" ("Id" int); '
+                         'CREATE UNIQUE INDEX "ix_nokey_a_b" ON "Src"."NoKey" ("a" DESC, "b"); '
+                         'CREATE INDEX "ix_nokey_b" ON "Src"."NoKey" ("b")')
     env = pair.env(SO_SOURCE_SCHEMA="Src", SO_TARGET_SCHEMA="Copy")
     result = pair.run("--tables", "Empty,NoKey", "--chunk-rows", "1000", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -56,3 +58,9 @@ def test_subset_schemas_and_empty_table(pair):
     assert pair.query("target", "SELECT to_regclass('\"Copy\".\"Skipped\"')") == [(None,)]
     src = pair.query("source", 'SELECT a, b FROM "Src"."NoKey" ORDER BY a, b')
     assert src == pair.query("target", 'SELECT a, b FROM "Copy"."NoKey" ORDER BY a, b')
+
+    # secondary indexes come over with their names, uniqueness and direction
+    indexes = pair.query("target", "SELECT indexdef FROM pg_indexes WHERE schemaname = 'Copy' AND tablename = 'NoKey' ORDER BY indexname")
+    assert [i[0] for i in indexes] == [
+        'CREATE UNIQUE INDEX ix_nokey_a_b ON "Copy"."NoKey" USING btree (a DESC, b)',
+        'CREATE INDEX ix_nokey_b ON "Copy"."NoKey" USING btree (b)']
