@@ -11,6 +11,7 @@
 Each step takes a transaction-scoped advisory lock on its marker and re-checks it, so two runs
 racing for the same step cannot both do it.
 """
+import copy
 import logging
 import threading
 import time
@@ -50,25 +51,18 @@ def plan_table(run_id, table_name, chunk_rows):
     finally:
         conn.close()
     ranges = plan(row_count, bounds, chunk_rows)
-    tconn = pg.connect(target_ep)
-    try:
-        with tconn.cursor() as cur:
-            markers.lock(cur, run_id, table_name)
-            if markers.is_planned(cur, run_id, table_name):
-                tconn.rollback()
-                return False
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {pg.pg_ident(target_ep.schema)}")
-            _drop_previous(cur, target_ep.schema, table_name)
-            cur.execute(pg.create_table_sql(target_ep.schema, table))
-            cur.execute(f"COMMENT ON TABLE {pg_qualified(target_ep.schema, table_name)} IS %s",
-                        (f"{OWNER_COMMENT}{run_id}",))
-            markers.store_plan(cur, run_id, table, ranges, row_count)
-        tconn.commit()
-    except Exception:
-        tconn.rollback()
-        raise
-    finally:
-        tconn.close()
+    with pg.session(target_ep) as conn, conn.cursor() as cur:
+        markers.lock(cur, run_id, table_name)
+        if markers.is_planned(cur, run_id, table_name):
+            conn.rollback()
+            return False
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {pg.pg_ident(target_ep.schema)}")
+        _drop_previous(cur, target_ep.schema, table_name)
+        cur.execute(pg.create_table_sql(target_ep.schema, table))
+        cur.execute(f"COMMENT ON TABLE {pg_qualified(target_ep.schema, table_name)} IS %s",
+                    (f"{OWNER_COMMENT}{run_id}",))
+        markers.store_plan(cur, run_id, table, ranges, row_count)
+        conn.commit()
     log.info("planned %s: %d rows in %d partition(s)", table_name, row_count, len(ranges))
     return True
 
@@ -89,11 +83,10 @@ def _drop_previous(cur, schema, name):
 def load_partition(run_id, table_name, partition, buffer_mb, checksum=True):
     """Stream one partition; its rows and its marker commit together. Returns stats or None."""
     source_ep, target_ep = source_endpoint(), target_endpoint()
-    conn = pg.connect(target_ep)
-    try:
+    buffer_bytes = int(buffer_mb * 1024 * 1024)
+    with pg.session(target_ep) as conn:
         table, _ = markers.planned_table(conn, run_id, table_name)
         lo, hi = markers.partition_range(conn, run_id, table_name, partition)
-        buffer_bytes = int(buffer_mb * 1024 * 1024)
         with conn.cursor() as cur:
             markers.lock(cur, run_id, table_name, partition)
             if markers.is_loaded(cur, run_id, table_name, partition):
@@ -111,63 +104,68 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True):
             seconds = time.monotonic() - started
             markers.insert_loaded(cur, run_id, table_name, partition, dst_rows, nbytes, seconds, src_sum)
         conn.commit()
-    except BaseException:
-        if not conn.closed:
-            conn.rollback()
-        raise
-    finally:
-        conn.close()
     return {"rows": dst_rows, "bytes": nbytes, "seconds": seconds}
 
 
-def _source_figures(source_ep, table, verify):
-    """(count, checksum) of the source table: PostgreSQL computes both itself."""
-    conn = connect_source(source_ep)
-    try:
-        if source_ep.url.dialect == "postgres":
-            with conn.cursor() as cur:
-                if verify == "full":
-                    src = typemap_source_view(table)
-                    cur.execute(pg.checksum_sql(table.schema, src))
-                    count, total = cur.fetchone()
-                    return int(count), int(total)
-                cur.execute(f"SELECT count(*) FROM {pg_qualified(table.schema, table.name)}")
-                return int(cur.fetchone()[0]), None
-        cur = conn.cursor()
-        cur.execute(f"SELECT COUNT_BIG(*) FROM {module(source_ep).qualified(table.schema, table.name)}")
-        return int(cur.fetchone()[0]), None
-    finally:
-        conn.close()
-
-
-def typemap_source_view(table):
-    """The table as the source holds it: checksum with source types, not overridden ones."""
-    from copy import deepcopy
-    src = deepcopy(table)
+def _as_in_source(table):
+    """The table with its source types, so a PostgreSQL source checksums what it holds."""
+    src = copy.deepcopy(table)
     for c in src.columns:
         c.pg_type = c.source_type
     return src
 
 
-def _target_figures(target_ep, table, verify):
-    conn = pg.connect(target_ep)
+def _source_figures(source_ep, table, verify):
+    """(count, checksum or None) of the source table; PostgreSQL computes both itself."""
+    conn = connect_source(source_ep)
     try:
-        with conn.cursor() as cur:
-            if verify == "full":
-                cur.execute(pg.checksum_sql(target_ep.schema, table))
+        if source_ep.url.dialect == "postgres":
+            with conn.cursor() as cur:
+                cur.execute(pg.checksum_sql(table.schema, _as_in_source(table)) if verify == "full"
+                            else f"SELECT count(*), NULL FROM {pg_qualified(table.schema, table.name)}")
                 count, total = cur.fetchone()
-                return int(count), int(total)
-            cur.execute(f"SELECT count(*) FROM {pg_qualified(target_ep.schema, table.name)}")
-            return int(cur.fetchone()[0]), None
+        else:
+            cur = conn.cursor()
+            cur.execute(f"SELECT COUNT_BIG(*) FROM {module(source_ep).qualified(table.schema, table.name)}")
+            count, total = cur.fetchone()[0], None
     finally:
         conn.close()
+    return int(count), (None if total is None else int(total))
+
+
+def _target_figures(target_ep, table, verify):
+    with pg.session(target_ep) as conn, conn.cursor() as cur:
+        cur.execute(pg.checksum_sql(target_ep.schema, table) if verify == "full"
+                    else f"SELECT count(*), NULL FROM {pg_qualified(target_ep.schema, table.name)}")
+        count, total = cur.fetchone()
+    return int(count), (None if total is None else int(total))
+
+
+def _both(source_ep, target_ep, table, verify):
+    """Source and destination figures, computed at the same time on both servers."""
+    figures = {}
+
+    def measure(side, fn, ep):
+        try:
+            figures[side] = fn(ep, table, verify)
+        except BaseException as exc:  # noqa: BLE001 -- re-raised below in the caller's thread
+            figures[side] = exc
+    threads = [threading.Thread(target=measure, args=a) for a in
+               (("source", _source_figures, source_ep), ("target", _target_figures, target_ep))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for side in ("source", "target"):
+        if isinstance(figures[side], BaseException):
+            raise figures[side]
+    return figures["source"], figures["target"]
 
 
 def complete_table(run_id, table_name, verify="full"):
     """Verify against the source, then key, index, sequence, analyze and mark complete."""
     source_ep, target_ep = source_endpoint(), target_endpoint()
-    conn = pg.connect(target_ep)
-    try:
+    with pg.session(target_ep) as conn:
         table, partitions = markers.planned_table(conn, run_id, table_name)
         with conn.cursor() as cur:
             loaded, rows, nbytes, streamed_sum = markers.loaded_totals(cur, run_id, table_name)
@@ -175,53 +173,28 @@ def complete_table(run_id, table_name, verify="full"):
         if loaded != partitions:
             raise VerificationError(f"{table_name}: {loaded} of {partitions} partitions loaded")
 
-        figures = {}
-
-        def measure(side, fn, ep):
-            try:
-                figures[side] = fn(ep, table, verify)
-            except BaseException as exc:  # noqa: BLE001 -- re-raised below in this thread
-                figures[side] = exc
-        threads = [threading.Thread(target=measure, args=a) for a in
-                   (("source", _source_figures, source_ep), ("target", _target_figures, target_ep))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for side in ("source", "target"):
-            if isinstance(figures[side], BaseException):
-                raise figures[side]
-        (src_count, src_sum), (dst_count, dst_sum) = figures["source"], figures["target"]
+        (src_count, src_sum), (dst_count, dst_sum) = _both(source_ep, target_ep, table, verify)
         if src_sum is None and verify == "full":
             src_sum = streamed_sum            # SQL Server: checksummed as the rows were read
+        reset_hint = f"`so-luigi reset --run-id {run_id} --tables {table_name}` and run again"
         if not src_count == dst_count == rows:
             raise VerificationError(
                 f"{table_name}: row counts differ: source {src_count}, destination {dst_count}, "
-                f"loaded markers {rows}; the source may have changed since planning: "
-                f"`so-luigi reset --run-id {run_id} --tables {table_name}` and run again")
+                f"loaded markers {rows}; the source may have changed since planning: {reset_hint}")
         if verify == "full" and src_sum != dst_sum:
             raise VerificationError(
                 f"{table_name}: content checksum differs (source {src_sum}, destination {dst_sum}) "
-                f"over {dst_count} rows: `so-luigi reset --run-id {run_id} --tables {table_name}` "
-                "and run again; if it persists, report it with the table definition")
+                f"over {dst_count} rows: {reset_hint}; if it persists, report it with the table definition")
         verdict = "ok: count+checksum" if verify == "full" else "ok: count only"
 
         with conn.cursor() as cur:
             markers.lock(cur, run_id, table_name)
-            cur.execute(f"SELECT completed_at IS NOT NULL FROM {markers.m()}.tables "
-                        "WHERE run_id = %s AND table_name = %s", (run_id, table_name))
-            if cur.fetchone()[0]:
+            if markers.is_complete(cur, run_id, table_name):
                 conn.rollback()
                 return None
             for statement in pg.finish_table_sql(target_ep.schema, table):
                 cur.execute(statement)
             markers.mark_complete(cur, run_id, table_name, dst_count, nbytes, src_sum, dst_sum, verdict)
         conn.commit()
-    except BaseException:
-        if not conn.closed:
-            conn.rollback()
-        raise
-    finally:
-        conn.close()
     log.info("completed %s: %d rows, %s", table_name, dst_count, verdict)
     return verdict

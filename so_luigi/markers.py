@@ -184,6 +184,12 @@ def loaded_totals(cur, run_id, table):
 
 # --- complete tables and runs ---------------------------------------------------------------
 
+def is_complete(cur, run_id, table):
+    cur.execute(f"SELECT 1 FROM {m()}.tables WHERE run_id = %s AND table_name = %s "
+                "AND completed_at IS NOT NULL", (run_id, table))
+    return cur.fetchone() is not None
+
+
 def mark_complete(cur, run_id, table, rows, nbytes, source_checksum, target_checksum, verdict):
     cur.execute(f"UPDATE {m()}.tables SET completed_at = clock_timestamp(), rows = %s, bytes = %s, "
                 "seconds = extract(epoch FROM clock_timestamp() - planned_at), "

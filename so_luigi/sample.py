@@ -235,17 +235,6 @@ def rows(name, scale=0.01, seed=42):
         raise KeyError(f"unknown sample table {name!r}; known: {', '.join(SCHEMA)}")
 
 
-def batched(iterable, size):
-    batch = []
-    for item in iterable:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 # --- writers ------------------------------------------------------------------------------------
 
 def fill_postgres(endpoint, scale=0.01, seed=42, post_history=False, names=None, log=print):
@@ -286,6 +275,7 @@ def mssql_create_sql(table):
 def fill_mssql(endpoint, scale=0.01, seed=42, post_history=False, names=None, log=print):
     """The same sample into SQL Server (multi-row INSERTs: test data, not a fast path)."""
     from .dialects import mssql
+    from .stream import batched
     names = names or table_names(post_history)
     conn = mssql.connect(endpoint, autocommit=True)
     total = 0

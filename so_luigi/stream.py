@@ -228,19 +228,22 @@ def copy_into(cursor, schema, table, binary, buffer_bytes):
     return write
 
 
+def batched(iterable, size):
+    """Lists of up to ``size`` items."""
+    batch = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def copy_rows_into(cursor, schema, table, rows, buffer_bytes=32 << 20, batch_rows=2000):
     """COPY Python row tuples (in column order) into an existing table; returns (rows, bytes)."""
     encoder = encode.make_row_encoder(table)
-
-    def batches():
-        batch = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= batch_rows:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
-    (count, _), _, nbytes = stream(lambda sink: copy_rows(batches(), encoder, sink, False, table),
-                                   copy_into(cursor, schema, table, False, buffer_bytes), buffer_bytes)
+    (count, _), _, nbytes = stream(
+        lambda sink: copy_rows(batched(rows, batch_rows), encoder, sink, False, table),
+        copy_into(cursor, schema, table, False, buffer_bytes), buffer_bytes)
     return count, nbytes

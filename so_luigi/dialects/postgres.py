@@ -4,6 +4,7 @@ Every session so_luigi opens pins the settings that change how values print (Dat
 extra_float_digits, bytea_output, IntervalStyle), so a checksum computed on the source and on
 the destination formats each value the same way.
 """
+from contextlib import contextmanager
 from importlib import resources
 
 import psycopg2
@@ -42,6 +43,20 @@ def connect(endpoint, autocommit=False):
         cur.execute(SESSION_SETTINGS)
     conn.autocommit = autocommit
     return conn
+
+
+@contextmanager
+def session(endpoint, autocommit=False):
+    """A connection that is rolled back on any error and always closed."""
+    conn = connect(endpoint, autocommit)
+    try:
+        yield conn
+    except BaseException:
+        if not conn.closed:
+            conn.rollback()
+        raise
+    finally:
+        conn.close()
 
 
 def connect_error(exc, ep):
