@@ -28,6 +28,42 @@ class target(luigi.Config):  # noqa: N801
     marker_schema = luigi.Parameter(default="so_luigi", description="schema of the marker tables")
 
 
+class bulk(luigi.Config):  # noqa: N801
+    dir = luigi.Parameter(default=".so_luigi/bulk",
+                          description="where bulk mode writes partition CSV files: a path or a smart_open URI "
+                                      "(s3://...); env SO_BULK_DIR overrides")
+    server_dir = luigi.Parameter(default="", description="where the destination server sees `dir` "
+                                                        "(default: the same path); env SO_BULK_SERVER_DIR")
+    compress = luigi.BoolParameter(default=False, description="gzip the CSV files")
+    keep_files = luigi.BoolParameter(default=False, description="keep the files after their table is complete")
+    unlogged = luigi.BoolParameter(default=False, description="load into UNLOGGED tables, SET LOGGED when complete")
+
+
+@dataclass(frozen=True)
+class BulkSettings:
+    dir: str
+    server_dir: str
+    compress: bool
+    keep_files: bool
+    unlogged: bool
+
+    @property
+    def is_local(self):
+        return "://" not in self.dir
+
+
+def bulk_settings():
+    """[bulk] with env overrides; a local dir is made absolute (the server needs absolute paths)."""
+    section = bulk()
+    where = os.environ.get("SO_BULK_DIR") or section.dir
+    if "://" not in where:
+        where = os.path.abspath(where)
+    server = os.environ.get("SO_BULK_SERVER_DIR") or section.server_dir or where
+    flag = os.environ.get("SO_BULK_KEEP_FILES")
+    return BulkSettings(where, server, section.compress, section.keep_files if flag is None else flag == "1",
+                        section.unlogged)
+
+
 @dataclass(frozen=True)
 class DbUrl:
     """A parsed database URL. ``str()`` never shows the password."""

@@ -33,6 +33,30 @@ def text(value):
     return value.translate(_ESCAPES)
 
 
+_CSV_SPECIAL = re.compile(r'[",\r\n\x00]')
+
+
+def csv_text(value):
+    """PostgreSQL CSV: quote what holds a delimiter, quote, CR or LF and the empty string (an
+    unquoted empty field is NULL); double the quotes. Exactly what COPY TO prints."""
+    if value == "":
+        return '""'
+    if _CSV_SPECIAL.search(value) is None:
+        return value
+    if "\x00" in value:
+        raise BadValue("text contains U+0000, which PostgreSQL cannot store")
+    return '"' + value.replace('"', '""') + '"'
+
+
+def csv_text_alone(value):
+    """csv_text for a one-column table, where a lone \\. would end the data: quoted too."""
+    return '"\\."' if value == "\\." else csv_text(value)
+
+
+def csv_bytea(value):
+    return "\\x" + bytes(value).hex()
+
+
 def boolean(value):
     return "t" if value else "f"
 
@@ -200,9 +224,13 @@ def _scale(col):
     return int(m.group(1)) if m else None
 
 
-def converter(col):
+def converter(col, csv=False, alone=False):
     """The converter of one column, chosen by its kind and its destination type."""
     kind = col.kind
+    if csv and kind == "text" and alone:
+        return csv_text_alone
+    if csv and kind in CSV_CONVERTERS:
+        return CSV_CONVERTERS[kind]
     if kind == "timestamp":
         return timestamp_converter(_fsp(col))
     if kind == "timestamptz":
@@ -214,28 +242,31 @@ def converter(col):
     return CONVERTERS[kind]
 
 
+CSV_CONVERTERS = {"text": csv_text, "bytea": csv_bytea}
 CONVERTERS = {"text": text, "bool": boolean, "int": integer, "uuid": uuid_, "bytea": bytea,
               "date": date_, "float8": float8, "float4": float4}
 
 
-def make_row_encoder(table):
-    """Build ``encode(rows) -> list[str]``: one COPY text line (no newline) per row.
+def make_row_encoder(table, csv=False):
+    """Build ``encode(rows) -> list[str]``: one COPY line (no newline) per row.
 
+    Text format by default (tab-separated, ``\\N`` for NULL, backslash escapes); with csv=True
+    PostgreSQL's CSV format (comma-separated, NULL an unquoted empty field, "" the empty string).
     The loop is generated once per table so each row costs one tuple unpack and one join,
     with no per-column dispatch.
     """
     cols = table.columns
-    env = {f"c{i}": converter(c) for i, c in enumerate(cols)}
+    env = {f"c{i}": converter(c, csv, alone=len(cols) == 1) for i, c in enumerate(cols)}
     names = ", ".join(f"v{i}" for i in range(len(cols))) + ("," if len(cols) == 1 else "")
     fields = ", ".join(f"NULL if v{i} is None else c{i}(v{i})" for i in range(len(cols)))
     src = (f"def encode(rows):\n"
            f"    out = []\n"
            f"    append = out.append\n"
-           f"    join = '\\t'.join\n"
+           f"    join = {(',' if csv else chr(9))!r}.join\n"
            f"    for {names} in rows:\n"
            f"        append(join(({fields},)))\n"
            f"    return out\n")
-    env["NULL"] = NULL
+    env["NULL"] = "" if csv else NULL
     exec(compile(src, f"<encoder {table.name}>", "exec"), env)  # noqa: S102 -- generated from column count only
     fast = env["encode"]
 

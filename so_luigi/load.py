@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 
-from . import markers, stream, typemap
+from . import bulk, markers, stream, typemap
 from .config import source_endpoint, target_endpoint
 from .dialects import connect as connect_source, find_tables, module
 from .dialects import postgres as pg
@@ -24,7 +24,7 @@ from .dialects.base import pg_qualified
 from .errors import SchemaError, VerificationError
 from .planning import plan
 
-log = logging.getLogger("so_luigi")
+log = logging.getLogger("luigi-interface.so_luigi")  # shown wherever Luigi shows its own log
 OWNER_COMMENT = "so_luigi run "
 
 
@@ -41,7 +41,27 @@ def discover(source_ep, wanted=None, overrides=None):
     return tables
 
 
-def plan_table(run_id, table_name, chunk_rows):
+def choose_layout(table, partitions, layout, mode):
+    """plain or partitioned (see the README's bulk section for the trade-offs).
+
+    auto is partitioned in bulk mode, plain in streaming mode. Partitioning needs more than one
+    partition of an integer key, and no unique index without that key (PostgreSQL requires the
+    partition key in every unique index of a partitioned table).
+    """
+    if layout == "auto":
+        layout = "partitioned" if mode == "bulk" else "plain"
+    if layout != "partitioned":
+        return "plain"
+    key = table.int_key
+    if partitions < 2 or key is None:
+        return "plain"
+    if any(idx.unique and key not in [c for c, _ in idx.columns] for idx in table.indexes):
+        log.info("%s stays a plain table: it has a unique index without %s", table.name, key)
+        return "plain"
+    return "partitioned"
+
+
+def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming", unlogged=False):
     """Describe, partition and create one destination table; store it all with the plan marker."""
     source_ep, target_ep = source_endpoint(), target_endpoint()
     table = discover(source_ep, [table_name])[0]
@@ -51,6 +71,8 @@ def plan_table(run_id, table_name, chunk_rows):
     finally:
         conn.close()
     ranges = plan(row_count, bounds, chunk_rows)
+    table.layout = choose_layout(table, len(ranges), layout, mode)
+    table.unlogged = unlogged
     with pg.session(target_ep) as conn, conn.cursor() as cur:
         markers.lock(cur, run_id, table_name)
         if markers.is_planned(cur, run_id, table_name):
@@ -63,7 +85,8 @@ def plan_table(run_id, table_name, chunk_rows):
                     (f"{OWNER_COMMENT}{run_id}",))
         markers.store_plan(cur, run_id, table, ranges, row_count)
         conn.commit()
-    log.info("planned %s: %d rows in %d partition(s)", table_name, row_count, len(ranges))
+    log.info("planned %s: %d rows in %d partition(s), %s layout", table_name, row_count, len(ranges),
+             table.layout)
     return True
 
 
@@ -80,12 +103,34 @@ def _drop_previous(cur, schema, name):
     cur.execute(f"DROP TABLE {pg_qualified(schema, name)}")
 
 
-def load_partition(run_id, table_name, partition, buffer_mb, checksum=True):
-    """Stream one partition; its rows and its marker commit together. Returns stats or None."""
+def _destination(cur, schema, table, partitions, partition, lo, hi):
+    """Where a partition's rows go, whether COPY may FREEZE them, and how to get it ready.
+
+    * partitioned layout: a new child table per partition, created in the load's transaction,
+      so COPY FREEZE applies; it is attached to the parent before the commit;
+    * a plain table of one partition: truncated in the load's transaction, so FREEZE applies;
+    * a plain table of several partitions: loaded side by side by parallel workers, without FREEZE.
+    """
+    if table.layout == "partitioned":
+        child = copy.copy(table)
+        child.name = pg.partition_name(table, partition)
+
+        def prepare():
+            for statement in pg.create_partition_sql(schema, table, partition, lo, hi):
+                cur.execute(statement)
+        return child, True, prepare
+    if partitions == 1:
+        return table, True, lambda: cur.execute(f"TRUNCATE {pg_qualified(schema, table.name)}")
+    return table, False, lambda: None
+
+
+def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode="streaming"):
+    """Load one partition (streamed from the source, or from its bulk file); its rows and its
+    marker commit together. Returns stats, or None when it was already loaded."""
     source_ep, target_ep = source_endpoint(), target_endpoint()
     buffer_bytes = int(buffer_mb * 1024 * 1024)
     with pg.session(target_ep) as conn:
-        table, _ = markers.planned_table(conn, run_id, table_name)
+        table, partitions = markers.planned_table(conn, run_id, table_name)
         lo, hi = markers.partition_range(conn, run_id, table_name, partition)
         with conn.cursor() as cur:
             markers.lock(cur, run_id, table_name, partition)
@@ -93,17 +138,33 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True):
                 conn.rollback()
                 return None
             started = time.monotonic()
-            binary = source_ep.url.dialect == "postgres" and stream.binary_compatible(table)
-            (src_rows, src_sum), (dst_rows, _), nbytes = stream.stream(
-                stream.reader(source_ep, table, lo, hi, checksum, buffer_bytes),
-                stream.copy_into(cur, target_ep.schema, table, binary, buffer_bytes),
-                buffer_bytes)
+            into, freeze, prepare = _destination(cur, target_ep.schema, table, partitions, partition, lo, hi)
+            if mode == "bulk":
+                files = bulk.files_for(run_id, table_name, partition)
+                manifest = bulk.read_manifest(files)
+                src_rows, nbytes = manifest["rows"], manifest["bytes"]
+                src_sum = None if manifest["checksum"] is None else int(manifest["checksum"])
+                dst_rows, via, how = bulk.load_file(cur, target_ep.schema, into, files, prepare, freeze,
+                                                    buffer_bytes)
+            else:
+                prepare()
+                via, how = "stream", "rows stream from the source cursor into COPY FROM STDIN"
+                (src_rows, src_sum), (dst_rows, _), nbytes = stream.stream(
+                    stream.reader(source_ep, table, lo, hi, checksum, buffer_bytes),
+                    stream.copy_into(cur, target_ep.schema, into, stream.source_format(source_ep, table),
+                                     buffer_bytes, freeze),
+                    buffer_bytes)
             if src_rows != dst_rows:
                 raise VerificationError(f"{table_name} partition {partition}: read {src_rows} rows "
                                         f"from the source but COPY stored {dst_rows}")
+            if table.layout == "partitioned":
+                cur.execute(pg.attach_partition_sql(target_ep.schema, table, partition, lo, hi))
             seconds = time.monotonic() - started
-            markers.insert_loaded(cur, run_id, table_name, partition, dst_rows, nbytes, seconds, src_sum)
+            first = markers.insert_loaded(cur, run_id, table_name, partition, dst_rows, nbytes, seconds,
+                                          src_sum, via)
         conn.commit()
+    if first:
+        log.info("%s partition %d: %s", table_name, partition, how)
     return {"rows": dst_rows, "bytes": nbytes, "seconds": seconds}
 
 
@@ -192,7 +253,7 @@ def complete_table(run_id, table_name, verify="full"):
             if markers.is_complete(cur, run_id, table_name):
                 conn.rollback()
                 return None
-            for statement in pg.finish_table_sql(target_ep.schema, table):
+            for statement in pg.finish_table_sql(target_ep.schema, table, partitions):
                 cur.execute(statement)
             markers.mark_complete(cur, run_id, table_name, dst_count, nbytes, src_sum, dst_sum, verdict)
         conn.commit()

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS {m}.loaded (
     bytes      bigint NOT NULL,
     seconds    double precision NOT NULL,
     checksum   numeric,                   -- rows' checksum as read from the source (row path only)
+    via        text NOT NULL,             -- stream, server-file or client-file
     worker     text NOT NULL,
     loaded_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (run_id, table_name, partition));
@@ -167,10 +168,14 @@ def is_loaded(cur, run_id, table, partition):
     return cur.fetchone() is not None
 
 
-def insert_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum):
+def insert_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum, via):
+    """The partition's marker; returns True when it is the run's first load that went ``via``."""
+    cur.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {m()}.loaded WHERE run_id = %s AND via = %s)", (run_id, via))
+    first = cur.fetchone()[0]
     cur.execute(f"INSERT INTO {m()}.loaded (run_id, table_name, partition, rows, bytes, seconds, "
-                "checksum, worker) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (run_id, table, partition, rows, nbytes, seconds, checksum, worker_id()))
+                "checksum, via, worker) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (run_id, table, partition, rows, nbytes, seconds, checksum, via, worker_id()))
+    return first
 
 
 def loaded_totals(cur, run_id, table):

@@ -142,13 +142,13 @@ def binary_compatible(table):
     return all(c.pg_type == c.source_type for c in table.columns)
 
 
-def postgres_reader(endpoint, table, lo, hi, binary):
+def postgres_reader(endpoint, table, lo, hi, fmt):
     def read(sink):
         conn = pg.connect(endpoint)
         try:
             conn.set_session(readonly=True)
             with conn.cursor() as cur:
-                cur.copy_expert(pg.copy_out_sql(table, lo, hi, binary, cur), sink,
+                cur.copy_expert(pg.copy_out_sql(table, lo, hi, fmt, cur), sink,
                                 size=256 * 1024)
                 rows = cur.rowcount
             conn.rollback()
@@ -212,18 +212,23 @@ def _bad_unicode(table, rows, lines):
     return DataError(f"{table.qualified}: text is not valid Unicode")
 
 
+def source_format(endpoint, table):
+    """COPY format of the stream: binary from PostgreSQL when the types are unchanged, else text."""
+    return "binary" if endpoint.url.dialect == "postgres" and binary_compatible(table) else "text"
+
+
 def reader(endpoint, table, lo, hi, checksum, buffer_bytes):
     """The reader for ``endpoint``'s dialect and (checksum) whether it must checksum rows itself."""
     if endpoint.url.dialect == "postgres":
-        return postgres_reader(endpoint, table, lo, hi, binary_compatible(table))
+        return postgres_reader(endpoint, table, lo, hi, source_format(endpoint, table))
     return mssql_reader(endpoint, table, lo, hi, checksum, chunk_size(buffer_bytes))
 
 
-def copy_into(cursor, schema, table, binary, buffer_bytes):
+def copy_into(cursor, schema, table, fmt, buffer_bytes, freeze=False):
     """The writer: COPY ... FROM STDIN reading the pipe; returns the rows PostgreSQL stored."""
     def write(pipe):
         started = time.monotonic()
-        cursor.copy_expert(pg.copy_in_sql(schema, table, binary), pipe, size=chunk_size(buffer_bytes))
+        cursor.copy_expert(pg.copy_in_sql(schema, table, fmt, freeze), pipe, size=chunk_size(buffer_bytes))
         return cursor.rowcount, time.monotonic() - started
     return write
 
@@ -245,5 +250,5 @@ def copy_rows_into(cursor, schema, table, rows, buffer_bytes=32 << 20, batch_row
     encoder = encode.make_row_encoder(table)
     (count, _), _, nbytes = stream(
         lambda sink: copy_rows(batched(rows, batch_rows), encoder, sink, False, table),
-        copy_into(cursor, schema, table, False, buffer_bytes), buffer_bytes)
+        copy_into(cursor, schema, table, "text", buffer_bytes), buffer_bytes)
     return count, nbytes

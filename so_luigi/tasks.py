@@ -16,12 +16,12 @@ import sys
 import luigi
 import psycopg2
 
-from . import load, markers, report
-from .config import source_endpoint, target_endpoint
+from . import bulk, load, markers, report
+from .config import bulk_settings, source_endpoint, target_endpoint
 from .dialects import postgres as pg
 from .errors import ConfigError, SoLuigiError
 
-log = logging.getLogger("so_luigi")
+log = logging.getLogger("luigi-interface.so_luigi")  # shown wherever Luigi shows its own log
 
 
 def debug():
@@ -65,7 +65,7 @@ class SoTask(luigi.Task):
 
 def _how(task):
     return {"chunk_rows": task.chunk_rows, "buffer_mb": task.buffer_mb, "verify": task.verify,
-            "mode": task.mode}
+            "mode": task.mode, "layout": task.layout}
 
 
 class _HowMixin:
@@ -77,6 +77,9 @@ class _HowMixin:
                                    description="memory cap of a loading worker's stream buffer, in MB")
     verify = luigi.ChoiceParameter(choices=("full", "count"), default="full", significant=False,
                                    description="full: row counts and content checksums; count: counts only")
+    layout = luigi.ChoiceParameter(choices=("auto", "plain", "partitioned"), default="auto", significant=False,
+                                   description="destination tables: plain, or range-partitioned on the key "
+                                               "(COPY FREEZE per partition); auto: partitioned in bulk mode")
 
 
 class PlanTable(SoTask):
@@ -87,34 +90,66 @@ class PlanTable(SoTask):
 
     table = luigi.Parameter()
     chunk_rows = luigi.IntParameter(default=500000, significant=False)
+    layout = luigi.Parameter(default="plain", significant=False)
+    mode = luigi.Parameter(default="streaming", significant=False)
 
     def output(self):
         return markers.MarkerTarget("planned", self.run_id, self.table)
 
     def work(self):
-        load.plan_table(self.run_id, self.table, self.chunk_rows)
+        load.plan_table(self.run_id, self.table, self.chunk_rows, self.layout, self.mode,
+                        unlogged=bulk_settings().unlogged)
 
 
-class LoadPartition(_HowMixin, SoTask):
-    """Stream one key range of a table into the destination.
+def _plan(task):
+    return PlanTable(run_id=task.run_id, table=task.table, chunk_rows=task.chunk_rows, layout=task.layout,
+                     mode=task.mode)
 
-    One destination transaction: COPY of the range and its ``loaded`` marker.
+
+class ExtractPartition(_HowMixin, SoTask):
+    """Bulk mode: write one key range of a source table as a CSV file, then its manifest.
+
+    No database transaction: the manifest, written after the data, is the completion target.
     """
 
     table = luigi.Parameter()
     partition = luigi.IntParameter()
 
     def requires(self):
-        return PlanTable(run_id=self.run_id, table=self.table, chunk_rows=self.chunk_rows)
+        return _plan(self)
+
+    def output(self):
+        return bulk.BulkTarget(bulk.files_for(self.run_id, self.table, self.partition).manifest)
+
+    def work(self):
+        manifest = bulk.extract_partition(self.run_id, self.table, self.partition,
+                                          checksum=self.verify == "full")
+        log.info("%s partition %d extracted: %d rows, %.1f MB in %.1f s", self.table, self.partition,
+                 manifest["rows"], manifest["bytes"] / 1e6, manifest["seconds"])
+
+
+class LoadPartition(_HowMixin, SoTask):
+    """Load one key range of a table into the destination: streamed from the source, or in bulk
+    mode from its extracted file.
+
+    One destination transaction: the rows (COPY, FREEZE where the layout allows) and the
+    partition's ``loaded`` marker.
+    """
+
+    table = luigi.Parameter()
+    partition = luigi.IntParameter()
+
+    def requires(self):
+        if self.mode == "bulk":
+            return ExtractPartition(run_id=self.run_id, table=self.table, partition=self.partition, **_how(self))
+        return _plan(self)
 
     def output(self):
         return markers.MarkerTarget("loaded", self.run_id, self.table, self.partition)
 
     def work(self):
-        if self.mode == "bulk":
-            raise ConfigError("--mode bulk is not available yet; use --mode streaming")
         stats = load.load_partition(self.run_id, self.table, self.partition, self.buffer_mb,
-                                    checksum=self.verify == "full")
+                                    checksum=self.verify == "full", mode=self.mode)
         if stats:
             rate = stats["rows"] / stats["seconds"] if stats["seconds"] else 0
             msg = (f"{self.table} partition {self.partition}: {stats['rows']} rows, "
@@ -134,7 +169,7 @@ class CompleteTable(_HowMixin, SoTask):
     table = luigi.Parameter()
 
     def requires(self):
-        return PlanTable(run_id=self.run_id, table=self.table, chunk_rows=self.chunk_rows)
+        return _plan(self)
 
     def output(self):
         return markers.MarkerTarget("complete", self.run_id, self.table)
@@ -148,6 +183,8 @@ class CompleteTable(_HowMixin, SoTask):
         yield [LoadPartition(run_id=self.run_id, table=self.table, partition=i, **_how(self))
                for i in range(partitions)]
         load.complete_table(self.run_id, self.table, self.verify)
+        if self.mode == "bulk":
+            bulk.remove_files(self.run_id, self.table)
 
 
 class ReplicateAll(_HowMixin, SoTask):
@@ -181,8 +218,6 @@ class ReplicateAll(_HowMixin, SoTask):
     def work(self):
         if self.chunk_rows < 1 or self.buffer_mb < 1:
             raise ConfigError("--chunk-rows and --buffer-mb must be at least 1")
-        if self.mode == "bulk":
-            raise ConfigError("--mode bulk is not available yet; use --mode streaming")
         source_ep, target_ep = source_endpoint(), target_endpoint()
         tables = load.discover(source_ep, self.wanted)
         conn = pg.connect(target_ep)
@@ -200,7 +235,6 @@ class ReplicateAll(_HowMixin, SoTask):
         finally:
             conn.close()
         print(text, flush=True)
-        log.info("replication report\n%s", text)
 
 
 # --- one clear line instead of a traceback --------------------------------------------------

@@ -2,8 +2,10 @@
 source and destination database per test."""
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 
 import psycopg2
@@ -31,11 +33,15 @@ class Pair:
         self.source_url = cluster.create_database(f"src_{tag}")
         self.target_url = cluster.create_database(f"dst_{tag}")
         self.cluster = cluster
+        # bulk files: readable by the server's own user, so server-side COPY FROM file works
+        self.bulk_dir = tempfile.mkdtemp(prefix=f"so_bulk_{tag}_")
+        os.chmod(self.bulk_dir, 0o755)
 
     def env(self, **extra):
         env = dict(os.environ, SO_SOURCE_URL=self.source_url, SO_TARGET_URL=self.target_url,
-                   PYTHONUNBUFFERED="1")
-        for k in ("SO_SOURCE_SCHEMA", "SO_TARGET_SCHEMA", "SO_LUIGI_DEBUG"):
+                   SO_BULK_DIR=self.bulk_dir, PYTHONUNBUFFERED="1")
+        for k in ("SO_SOURCE_SCHEMA", "SO_TARGET_SCHEMA", "SO_LUIGI_DEBUG", "SO_BULK_SERVER_DIR",
+                  "SO_BULK_KEEP_FILES", "LUIGI_CONFIG_PATH"):
             env.pop(k, None)
         env.update(extra)
         return env
@@ -72,7 +78,8 @@ def pair(cluster, monkeypatch):
             monkeypatch.setenv(k, v)
     monkeypatch.delenv("SO_SOURCE_SCHEMA", raising=False)
     monkeypatch.delenv("SO_TARGET_SCHEMA", raising=False)
-    return p
+    yield p
+    shutil.rmtree(p.bulk_dir, ignore_errors=True)
 
 
 def table_fingerprint(url, schema, table, key="Id"):
@@ -118,3 +125,21 @@ def assert_same_tables(pair, tables, source_schema="public", target_schema="publ
         dst = table_fingerprint(pair.target_url, target_schema, t)
         assert src == dst, f"{t}: source {src} != destination {dst}"
         assert src[0] > 0, t
+
+
+def frozen_pages(url, schema="public"):
+    """{relation: (pages, all_visible, all_frozen)} of every heap in the schema (pg_visibility)."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION IF NOT EXISTS pg_visibility")
+            cur.execute("""SELECT c.relname, pg_relation_size(c.oid) / current_setting('block_size')::int,
+                                  v.all_visible, v.all_frozen
+                           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
+                                LATERAL pg_visibility_map_summary(c.oid) v
+                           WHERE n.nspname = %s AND c.relkind = 'r'""", (schema,))
+            rows = {r[0]: tuple(r[1:]) for r in cur.fetchall()}
+        conn.commit()
+        return rows
+    finally:
+        conn.close()

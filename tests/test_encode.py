@@ -134,7 +134,7 @@ def test_every_case_round_trips_through_copy_and_checksums_match(pair):
                         return b""
                     self.sent = True
                     return data
-            cur.copy_expert(pg.copy_in_sql("public", table, binary=False), Reader())
+            cur.copy_expert(pg.copy_in_sql("public", table, "text"), Reader())
             out = []
 
             class Writer:
@@ -204,4 +204,67 @@ def test_rounding_and_float_text_agree_with_postgresql(pair):
             cur.execute("SELECT x::float4::text FROM unnest(%s::text[]) x", ([repr(f) for f in singles],))
             assert [g[0] for g in cur.fetchall()] == [encode.float4(f) for f in singles]
     finally:
+        conn.close()
+
+
+# (kind, destination type, value, exact CSV field)
+CSV_CASES = [
+    ("text", "text", "", '""'),
+    ("text", "text", "plain", "plain"),
+    ("text", "text", "a,b", '"a,b"'),
+    ("text", "text", 'say "hi"', '"say ""hi"""'),
+    ("text", "text", "line\nbreak", '"line\nbreak"'),
+    ("text", "text", "cr\rhere", '"cr\rhere"'),
+    ("text", "text", "tab\there", "tab\there"),
+    ("text", "text", "back\\slash \\N", "back\\slash \\N"),
+    ("text", "text", "\\.", '"\\."'),
+    ("text", "text", " padded ", " padded "),
+    ("text", "text", "naïve 日本語 😀", "naïve 日本語 😀"),
+    ("text", "text", ALL_ASCII_CONTROLS, '"' + ALL_ASCII_CONTROLS + '"'),
+    ("bytea", "bytea", b"\x00,\n\"", "\\x002c0a22"),
+    ("bool", "boolean", True, "t"),
+    ("numeric", "numeric(10,2)", Decimal("-1.5"), "-1.50"),
+    ("timestamp", "timestamp(3)", datetime(2010, 1, 2, 3, 4, 5, 6667), "2010-01-02 03:04:05.007"),
+    ("float8", "double precision", float("nan"), "NaN"),
+    ("uuid", "uuid", uuid.UUID(int=1), "00000000-0000-0000-0000-000000000001"),
+]
+
+
+@pytest.mark.parametrize("kind,typ,value,expected", CSV_CASES, ids=[f"{c[1]}:{c[3][:20]!r}" for c in CSV_CASES])
+def test_csv_value_is_encoded_byte_exact(kind, typ, value, expected):
+    table = table_of([(kind, typ, value, expected)])
+    assert encode.make_row_encoder(table, csv=True)([(value,)]) == [expected]
+
+
+def test_csv_null_and_empty_string_differ():
+    table = table_of([("text", "text", None, None), ("text", "text", None, None)])
+    assert encode.make_row_encoder(table, csv=True)([(None, ""), ("", None)]) == [',""', '"",']
+
+
+def test_csv_round_trips_through_copy_byte_exact(pair):
+    """COPY the CSV in; PostgreSQL's own CSV output is the very same bytes."""
+    cases = CSV_CASES + CASES
+    table = table_of(cases, name="csv")
+    rows = []
+    for i, case in enumerate(cases):
+        row = [None] * len(cases)
+        row[i] = case[2]
+        rows.append(tuple(row))
+    rows.append(tuple([None] * len(cases)))
+    data = b"".join(line + b"\n" for line in encode.encode_lines(encode.make_row_encoder(table, csv=True)(rows)))
+    text_lines = encode.encode_lines(encode.make_row_encoder(table)(rows))
+    import io
+    conn = psycopg2.connect(pair.target_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(pg.SESSION_SETTINGS)
+            cur.execute(pg.create_table_sql("public", table))
+            cur.copy_expert(pg.copy_in_sql("public", table, "csv"), io.BytesIO(data))
+            out = io.BytesIO()
+            cur.copy_expert("COPY public.csv TO STDOUT WITH (FORMAT csv)", out)
+            assert out.getvalue() == data
+            cur.execute(pg.checksum_sql("public", table))
+            assert int(cur.fetchone()[1]) == encode.lines_checksum(text_lines)
+    finally:
+        conn.rollback()
         conn.close()

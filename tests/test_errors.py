@@ -96,7 +96,3 @@ def test_existing_foreign_table_is_never_dropped(small):
     small.query("target", 'CREATE TABLE "Users" (x int); INSERT INTO "Users" VALUES (1)')
     assert_clean_failure(small, small.run("--tables", "Users"), "public.Users already exists and was not created by so_luigi")
     assert small.query("target", 'SELECT x FROM "Users"') == [(1,)]
-
-
-def test_bulk_mode_says_it_is_not_there_yet(small):
-    assert_clean_failure(small, small.run("--mode", "bulk"), "--mode bulk is not available yet")

@@ -17,7 +17,8 @@ def xml_row_count(name):
         return sum(1 for line in fh if re.match(r"\s*<row ", line))
 
 
-def test_real_dump_loads_and_replicates_exactly(pair):
+@pytest.mark.parametrize("mode", ["streaming", "bulk"])
+def test_real_dump_loads_and_replicates_exactly(pair, mode):
     counts = dump.load_dump(DUMP, pair.source(), log=lambda *a: None)
     for name in dump.FILES:
         assert counts[name] == xml_row_count(name), name
@@ -29,7 +30,7 @@ def test_real_dump_loads_and_replicates_exactly(pair):
     body = pair.query("source", 'SELECT "Text" FROM "PostHistory" WHERE "Id" = 1')[0][0]
     assert body.startswith("Post your ideas for a dot-com domain name for this website\r\n\r\nPlease follow")
 
-    result = pair.run("--workers", "2", "--chunk-rows", "1000")
+    result = pair.run("--workers", "2", "--chunk-rows", "1000", "--mode", mode)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("ok: count+checksum") == len(counts)
     assert_same_tables(pair, list(counts))

@@ -41,10 +41,11 @@ def sourced(pair):
     return pair
 
 
-@pytest.mark.parametrize("after_markers", [0, 3, 25])
-def test_kill_9_then_rerun_is_exact_and_reloads_only_missing_partitions(sourced, after_markers):
+@pytest.mark.parametrize("after_markers,mode", [(0, "streaming"), (3, "streaming"), (25, "streaming"),
+                                               (10, "bulk")])
+def test_kill_9_then_rerun_is_exact_and_reloads_only_missing_partitions(sourced, after_markers, mode):
     pair = sourced
-    proc = subprocess.Popen(luigi_cmd(), cwd=ROOT, env=pair.env(), start_new_session=True,
+    proc = subprocess.Popen(luigi_cmd("--mode", mode), cwd=ROOT, env=pair.env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         if after_markers == 0:
@@ -62,7 +63,8 @@ def test_kill_9_then_rerun_is_exact_and_reloads_only_missing_partitions(sourced,
         if before else [(0,)]
     assert complete[0][0] < len(TABLES), "the kill came too late to test anything"
 
-    rerun = subprocess.run(luigi_cmd(), cwd=ROOT, env=pair.env(), capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(luigi_cmd("--mode", mode), cwd=ROOT, env=pair.env(), capture_output=True, text=True,
+                           timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert_same_tables(pair, TABLES)
     after = {(t, p): (at, w) for t, p, at, w in markers(pair)}

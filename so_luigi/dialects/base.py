@@ -39,6 +39,8 @@ class Table:
     pk_name: str = ""
     indexes: list = field(default_factory=list)
     dialect: str = ""         # the source's: SQL Server index names are per table, PostgreSQL's per schema
+    layout: str = "plain"     # destination layout chosen when planned: plain or partitioned (see load.py)
+    unlogged: bool = False    # loaded UNLOGGED, SET LOGGED when complete
 
     @property
     def qualified(self):

@@ -149,7 +149,10 @@ def count_and_boundaries(conn, table, chunk_rows):
 # --- destination DDL --------------------------------------------------------------------------
 
 def create_table_sql(schema, table):
-    """CREATE TABLE with mapped types, NOT NULL and identity; keys and indexes come after the load."""
+    """CREATE TABLE with mapped types, NOT NULL and identity; keys and indexes come after the load.
+
+    A partitioned layout is ranged on the integer key; its partitions are created by the loads.
+    """
     cols = []
     for c in table.columns:
         spec = f"{pg_ident(c.name)} {c.pg_type}"
@@ -158,7 +161,36 @@ def create_table_sql(schema, table):
         if not c.nullable or c.identity:
             spec += " NOT NULL"
         cols.append(spec)
-    return f"CREATE TABLE {pg_qualified(schema, table.name)} (\n    " + ",\n    ".join(cols) + "\n)"
+    partitioned = table.layout == "partitioned"
+    unlogged = "UNLOGGED " if table.unlogged and not partitioned else ""
+    tail = f" PARTITION BY RANGE ({pg_ident(table.int_key)})" if partitioned else ""
+    return (f"CREATE {unlogged}TABLE {pg_qualified(schema, table.name)} (\n    " + ",\n    ".join(cols)
+            + f"\n){tail}")
+
+
+def partition_name(table, partition):
+    return f"{table.name}__part{partition}".encode("utf-8")[:63].decode("utf-8", "ignore")
+
+
+def create_partition_sql(schema, table, partition, lo, hi):
+    """A stand-alone child for one key range, checked so ATTACH need not scan it."""
+    child = pg_qualified(schema, partition_name(table, partition))
+    key = pg_ident(table.int_key)
+    checks = ([f"{key} > {int(lo)}"] if lo is not None else []) + ([f"{key} <= {int(hi)}"] if hi is not None else [])
+    unlogged = "UNLOGGED " if table.unlogged else ""
+    out = [f"CREATE {unlogged}TABLE {child} (LIKE {pg_qualified(schema, table.name)})"]
+    if checks:
+        out.append(f"ALTER TABLE {child} ADD CONSTRAINT {pg_ident(partition_name(table, partition) + '_range')} "
+                   f"CHECK ({' AND '.join(checks)})")
+    return out
+
+
+def attach_partition_sql(schema, table, partition, lo, hi):
+    """(lo, hi] as a range partition [lo + 1, hi + 1): integer keys only."""
+    start = "MINVALUE" if lo is None else str(int(lo) + 1)
+    end = "MAXVALUE" if hi is None else str(int(hi) + 1)
+    return (f"ALTER TABLE {pg_qualified(schema, table.name)} ATTACH PARTITION "
+            f"{pg_qualified(schema, partition_name(table, partition))} FOR VALUES FROM ({start}) TO ({end})")
 
 
 def index_name(table, name):
@@ -167,10 +199,15 @@ def index_name(table, name):
     return full.encode("utf-8")[:63].decode("utf-8", "ignore")
 
 
-def finish_table_sql(schema, table):
+def finish_table_sql(schema, table, partitions=1):
     """Statements that turn a loaded heap into the finished table: key, indexes, sequences."""
     q = pg_qualified(schema, table.name)
     out = []
+    if table.unlogged:
+        # SET LOGGED rewrites the table into the WAL: the price of an unlogged load
+        children = ([pg_qualified(schema, partition_name(table, n)) for n in range(partitions)]
+                    if table.layout == "partitioned" else [q])
+        out += [f"ALTER TABLE {child} SET LOGGED" for child in children]
     if table.primary_key:
         # constraint names are per schema in both dialects: keep the source's
         name = table.pk_name or f"{table.name}_pkey"
@@ -223,16 +260,17 @@ def checksum_sql(schema, table):
             f"FROM {pg_qualified(schema, table.name)}")
 
 
-def copy_out_sql(table, lo, hi, binary, cursor):
-    """COPY (SELECT ... range ...) TO STDOUT, with the range bound client-side by mogrify."""
+def copy_out_sql(table, lo, hi, fmt, cursor):
+    """COPY (SELECT ... range ...) TO STDOUT in fmt (binary, text or csv), the range bound by mogrify."""
     from ..planning import predicate
     cols = ", ".join(pg_ident(c.name) for c in table.columns)
     where, params = predicate(pg_ident, table.int_key, lo, hi) if table.int_key else ("", ())
     select = cursor.mogrify(f"SELECT {cols} FROM {pg_qualified(table.schema, table.name)}{where}", params)
-    fmt = "binary" if binary else "text"
     return f"COPY ({select.decode()}) TO STDOUT WITH (FORMAT {fmt})"
 
 
-def copy_in_sql(schema, table, binary):
+def copy_in_sql(schema, table, fmt, freeze=False, source="STDIN"):
+    """COPY ... FROM STDIN, or FROM a server file when ``source`` is an already quoted literal."""
     cols = ", ".join(pg_ident(c.name) for c in table.columns)
-    return f"COPY {pg_qualified(schema, table.name)} ({cols}) FROM STDIN WITH (FORMAT {'binary' if binary else 'text'})"
+    options = f"FORMAT {fmt}" + (", FREEZE" if freeze else "")
+    return f"COPY {pg_qualified(schema, table.name)} ({cols}) FROM {source} WITH ({options})"

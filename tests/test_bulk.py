@@ -1,0 +1,130 @@
+"""Bulk mode beyond the shared end-to-end test (test_replicate): gzip and the client path,
+a server that cannot see the files, UNLOGGED loads, a bulk dir that cannot be written, and a
+kill during extract or load."""
+import errno
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from so_luigi import bulk, sample
+from so_luigi.config import BulkSettings
+from conftest import ROOT, assert_same_tables, frozen_pages
+
+TABLES = ["Users", "Votes", "Comments", "VoteTypes"]
+
+
+@pytest.fixture
+def sourced(pair):
+    sample.fill_postgres(pair.source(), scale=0.002, names=TABLES, log=lambda *a: None)
+    return pair
+
+
+def config(pair, text):
+    path = os.path.join(pair.bulk_dir, "..", os.path.basename(pair.bulk_dir) + ".cfg")
+    with open(path, "w") as fh:
+        fh.write(text)
+    return path
+
+
+def test_gzip_files_go_through_the_client_and_can_be_kept(sourced):
+    pair = sourced
+    cfg = config(pair, "[bulk]\ncompress = true\nkeep_files = true\n")
+    result = pair.run("--mode", "bulk", "--chunk-rows", "3000", env=pair.env(LUIGI_CONFIG_PATH=cfg))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "client streams the files through COPY FROM STDIN (gzip files)" in result.stderr
+    assert pair.query("target", "SELECT DISTINCT via FROM so_luigi.loaded") == [("client-file",)]
+    kept = [f for _, _, files in os.walk(pair.bulk_dir) for f in files]
+    assert kept and all(f.endswith((".csv.gz", ".json")) for f in kept)
+    assert_same_tables(pair, TABLES)
+    assert all(p[0] == p[2] for p in frozen_pages(pair.target_url).values())   # FREEZE from STDIN too
+
+
+def test_server_that_cannot_see_the_files_falls_back_to_the_client(sourced):
+    pair = sourced
+    env = pair.env(SO_BULK_SERVER_DIR="/nonexistent/mount")
+    result = pair.run("--mode", "bulk", "--chunk-rows", "3000", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "client streams the files through COPY FROM STDIN" in result.stderr
+    assert "/nonexistent/mount" in result.stderr                       # and says why
+    assert pair.query("target", "SELECT DISTINCT via FROM so_luigi.loaded") == [("client-file",)]
+    assert_same_tables(pair, TABLES)
+
+
+def test_unlogged_load_ends_logged(sourced):
+    pair = sourced
+    cfg = config(pair, "[bulk]\nunlogged = true\n")
+    result = pair.run("--mode", "bulk", "--chunk-rows", "3000", env=pair.env(LUIGI_CONFIG_PATH=cfg))
+    assert result.returncode == 0, result.stderr[-3000:]
+    persistence = pair.query("target", "SELECT DISTINCT c.relpersistence FROM pg_class c JOIN pg_namespace n "
+                                       "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')")
+    assert persistence == [("p",)]
+    assert_same_tables(pair, TABLES)
+
+
+def test_unwritable_bulk_dir_is_one_clear_line(sourced):
+    pair = sourced
+    result = pair.run("--mode", "bulk", env=pair.env(SO_BULK_DIR="/etc/hostname/bulk"))
+    assert result.returncode != 0
+    errors = [l for l in result.stderr.splitlines() if l.startswith("so_luigi: error:")]
+    assert errors and "bulk dir /etc/hostname/bulk: cannot write" in errors[0] and "Not a directory" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert pair.query("target", "SELECT count(*) FROM so_luigi.loaded") == [(0,)]
+
+
+def test_full_disk_message_names_the_dir():
+    settings = BulkSettings("/data/bulk", "/data/bulk", False, False, False)
+    err = bulk._bulk_error(settings, "/data/bulk/x.csv", OSError(errno.ENOSPC, "No space left on device"))
+    assert "bulk dir /data/bulk is full while writing /data/bulk/x.csv" in str(err)
+
+
+def test_a_crashed_extract_never_leaves_a_file_that_looks_done(tmp_path):
+    settings = BulkSettings(str(tmp_path), str(tmp_path), False, False, False)
+    path = str(tmp_path / "run" / "T" / "000000.csv")
+
+    def fill(fh):
+        fh.write(b"1,x\n")
+        raise RuntimeError("source died")
+    with pytest.raises(RuntimeError):
+        bulk.write_atomically(path, settings, fill)
+    assert not os.path.exists(path) and os.listdir(os.path.dirname(path)) == []
+
+
+@pytest.mark.parametrize("stage", ["extract", "load"])
+def test_kill_9_during_bulk_then_rerun_reuses_files(sourced, stage):
+    import time
+    pair = sourced
+    env = pair.env(SO_BULK_KEEP_FILES="1")
+    cmd = [sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
+           "--mode", "bulk", "--workers", "2", "--chunk-rows", "500"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def manifests():
+        return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
+                for d, _, files in os.walk(pair.bulk_dir) for f in files if f.endswith(".json")}
+
+    def loaded():
+        try:
+            return pair.query("target", "SELECT table_name, partition, loaded_at FROM so_luigi.loaded")
+        except Exception:  # noqa: BLE001 -- markers not created yet
+            return []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (stage == "extract" and len(manifests()) >= 3) or (stage == "load" and len(loaded()) >= 3):
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    files_before, loaded_before = manifests(), {(t, p): at for t, p, at in loaded()}
+    assert files_before
+
+    rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert_same_tables(pair, TABLES)
+    after = manifests()
+    assert all(after[path] == mtime for path, mtime in files_before.items())    # not extracted again
+    loaded_after = {(t, p): at for t, p, at in loaded()}
+    assert all(loaded_after[k] == v for k, v in loaded_before.items())          # not loaded again
