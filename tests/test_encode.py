@@ -89,6 +89,12 @@ def table_of(cases, name="enc"):
     return Table(schema="public", name=name, columns=cols)
 
 
+def one_value_per_row(cases):
+    """Row i holds case i's value and NULL elsewhere; a last row is all NULL."""
+    rows = [tuple(case[2] if j == i else None for j in range(len(cases))) for i, case in enumerate(cases)]
+    return rows + [tuple([None] * len(cases))]
+
+
 @pytest.mark.parametrize("kind,typ,value,expected", CASES, ids=[f"{c[1]}:{c[3][:20]!r}" for c in CASES])
 def test_value_is_encoded_byte_exact(kind, typ, value, expected):
     table = table_of([(kind, typ, value, expected)])
@@ -110,13 +116,7 @@ def test_nul_character_is_refused_naming_table_key_and_column():
 def test_every_case_round_trips_through_copy_and_checksums_match(pair):
     """COPY the encoded rows in; PostgreSQL's COPY out must print the very same lines."""
     table = table_of(CASES)
-    # one row per case, other columns NULL, plus one all-NULL row
-    rows = []
-    for i, case in enumerate(CASES):
-        row = [None] * len(CASES)
-        row[i] = case[2]
-        rows.append(tuple(row))
-    rows.append(tuple([None] * len(CASES)))
+    rows = one_value_per_row(CASES)
     lines = encode.make_row_encoder(table)(rows)
     blines = encode.encode_lines(lines)
     conn = psycopg2.connect(pair.target_url)
@@ -245,12 +245,7 @@ def test_csv_round_trips_through_copy_byte_exact(pair):
     """COPY the CSV in; PostgreSQL's own CSV output is the very same bytes."""
     cases = CSV_CASES + CASES
     table = table_of(cases, name="csv")
-    rows = []
-    for i, case in enumerate(cases):
-        row = [None] * len(cases)
-        row[i] = case[2]
-        rows.append(tuple(row))
-    rows.append(tuple([None] * len(cases)))
+    rows = one_value_per_row(cases)
     data = b"".join(line + b"\n" for line in encode.encode_lines(encode.make_row_encoder(table, csv=True)(rows)))
     text_lines = encode.encode_lines(encode.make_row_encoder(table)(rows))
     import io
