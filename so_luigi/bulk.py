@@ -124,7 +124,7 @@ def extract_partition(run_id, table_name, partition, checksum=True):
     source_ep, settings = source_endpoint(), bulk_settings()
     with pg.session(target_endpoint()) as conn:
         table, _ = markers.planned_table(conn, run_id, table_name)
-        lo, hi = markers.partition_range(conn, run_id, table_name, partition)
+        lo, hi, _ = markers.partition_range(conn, run_id, table_name, partition)
     files = files_for(run_id, table_name, partition, settings)
     started = time.monotonic()
 

@@ -3,6 +3,7 @@
     so-luigi demo                 embedded PostgreSQL + generated sample + ReplicateAll + report
     so-luigi generate --to URL    fill a source database with the StackOverflow-shaped sample
     so-luigi report               per-table summary of a run, from the marker tables
+    so-luigi status               progress of a run while it runs: partitions, rows, rate, ETA
     so-luigi reset                forget a run's markers so the next run copies afresh
     so-luigi types                the SQL Server -> PostgreSQL type table (Markdown)
 """
@@ -72,6 +73,21 @@ def cmd_report(args):
     return 0
 
 
+def cmd_status(args):
+    from . import report
+    conn = _target_conn()
+    conn.autocommit = True
+    try:
+        while True:
+            print(report.status(conn, args.run_id), flush=True)
+            if not args.watch:
+                return 0
+            time.sleep(args.watch)
+            print()
+    finally:
+        conn.close()
+
+
 def cmd_reset(args):
     from . import markers
     from .config import target_endpoint
@@ -125,6 +141,12 @@ def parser():
     r = sub.add_parser("report", help="per-table summary of a run (reads [target] / SO_TARGET_URL)")
     r.add_argument("--run-id", default="default")
     r.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("status", help="per-table progress of a run, also while it runs, from any machine "
+                                      "that reaches the destination")
+    s.add_argument("--run-id", default="default")
+    s.add_argument("--watch", type=float, default=0, metavar="SECONDS", help="repeat every SECONDS")
+    s.set_defaults(func=cmd_status)
 
     z = sub.add_parser("reset", help="forget a run's markers: the next run copies afresh")
     z.add_argument("--run-id", default="default")

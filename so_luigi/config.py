@@ -28,6 +28,12 @@ class target(luigi.Config):  # noqa: N801
     marker_schema = luigi.Parameter(default="so_luigi", description="schema of the marker tables")
 
 
+class retries(luigi.Config):  # noqa: N801
+    transient = luigi.IntParameter(default=3, description="retries of a task after a transient error "
+                                                          "(lost connection, server restart); 0 = none")
+    delay_seconds = luigi.FloatParameter(default=10.0, description="wait before each retry")
+
+
 class bulk(luigi.Config):  # noqa: N801
     dir = luigi.Parameter(default=".so_luigi/bulk",
                           description="where bulk mode writes partition CSV files: a path or a smart_open URI "

@@ -23,6 +23,7 @@ from .dialects import postgres as pg
 from .dialects.base import pg_qualified
 from .errors import SchemaError, VerificationError
 from .planning import plan
+from .progress import watch_copy
 
 log = logging.getLogger("luigi-interface.so_luigi")  # shown wherever Luigi shows its own log
 OWNER_COMMENT = "so_luigi run "
@@ -83,11 +84,23 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
         cur.execute(pg.create_table_sql(target_ep.schema, table))
         cur.execute(f"COMMENT ON TABLE {pg_qualified(target_ep.schema, table_name)} IS %s",
                     (f"{OWNER_COMMENT}{run_id}",))
-        markers.store_plan(cur, run_id, table, ranges, row_count)
+        markers.store_plan(cur, run_id, table, ranges, row_count, chunk_rows)
         conn.commit()
     log.info("planned %s: %d rows in %d partition(s), %s layout", table_name, row_count, len(ranges),
              table.layout)
     return True
+
+
+def ensure_planned(run_id, table_name, chunk_rows, layout, mode, unlogged=False):
+    """The table's partition count, planning it first if no process has yet."""
+    with pg.session(target_endpoint()) as conn:
+        try:
+            return markers.planned_table(conn, run_id, table_name)[1]
+        except SchemaError:
+            conn.rollback()
+    plan_table(run_id, table_name, chunk_rows, layout, mode, unlogged)
+    with pg.session(target_endpoint()) as conn:
+        return markers.planned_table(conn, run_id, table_name)[1]
 
 
 def _drop_previous(cur, schema, name):
@@ -124,14 +137,16 @@ def _destination(cur, schema, table, partitions, partition, lo, hi):
     return table, False, lambda: None
 
 
-def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode="streaming"):
+def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode="streaming", progress=None):
     """Load one partition (streamed from the source, or from its bulk file); its rows and its
     marker commit together. Returns stats, or None when it was already loaded."""
     source_ep, target_ep = source_endpoint(), target_endpoint()
     buffer_bytes = int(buffer_mb * 1024 * 1024)
     with pg.session(target_ep) as conn:
         table, partitions = markers.planned_table(conn, run_id, table_name)
-        lo, hi = markers.partition_range(conn, run_id, table_name, partition)
+        lo, hi, expected = markers.partition_range(conn, run_id, table_name, partition)
+        if progress is not None:
+            progress.expected = expected
         with conn.cursor() as cur:
             markers.lock(cur, run_id, table_name, partition)
             if markers.is_loaded(cur, run_id, table_name, partition):
@@ -144,8 +159,9 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
                 manifest = bulk.read_manifest(files)
                 src_rows, nbytes = manifest["rows"], manifest["bytes"]
                 src_sum = None if manifest["checksum"] is None else int(manifest["checksum"])
-                dst_rows, via, how = bulk.load_file(cur, target_ep.schema, into, files, prepare, freeze,
-                                                    buffer_bytes)
+                with watch_copy(target_ep, conn.get_backend_pid(), progress):
+                    dst_rows, via, how = bulk.load_file(cur, target_ep.schema, into, files, prepare, freeze,
+                                                        buffer_bytes)
             else:
                 prepare()
                 via, how = "stream", "rows stream from the source cursor into COPY FROM STDIN"
@@ -153,7 +169,7 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
                     stream.reader(source_ep, table, lo, hi, checksum, buffer_bytes),
                     stream.copy_into(cur, target_ep.schema, into, stream.source_format(source_ep, table),
                                      buffer_bytes, freeze),
-                    buffer_bytes)
+                    buffer_bytes, progress)
             if src_rows != dst_rows:
                 raise VerificationError(f"{table_name} partition {partition}: read {src_rows} rows "
                                         f"from the source but COPY stored {dst_rows}")

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS {m}.partitions (
     partition  integer NOT NULL,
     lo         bigint,                    -- exclusive lower key bound, NULL = unbounded
     hi         bigint,                    -- inclusive upper key bound, NULL = unbounded
+    rows       bigint NOT NULL,           -- rows expected when planned (for progress)
     PRIMARY KEY (run_id, table_name, partition));
 CREATE TABLE IF NOT EXISTS {m}.loaded (
     run_id     text NOT NULL,
@@ -130,13 +131,15 @@ def is_planned(cur, run_id, table):
     return cur.fetchone() is not None
 
 
-def store_plan(cur, run_id, table_def, ranges, source_rows):
+def store_plan(cur, run_id, table_def, ranges, source_rows, chunk_rows):
     cur.execute(f"INSERT INTO {m()}.tables (run_id, table_name, definition, partitions, source_rows) "
                 "VALUES (%s, %s, %s, %s, %s)",
                 (run_id, table_def.name, json.dumps(table_def.to_json()), len(ranges), source_rows))
-    cur.executemany(f"INSERT INTO {m()}.partitions (run_id, table_name, partition, lo, hi) "
-                    "VALUES (%s, %s, %s, %s, %s)",
-                    [(run_id, table_def.name, i, lo, hi) for i, (lo, hi) in enumerate(ranges)])
+    last = source_rows - chunk_rows * (len(ranges) - 1)
+    cur.executemany(f"INSERT INTO {m()}.partitions (run_id, table_name, partition, lo, hi, rows) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    [(run_id, table_def.name, i, lo, hi, chunk_rows if i < len(ranges) - 1 else last)
+                     for i, (lo, hi) in enumerate(ranges)])
 
 
 def planned_table(conn, run_id, table):
@@ -146,17 +149,20 @@ def planned_table(conn, run_id, table):
                     (run_id, table))
         row = cur.fetchone()
     if row is None:
-        raise LookupError(f"table {table} is not planned in run {run_id}")
+        from .errors import SchemaError
+        raise SchemaError(f"table {table} is not planned in run {run_id!r}: run ReplicateAll")
     return Table.from_json(row[0]), row[1]
 
 
 def partition_range(conn, run_id, table, partition):
+    """(lo, hi, expected rows) of a planned partition."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT lo, hi FROM {m()}.partitions WHERE run_id = %s AND table_name = %s "
+        cur.execute(f"SELECT lo, hi, rows FROM {m()}.partitions WHERE run_id = %s AND table_name = %s "
                     "AND partition = %s", (run_id, table, partition))
         row = cur.fetchone()
     if row is None:
-        raise LookupError(f"partition {partition} of {table} is not in the plan of run {run_id}")
+        from .errors import SchemaError
+        raise SchemaError(f"partition {partition} of {table} is not in the plan of run {run_id!r}")
     return row
 
 

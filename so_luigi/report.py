@@ -22,3 +22,66 @@ def render(conn, run_id, tables=None, source_ep=None, target_ep=None):
                      f"{loaded:>3}/{partitions:<3}  {status}")
     lines.append(f"{'total':<20} {total_rows:>12,} {total_bytes / 1e6:>10.1f}")
     return "\n".join(lines)
+
+
+STATUS_SQL = """
+SELECT t.table_name, t.partitions, t.source_rows, t.completed_at IS NOT NULL, t.verdict,
+       count(l.partition), coalesce(sum(l.rows), 0), coalesce(sum(l.bytes), 0),
+       extract(epoch FROM clock_timestamp() - coalesce(min(l.loaded_at - make_interval(secs => l.seconds)),
+                                                       t.planned_at)),
+       coalesce(t.seconds, 0)
+FROM {m}.tables t
+LEFT JOIN {m}.loaded l ON l.run_id = t.run_id AND l.table_name = t.table_name
+WHERE t.run_id = %s
+GROUP BY t.table_name, t.partitions, t.source_rows, t.completed_at, t.verdict, t.planned_at, t.seconds
+ORDER BY t.table_name
+"""
+
+# COPYs running right now in the destination database, by relation (a partition's child counts
+# for its table): rows they hold are not committed, so no marker counts them yet
+IN_FLIGHT_SQL = """
+SELECT c.relname, p.tuples_processed
+FROM pg_stat_progress_copy p JOIN pg_class c ON c.oid = p.relid
+WHERE p.datname = current_database() AND p.command = 'COPY FROM'
+"""
+
+
+def _eta(seconds):
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def status(conn, run_id):
+    """Per-table progress of a run from the markers (and COPYs in flight), while it runs or after."""
+    with conn.cursor() as cur:
+        cur.execute(STATUS_SQL.format(m=markers.m()), (run_id,))
+        tables = cur.fetchall()
+        cur.execute(IN_FLIGHT_SQL)
+        flying = cur.fetchall()
+    if not tables:
+        return f"run {run_id!r}: nothing planned yet"
+    lines = [f"so_luigi run {run_id!r}",
+             f"{'table':<20} {'parts':>9} {'rows':>24} {'MB':>9} {'rows/s':>10} {'ETA':>8}  state"]
+    total_done = total_rows = 0
+    for name, parts, src_rows, complete, verdict, done, rows, nbytes, elapsed, seconds in tables:
+        rows, nbytes, src_rows = int(rows), int(nbytes), int(src_rows)
+        inflight = sum(int(n) for rel, n in flying if rel == name or rel.startswith(f"{name}__part"))
+        moving = rows + inflight
+        rate = moving / float(elapsed) if elapsed and moving else 0.0
+        if complete:
+            state, eta = verdict, None
+            rate = rows / float(seconds) if seconds else rate
+        elif done == parts:
+            state, eta = "verifying", 0
+        else:
+            state = f"loading ({inflight:,} rows in flight)" if inflight else "waiting"
+            eta = (src_rows - moving) / rate if rate else None
+        total_done += rows
+        total_rows += src_rows
+        lines.append(f"{name:<20} {done:>4}/{parts:<4} {moving:>11,}/{src_rows:<12,} {nbytes / 1e6:>9.1f} "
+                     f"{rate:>10,.0f} {_eta(eta):>8}  {state}")
+    pct = 100.0 * total_done / total_rows if total_rows else 100.0
+    lines.append(f"{'total':<20} {'':>9} {total_done:>11,}/{total_rows:<12,} committed: {pct:.1f}%")
+    return "\n".join(lines)

@@ -79,15 +79,19 @@ class BoundedPipe:
 
 
 class ChunkWriter:
-    """File-like write() target that groups small writes (one per row for COPY TO) into chunks."""
+    """File-like write() target that groups small writes (one per row for COPY TO) into chunks,
+    counting rows for the progress report on the way."""
 
-    def __init__(self, pipe, chunk_bytes):
+    def __init__(self, pipe, chunk_bytes, progress=None):
         self.pipe = pipe
         self.chunk_bytes = chunk_bytes
+        self.progress = progress
+        self.rows = 0
         self._buf = bytearray()
 
-    def write(self, data):
+    def write(self, data, rows=1):
         self._buf += data
+        self.rows += rows
         if len(self._buf) >= self.chunk_bytes:
             self.flush()
 
@@ -95,13 +99,15 @@ class ChunkWriter:
         if self._buf:
             self.pipe.put(bytes(self._buf))
             self._buf.clear()
+            if self.progress is not None:
+                self.progress.update(self.rows)
 
 
 def chunk_size(buffer_bytes):
     return max(64 * 1024, min(4 * 1024 * 1024, buffer_bytes // 4))
 
 
-def stream(read, write, buffer_bytes):
+def stream(read, write, buffer_bytes, progress=None):
     """Run ``read(sink)`` in a thread while ``write(pipe)`` drains the pipe here.
 
     Returns (read's result, write's result, bytes moved). A reader failure is raised as itself
@@ -112,7 +118,7 @@ def stream(read, write, buffer_bytes):
 
     def produce():
         try:
-            sink = ChunkWriter(pipe, chunk_size(buffer_bytes))
+            sink = ChunkWriter(pipe, chunk_size(buffer_bytes), progress)
             result["read"] = read(sink)
             sink.flush()
             pipe.close()
@@ -192,7 +198,7 @@ def copy_rows(batches, encoder, sink, checksum, table, batch=None, target_batch_
             total += encode.lines_checksum(blines)
         blines.append(b"")
         data = b"\n".join(blines)
-        sink.write(data)
+        sink.write(data, len(chunk))
         rows += len(chunk)
         if batch is not None and data:
             batch[0] = max(100, min(100_000, int(batch[0] * target_batch_bytes / len(data))))

@@ -1,10 +1,11 @@
 """The Luigi tasks: thin wrappers that pass parameters to ``load`` and name their markers.
 
-    ReplicateAll ──yields──> CompleteTable(table) ──requires──> PlanTable(table)
-                                   └──yields──> LoadPartition(table, partition) ──requires──> PlanTable
+    ReplicateAll ──requires──> CompleteTable(table) ──requires──> LoadPartition(table, partition)
+                                                                 └─(bulk)─requires──> ExtractPartition
 
-Partitions are known only once a table is planned, so CompleteTable yields its LoadPartitions as
-dynamic dependencies; the scheduler hands them to any free worker. Significant parameters say
+The graph is static: ReplicateAll finds the tables and CompleteTable plans its table when Luigi
+schedules them, so every process that schedules ReplicateAll against one luigid sees the same
+partitions and the scheduler hands each to one free worker, on any host. Significant parameters say
 which data (run_id, table, partition); how it moves (chunk_rows, buffer_mb, verify) is not
 significant, so changing it never changes a task id. Connection URLs are never parameters: they
 hold passwords, and parameters end up in task ids and the scheduler UI.
@@ -12,14 +13,17 @@ hold passwords, and parameters end up in task ids and the scheduler UI.
 import logging
 import os
 import sys
+import time
+from contextlib import contextmanager
 
 import luigi
 import psycopg2
 
 from . import bulk, load, markers, report
-from .config import bulk_settings, source_endpoint, target_endpoint
+from .config import bulk_settings, retries, source_endpoint, target_endpoint
 from .dialects import postgres as pg
-from .errors import ConfigError, SoLuigiError
+from .errors import ConfigError, SoLuigiError, TransientError
+from .progress import Progress
 
 log = logging.getLogger("luigi-interface.so_luigi")  # shown wherever Luigi shows its own log
 
@@ -35,11 +39,8 @@ class SoTask(luigi.Task):
                              description="names this copy; markers and the stored plan are per run_id")
 
     def complete(self):
-        try:
+        with plainly():                 # e.g. the destination is unreachable: say so once, plainly
             return super().complete()
-        except SoLuigiError as exc:     # e.g. the destination is unreachable: say so once, plainly
-            _say(exc)
-            raise
 
     def on_failure(self, exception):
         if isinstance(exception, SoLuigiError) and not debug():
@@ -47,8 +48,29 @@ class SoTask(luigi.Task):
         return super().on_failure(exception)
 
     def run(self):
+        """work(), with driver errors translated and transient ones retried ([retries] in luigi.cfg).
+
+        Terminal errors (bad type, missing table, verification) fail at once. Every step is one
+        transaction, so a retry starts from a clean state.
+        """
+        settings = retries()
+        for attempt in range(settings.transient + 1):
+            try:
+                result = self.work()
+                if result is not None and hasattr(result, "__next__"):
+                    yield from result
+                return
+            except TransientError as exc:
+                if attempt == settings.transient:
+                    raise
+                log.warning("%s: %s; retry %d of %d in %.0f s", self, exc, attempt + 1, settings.transient,
+                            settings.delay_seconds)
+                time.sleep(settings.delay_seconds)
+
+    def work(self):
+        """The task's body, with driver errors as SoLuigiErrors."""
         try:
-            result = self.work()
+            result = self.do()
             if result is not None and hasattr(result, "__next__"):
                 yield from result
         except psycopg2.Error as exc:
@@ -59,7 +81,15 @@ class SoTask(luigi.Task):
                 raise mssql.translate(exc) from exc
             raise
 
-    def work(self):
+    # connections a task holds while it runs, capped by luigi.cfg [resources] across all workers
+    # that share a scheduler; each worker process also keeps one marker-check connection
+    uses = {"source_connections": 1, "target_connections": 1}
+
+    @property
+    def resources(self):
+        return dict(self.uses)
+
+    def do(self):
         raise NotImplementedError
 
 
@@ -82,30 +112,6 @@ class _HowMixin:
                                                "(COPY FREEZE per partition); auto: partitioned in bulk mode")
 
 
-class PlanTable(SoTask):
-    """Describe one source table, cut its partitions, create the destination table.
-
-    One destination transaction: CREATE TABLE, the stored definition and plan, the plan marker.
-    """
-
-    table = luigi.Parameter()
-    chunk_rows = luigi.IntParameter(default=500000, significant=False)
-    layout = luigi.Parameter(default="plain", significant=False)
-    mode = luigi.Parameter(default="streaming", significant=False)
-
-    def output(self):
-        return markers.MarkerTarget("planned", self.run_id, self.table)
-
-    def work(self):
-        load.plan_table(self.run_id, self.table, self.chunk_rows, self.layout, self.mode,
-                        unlogged=bulk_settings().unlogged)
-
-
-def _plan(task):
-    return PlanTable(run_id=task.run_id, table=task.table, chunk_rows=task.chunk_rows, layout=task.layout,
-                     mode=task.mode)
-
-
 class ExtractPartition(_HowMixin, SoTask):
     """Bulk mode: write one key range of a source table as a CSV file, then its manifest.
 
@@ -114,14 +120,12 @@ class ExtractPartition(_HowMixin, SoTask):
 
     table = luigi.Parameter()
     partition = luigi.IntParameter()
-
-    def requires(self):
-        return _plan(self)
+    uses = {"source_connections": 1}
 
     def output(self):
         return bulk.BulkTarget(bulk.files_for(self.run_id, self.table, self.partition).manifest)
 
-    def work(self):
+    def do(self):
         manifest = bulk.extract_partition(self.run_id, self.table, self.partition,
                                           checksum=self.verify == "full")
         log.info("%s partition %d extracted: %d rows, %.1f MB in %.1f s", self.table, self.partition,
@@ -139,49 +143,61 @@ class LoadPartition(_HowMixin, SoTask):
     table = luigi.Parameter()
     partition = luigi.IntParameter()
 
+    @property
+    def resources(self):
+        # bulk: the load and its progress watcher; streaming: one source and one destination session
+        return {"target_connections": 2} if self.mode == "bulk" else dict(self.uses)
+
     def requires(self):
         if self.mode == "bulk":
             return ExtractPartition(run_id=self.run_id, table=self.table, partition=self.partition, **_how(self))
-        return _plan(self)
+        return []
 
     def output(self):
         return markers.MarkerTarget("loaded", self.run_id, self.table, self.partition)
 
-    def work(self):
+    def do(self):
+        progress = Progress(self, f"{self.table} partition {self.partition}")
         stats = load.load_partition(self.run_id, self.table, self.partition, self.buffer_mb,
-                                    checksum=self.verify == "full", mode=self.mode)
+                                    checksum=self.verify == "full", mode=self.mode, progress=progress)
         if stats:
             rate = stats["rows"] / stats["seconds"] if stats["seconds"] else 0
-            msg = (f"{self.table} partition {self.partition}: {stats['rows']} rows, "
+            msg = (f"{self.table} partition {self.partition}: {stats['rows']:,} rows, "
                    f"{stats['bytes'] / 1e6:.1f} MB in {stats['seconds']:.1f} s ({rate:,.0f} rows/s)")
             log.info(msg)
-            self.set_status_message(msg)
-            self.set_progress_percentage(100)
+            progress.finish(msg)
 
 
 class CompleteTable(_HowMixin, SoTask):
     """Load every partition of a table, verify it against the source, then finish it.
 
+    Its requirements are the table's partitions, so the table is planned when Luigi schedules
+    it (one destination transaction: CREATE TABLE, stored definition and plan, plan marker; the
+    first process to get there plans, every other one reads the same plan). Every process
+    sharing a luigid thus sees the same partitions and can take any of them.
     One destination transaction after verification: primary key, indexes, identity sequences,
     ANALYZE and the complete marker.
     """
 
     table = luigi.Parameter()
+    uses = {"source_connections": 1, "target_connections": 2}   # verification runs on both at once
 
     def requires(self):
-        return _plan(self)
+        return [LoadPartition(run_id=self.run_id, table=self.table, partition=i, **_how(self))
+                for i in range(self.partitions)]
+
+    @property
+    def partitions(self):
+        if getattr(self, "_partitions", None) is None:
+            with plainly():
+                self._partitions = load.ensure_planned(self.run_id, self.table, self.chunk_rows, self.layout,
+                                                       self.mode, bulk_settings().unlogged)
+        return self._partitions
 
     def output(self):
         return markers.MarkerTarget("complete", self.run_id, self.table)
 
-    def work(self):
-        conn = pg.connect(target_endpoint())
-        try:
-            _, partitions = markers.planned_table(conn, self.run_id, self.table)
-        finally:
-            conn.close()
-        yield [LoadPartition(run_id=self.run_id, table=self.table, partition=i, **_how(self))
-               for i in range(partitions)]
+    def do(self):
         load.complete_table(self.run_id, self.table, self.verify)
         if self.mode == "bulk":
             bulk.remove_files(self.run_id, self.table)
@@ -190,8 +206,9 @@ class CompleteTable(_HowMixin, SoTask):
 class ReplicateAll(_HowMixin, SoTask):
     """Copy every table of the source schema (or ``--tables``) and print the per-table report.
 
-    Before any data moves it checks both connections, finds the tables and maps every column
-    type; then it yields one CompleteTable per table.
+    When Luigi schedules it, it checks both connections, finds the tables and maps every column
+    type, so bad input stops the run before any data moves; its requirements are one
+    CompleteTable per table.
     """
 
     tables = luigi.Parameter(default="", description="comma-separated subset of source tables (default: all)")
@@ -207,34 +224,47 @@ class ReplicateAll(_HowMixin, SoTask):
         done = super().complete()
         if done:
             # a finished run_id pointed at another source must say so, not report "done"
-            try:
-                with markers.shared_connection().cursor() as cur:
-                    markers.check_run(cur, self.run_id, source_endpoint(), target_endpoint())
-            except SoLuigiError as exc:
-                _say(exc)
-                raise
+            with plainly(), markers.shared_connection().cursor() as cur:
+                markers.check_run(cur, self.run_id, source_endpoint(), target_endpoint())
         return done
 
-    def work(self):
-        if self.chunk_rows < 1 or self.buffer_mb < 1:
-            raise ConfigError("--chunk-rows and --buffer-mb must be at least 1")
+    def requires(self):
+        return [CompleteTable(run_id=self.run_id, table=n, **_how(self)) for n in self.table_names]
+
+    @property
+    def table_names(self):
+        if getattr(self, "_names", None) is None:
+            with plainly():
+                if self.chunk_rows < 1 or self.buffer_mb < 1:
+                    raise ConfigError("--chunk-rows and --buffer-mb must be at least 1")
+                source_ep, target_ep = source_endpoint(), target_endpoint()
+                tables = load.discover(source_ep, self.wanted)
+                with pg.session(target_ep) as conn:
+                    markers.register_run(conn, self.run_id, source_ep, target_ep)
+                self._names = [t.name for t in tables]
+                log.info("replicating %d table(s) from %s into %s", len(self._names), source_ep, target_ep)
+        return self._names
+
+    def do(self):
         source_ep, target_ep = source_endpoint(), target_endpoint()
-        tables = load.discover(source_ep, self.wanted)
-        conn = pg.connect(target_ep)
-        try:
-            markers.register_run(conn, self.run_id, source_ep, target_ep)
-        finally:
-            conn.close()
-        names = [t.name for t in tables]
-        log.info("replicating %d table(s) from %s into %s", len(names), source_ep, target_ep)
-        yield [CompleteTable(run_id=self.run_id, table=n, **_how(self)) for n in names]
-        conn = pg.connect(target_ep)
-        try:
-            text = report.render(conn, self.run_id, names, source_ep, target_ep)
+        with pg.session(target_ep) as conn:
+            text = report.render(conn, self.run_id, self.table_names, source_ep, target_ep)
             markers.mark_replicated(conn, self.run_id, ",".join(sorted(self.wanted)) or "*")
-        finally:
-            conn.close()
         print(text, flush=True)
+
+
+@contextmanager
+def plainly():
+    """Errors raised while Luigi schedules (complete(), requires()) as one clear line."""
+    try:
+        yield
+    except psycopg2.Error as exc:
+        err = pg.translate(exc)
+        _say(err)
+        raise err from exc
+    except SoLuigiError as exc:
+        _say(exc)
+        raise
 
 
 # --- one clear line instead of a traceback --------------------------------------------------

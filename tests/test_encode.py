@@ -163,7 +163,7 @@ def test_unpaired_surrogate_is_reported_with_its_key():
     table.primary_key = ["c0"]
 
     class Sink:
-        def write(self, data):
+        def write(self, data, rows=1):
             pass
     with pytest.raises(DataError, match="c0=2: .*surrogate"):
         stream.copy_rows([[(1, "fine"), (2, "bad \ud800 half")]], encode.make_row_encoder(table), Sink(),

@@ -76,23 +76,39 @@ def test_kill_9_then_rerun_is_exact_and_reloads_only_missing_partitions(sourced,
     assert planned == len(after)
 
 
-def test_dropped_connection_fails_clearly_and_rerun_finishes(sourced):
-    """The destination session of a running COPY is terminated: the task fails, the rerun is exact."""
-    pair = sourced
-    proc = subprocess.Popen(luigi_cmd(), cwd=ROOT, env=pair.env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    killed = []
-
+def kill_a_copy_during(pair, proc):
+    """pg_terminate_backend on the destination session of a running COPY, once."""
     def terminate_a_copy():
-        rows = pair.query("target", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                    "WHERE datname = current_database() AND query LIKE 'COPY %%FROM STDIN%%' "
-                                    "AND pid <> pg_backend_pid()")
-        killed.extend(rows)
-        return bool(rows)
+        return bool(pair.query("target", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                         "WHERE datname = current_database() AND query LIKE 'COPY %%FROM STDIN%%' "
+                                         "AND pid <> pg_backend_pid()"))
     assert wait_for(terminate_a_copy)
-    out, err = proc.communicate(timeout=600)
+    return proc.communicate(timeout=600)
+
+
+def retry_config(tmp_path, transient):
+    path = tmp_path / "retries.cfg"
+    path.write_text(f"[retries]\ntransient = {transient}\ndelay_seconds = 0.5\n")
+    return str(path)
+
+
+def test_dropped_connection_is_retried_and_the_run_ends_exact(sourced, tmp_path):
+    pair = sourced
+    env = pair.env(LUIGI_CONFIG_PATH=retry_config(tmp_path, 3))
+    proc = subprocess.Popen(luigi_cmd(), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = kill_a_copy_during(pair, proc)
+    assert proc.returncode == 0, err[-3000:]
+    assert "connection lost or server unavailable" in err and "retry 1 of 3" in err
+    assert_same_tables(pair, TABLES)
+
+
+def test_without_retries_a_dropped_connection_fails_clearly_and_rerun_finishes(sourced, tmp_path):
+    pair = sourced
+    env = pair.env(LUIGI_CONFIG_PATH=retry_config(tmp_path, 0))
+    proc = subprocess.Popen(luigi_cmd(), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = kill_a_copy_during(pair, proc)
     assert proc.returncode != 0
-    assert "so_luigi: error:" in err and "connection" in err
+    assert "so_luigi: error:" in err and "connection lost or server unavailable" in err
     rerun = subprocess.run(luigi_cmd(), cwd=ROOT, env=pair.env(), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert_same_tables(pair, TABLES)

@@ -36,7 +36,7 @@ def test_pipe_never_holds_more_than_its_limit():
 def test_reader_failure_is_raised_as_itself():
     def read(sink):
         sink.write(b"x" * 100)
-        raise KeyError("source went away")
+        raise KeyError("source went away")  # noqa: B023
 
     def write(pipe):
         while pipe.read():
