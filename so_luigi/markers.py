@@ -92,7 +92,10 @@ def lock(cur, *parts):
 
 
 def worker_id():
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """host:pid of the luigi process doing the work (Luigi runs each task in a forked child)."""
+    import multiprocessing
+    child = multiprocessing.current_process().name != "MainProcess"
+    return f"{socket.gethostname()}:{os.getppid() if child else os.getpid()}"
 
 
 # --- runs -----------------------------------------------------------------------------------

@@ -267,6 +267,48 @@ def plainly():
         raise
 
 
+# --- work shared with other processes counts as done ----------------------------------------
+
+def _count_work_done_elsewhere():
+    """Let a process that shared a run through luigid report success when the run succeeded.
+
+    Luigi's end-of-run summary lists a task that another process (another host on the same
+    luigid) completed as "not granted run permission" or "run by another worker" for this one,
+    and the exit code becomes [retcode] not_run or already_running even though the replication
+    is complete. At the summary, so_luigi tasks still pending or seen running elsewhere are
+    checked again: those complete now count as already done.
+    """
+    import luigi.execution_summary as summary
+    partition_tasks, run_by_others = summary._partition_tasks, summary._get_run_by_other_worker
+
+    def complete_now(tasks):
+        done = set()
+        for task in tasks:
+            try:
+                if isinstance(task, SoTask) and task.complete():
+                    done.add(task)
+            except Exception:  # noqa: BLE001 -- unknown stays as Luigi had it
+                pass
+        return done
+
+    def partition(worker):
+        sets = partition_tasks(worker)
+        for name in ("still_pending_ext", "still_pending_not_ext"):
+            done = complete_now(sets.get(name, ()))
+            sets[name] -= done
+            sets["already_done"] |= done
+        return sets
+
+    def still_run_by_others(worker):
+        tasks = run_by_others(worker)
+        return tasks - complete_now(tasks)
+    summary._partition_tasks = partition
+    summary._get_run_by_other_worker = still_run_by_others
+
+
+_count_work_done_elsewhere()
+
+
 # --- one clear line instead of a traceback --------------------------------------------------
 
 class _OneLineErrors(logging.Filter):

@@ -1,0 +1,91 @@
+"""Against a real luigid: two worker processes (as on two hosts) share one replication, and
+loading tasks report their progress to the scheduler while `so-luigi status` follows along."""
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from so_luigi import sample
+from so_luigi.embedded import free_port
+from conftest import ROOT, assert_same_tables
+
+
+@pytest.fixture
+def luigid(tmp_path):
+    port = free_port()
+    server = subprocess.Popen(["luigid", "--port", str(port), "--address", "127.0.0.1",
+                               "--state-path", str(tmp_path / "state.pickle"), "--logdir", str(tmp_path)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            api(port, "task_list", {})
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield port
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def api(port, method, data):
+    query = urllib.parse.urlencode({"data": json.dumps(data)})
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/{method}?{query}", timeout=5) as resp:
+        return json.loads(resp.read())["response"]
+
+
+def replicate(pair, port, *args):
+    cmd = [sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll",
+           "--scheduler-host", "127.0.0.1", "--scheduler-port", str(port),
+           "--no-lock", *args]  # two processes on one host: without --no-lock the second exits as already running
+    return subprocess.Popen(cmd, cwd=ROOT, env=pair.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_processes_share_the_partitions_through_luigid(pair, luigid):
+    tables = ["Users", "Votes", "Comments"]
+    sample.fill_postgres(pair.source(), scale=0.01, names=tables, log=lambda *a: None)
+    # as on two hosts: the same command twice, staying until the shared tasks are done
+    first = replicate(pair, luigid, "--workers", "2", "--chunk-rows", "2500", "--worker-keep-alive")
+    second = replicate(pair, luigid, "--workers", "2", "--chunk-rows", "2500", "--worker-keep-alive")
+    outs = [p.communicate(timeout=600) for p in (first, second)]
+    assert first.returncode == 0, outs[0][1][-3000:]
+    assert second.returncode == 0, outs[1][1][-3000:]
+    assert_same_tables(pair, tables)
+    # each partition loaded once (the marker's primary key), and both processes loaded some
+    rows = pair.query("target", "SELECT worker, count(*) FROM so_luigi.loaded GROUP BY worker")
+    pids = {int(worker.rsplit(":", 1)[1]) for worker, _ in rows}
+    assert pids == {first.pid, second.pid}, rows
+    planned = pair.query("target", "SELECT count(*) FROM so_luigi.partitions")[0][0]
+    assert sum(n for _, n in rows) == planned > 40
+
+
+def test_progress_reaches_the_scheduler_and_the_status_command(pair, luigid):
+    # one 300 MB partition: long enough to be watched while it loads
+    pair.query("source", 'CREATE TABLE "Big" ("Id" int PRIMARY KEY, "Body" text NOT NULL); '
+                         "INSERT INTO \"Big\" SELECT g, repeat(md5(g::text), 160) FROM generate_series(1, 60000) g")
+    run = replicate(pair, luigid, "--workers", "1", "--chunk-rows", "1000000", "--buffer-mb", "8")
+    messages, percents, statuses = set(), set(), []
+    while run.poll() is None:
+        for task in api(luigid, "task_list", {"status": "RUNNING", "upstream_status": "", "search": ""}).values():
+            if task["name"] == "LoadPartition":
+                if task.get("status_message"):
+                    messages.add(task["status_message"])
+                if task.get("progress_percentage") is not None:
+                    percents.add(task["progress_percentage"])
+        status = subprocess.run([sys.executable, "-m", "so_luigi", "status"], cwd=ROOT, env=pair.env(),
+                                capture_output=True, text=True)
+        statuses.append(status.stdout)
+        time.sleep(0.2)
+    out, err = run.communicate()
+    assert run.returncode == 0, err[-3000:]
+    assert any("Big partition 0:" in m and "of 60,000 rows" in m and "rows/s" in m for m in messages), messages
+    assert any(0 < p < 100 for p in percents), percents
+    assert any("rows in flight" in s for s in statuses), statuses[-3:]
+    final = subprocess.run([sys.executable, "-m", "so_luigi", "status"], cwd=ROOT, env=pair.env(),
+                           capture_output=True, text=True).stdout
+    assert "60,000/60,000" in final and "ok: count+checksum" in final and "committed: 100.0%" in final
