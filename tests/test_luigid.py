@@ -1,7 +1,6 @@
 """Against a real luigid: two worker processes (as on two hosts) share one replication, and
 loading tasks report their progress to the scheduler while `so-luigi status` follows along."""
 import json
-import os
 import subprocess
 import sys
 import time
