@@ -81,8 +81,11 @@ class SoTask(luigi.Task):
                 raise mssql.translate(exc) from exc
             raise
 
-    # connections a task holds while it runs, capped by luigi.cfg [resources] across all workers
-    # that share a scheduler; each worker process also keeps one marker-check connection
+    # connections a task holds while it runs, capped by [resources] of the scheduler's luigi.cfg
+    # across all workers sharing it. One unit each, never more: a scheduler without [resources]
+    # grants 1 of an unknown resource, and a task asking 2 would never run. (A bulk load's
+    # progress watcher and a verification's second session ride on that unit, and each worker
+    # process keeps one marker-check connection besides.)
     uses = {"source_connections": 1, "target_connections": 1}
 
     @property
@@ -145,8 +148,8 @@ class LoadPartition(_HowMixin, SoTask):
 
     @property
     def resources(self):
-        # bulk: the load and its progress watcher; streaming: one source and one destination session
-        return {"target_connections": 2} if self.mode == "bulk" else dict(self.uses)
+        # bulk: no source session; streaming: one source and one destination session
+        return {"target_connections": 1} if self.mode == "bulk" else dict(self.uses)
 
     def requires(self):
         if self.mode == "bulk":
@@ -180,7 +183,7 @@ class CompleteTable(_HowMixin, SoTask):
     """
 
     table = luigi.Parameter()
-    uses = {"source_connections": 1, "target_connections": 2}   # verification runs on both at once
+    uses = {"source_connections": 1, "target_connections": 1}
 
     def requires(self):
         return [LoadPartition(run_id=self.run_id, table=self.table, partition=i, **_how(self))

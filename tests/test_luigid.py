@@ -69,6 +69,14 @@ def test_progress_reaches_the_scheduler_and_the_status_command(pair, luigid):
                          "INSERT INTO \"Big\" SELECT g, repeat(md5(g::text), 160) FROM generate_series(1, 60000) g")
     run = replicate(pair, luigid, "--workers", "1", "--chunk-rows", "1000000", "--buffer-mb", "8")
     messages, percents, statuses = set(), set(), []
+
+    def follow_status():
+        while run.poll() is None:
+            statuses.append(subprocess.run([sys.executable, "-m", "so_luigi", "status"], cwd=ROOT, env=pair.env(),
+                                           capture_output=True, text=True).stdout)
+    import threading
+    follower = threading.Thread(target=follow_status)
+    follower.start()
     while run.poll() is None:
         for task in api(luigid, "task_list", {"status": "RUNNING", "upstream_status": "", "search": ""}).values():
             if task["name"] == "LoadPartition":
@@ -76,10 +84,8 @@ def test_progress_reaches_the_scheduler_and_the_status_command(pair, luigid):
                     messages.add(task["status_message"])
                 if task.get("progress_percentage") is not None:
                     percents.add(task["progress_percentage"])
-        status = subprocess.run([sys.executable, "-m", "so_luigi", "status"], cwd=ROOT, env=pair.env(),
-                                capture_output=True, text=True)
-        statuses.append(status.stdout)
-        time.sleep(0.2)
+        time.sleep(0.1)
+    follower.join()
     out, err = run.communicate()
     assert run.returncode == 0, err[-3000:]
     assert any("Big partition 0:" in m and "of 60,000 rows" in m and "rows/s" in m for m in messages), messages
@@ -88,3 +94,35 @@ def test_progress_reaches_the_scheduler_and_the_status_command(pair, luigid):
     final = subprocess.run([sys.executable, "-m", "so_luigi", "status"], cwd=ROOT, env=pair.env(),
                            capture_output=True, text=True).stdout
     assert "60,000/60,000" in final and "ok: count+checksum" in final and "committed: 100.0%" in final
+
+
+def test_resources_cap_the_connections_each_database_sees(pair, tmp_path):
+    """--workers 4, [resources] source_connections = 1: never two source sessions at once."""
+    import threading
+    sample.fill_postgres(pair.source(), scale=0.01, names=["Votes", "Comments"], log=lambda *a: None)
+    cfg = tmp_path / "caps.cfg"
+    peaks = {}
+
+    def run(label, caps):
+        cfg.write_text(f"[resources]\nsource_connections = {caps}\ntarget_connections = 16\n")
+        pair.query("target", "DROP SCHEMA IF EXISTS so_luigi CASCADE; DROP TABLE IF EXISTS \"Votes\", \"Comments\"")
+        peak, stop = [0], threading.Event()
+
+        def watch():
+            while not stop.is_set():
+                n = pair.query("source", "SELECT count(*) FROM pg_stat_activity "
+                                         "WHERE application_name = 'so_luigi source' AND datname = current_database() "
+                                         "AND state = 'active' AND backend_type = 'client backend'")  # not parallel workers
+                peak[0] = max(peak[0], n[0][0])
+                time.sleep(0.01)
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        out = pair.run("--workers", "4", "--chunk-rows", "2000", env=pair.env(LUIGI_CONFIG_PATH=str(cfg)))
+        stop.set()
+        watcher.join()
+        assert out.returncode == 0, out.stderr[-3000:]
+        peaks[label] = peak[0]
+    run("capped", 1)
+    run("open", 16)
+    assert peaks["capped"] == 1 and peaks["open"] > 1, peaks
+    assert_same_tables(pair, ["Votes", "Comments"])
