@@ -12,6 +12,8 @@ setup(
         "psycopg2-binary>=2.9",
         "pymssql>=2.2",
         "smart_open>=6",
+        # Stack Exchange dumps as .7z archives
+        "py7zr>=0.20",
         # the embedded PostgreSQL of `so-luigi demo` (a pip-installable server)
         "pgserver>=0.1.4",
     ],

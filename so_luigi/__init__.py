@@ -4,6 +4,6 @@
 
 The tasks live in ``so_luigi.tasks``; they are imported here so ``--module so_luigi`` finds them.
 """
-from .tasks import CompleteTable, ExtractPartition, LoadPartition, ReplicateAll  # noqa: F401
+from .tasks import CompleteTable, ExtractPartition, LoadDump, LoadPartition, ReplicateAll  # noqa: F401
 
-__all__ = ["ReplicateAll", "CompleteTable", "LoadPartition", "ExtractPartition"]
+__all__ = ["ReplicateAll", "CompleteTable", "LoadPartition", "ExtractPartition", "LoadDump"]

@@ -2,6 +2,7 @@
 
     so-luigi demo                 embedded PostgreSQL + generated sample + ReplicateAll + report
     so-luigi generate --to URL    fill a source database with the StackOverflow-shaped sample
+    so-luigi load-dump DUMP --to URL   build a source database from a Stack Exchange dump
     so-luigi report               per-table summary of a run, from the marker tables
     so-luigi status               progress of a run while it runs: partitions, rows, rate, ETA
     so-luigi reset                forget a run's markers so the next run copies afresh
@@ -54,6 +55,19 @@ def cmd_generate(args):
     fill = sample.fill_postgres if ep.url.dialect == "postgres" else sample.fill_mssql
     total = fill(ep, scale=args.scale, seed=args.seed, post_history=args.post_history)
     print(f"{total:,} rows")
+    return 0
+
+
+def cmd_load_dump(args):
+    from . import dump
+    ep = _endpoint(args.to, args.schema, "source")
+    print(f"loading dump {args.dump} into {ep}")
+    started = time.monotonic()
+    counts, _ = dump.load_dump(args.dump, ep, post_history=not args.no_post_history, tags=not args.no_tags,
+                               zero_fill=args.zero_fill)
+    dump.mark_loaded(ep, dump.fingerprint(args.dump, not args.no_post_history, not args.no_tags, args.zero_fill),
+                     sum(counts.values()))
+    print(f"{sum(counts.values()):,} rows in {len(counts)} tables in {time.monotonic() - started:.1f} s")
     return 0
 
 
@@ -137,6 +151,15 @@ def parser():
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--post-history", action="store_true", help="also PostHistory")
     g.set_defaults(func=cmd_generate)
+
+    ld = sub.add_parser("load-dump", help="build a source database from a Stack Exchange dump (folder or .7z)")
+    ld.add_argument("dump", help="the site's folder of XML files, or its .7z archive")
+    ld.add_argument("--to", required=True, help="postgresql:// or mssql:// URL of the database to fill")
+    ld.add_argument("--schema", default="", help="default public / dbo")
+    ld.add_argument("--no-post-history", action="store_true", help="leave PostHistory out")
+    ld.add_argument("--no-tags", action="store_true", help="leave Tags out")
+    ld.add_argument("--zero-fill", action="store_true", help="0 for missing integers, as SODDI does")
+    ld.set_defaults(func=cmd_load_dump)
 
     r = sub.add_parser("report", help="per-table summary of a run (reads [target] / SO_TARGET_URL)")
     r.add_argument("--run-id", default="default")

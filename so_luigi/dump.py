@@ -1,22 +1,28 @@
-"""Load a Stack Exchange data dump (a folder of per-table XML files) into the StackOverflow schema.
+"""Build a source database from a Stack Exchange data dump: the StackOverflow2010/2013 schema.
 
-The XML is parsed as a stream (``iterparse``, each row cleared once read), so memory stays flat
-whatever the file size, and rows go through the same encoder and COPY path as a replication.
-Absent attributes are NULL, except in NOT NULL integer columns (``Posts.ViewCount`` of answers),
-which get 0 as SODDI gives them; ``zero_fill=True`` gives 0 for every column SODDI fills
-(../shared/STACKOVERFLOW.md). Attributes the schema has no column for are ignored and counted.
+A dump is one site's folder of per-table XML files, or its .7z archive (read with py7zr, one
+member at a time into a temporary folder). The XML is parsed as a stream (``iterparse``, the
+tree cleared after every row), so memory stays flat whatever the file size, and rows go through
+the project's fast paths: the encoder and COPY for PostgreSQL, the TDS bulk copy for SQL Server.
 
-PostgreSQL destinations only so far; the CLI command and Luigi task around it are a later issue.
+Old and new dump formats both load: columns are filled by attribute name, attributes the schema
+has no column for are ignored and reported once per table, absent attributes are NULL, except
+in NOT NULL integer columns (``Posts.ViewCount`` of answers), which get 0 as SODDI gives them.
+``zero_fill=True`` reproduces SODDI's 0 for every column it fills (../shared/STACKOVERFLOW.md).
+Tables are dropped and recreated: a rerun replaces, it never appends.
 """
 import os
+import shutil
+import tempfile
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
+from contextlib import contextmanager
 from datetime import datetime
 
 from . import sample, stream, typemap
 from .dialects import postgres as pg
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 
 FILES = {"Badges": "Badges.xml", "Comments": "Comments.xml", "PostLinks": "PostLinks.xml",
          "Posts": "Posts.xml", "Users": "Users.xml", "Votes": "Votes.xml",
@@ -30,68 +36,205 @@ PARSERS = {"int": int, "datetime": datetime.fromisoformat, "uniqueidentifier": u
            "bit": lambda v: v == "True"}
 
 
+def table_names(post_history=True, tags=True):
+    """The dump's tables in load order, then the lookup tables the XML does not carry."""
+    names = [n for n in FILES if (post_history or n != "PostHistory") and (tags or n != "Tags")]
+    return names + list(sample.LOOKUPS)
+
+
 def xml_rows(path, table, zero_fill=False, unknown=None):
-    """Row tuples of one XML file in the table's column order."""
+    """Row tuples of one XML file in the table's column order, parsed as a stream."""
     cols = table.columns
     names = [c.name for c in cols]
     known = set(names)
     parse = [PARSERS.get(c.data_type, str) for c in cols]
-    zero = [(c.data_type == "int" and (not c.nullable or (zero_fill and c.name in SODDI_ZERO.get(table.name, ()))))
+    zero = [c.data_type == "int" and (not c.nullable or (zero_fill and c.name in SODDI_ZERO.get(table.name, ())))
             for c in cols]
-    for _, elem in ET.iterparse(path, events=("end",)):
-        if elem.tag != "row":
+    events = ET.iterparse(path, events=("start", "end"))
+    _, root = next(events)
+    for event, elem in events:
+        if event != "end" or elem.tag != "row":
             continue
         attrs = elem.attrib
-        if unknown is not None:
-            for a in attrs:
-                if a not in known:
-                    unknown[(table.name, a)] += 1
+        if unknown is not None and len(attrs) > len(known & attrs.keys()):
+            for a in attrs.keys() - known:
+                unknown[(table.name, a)] += 1
         row = []
-        for name, conv, z in zip(names, parse, zero):
-            v = attrs.get(name)
-            row.append(conv(v) if v is not None else (0 if z else None))
-        elem.clear()
+        try:
+            for name, conv, z in zip(names, parse, zero):
+                v = attrs.get(name)
+                row.append(conv(v) if v is not None else (0 if z else None))
+        except ValueError as exc:
+            raise DataError(f"{os.path.basename(path)} row Id={attrs.get('Id')}: {exc}") from None
+        root.clear()                  # keep memory flat: drop every row once read
         yield tuple(row)
 
 
-def load_dump(folder, endpoint, post_history=True, tags=True, zero_fill=False, log=print):
-    """(Re)create the StackOverflow tables in ``endpoint``'s schema from a dump folder.
+@contextmanager
+def dump_files(dump):
+    """A folder holding the dump's XML files: ``dump`` itself, or its .7z extracted lazily.
 
-    Returns {table: rows}. Tables are dropped and recreated, so a rerun replaces, never appends.
+    Yields ``path_of(file_name)``, which returns the XML's path or None when the dump lacks it.
+    An archive member is extracted only when asked for and deleted after the next one is asked.
     """
-    if endpoint.url.dialect != "postgres":
-        raise ConfigError("loading a dump into SQL Server is not available yet; use a postgresql:// URL")
-    if not os.path.isdir(folder):
-        raise ConfigError(f"dump folder {folder} does not exist")
-    names = [n for n in FILES if (post_history or n != "PostHistory") and (tags or n != "Tags")]
-    names += [n for n in sample.LOOKUPS]
+    if os.path.isdir(dump):
+        yield lambda name: (os.path.join(dump, name) if os.path.exists(os.path.join(dump, name)) else None)
+        return
+    if not os.path.isfile(dump):
+        raise ConfigError(f"dump {dump} does not exist: give a dump folder or its .7z archive")
+    try:
+        import py7zr
+        archive = py7zr.SevenZipFile(dump, "r")
+    except Exception as exc:  # noqa: BLE001 -- py7zr raises several kinds for a bad archive
+        raise ConfigError(f"dump {dump} is neither a folder nor a readable .7z archive ({exc})") from None
+    members = {os.path.basename(n): n for n in archive.getnames()}
+    archive.close()
+    scratch = tempfile.mkdtemp(prefix="so_luigi_dump_")
+    current = []
+
+    def path_of(name):
+        while current:                                   # the previous member is done with
+            shutil.rmtree(current.pop(), ignore_errors=True)
+        if name not in members:
+            return None
+        current.append(tempfile.mkdtemp(dir=scratch))
+        with py7zr.SevenZipFile(dump, "r") as arch:
+            arch.extract(path=current[-1], targets=[members[name]])
+        return os.path.join(current[-1], members[name])
+    try:
+        yield path_of
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def load_dump(dump, endpoint, post_history=True, tags=True, zero_fill=False, log=print):
+    """(Re)create the StackOverflow tables in ``endpoint``'s schema from a dump.
+
+    Returns ({table: rows}, {(table, attribute): rows that had it} of ignored attributes).
+    """
     unknown = Counter()
     counts = {}
+    writer = _postgres_writer if endpoint.url.dialect == "postgres" else _mssql_writer
+    with dump_files(dump) as path_of, writer(endpoint) as write:
+        for name in table_names(post_history, tags):
+            table = sample.table_def(name, endpoint.schema)
+            if name in sample.LOOKUPS:
+                rows = iter(sample.LOOKUPS[name])
+            else:
+                path = path_of(FILES[name])
+                if path is None:
+                    log(f"  {name:<12} skipped: {FILES[name]} is not in the dump")
+                    continue
+                rows = xml_rows(path, table, zero_fill, unknown)
+            counts[name] = write(table, rows)
+            log(f"  {name:<12} {counts[name]:>10,} rows")
+    for table in sorted({t for t, _ in unknown}):
+        log(f"  {table}: ignored attributes with no column in the schema: "
+            + ", ".join(f"{a} ({n:,} rows)" for (t, a), n in sorted(unknown.items()) if t == table))
+    return counts, dict(unknown)
+
+
+@contextmanager
+def _postgres_writer(endpoint):
+    """Each table dropped, created, COPYed, keyed and committed on its own."""
     conn = pg.connect(endpoint)
     try:
         with conn.cursor() as cur:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {pg.pg_ident(endpoint.schema)}")
-            for name in names:
-                table = sample.table_def(name, endpoint.schema)
-                typemap.map_table(table, "mssql")
-                if name in sample.LOOKUPS:
-                    rows = iter(sample.LOOKUPS[name])
-                else:
-                    path = os.path.join(folder, FILES[name])
-                    if not os.path.exists(path):
-                        log(f"  {name:<12} skipped: {FILES[name]} not in the dump")
-                        continue
-                    rows = xml_rows(path, table, zero_fill, unknown)
-                cur.execute(f"DROP TABLE IF EXISTS {pg.pg_qualified(endpoint.schema, name)}")
+        conn.commit()
+
+        def write(table, rows):
+            typemap.map_table(table, "mssql")
+            with conn.cursor() as cur:
+                cur.execute(f"DROP TABLE IF EXISTS {pg.pg_qualified(endpoint.schema, table.name)}")
                 cur.execute(pg.create_table_sql(endpoint.schema, table))
-                counts[name], _ = stream.copy_rows_into(cur, endpoint.schema, table, rows)
+                count, _ = stream.copy_rows_into(cur, endpoint.schema, table, rows)
                 for statement in pg.finish_table_sql(endpoint.schema, table):
                     cur.execute(statement)
-                log(f"  {name:<12} {counts[name]:>10,} rows")
-        conn.commit()
+            conn.commit()
+            return count
+        yield write
     finally:
         conn.close()
-    if unknown:
-        log("  ignored attributes (no column in the schema): "
-            + ", ".join(f"{t}.{a} ({n})" for (t, a), n in sorted(unknown.items())))
-    return counts
+
+
+@contextmanager
+def _mssql_writer(endpoint):
+    """Each table dropped, created (no IDENTITY, as SODDI) and bulk-copied, then keyed."""
+    from .dialects import mssql
+    conn = mssql.connect(endpoint, autocommit=True)
+    try:
+        def write(table, rows):
+            for c in table.columns:
+                c.identity = False
+            q = mssql.qualified(endpoint.schema, table.name)
+            cur = conn.cursor()
+            cur.execute(f"IF OBJECT_ID(N'{q.replace(chr(39), chr(39) * 2)}', N'U') IS NOT NULL DROP TABLE {q}")
+            cur.execute(sample.mssql_create_sql(table, primary_key=False))
+            count = mssql.bulk_load(conn, table, rows)
+            cur.execute(f"ALTER TABLE {q} ADD CONSTRAINT {mssql.mssql_ident(table.pk_name)} "
+                        f"PRIMARY KEY CLUSTERED ([Id])")
+            return count
+        yield write
+    finally:
+        conn.close()
+
+
+def fingerprint(dump, post_history=True, tags=True, zero_fill=False):
+    """What a load of this dump with these options is: file names and sizes, and the options."""
+    if os.path.isdir(dump):
+        files = sorted((n, os.path.getsize(os.path.join(dump, n))) for n in os.listdir(dump) if n.endswith(".xml"))
+    elif os.path.isfile(dump):
+        files = [(os.path.basename(dump), os.path.getsize(dump))]
+    else:
+        raise ConfigError(f"dump {dump} does not exist: give a dump folder or its .7z archive")
+    opts = f"post_history={post_history} tags={tags} zero_fill={zero_fill}"
+    return ";".join(f"{n}:{size}" for n, size in files) + f" | {opts}"
+
+
+DUMPS_DDL = {
+    "postgres": "CREATE SCHEMA IF NOT EXISTS so_luigi; CREATE TABLE IF NOT EXISTS so_luigi.dumps ("
+                "schema_name text NOT NULL, fingerprint text NOT NULL, rows bigint NOT NULL, "
+                "loaded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (schema_name, fingerprint))",
+    "mssql": "IF SCHEMA_ID(N'so_luigi') IS NULL EXEC(N'CREATE SCHEMA so_luigi'); "
+             "IF OBJECT_ID(N'so_luigi.dumps', N'U') IS NULL CREATE TABLE so_luigi.dumps ("
+             "schema_name nvarchar(128) NOT NULL, fingerprint nvarchar(3000) NOT NULL, rows bigint NOT NULL, "
+             "loaded_at datetime2 NOT NULL DEFAULT sysutcdatetime())",
+}
+
+
+def _connect(endpoint):
+    from .dialects import connect
+    conn = connect(endpoint)
+    if endpoint.url.dialect == "postgres":
+        conn.autocommit = True
+    return conn
+
+
+def is_loaded(endpoint, key):
+    """Whether this dump (fingerprint ``key``) was loaded into ``endpoint``'s schema."""
+    conn = _connect(endpoint)
+    try:
+        cur = conn.cursor()
+        table = "so_luigi.dumps"
+        try:
+            cur.execute(f"SELECT 1 FROM {table} WHERE schema_name = %s AND fingerprint = %s", (endpoint.schema, key))
+        except Exception:  # noqa: BLE001 -- no bookkeeping table yet: nothing loaded
+            return False
+        return cur.fetchone() is not None
+    finally:
+        conn.close()
+
+
+def mark_loaded(endpoint, key, rows):
+    conn = _connect(endpoint)
+    try:
+        cur = conn.cursor()
+        cur.execute(DUMPS_DDL[endpoint.url.dialect])
+        cur.execute("DELETE FROM so_luigi.dumps WHERE schema_name = %s", (endpoint.schema,))
+        cur.execute("INSERT INTO so_luigi.dumps (schema_name, fingerprint, rows) VALUES (%s, %s, %s)",
+                    (endpoint.schema, key, rows))
+        if endpoint.url.dialect != "postgres":
+            conn.commit()
+    finally:
+        conn.close()

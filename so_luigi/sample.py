@@ -263,12 +263,13 @@ def fill_postgres(endpoint, scale=0.01, seed=42, post_history=False, names=None,
     return total
 
 
-def mssql_create_sql(table):
+def mssql_create_sql(table, primary_key=True):
     cols = []
     for c in table.columns:
         spec = f"[{c.name}] {c.source_type}" + (" IDENTITY(1,1)" if c.identity else "")
         cols.append(spec + (" NULL" if c.nullable else " NOT NULL"))
-    cols.append(f"CONSTRAINT [{table.pk_name}] PRIMARY KEY CLUSTERED ([Id])")
+    if primary_key:
+        cols.append(f"CONSTRAINT [{table.pk_name}] PRIMARY KEY CLUSTERED ([Id])")
     return f"CREATE TABLE [{table.schema}].[{table.name}] (" + ", ".join(cols) + ")"
 
 
@@ -287,14 +288,11 @@ def fill_mssql(endpoint, scale=0.01, seed=42, post_history=False, names=None, lo
             cur.execute(f"IF OBJECT_ID(N'{q.replace(chr(39), chr(39) * 2)}', N'U') IS NOT NULL DROP TABLE {q}")
             cur.execute(mssql_create_sql(table))
             cur.execute(f"SET IDENTITY_INSERT {q} ON")
-            width = len(table.columns)
-            per = max(1, min(1000, 2000 // width))        # 2100 parameters per statement at most
-            cols = ", ".join(f"[{c.name}]" for c in table.columns)
+            # INSERTs, not the bulk copy: it would renumber IDENTITY columns (test data only)
+            per = max(1, min(1000, 2000 // len(table.columns)))   # 2,100 parameters at most
             count = 0
             for batch in batched(rows(name, scale, seed), per):
-                values = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * len(batch))
-                cur.execute(f"INSERT INTO {q} ({cols}) VALUES {values}",
-                            tuple(v for row in batch for v in row))
+                cur.execute(mssql.insert_sql(table, len(batch)), tuple(v for row in batch for v in row))
                 count += len(batch)
             cur.execute(f"SET IDENTITY_INSERT {q} OFF")
             total += count

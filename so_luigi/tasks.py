@@ -256,6 +256,45 @@ class ReplicateAll(_HowMixin, SoTask):
         print(text, flush=True)
 
 
+class DumpLoaded(luigi.Target):
+    """A row in so_luigi.dumps of the database a dump was loaded into (outside its data schema,
+    so a replication of that schema never copies it)."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def exists(self):
+        from . import dump
+        return dump.is_loaded(source_endpoint(), self.key)
+
+
+class LoadDump(SoTask):
+    """Build the [source] database from a Stack Exchange dump (folder or .7z), so a pipeline can
+    make its own source first: `luigi --module so_luigi LoadDump --dump DIR` then ReplicateAll.
+
+    Each table is replaced in its own transaction; the dump's marker is written last.
+    """
+
+    dump = luigi.Parameter(description="a dump folder of XML files or its .7z archive")
+    post_history = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+                                       description="also load PostHistory")
+    tags = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+                               description="also load Tags")
+    zero_fill = luigi.BoolParameter(default=False, description="SODDI's 0 for missing integers")
+    uses = {"source_connections": 1}
+
+    def output(self):
+        from . import dump
+        with plainly():
+            return DumpLoaded(dump.fingerprint(self.dump, self.post_history, self.tags, self.zero_fill))
+
+    def do(self):
+        from . import dump
+        target = source_endpoint()
+        counts, _ = dump.load_dump(self.dump, target, self.post_history, self.tags, self.zero_fill, log=log.info)
+        dump.mark_loaded(target, self.output().key, sum(counts.values()))
+
+
 @contextmanager
 def plainly():
     """Errors raised while Luigi schedules (complete(), requires()) as one clear line."""

@@ -150,3 +150,53 @@ def select_sql(table, lo, hi):
     cols = ", ".join(mssql_ident(c.name) for c in table.columns)
     where, params = predicate(mssql_ident, table.int_key, lo, hi) if table.int_key else ("", ())
     return f"SELECT {cols} FROM {qualified(table.schema, table.name)}{where}", params
+
+
+# --- writing (dump loads; the SQL Server destination builds on this) ---------------------------
+
+def _bulk_value(col):
+    """pymssql's bulk copy refuses uuid.UUID and date values: send them as text / datetime."""
+    if col.data_type == "uniqueidentifier":
+        return lambda v: None if v is None else str(v)
+    if col.data_type == "date":
+        from datetime import datetime
+        return lambda v: None if v is None or isinstance(v, datetime) else datetime(v.year, v.month, v.day)
+    return None
+
+
+def split_for_bulk_copy(table, batch):
+    """(rows for bulk copy, rows for INSERT): pymssql's bulk copy sends '' as NULL, so a row
+    holding an empty string goes through a parameterised INSERT, which keeps it empty."""
+    converters = [(i, f) for i, f in enumerate(_bulk_value(c) for c in table.columns) if f]
+    bulk, insert = [], []
+    for row in batch:
+        if converters:
+            row = list(row)
+            for i, f in converters:
+                row[i] = f(row[i])
+            row = tuple(row)
+        (insert if any(v == "" for v in row) else bulk).append(row)
+    return bulk, insert
+
+
+def insert_sql(table, rows):
+    """A multi-row INSERT of ``rows`` rows with %s parameters (2,100 parameters at most)."""
+    cols = ", ".join(mssql_ident(c.name) for c in table.columns)
+    one = "(" + ", ".join(["%s"] * len(table.columns)) + ")"
+    return f"INSERT INTO {qualified(table.schema, table.name)} ({cols}) VALUES " + ", ".join([one] * rows)
+
+
+def bulk_load(conn, table, rows, batch_rows=5000):
+    """Rows into a SQL Server table through the TDS bulk copy, around pymssql's traps."""
+    from ..stream import batched
+    per_insert = max(1, min(1000, 2000 // len(table.columns)))
+    count = 0
+    for batch in batched(rows, batch_rows):
+        bulk, insert = split_for_bulk_copy(table, batch)
+        if bulk:
+            conn.bulk_copy(qualified(table.schema, table.name), bulk, batch_size=len(bulk), tablock=True)
+        cur = conn.cursor()
+        for chunk in batched(insert, per_insert):
+            cur.execute(insert_sql(table, len(chunk)), tuple(v for row in chunk for v in row))
+        count += len(batch)
+    return count
