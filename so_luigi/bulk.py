@@ -24,7 +24,7 @@ from urllib.parse import quote
 import luigi
 import psycopg2
 
-from . import encode, markers, stream
+from . import encode, faults, markers, stream
 from .config import bulk_settings, source_endpoint, target_endpoint
 from .dialects import mssql, postgres as pg
 from .errors import ConfigError, DataError, one_line
@@ -142,7 +142,11 @@ def extract_partition(run_id, table_name, partition, checksum=True):
         rows, total = _mssql_csv(source_ep, table, lo, hi, counter, checksum)
         return rows, total, counter.bytes
 
-    rows, total, nbytes = write_atomically(files.data, settings, fill)
+    def fill_then_pause(fh):
+        result = fill(fh)
+        faults.pause("extract-write")       # written, not yet under its final name
+        return result
+    rows, total, nbytes = write_atomically(files.data, settings, fill_then_pause)
     manifest = {"table": table_name, "partition": partition, "rows": rows, "bytes": nbytes,
                 "checksum": None if total is None else str(total), "file": os.path.basename(files.data),
                 "seconds": round(time.monotonic() - started, 3)}

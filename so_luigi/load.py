@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 
-from . import bulk, markers, stream, typemap
+from . import bulk, faults, markers, stream, typemap
 from .config import source_endpoint, target_endpoint
 from .dialects import connect as connect_source, find_tables, module
 from .dialects import postgres as pg
@@ -85,6 +85,7 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
         cur.execute(f"COMMENT ON TABLE {pg_qualified(target_ep.schema, table_name)} IS %s",
                     (f"{OWNER_COMMENT}{run_id}",))
         markers.store_plan(cur, run_id, table, ranges, row_count, chunk_rows)
+        faults.pause("plan-commit")
         conn.commit()
     log.info("planned %s: %d rows in %d partition(s), %s layout", table_name, row_count, len(ranges),
              table.layout)
@@ -92,15 +93,44 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
 
 
 def ensure_planned(run_id, table_name, chunk_rows, layout, mode, unlogged=False):
-    """The table's partition count, planning it first if no process has yet."""
+    """The table's partition count, planning it first if no process has yet.
+
+    A table planned by an earlier run is first compared with the source as it is now: a copy
+    never mixes partitions read before and after a change of the table's definition.
+    """
     with pg.session(target_endpoint()) as conn:
         try:
-            return markers.planned_table(conn, run_id, table_name)[1]
+            planned, partitions = markers.planned_table(conn, run_id, table_name)
         except SchemaError:
             conn.rollback()
+            planned = None
+    if planned is not None:
+        changes = definition_changes(planned, discover(source_endpoint(), [table_name])[0])
+        if changes:
+            raise SchemaError(
+                f"source table {planned.qualified} changed since run {run_id!r} planned it "
+                f"({'; '.join(changes)}): partitions read before and after cannot be mixed; "
+                f"`so-luigi reset --run-id {run_id} --tables {table_name}` to copy it afresh")
+        return partitions
     plan_table(run_id, table_name, chunk_rows, layout, mode, unlogged)
     with pg.session(target_endpoint()) as conn:
         return markers.planned_table(conn, run_id, table_name)[1]
+
+
+def definition_changes(planned, live):
+    """What differs between a table as planned and as the source holds it now, in words."""
+    def shape(table):
+        return {c.name: (c.source_type, c.nullable) for c in table.columns}
+    before, now = shape(planned), shape(live)
+    changes = [f"column {n} added" for n in now if n not in before]
+    changes += [f"column {n} dropped" for n in before if n not in now]
+    changes += [f"column {n} was {before[n][0]}{'' if before[n][1] else ' NOT NULL'}, now "
+                f"{now[n][0]}{'' if now[n][1] else ' NOT NULL'}" for n in before if n in now and before[n] != now[n]]
+    if [n for n in before if n in now] != [n for n in now if n in before]:
+        changes.append("columns reordered")
+    if planned.primary_key != live.primary_key:
+        changes.append(f"primary key was ({', '.join(planned.primary_key)}), now ({', '.join(live.primary_key)})")
+    return changes
 
 
 def _drop_previous(cur, schema, name):
@@ -150,6 +180,8 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
         with conn.cursor() as cur:
             markers.lock(cur, run_id, table_name, partition)
             if markers.is_loaded(cur, run_id, table_name, partition):
+                # another process (a second run on the same destination) got here first
+                log.info("%s partition %d was loaded by another process meanwhile: skipped", table_name, partition)
                 conn.rollback()
                 return None
             started = time.monotonic()
@@ -178,6 +210,7 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
             seconds = time.monotonic() - started
             first = markers.insert_loaded(cur, run_id, table_name, partition, dst_rows, nbytes, seconds,
                                           src_sum, via)
+            faults.pause("load-commit")
         conn.commit()
     if first:
         log.info("%s partition %d: %s", table_name, partition, how)
@@ -269,9 +302,12 @@ def complete_table(run_id, table_name, verify="full"):
             if markers.is_complete(cur, run_id, table_name):
                 conn.rollback()
                 return None
-            for statement in pg.finish_table_sql(target_ep.schema, table, partitions):
+            for n, statement in enumerate(pg.finish_table_sql(target_ep.schema, table, partitions)):
                 cur.execute(statement)
+                if n == 0:
+                    faults.pause("index-build")
             markers.mark_complete(cur, run_id, table_name, dst_count, nbytes, src_sum, dst_sum, verdict)
+            faults.pause("complete-commit")
         conn.commit()
     log.info("completed %s: %d rows, %s", table_name, dst_count, verdict)
     return verdict

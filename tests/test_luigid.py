@@ -99,7 +99,7 @@ def test_progress_reaches_the_scheduler_and_the_status_command(pair, luigid):
 def test_resources_cap_the_connections_each_database_sees(pair, tmp_path):
     """--workers 4, [resources] source_connections = 1: never two source sessions at once."""
     import threading
-    sample.fill_postgres(pair.source(), scale=0.01, names=["Votes", "Comments"], log=lambda *a: None)
+    sample.fill_postgres(pair.source(), scale=0.02, names=["Votes", "Comments"], log=lambda *a: None)
     cfg = tmp_path / "caps.cfg"
     peaks = {}
 
@@ -117,7 +117,7 @@ def test_resources_cap_the_connections_each_database_sees(pair, tmp_path):
                 time.sleep(0.01)
         watcher = threading.Thread(target=watch)
         watcher.start()
-        out = pair.run("--workers", "4", "--chunk-rows", "2000", env=pair.env(LUIGI_CONFIG_PATH=str(cfg)))
+        out = pair.run("--workers", "4", "--chunk-rows", "10000", env=pair.env(LUIGI_CONFIG_PATH=str(cfg)))
         stop.set()
         watcher.join()
         assert out.returncode == 0, out.stderr[-3000:]
