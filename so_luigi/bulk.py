@@ -136,18 +136,18 @@ def extract_partition(run_id, table_name, partition, checksum=True):
                 src.set_session(readonly=True)
                 with src.cursor() as cur:
                     cur.copy_expert(pg.copy_out_sql(table, lo, hi, "csv", cur), counter, size=256 * 1024)
-                    return cur.rowcount, None, counter.bytes
+                    return cur.rowcount, None, counter.bytes, 0
             finally:
                 src.close()
-        rows, total = _mssql_csv(source_ep, table, lo, hi, counter, checksum)
-        return rows, total, counter.bytes
+        rows, total, changed = _mssql_csv(source_ep, table, lo, hi, counter, checksum)
+        return rows, total, counter.bytes, changed
 
     def fill_then_pause(fh):
         result = fill(fh)
         faults.pause("extract-write")       # written, not yet under its final name
         return result
-    rows, total, nbytes = write_atomically(files.data, settings, fill_then_pause)
-    manifest = {"table": table_name, "partition": partition, "rows": rows, "bytes": nbytes,
+    rows, total, nbytes, changed = write_atomically(files.data, settings, fill_then_pause)
+    manifest = {"table": table_name, "partition": partition, "rows": rows, "bytes": nbytes, "changed": changed,
                 "checksum": None if total is None else str(total), "file": os.path.basename(files.data),
                 "seconds": round(time.monotonic() - started, 3)}
     write_atomically(files.manifest, settings, lambda fh: fh.write(json.dumps(manifest).encode()))
@@ -168,8 +168,8 @@ class _Counting:
 
 def _mssql_csv(endpoint, table, lo, hi, sink, checksum):
     """SQL Server rows to CSV; the checksum comes from the same rows' COPY text lines."""
-    to_csv = encode.make_row_encoder(table, csv=True)
-    to_text = encode.make_row_encoder(table) if checksum else None
+    to_csv = stream.row_encoder(table, csv=True)
+    to_text = stream.row_encoder(table) if checksum else None
     conn = mssql.connect(endpoint)
     rows, total = 0, 0
     try:
@@ -188,7 +188,7 @@ def _mssql_csv(endpoint, table, lo, hi, sink, checksum):
             rows += len(batch)
     finally:
         conn.close()
-    return rows, (total if checksum else None)
+    return rows, (total if checksum else None), sum(to_csv.changed.values())
 
 
 def read_manifest(files):

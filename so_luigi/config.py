@@ -28,6 +28,13 @@ class target(luigi.Config):  # noqa: N801
     marker_schema = luigi.Parameter(default="so_luigi", description="schema of the marker tables")
 
 
+class data(luigi.Config):  # noqa: N801
+    nul = luigi.ChoiceParameter(choices=("fail", "strip", "replace"), default="fail",
+                                description="U+0000 in text (PostgreSQL cannot store it): fail naming table, "
+                                            "key and column, or strip / replace it, counting every changed value")
+    nul_replacement = luigi.Parameter(default="\ufffd", description="what replaces U+0000 with nul = replace")
+
+
 class retries(luigi.Config):  # noqa: N801
     transient = luigi.IntParameter(default=3, description="retries of a task after a transient error "
                                                           "(lost connection, server restart); 0 = none")

@@ -10,8 +10,9 @@ empty string stays an empty field.
 import hashlib
 import re
 import struct
+from collections import Counter
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 
 from .errors import DataError
 
@@ -29,7 +30,8 @@ def text(value):
     if _NEEDS_ESCAPE.search(value) is None:
         return value
     if "\x00" in value:
-        raise BadValue("text contains U+0000, which PostgreSQL cannot store")
+        raise BadValue("text contains U+0000, which PostgreSQL cannot store "
+                       "(set [data] nul = strip or replace to change such values, counted in the report)")
     return value.translate(_ESCAPES)
 
 
@@ -115,23 +117,30 @@ def _ryu_shortest(value, fmt, start=1):
     """Shortest decimal that reads back as this float, as PostgreSQL's Ryu prints it.
 
     ``fmt`` is "f" (float4) or "d" (float8). A candidate must lie strictly inside the rounding
-    interval: PostgreSQL never prints the exact midpoint between two floats, where Python's repr
-    (round-half-even) does, e.g. 3.570533188559288e+17 prints as 3.5705331885592883e+17.
+    interval (PostgreSQL never prints the exact midpoint between two floats, where Python's repr,
+    round-half-even, does: 3.570533188559288e+17 prints as 3.5705331885592883e+17). At each
+    length both neighbours of the exact value are tried (the interval of a power of two is
+    lopsided, so the nearer one may be outside while the other is in); the closer one wins.
     """
     ints = "<I" if fmt == "f" else "<Q"
     bits = struct.unpack(ints, struct.pack("<" + fmt, value))[0]
     exact_float = struct.unpack("<" + fmt, struct.pack(ints, bits))[0]
-    exact = Decimal(exact_float)
-    magnitude = bits & (0x7FFFFFFF if fmt == "f" else 0x7FFFFFFFFFFFFFFF)
-    below = Decimal(struct.unpack("<" + fmt, struct.pack(ints, bits - 1))[0]) if magnitude else -exact
-    above = struct.unpack("<" + fmt, struct.pack(ints, bits + 1))[0]
-    # past the largest float the next step is infinity; Ryu keeps the same spacing there
-    above = exact + (exact - below) if above in (float("inf"), float("-inf")) else Decimal(above)
-    low, high = sorted(((exact + below) / 2, (exact + above) / 2))
-    for precision in range(start, 18):
-        candidate = f"{exact_float:.{precision}g}"
-        if low < Decimal(candidate) < high:
-            return candidate
+    with localcontext() as ctx:
+        ctx.prec = 1100                      # exact arithmetic on any double
+        exact = Decimal(exact_float)
+        magnitude = bits & (0x7FFFFFFF if fmt == "f" else 0x7FFFFFFFFFFFFFFF)
+        below = Decimal(struct.unpack("<" + fmt, struct.pack(ints, bits - 1))[0]) if magnitude else -exact
+        above = struct.unpack("<" + fmt, struct.pack(ints, bits + 1))[0]
+        # past the largest float the next step is infinity; Ryu keeps the same spacing there
+        above = exact + (exact - below) if above in (float("inf"), float("-inf")) else Decimal(above)
+        low, high = sorted(((exact + below) / 2, (exact + above) / 2))
+        for precision in range(start, 18):
+            quantum = Decimal(1).scaleb(exact.adjusted() - precision + 1)
+            inside = [c for c in {exact.quantize(quantum, ROUND_FLOOR), exact.quantize(quantum, ROUND_CEILING)}
+                      if low < c < high]
+            if inside:
+                best = min(inside, key=lambda c: (abs(c - exact), c.as_tuple().digits[-1] % 2))
+                return str(best)
     return repr(exact_float)
 
 
@@ -140,7 +149,7 @@ def float8(value):
     special = _special(value)
     if special:
         return special
-    # repr's length is Ryu's unless repr landed on a midpoint: start the search there
+    # Ryu never prints fewer digits than repr (it refuses midpoints repr accepts): start there
     digits, _ = _digits(repr(value))
     digits, exp10 = _digits(_ryu_shortest(value, "d", len(digits.lstrip("-"))))
     return _float_text(digits, exp10, 15)  # DBL_DIG = 15
@@ -247,16 +256,40 @@ CONVERTERS = {"text": text, "bool": boolean, "int": integer, "uuid": uuid_, "byt
               "date": date_, "float8": float8, "float4": float4}
 
 
-def make_row_encoder(table, csv=False):
+NUL_POLICIES = ("fail", "strip", "replace")
+
+
+def _nul_fixing(convert, column, policy, replacement, changed):
+    """Wrap a text converter: U+0000 stripped or replaced, each changed value counted."""
+    substitute = "" if policy == "strip" else replacement
+
+    def fixed(value):
+        if "\x00" in value:
+            changed[column] += 1
+            value = value.replace("\x00", substitute)
+        return convert(value)
+    return fixed
+
+
+def make_row_encoder(table, csv=False, nul="fail", nul_replacement="\ufffd"):
     """Build ``encode(rows) -> list[str]``: one COPY line (no newline) per row.
 
     Text format by default (tab-separated, ``\\N`` for NULL, backslash escapes); with csv=True
     PostgreSQL's CSV format (comma-separated, NULL an unquoted empty field, "" the empty string).
+    U+0000, which PostgreSQL cannot store, fails the row (``nul="fail"``, naming table, key and
+    column) or is stripped / replaced, every changed value counted in ``encode.changed``.
     The loop is generated once per table so each row costs one tuple unpack and one join,
     with no per-column dispatch.
     """
+    if nul not in NUL_POLICIES:
+        raise ValueError(f"nul policy {nul!r} is not one of {', '.join(NUL_POLICIES)}")
+    changed = Counter()
     cols = table.columns
     env = {f"c{i}": converter(c, csv, alone=len(cols) == 1) for i, c in enumerate(cols)}
+    if nul != "fail":
+        for i, c in enumerate(cols):
+            if c.kind == "text":
+                env[f"c{i}"] = _nul_fixing(env[f"c{i}"], c.name, nul, nul_replacement, changed)
     names = ", ".join(f"v{i}" for i in range(len(cols))) + ("," if len(cols) == 1 else "")
     fields = ", ".join(f"NULL if v{i} is None else c{i}(v{i})" for i in range(len(cols)))
     src = (f"def encode(rows):\n"
@@ -275,6 +308,7 @@ def make_row_encoder(table, csv=False):
             return fast(rows)
         except (BadValue, TypeError, ValueError, AttributeError) as exc:
             raise _locate(table, env, rows, exc) from None
+    encode.changed = changed
     return encode
 
 

@@ -189,7 +189,7 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
             if mode == "bulk":
                 files = bulk.files_for(run_id, table_name, partition)
                 manifest = bulk.read_manifest(files)
-                src_rows, nbytes = manifest["rows"], manifest["bytes"]
+                src_rows, nbytes, changed = manifest["rows"], manifest["bytes"], manifest.get("changed", 0)
                 src_sum = None if manifest["checksum"] is None else int(manifest["checksum"])
                 with watch_copy(target_ep, conn.get_backend_pid(), progress):
                     dst_rows, via, how = bulk.load_file(cur, target_ep.schema, into, files, prepare, freeze,
@@ -197,7 +197,7 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
             else:
                 prepare()
                 via, how = "stream", "rows stream from the source cursor into COPY FROM STDIN"
-                (src_rows, src_sum), (dst_rows, _), nbytes = stream.stream(
+                (src_rows, src_sum, changed), (dst_rows, _), nbytes = stream.stream(
                     stream.reader(source_ep, table, lo, hi, checksum, buffer_bytes),
                     stream.copy_into(cur, target_ep.schema, into, stream.source_format(source_ep, table),
                                      buffer_bytes, freeze),
@@ -209,7 +209,7 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
                 cur.execute(pg.attach_partition_sql(target_ep.schema, table, partition, lo, hi))
             seconds = time.monotonic() - started
             first = markers.insert_loaded(cur, run_id, table_name, partition, dst_rows, nbytes, seconds,
-                                          src_sum, via)
+                                          src_sum, via, changed)
             faults.pause("load-commit")
         conn.commit()
     if first:

@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS {m}.loaded (
     seconds    double precision NOT NULL,
     checksum   numeric,                   -- rows' checksum as read from the source (row path only)
     via        text NOT NULL,             -- stream, server-file or client-file
+    changed    bigint NOT NULL DEFAULT 0, -- values changed by the [data] nul policy
     worker     text NOT NULL,
     loaded_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (run_id, table_name, partition));
@@ -177,13 +178,13 @@ def is_loaded(cur, run_id, table, partition):
     return cur.fetchone() is not None
 
 
-def insert_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum, via):
+def insert_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum, via, changed=0):
     """The partition's marker; returns True when it is the run's first load that went ``via``."""
     cur.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {m()}.loaded WHERE run_id = %s AND via = %s)", (run_id, via))
     first = cur.fetchone()[0]
     cur.execute(f"INSERT INTO {m()}.loaded (run_id, table_name, partition, rows, bytes, seconds, "
-                "checksum, via, worker) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (run_id, table, partition, rows, nbytes, seconds, checksum, via, worker_id()))
+                "checksum, via, changed, worker) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (run_id, table, partition, rows, nbytes, seconds, checksum, via, changed, worker_id()))
     return first
 
 
@@ -233,7 +234,9 @@ def report_rows(conn, run_id, tables=None):
             f"       coalesce(t.bytes, (SELECT sum(bytes) FROM {m()}.loaded l WHERE l.run_id = t.run_id "
             f"        AND l.table_name = t.table_name)), "
             f"       coalesce(t.seconds, extract(epoch FROM clock_timestamp() - t.planned_at)), "
-            f"       t.verdict, t.completed_at IS NOT NULL "
+            f"       t.verdict, t.completed_at IS NOT NULL, "
+            f"       (SELECT coalesce(sum(changed), 0) FROM {m()}.loaded l WHERE l.run_id = t.run_id "
+            f"        AND l.table_name = t.table_name) "
             f"FROM {m()}.tables t WHERE t.run_id = %s ORDER BY t.table_name", (run_id,))
         rows = cur.fetchall()
     if tables is not None:

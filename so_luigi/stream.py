@@ -158,14 +158,21 @@ def postgres_reader(endpoint, table, lo, hi, fmt):
                                 size=256 * 1024)
                 rows = cur.rowcount
             conn.rollback()
-            return rows, None
+            return rows, None, 0
         finally:
             conn.close()
     return read
 
 
+def row_encoder(table, csv=False):
+    """The row path's encoder with the configured U+0000 policy ([data] in luigi.cfg)."""
+    from .config import data
+    settings = data()
+    return encode.make_row_encoder(table, csv, settings.nul, settings.nul_replacement)
+
+
 def mssql_reader(endpoint, table, lo, hi, checksum, target_batch_bytes):
-    encoder = encode.make_row_encoder(table)
+    encoder = row_encoder(table)
     batch = [1000]
 
     def read(sink):
@@ -182,7 +189,7 @@ def mssql_reader(endpoint, table, lo, hi, checksum, target_batch_bytes):
 
 
 def copy_rows(batches, encoder, sink, checksum, table, batch=None, target_batch_bytes=4 << 20):
-    """Encode row batches into ``sink``; returns (rows, checksum or None).
+    """Encode row batches into ``sink``; returns (rows, checksum or None, values changed).
 
     ``batch`` (a one-element list) is resized so a batch encodes to about target_batch_bytes:
     wide Posts rows and narrow Votes rows both keep memory flat.
@@ -202,7 +209,7 @@ def copy_rows(batches, encoder, sink, checksum, table, batch=None, target_batch_
         rows += len(chunk)
         if batch is not None and data:
             batch[0] = max(100, min(100_000, int(batch[0] * target_batch_bytes / len(data))))
-    return rows, (total if checksum else None)
+    return rows, (total if checksum else None), sum(getattr(encoder, "changed", {}).values())
 
 
 def _bad_unicode(table, rows, lines):
@@ -254,7 +261,7 @@ def batched(iterable, size):
 def copy_rows_into(cursor, schema, table, rows, buffer_bytes=32 << 20, batch_rows=2000):
     """COPY Python row tuples (in column order) into an existing table; returns (rows, bytes)."""
     encoder = encode.make_row_encoder(table)
-    (count, _), _, nbytes = stream(
+    (count, _, _), _, nbytes = stream(
         lambda sink: copy_rows(batched(rows, batch_rows), encoder, sink, False, table),
         copy_into(cursor, schema, table, "text", buffer_bytes), buffer_bytes)
     return count, nbytes

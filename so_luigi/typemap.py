@@ -161,6 +161,11 @@ def map_table(table, dialect, overrides=None):
 
 def check_mappable(tables, dialect, overrides=None):
     """Map every table; raise one SchemaError naming every table, column and type that cannot be mapped."""
+    too_long = [n for t in tables for n in [t.name] + [f"{t.name}.{c.name}" for c in t.columns]
+                if len(n.rsplit(".", 1)[-1].encode("utf-8")) > 63]
+    if too_long:
+        raise SchemaError(f"PostgreSQL names are at most 63 bytes and would cut these: {', '.join(too_long)}; "
+                          "rename them in the source or leave the tables out with --tables")
     problems = []
     for table in tables:
         for col in map_table(table, dialect, overrides):

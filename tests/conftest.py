@@ -96,8 +96,9 @@ def table_fingerprint(url, schema, table, key="Id"):
     try:
         with conn.cursor() as cur:
             cur.execute("SET TimeZone = 'UTC'; SET extra_float_digits = 1")
-            q = f'"{schema}"."{table}"'
-            cur.copy_expert(f'COPY (SELECT * FROM {q} ORDER BY "{key}") TO STDOUT', Sink())
+            from so_luigi.dialects.base import pg_ident, pg_qualified
+            cur.copy_expert(f"COPY (SELECT * FROM {pg_qualified(schema, table)} ORDER BY {pg_ident(key)}) "
+                            "TO STDOUT", Sink())
     finally:
         conn.close()
     return rows, digest.hexdigest()

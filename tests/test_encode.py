@@ -188,6 +188,7 @@ def test_rounding_and_float_text_agree_with_postgresql(pair):
     stamps += [datetime(1753, 1, 1) + timedelta(microseconds=r.randrange(8000 * 365 * 86400 * 10**6))
                for _ in range(300)]
     floats = [r.uniform(-1e6, 1e6) for _ in range(200)] + [10.0 ** e for e in range(-12, 30)]
+    floats += [2.0 ** e for e in range(-1070, 1020)]     # lopsided intervals (found by hypothesis)
     floats += [r.random() * 10.0 ** r.randint(-300, 300) for _ in range(200)]
     conn = psycopg2.connect(pair.target_url)
     try:

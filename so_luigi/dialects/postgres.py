@@ -169,7 +169,7 @@ def create_table_sql(schema, table):
 
 
 def partition_name(table, partition):
-    return f"{table.name}__part{partition}".encode("utf-8")[:63].decode("utf-8", "ignore")
+    return fit_name(f"{table.name}__part{partition}")
 
 
 def create_partition_sql(schema, table, partition, lo, hi):
@@ -180,7 +180,8 @@ def create_partition_sql(schema, table, partition, lo, hi):
     unlogged = "UNLOGGED " if table.unlogged else ""
     out = [f"CREATE {unlogged}TABLE {child} (LIKE {pg_qualified(schema, table.name)})"]
     if checks:
-        out.append(f"ALTER TABLE {child} ADD CONSTRAINT {pg_ident(partition_name(table, partition) + '_range')} "
+        check = pg_ident(fit_name(partition_name(table, partition) + "_range"))
+        out.append(f"ALTER TABLE {child} ADD CONSTRAINT {check} "
                    f"CHECK ({' AND '.join(checks)})")
     return out
 
@@ -193,10 +194,22 @@ def attach_partition_sql(schema, table, partition, lo, hi):
             f"{pg_qualified(schema, partition_name(table, partition))} FOR VALUES FROM ({start}) TO ({end})")
 
 
+NAMEDATALEN = 63   # PostgreSQL keeps identifiers to 63 bytes and silently cuts longer ones
+
+
+def fit_name(name):
+    """``name`` if it fits in 63 bytes, else its head plus a hash: never two names cut alike."""
+    raw = name.encode("utf-8")
+    if len(raw) <= NAMEDATALEN:
+        return name
+    import hashlib
+    digest = hashlib.md5(raw).hexdigest()[:8]  # noqa: S324 -- a name, not security
+    return raw[:NAMEDATALEN - 9].decode("utf-8", "ignore") + "_" + digest
+
+
 def index_name(table, name):
     """SQL Server index names are per table, PostgreSQL's per schema: prefix the table there."""
-    full = f"{table.name}_{name}" if table.dialect == "mssql" else name
-    return full.encode("utf-8")[:63].decode("utf-8", "ignore")
+    return fit_name(f"{table.name}_{name}" if table.dialect == "mssql" else name)
 
 
 def finish_table_sql(schema, table, partitions=1):
