@@ -99,7 +99,14 @@ def start_debian(bindir, settings=()):
     def stop():
         subprocess.run(_as_postgres([f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return Cluster("debian", "127.0.0.1", port, "postgres", stop, workdir)
+    cluster = Cluster("debian", "127.0.0.1", port, "postgres", stop, workdir)
+
+    def restart():
+        """Restart the server (every session drops), for the fault tests."""
+        subprocess.run(_as_postgres([f"{bindir}/pg_ctl", "-D", data, "-m", "fast", "-w", "-t", "60", "-o",
+                                     " ".join(opts), "restart"]), check=True, stdout=subprocess.DEVNULL)
+    cluster.restart = restart
+    return cluster
 
 
 def start_pgserver(workdir=None):

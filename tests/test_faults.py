@@ -151,3 +151,48 @@ def test_statement_timeout_is_one_clear_line(sourced):
         assert "Traceback" not in out.stderr
     finally:
         pair.query("target", "DROP ROLE so_slow")
+
+
+def test_destination_restart_mid_run_is_retried_or_stops_cleanly_and_rerun_is_exact(sourced, tmp_path):
+    pair = sourced
+    if not hasattr(pair.cluster, "restart"):
+        pytest.skip("this PostgreSQL (pgserver) cannot be restarted by the tests")
+    cfg = tmp_path / "r.cfg"
+    cfg.write_text("[retries]\ntransient = 5\ndelay_seconds = 1\n")
+    env = pair.env(LUIGI_CONFIG_PATH=str(cfg))
+    proc = subprocess.Popen(luigi_cmd(), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(loaded(pair)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pair.cluster.restart()
+    out, err = proc.communicate(timeout=600)
+    if proc.returncode != 0:                     # stopped: with one clear line
+        assert any(l.startswith("so_luigi: error:") for l in err.splitlines()), err[-3000:]
+        rerun = subprocess.run(luigi_cmd(), cwd=ROOT, env=pair.env(), capture_output=True, text=True, timeout=600)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert_same_tables(pair, TABLES)
+    assert len(loaded(pair)) == pair.query("target", "SELECT count(*) FROM so_luigi.partitions")[0][0]
+
+
+def test_least_privilege_roles_are_enough(sourced):
+    """A read-only source login and a destination role that may only create in its database."""
+    pair = sourced
+    src_db, dst_db = pair.source_url.rsplit("/", 1)[1], pair.target_url.rsplit("/", 1)[1]
+    pair.query("source", f'CREATE ROLE so_reader LOGIN; GRANT CONNECT ON DATABASE "{src_db}" TO so_reader; '
+                         "GRANT USAGE ON SCHEMA public TO so_reader; GRANT SELECT ON ALL TABLES IN SCHEMA public TO so_reader")
+    pair.query("target", f'CREATE ROLE so_writer LOGIN; GRANT CONNECT, CREATE ON DATABASE "{dst_db}" TO so_writer; '
+                         "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    try:
+        env = pair.env(SO_SOURCE_URL=pair.source_url.replace("postgres@", "so_reader@"),
+                       SO_TARGET_URL=pair.target_url.replace("postgres@", "so_writer@"), SO_TARGET_SCHEMA="so")
+        for mode in ("streaming", "bulk"):
+            out = subprocess.run(luigi_cmd("--mode", mode, "--run-id", mode), cwd=ROOT, env=env,
+                                 capture_output=True, text=True, timeout=600)
+            assert out.returncode == 0, out.stderr[-3000:]
+            if mode == "bulk":       # no pg_read_server_files: the client streams the files
+                assert "client streams the files" in out.stderr
+            assert_same_tables(pair, TABLES, "public", "so")
+            pair.query("target", "DROP SCHEMA so CASCADE")
+    finally:
+        pair.query("target", "DROP OWNED BY so_writer; DROP ROLE so_writer")
+        pair.query("source", "DROP OWNED BY so_reader; DROP ROLE so_reader")
