@@ -78,6 +78,10 @@ def test_two_runs_at_once_share_the_work_and_say_so(sourced):
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
     assert_same_tables(pair, TABLES)
     assert len(loaded(pair)) == pair.query("target", "SELECT count(*) FROM so_luigi.partitions")[0][0]
+    # they shared the partitions, and a process that found one done says so
+    workers = {w for (w,) in pair.query("target", "SELECT DISTINCT worker FROM so_luigi.loaded")}
+    said = any("was loaded by another process meanwhile: skipped" in err for _, err in outs)
+    assert len(workers) == 2 or said, (workers, said)
 
 
 def test_source_changed_between_failed_run_and_rerun_is_refused_until_reset(sourced):
