@@ -14,6 +14,8 @@ import threading
 import time
 from collections import deque
 
+import psycopg2
+
 from . import encode
 from .dialects import mssql, postgres as pg
 from .errors import DataError
@@ -159,6 +161,8 @@ def postgres_reader(endpoint, table, lo, hi, fmt):
                 rows = cur.rowcount
             conn.rollback()
             return rows, None, 0
+        except psycopg2.Error as exc:
+            raise pg.translate(exc, conn) from exc     # says "source": the error itself may not
         finally:
             conn.close()
     return read

@@ -78,15 +78,20 @@ def connect_error(exc, ep):
     return ConnectError(f"{where}: {one_line(msg)}")
 
 
-def translate(exc):
+def translate(exc, conn=None):
     """A psycopg2 error raised while working becomes a one-line SoLuigiError naming its database."""
     from ..errors import SoLuigiError
-    conn = getattr(getattr(exc, "cursor", None), "connection", None)
+    conn = conn or getattr(getattr(exc, "cursor", None), "connection", None)
     where = getattr(conn, "label", "PostgreSQL")
     text = one_line(getattr(exc, "pgerror", None) or exc)
-    if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and not isinstance(
+    lost = conn is not None and conn.closed == 2        # 2: broken, not closed by us
+    # a session killed in the middle of COPY TO leaves libpq with no message at all
+    lost = lost or "no message from the libpq" in text or "server closed the connection" in text
+    if lost or isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and not isinstance(
             exc, (psycopg2.errors.QueryCanceled, psycopg2.errors.DiskFull, psycopg2.errors.OutOfMemory)):
         return TransientError(f"{where}: connection lost or server unavailable: {text}")
+    if isinstance(exc, psycopg2.errors.QueryCanceled):
+        return SoLuigiError(f"{where}: {text} (cancelled: is statement_timeout of this role too short?)")
     if isinstance(exc, psycopg2.errors.InsufficientPrivilege):
         return SchemaError(f"{where}: permission denied, grant the privilege or use another role: {text}")
     return SoLuigiError(f"{where}: {text}")
