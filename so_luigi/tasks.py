@@ -56,10 +56,7 @@ class SoTask(luigi.Task):
         settings = retries()
         for attempt in range(settings.transient + 1):
             try:
-                result = self.work()
-                if result is not None and hasattr(result, "__next__"):
-                    yield from result
-                return
+                return self.work()
             except TransientError as exc:
                 if attempt == settings.transient:
                     raise
@@ -70,9 +67,7 @@ class SoTask(luigi.Task):
     def work(self):
         """The task's body, with driver errors as SoLuigiErrors."""
         try:
-            result = self.do()
-            if result is not None and hasattr(result, "__next__"):
-                yield from result
+            return self.do()
         except psycopg2.Error as exc:
             raise pg.translate(exc) from exc
         except Exception as exc:
