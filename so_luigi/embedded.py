@@ -53,7 +53,8 @@ class Cluster:
         try:
             self._stop()
         finally:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            if self.workdir:                 # None: a kept cluster
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self):
         return self
@@ -68,8 +69,11 @@ def _as_postgres(cmd):
     return ["runuser", "-u", "postgres", "--"] + cmd
 
 
-def start_debian(bindir, settings=()):
-    workdir = tempfile.mkdtemp(prefix="so_luigi_pg_")
+def start_debian(bindir, settings=(), workdir=None):
+    """A cluster in a new temporary folder, or in ``workdir`` (kept, and reused when it exists)."""
+    keep = workdir is not None
+    workdir = workdir or tempfile.mkdtemp(prefix="so_luigi_pg_")
+    os.makedirs(workdir, exist_ok=True)
     data = os.path.join(workdir, "data")
     if os.geteuid() == 0:
         try:
@@ -78,6 +82,8 @@ def start_debian(bindir, settings=()):
             raise RuntimeError("running as root needs a 'postgres' user to start PostgreSQL") from None
         os.chown(workdir, pw.pw_uid, pw.pw_gid)
     port = free_port()
+    if os.path.exists(os.path.join(data, "PG_VERSION")):
+        return _start_existing(bindir, workdir, data, port, settings, keep)
     subprocess.run(_as_postgres([f"{bindir}/initdb", "-D", data, "-U", "postgres", "-A", "trust",
                                  "-E", "UTF8", "--locale=C", "--no-sync"]),
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -87,6 +93,10 @@ def start_debian(bindir, settings=()):
         hba.write("local all all trust\n"
                   "host all so_pw 127.0.0.1/32 scram-sha-256\n"
                   "host all all 127.0.0.1/32 trust\n")
+    return _start_existing(bindir, workdir, data, port, settings, keep)
+
+
+def _start_existing(bindir, workdir, data, port, settings, keep):
     opts = ["-c", f"port={port}", "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={workdir}",
             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
             "-c", "max_connections=200", "-c", "shared_buffers=256MB", "-c", "max_wal_size=4GB"]
@@ -97,9 +107,9 @@ def start_debian(bindir, settings=()):
                    check=True, stdout=subprocess.DEVNULL)
 
     def stop():
-        subprocess.run(_as_postgres([f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cluster = Cluster("debian", "127.0.0.1", port, "postgres", stop, workdir)
+        subprocess.run(_as_postgres([f"{bindir}/pg_ctl", "-D", data, "-m", "fast" if keep else "immediate",
+                                     "-w", "stop"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cluster = Cluster("debian", "127.0.0.1", port, "postgres", stop, None if keep else workdir)
 
     def restart():
         """Restart the server (every session drops), for the fault tests."""
@@ -122,12 +132,13 @@ def start_pgserver(workdir=None):
     return cluster
 
 
-def start(prefer=None, settings=()):
-    """Start a server: ``prefer`` is 'debian', 'pgserver' or None (Debian's binaries when present)."""
+def start(prefer=None, settings=(), workdir=None):
+    """Start a server: ``prefer`` is 'debian', 'pgserver' or None (Debian's binaries when present);
+    with ``workdir`` the cluster lives there and is kept (Debian's binaries only)."""
     prefer = prefer or os.environ.get("SO_TEST_PG", "")
     bindir = _debian_bindir()
     if prefer != "pgserver" and bindir:
-        return start_debian(bindir, settings)
+        return start_debian(bindir, settings, workdir)
     if prefer == "debian":
         raise RuntimeError("no PostgreSQL binaries found (install Debian's postgresql package)")
     return start_pgserver()

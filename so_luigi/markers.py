@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS {m}.loaded (
     checksum   numeric,                   -- rows' checksum as read from the source (row path only)
     via        text NOT NULL,             -- stream, server-file or client-file
     changed    bigint NOT NULL DEFAULT 0, -- values changed by the [data] nul policy
+    peak_kb    bigint,                    -- peak RSS of the loading process (Linux VmHWM)
     worker     text NOT NULL,
     loaded_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (run_id, table_name, partition));
@@ -178,13 +179,23 @@ def is_loaded(cur, run_id, table, partition):
     return cur.fetchone() is not None
 
 
+def peak_rss_kb():
+    """This process's peak resident memory (VmHWM; not getrusage, which survives exec)."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM"))
+    except (OSError, StopIteration):
+        return None
+
+
 def insert_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum, via, changed=0):
     """The partition's marker; returns True when it is the run's first load that went ``via``."""
     cur.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {m()}.loaded WHERE run_id = %s AND via = %s)", (run_id, via))
     first = cur.fetchone()[0]
     cur.execute(f"INSERT INTO {m()}.loaded (run_id, table_name, partition, rows, bytes, seconds, "
-                "checksum, via, changed, worker) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (run_id, table, partition, rows, nbytes, seconds, checksum, via, changed, worker_id()))
+                "checksum, via, changed, peak_kb, worker) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (run_id, table, partition, rows, nbytes, seconds, checksum, via, changed, peak_rss_kb(),
+                 worker_id()))
     return first
 
 

@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""so_luigi against the machine's own COPY limit, on the same StackOverflow-shaped data.
+
+    python scripts/benchmark.py --scale 0.1 --workers 2
+
+Starts a PostgreSQL 15 cluster kept under .so_luigi/bench-pg (the generated source is reused
+while scale and seed are unchanged), then, each into a fresh destination database with the same
+table parallelism (--workers):
+
+* raw limit: per table `psql COPY ... TO STDOUT | psql COPY ... FROM STDIN`, text and binary,
+  then the primary key built and ANALYZE, as a hand-written pipeline would;
+* ReplicateAll streaming and bulk, end to end, with full verification and with --verify count;
+* the row path (rows shaped like pymssql's: int, str, datetime, Decimal, bool, bytes, UUID, None)
+  through the encoder into a real COPY, one core.
+
+Prints per table and in total: seconds, rows/s, MB/s, peak RSS per worker, ratio to the raw
+binary pipe; writes bench/results.json and bench/results.png.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import psycopg2  # noqa: E402
+
+from so_luigi import embedded, sample, stream, typemap  # noqa: E402
+from so_luigi.config import Endpoint, parse_url  # noqa: E402
+from so_luigi.dialects import postgres as pg  # noqa: E402
+
+TABLES = sample.table_names()
+
+
+def query(url, sql, params=None):
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+def ensure_source(cluster, scale, seed):
+    """The generated source, reused when its scale and seed are the ones asked for."""
+    url = cluster.url("bench_source")
+    if not query(cluster.url(), "SELECT 1 FROM pg_database WHERE datname = 'bench_source'"):
+        query(cluster.url(), "CREATE DATABASE bench_source TEMPLATE template0 ENCODING 'UTF8' LOCALE 'C'")
+    want = f"scale={scale} seed={seed} tables={','.join(TABLES)}"
+    try:
+        if query(url, "SELECT made FROM bench_meta") == [(want,)]:
+            print(f"source: reusing {want}")
+            return url
+    except psycopg2.Error:
+        pass
+    print(f"source: generating {want} ...", flush=True)
+    started = time.monotonic()
+    sample.fill_postgres(Endpoint(parse_url(url), "public", "source"), scale=scale, seed=seed)
+    query(url, "DROP TABLE IF EXISTS bench_meta; CREATE TABLE bench_meta (made text); "
+               "INSERT INTO bench_meta VALUES (%s)", (want,))
+    query(url, "VACUUM ANALYZE")
+    print(f"source ready in {time.monotonic() - started:.0f} s")
+    return url
+
+
+def fresh_db(cluster, name):
+    return cluster.create_database(name)
+
+
+def table_sizes(url):
+    rows = query(url, "SELECT c.relname, c.reltuples::bigint, pg_table_size(c.oid) FROM pg_class c "
+                      "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' "
+                      "AND c.relkind = 'r' AND c.relname <> 'bench_meta'")
+    return {name: {"rows": int(n), "bytes": int(b)} for name, n, b in rows}
+
+
+def raw_pipe(cluster, source_url, fmt, workers):
+    """psql | psql per table, `workers` tables at a time, then keys and ANALYZE per table."""
+    target = fresh_db(cluster, f"bench_raw_{fmt}")
+    ddl = subprocess.run(["pg_dump", "--section=pre-data", "-T", "bench_meta", source_url],
+                         capture_output=True, text=True, check=True).stdout
+    subprocess.run(["psql", "-q", target], input=ddl, text=True, check=True, capture_output=True)
+    post = subprocess.run(["pg_dump", "--section=post-data", "-T", "bench_meta", source_url],
+                          capture_output=True, text=True, check=True).stdout.split(";\n")
+
+    def one(table):
+        started = time.monotonic()
+        q = pg.pg_qualified("public", table)
+        subprocess.run(f"psql -Atq {source_url!r} -c 'COPY {q} TO STDOUT (FORMAT {fmt})' | "
+                       f"psql -q {target!r} -c 'COPY {q} FROM STDIN (FORMAT {fmt})'",
+                       shell=True, check=True)
+        keys = ";\n".join(s for s in post if f'"{table}"' in s or f" public.{table} " in s)
+        subprocess.run(["psql", "-q", target], input=keys + f";\nANALYZE {q};", text=True, check=True,
+                       capture_output=True)
+        return table, time.monotonic() - started
+    started = time.monotonic()
+    with ThreadPoolExecutor(workers) as pool:
+        per_table = dict(pool.map(one, sorted(TABLES, key=lambda t: -table_sizes_cache[t]["bytes"])))
+    return {"seconds": time.monotonic() - started, "tables": per_table, "peak_rss_mb": None}
+
+
+def replicate(cluster, source_url, label, workers, args):
+    target = fresh_db(cluster, f"bench_{label}")
+    bulk_dir = os.path.join(ROOT, ".so_luigi", "bench-bulk")
+    os.makedirs(bulk_dir, exist_ok=True)
+    os.chmod(bulk_dir, 0o755)
+    env = dict(os.environ, SO_SOURCE_URL=source_url, SO_TARGET_URL=target, SO_BULK_DIR=bulk_dir)
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
+                          "--workers", str(workers), *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if out.returncode != 0:
+        raise SystemExit(f"{label} failed:\n{out.stderr[-3000:]}")
+    figures = query(target, "SELECT table_name, sum(seconds), max(peak_kb) FROM so_luigi.loaded GROUP BY 1")
+    return {"seconds": seconds, "tables": {t: float(s) for t, s, _ in figures},
+            "peak_rss_mb": max(int(k or 0) for _, _, k in figures) / 1024}
+
+
+def row_path(source_url, limit_rows):
+    """Rows as pymssql hands them over, through the encoder into a real COPY, on one core."""
+    from psycopg2.extras import register_uuid
+    register_uuid()
+    out = {}
+    target_conn = psycopg2.connect(source_url)
+    for name in TABLES:
+        table = sample.table_def(name, "public")
+        typemap.map_table(table, "mssql")
+        src = psycopg2.connect(source_url)
+        with src.cursor() as cur:
+            cur.execute(f"SELECT * FROM {pg.pg_qualified('public', name)} LIMIT %s", (limit_rows,))
+            rows = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in cur.fetchall()]
+        src.close()
+        scratch = table.name + "_rowpath"
+        copy_table = typemap_copy(table, scratch)
+        with target_conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {pg.pg_ident(scratch)}")
+            cur.execute(pg.create_table_sql("public", copy_table))
+            cpu = time.process_time()
+            started = time.monotonic()
+            count, nbytes = stream.copy_rows_into(cur, "public", copy_table, iter(rows))
+            seconds = time.monotonic() - started
+            cpu = time.process_time() - cpu
+            cur.execute(f"DROP TABLE {pg.pg_ident(scratch)}")
+        target_conn.commit()
+        out[name] = {"rows": count, "bytes": nbytes, "seconds": seconds, "cpu_seconds": cpu}
+    target_conn.close()
+    return out
+
+
+def typemap_copy(table, name):
+    import copy
+    t = copy.deepcopy(table)
+    t.name = name
+    for c in t.columns:
+        c.identity = False
+    return t
+
+
+def chart(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    labels = list(results["methods"])
+    seconds = [results["methods"][m]["seconds"] for m in labels]
+    raw = results["methods"]["raw binary pipe"]["seconds"]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    bars = ax.barh(labels, seconds, color=["#999999" if m.startswith("raw") else "#3b6ea5" for m in labels])
+    for bar, s in zip(bars, seconds):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {s:.1f} s ({s / raw:.2f}x)",
+                va="center", fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlabel("wall seconds (lower is better)")
+    ax.set_title(f"{results['rows']:,} rows, {results['mb']:.0f} MB, scale {results['scale']}, "
+                 f"{results['workers']} at a time, PostgreSQL {results['server']}", fontsize=10)
+    ax.set_xlim(0, max(seconds) * 1.35)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scale", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--row-path-rows", type=int, default=200_000, help="rows per table for the row path")
+    p.add_argument("--out", default=os.path.join(ROOT, "bench"))
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    cluster = embedded.start("debian", workdir=os.path.join(ROOT, ".so_luigi", "bench-pg"))
+    try:
+        source = ensure_source(cluster, args.scale, args.seed)
+        global table_sizes_cache
+        table_sizes_cache = table_sizes(source)
+        rows = sum(v["rows"] for v in table_sizes_cache.values())
+        mb = sum(v["bytes"] for v in table_sizes_cache.values()) / 1e6
+        server = query(source, "SHOW server_version")[0][0]
+        methods = {}
+        for fmt in ("binary", "text"):
+            print(f"raw {fmt} pipe ...", flush=True)
+            methods[f"raw {fmt} pipe"] = raw_pipe(cluster, source, fmt, args.workers)
+        for label, extra in (("streaming, full verify", []), ("streaming, count only", ["--verify", "count"]),
+                             ("bulk, full verify", ["--mode", "bulk"]),
+                             ("bulk, count only", ["--mode", "bulk", "--verify", "count"])):
+            print(f"ReplicateAll {label} ...", flush=True)
+            methods[label] = replicate(cluster, source, label.replace(", ", "_").replace(" ", "_"), args.workers, extra)
+        print("row path ...", flush=True)
+        rowpath = row_path(source, args.row_path_rows)
+    finally:
+        cluster.stop()
+    raw = methods["raw binary pipe"]["seconds"]
+    results = {"scale": args.scale, "workers": args.workers, "rows": rows, "mb": mb, "server": server,
+               "cpus": os.cpu_count(), "methods": methods, "row_path": rowpath}
+    print(f"\n{rows:,} rows, {mb:.0f} MB on disk, {args.workers} tables at a time, PostgreSQL {server}, "
+          f"{os.cpu_count()} cores")
+    print(f"{'method':<26} {'seconds':>8} {'rows/s':>10} {'MB/s':>7} {'peak RSS':>9} {'vs raw binary':>14}")
+    for name, m in methods.items():
+        rss = f"{m['peak_rss_mb']:.0f} MB" if m["peak_rss_mb"] else "-"
+        print(f"{name:<26} {m['seconds']:>8.1f} {rows / m['seconds']:>10,.0f} {mb / m['seconds']:>7.1f} "
+              f"{rss:>9} {m['seconds'] / raw:>13.2f}x")
+    print("\nper table, seconds (ReplicateAll: summed partition load times)")
+    names = sorted(TABLES, key=lambda t: -table_sizes_cache[t]["bytes"])
+    print(f"{'table':<12}" + "".join(f"{n[:14]:>15}" for n in methods))
+    for t in names:
+        print(f"{t:<12}" + "".join(f"{methods[n]['tables'].get(t, 0):>15.2f}" for n in methods))
+    print("\nrow path (pymssql-shaped rows -> encoder -> COPY), one core")
+    for t, r in rowpath.items():
+        print(f"{t:<12} {r['rows']:>9,} rows {r['rows'] / r['seconds']:>10,.0f} rows/s "
+              f"{r['bytes'] / 1e6 / r['seconds']:>7.1f} MB/s  cpu {r['cpu_seconds']:.2f} s")
+    with open(os.path.join(args.out, "results.json"), "w") as fh:
+        json.dump(results, fh, indent=1)
+    chart(results, os.path.join(args.out, "results.png"))
+    print(f"\nwrote {args.out}/results.json and results.png")
+
+
+table_sizes_cache = {}
+
+if __name__ == "__main__":
+    main()
