@@ -69,6 +69,7 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
     conn = connect_source(source_ep)
     try:
         row_count, bounds = module(source_ep).count_and_boundaries(conn, table, chunk_rows)
+        size = module(source_ep).table_bytes(conn, table)
     finally:
         conn.close()
     ranges = plan(row_count, bounds, chunk_rows)
@@ -84,7 +85,7 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
         cur.execute(pg.create_table_sql(target_ep.schema, table))
         cur.execute(f"COMMENT ON TABLE {pg_qualified(target_ep.schema, table_name)} IS %s",
                     (f"{OWNER_COMMENT}{run_id}",))
-        markers.store_plan(cur, run_id, table, ranges, row_count, chunk_rows)
+        markers.store_plan(cur, run_id, table, ranges, row_count, chunk_rows, size)
         faults.pause("plan-commit")
         conn.commit()
     log.info("planned %s: %d rows in %d partition(s), %s layout", table_name, row_count, len(ranges),
@@ -93,14 +94,14 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
 
 
 def ensure_planned(run_id, table_name, chunk_rows, layout, mode, unlogged=False):
-    """The table's partition count, planning it first if no process has yet.
+    """Expected MB of each of the table's partitions, planning it first if no process has yet.
 
     A table planned by an earlier run is first compared with the source as it is now: a copy
     never mixes partitions read before and after a change of the table's definition.
     """
     with pg.session(target_endpoint()) as conn:
         try:
-            planned, partitions = markers.planned_table(conn, run_id, table_name)
+            planned, _ = markers.planned_table(conn, run_id, table_name)
         except SchemaError:
             conn.rollback()
             planned = None
@@ -111,10 +112,10 @@ def ensure_planned(run_id, table_name, chunk_rows, layout, mode, unlogged=False)
                 f"source table {planned.qualified} changed since run {run_id!r} planned it "
                 f"({'; '.join(changes)}): partitions read before and after cannot be mixed; "
                 f"`so-luigi reset --run-id {run_id} --tables {table_name}` to copy it afresh")
-        return partitions
-    plan_table(run_id, table_name, chunk_rows, layout, mode, unlogged)
+    else:
+        plan_table(run_id, table_name, chunk_rows, layout, mode, unlogged)
     with pg.session(target_endpoint()) as conn:
-        return markers.planned_table(conn, run_id, table_name)[1]
+        return markers.partition_weights(conn, run_id, table_name)
 
 
 def definition_changes(planned, live):

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS {m}.tables (
     definition      jsonb NOT NULL,       -- the source table as planned, with mapped types
     partitions      integer NOT NULL,
     source_rows     bigint NOT NULL,      -- count when planned
+    source_bytes    bigint,               -- size on disk when planned (schedules big partitions first)
     planned_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     completed_at    timestamptz,          -- the table-complete marker
     rows            bigint,
@@ -136,10 +137,10 @@ def is_planned(cur, run_id, table):
     return cur.fetchone() is not None
 
 
-def store_plan(cur, run_id, table_def, ranges, source_rows, chunk_rows):
-    cur.execute(f"INSERT INTO {m()}.tables (run_id, table_name, definition, partitions, source_rows) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                (run_id, table_def.name, json.dumps(table_def.to_json()), len(ranges), source_rows))
+def store_plan(cur, run_id, table_def, ranges, source_rows, chunk_rows, source_bytes=None):
+    cur.execute(f"INSERT INTO {m()}.tables (run_id, table_name, definition, partitions, source_rows, "
+                "source_bytes) VALUES (%s, %s, %s, %s, %s, %s)",
+                (run_id, table_def.name, json.dumps(table_def.to_json()), len(ranges), source_rows, source_bytes))
     last = source_rows - chunk_rows * (len(ranges) - 1)
     cur.executemany(f"INSERT INTO {m()}.partitions (run_id, table_name, partition, lo, hi, rows) "
                     "VALUES (%s, %s, %s, %s, %s, %s)",
@@ -157,6 +158,15 @@ def planned_table(conn, run_id, table):
         from .errors import SchemaError
         raise SchemaError(f"table {table} is not planned in run {run_id!r}: run ReplicateAll")
     return Table.from_json(row[0]), row[1]
+
+
+def partition_weights(conn, run_id, table):
+    """Expected MB of each planned partition, from the table's size when planned (0 if unknown)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT p.rows::float8 * coalesce(t.source_bytes, 0) / greatest(t.source_rows, 1) / 1e6 "
+                    f"FROM {m()}.partitions p JOIN {m()}.tables t USING (run_id, table_name) "
+                    "WHERE p.run_id = %s AND p.table_name = %s ORDER BY p.partition", (run_id, table))
+        return [int(r[0]) for r in cur.fetchall()]
 
 
 def partition_range(conn, run_id, table, partition):

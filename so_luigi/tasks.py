@@ -118,7 +118,12 @@ class ExtractPartition(_HowMixin, SoTask):
 
     table = luigi.Parameter()
     partition = luigi.IntParameter()
+    weight = luigi.IntParameter(default=0, significant=False, description="expected MB (scheduling order)")
     uses = {"source_connections": 1}
+
+    @property
+    def priority(self):
+        return self.weight
 
     def output(self):
         return bulk.BulkTarget(bulk.files_for(self.run_id, self.table, self.partition).manifest)
@@ -140,6 +145,12 @@ class LoadPartition(_HowMixin, SoTask):
 
     table = luigi.Parameter()
     partition = luigi.IntParameter()
+    weight = luigi.IntParameter(default=0, significant=False,
+                                description="expected MB: the biggest partitions are scheduled first")
+
+    @property
+    def priority(self):
+        return self.weight
 
     @property
     def resources(self):
@@ -148,7 +159,8 @@ class LoadPartition(_HowMixin, SoTask):
 
     def requires(self):
         if self.mode == "bulk":
-            return ExtractPartition(run_id=self.run_id, table=self.table, partition=self.partition, **_how(self))
+            return ExtractPartition(run_id=self.run_id, table=self.table, partition=self.partition,
+                                    weight=self.weight, **_how(self))
         return []
 
     def output(self):
@@ -181,16 +193,17 @@ class CompleteTable(_HowMixin, SoTask):
     uses = {"source_connections": 1, "target_connections": 1}
 
     def requires(self):
-        return [LoadPartition(run_id=self.run_id, table=self.table, partition=i, **_how(self))
-                for i in range(self.partitions)]
+        return [LoadPartition(run_id=self.run_id, table=self.table, partition=i, weight=mb, **_how(self))
+                for i, mb in enumerate(self.weights)]
 
     @property
-    def partitions(self):
-        if getattr(self, "_partitions", None) is None:
+    def weights(self):
+        """Expected MB of each partition (planning the table on first use)."""
+        if getattr(self, "_weights", None) is None:
             with plainly():
-                self._partitions = load.ensure_planned(self.run_id, self.table, self.chunk_rows, self.layout,
-                                                       self.mode, bulk_settings().unlogged)
-        return self._partitions
+                self._weights = load.ensure_planned(self.run_id, self.table, self.chunk_rows, self.layout,
+                                                    self.mode, bulk_settings().unlogged)
+        return self._weights
 
     def output(self):
         return markers.MarkerTarget("complete", self.run_id, self.table)

@@ -145,6 +145,19 @@ def count_and_boundaries(conn, table, chunk_rows):
     return rows, [r[0] for r in cur.fetchall()]
 
 
+def table_bytes(conn, table):
+    """Size of the table's data pages (for scheduling the biggest partitions first); None when
+    the login may not read sys.dm_db_partition_stats (VIEW DATABASE STATE)."""
+    cur = conn.cursor()
+    try:
+        cur.execute("SELECT SUM(used_page_count) * 8192 FROM sys.dm_db_partition_stats "
+                    "WHERE object_id = OBJECT_ID(%s) AND index_id IN (0, 1)", (qualified(table.schema, table.name),))
+        row = cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+    except Exception:  # noqa: BLE001 -- a missing privilege only costs the ordering
+        return None
+
+
 def select_sql(table, lo, hi):
     """SELECT of one partition: (sql, params) for pymssql."""
     cols = ", ".join(mssql_ident(c.name) for c in table.columns)

@@ -151,6 +151,13 @@ def count_and_boundaries(conn, table, chunk_rows):
         return rows, [r[0] for r in cur.fetchall()]
 
 
+def table_bytes(conn, table):
+    """Size of the table on disk (for scheduling the biggest partitions first)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_table_size(%s::regclass)", (pg_qualified(table.schema, table.name),))
+        return int(cur.fetchone()[0])
+
+
 # --- destination DDL --------------------------------------------------------------------------
 
 def create_table_sql(schema, table):
