@@ -218,21 +218,13 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
     return {"rows": dst_rows, "bytes": nbytes, "seconds": seconds}
 
 
-def _as_in_source(table):
-    """The table with its source types, so a PostgreSQL source checksums what it holds."""
-    src = copy.deepcopy(table)
-    for c in src.columns:
-        c.pg_type = c.source_type
-    return src
-
-
 def _source_figures(source_ep, table, verify):
     """(count, checksum or None) of the source table; PostgreSQL computes both itself."""
     conn = connect_source(source_ep)
     try:
         if source_ep.url.dialect == "postgres":
             with conn.cursor() as cur:
-                cur.execute(pg.checksum_sql(table.schema, _as_in_source(table)) if verify == "full"
+                cur.execute(pg.row_checksum_sql(table.schema, table.name) if verify == "full"
                             else f"SELECT count(*), NULL FROM {pg_qualified(table.schema, table.name)}")
                 count, total = cur.fetchone()
         else:
@@ -244,10 +236,16 @@ def _source_figures(source_ep, table, verify):
     return int(count), (None if total is None else int(total))
 
 
-def _target_figures(target_ep, table, verify):
+def _target_figures(target_ep, table, verify, row_hash):
+    """The destination's count and checksum, computed the way the source's side was."""
+    if verify != "full":
+        sql = f"SELECT count(*), NULL FROM {pg_qualified(target_ep.schema, table.name)}"
+    elif row_hash:
+        sql = pg.row_checksum_sql(target_ep.schema, table.name)
+    else:
+        sql = pg.checksum_sql(target_ep.schema, table)
     with pg.session(target_ep) as conn, conn.cursor() as cur:
-        cur.execute(pg.checksum_sql(target_ep.schema, table) if verify == "full"
-                    else f"SELECT count(*), NULL FROM {pg_qualified(target_ep.schema, table.name)}")
+        cur.execute(sql)
         count, total = cur.fetchone()
     return int(count), (None if total is None else int(total))
 
@@ -261,8 +259,10 @@ def _both(source_ep, target_ep, table, verify):
             figures[side] = fn(ep, table, verify)
         except BaseException as exc:  # noqa: BLE001 -- re-raised below in the caller's thread
             figures[side] = exc
+    row_hash = source_ep.url.dialect == "postgres"
     threads = [threading.Thread(target=measure, args=a) for a in
-               (("source", _source_figures, source_ep), ("target", _target_figures, target_ep))]
+               (("source", _source_figures, source_ep),
+                ("target", lambda ep, t, v: _target_figures(ep, t, v, row_hash), target_ep))]
     for t in threads:
         t.start()
     for t in threads:

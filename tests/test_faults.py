@@ -204,3 +204,22 @@ def test_least_privilege_roles_are_enough(sourced):
     finally:
         pair.query("target", "DROP OWNED BY so_writer; DROP ROLE so_writer")
         pair.query("source", "DROP OWNED BY so_reader; DROP ROLE so_reader")
+
+
+def test_a_changed_value_fails_the_content_checksum(sourced):
+    """Counts agree, one value differs: verification must refuse to call the table complete."""
+    pair = sourced
+    cmd = luigi_cmd("--tables", "Votes", "--workers", "1")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=pair.env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while ("Votes", 0) not in loaded(pair) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    pair.query("target", 'UPDATE "Votes" SET "VoteTypeId" = "VoteTypeId" + 1 WHERE "Id" = (SELECT min("Id") FROM "Votes")')
+    rerun = subprocess.run(cmd, cwd=ROOT, env=pair.env(), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode != 0
+    line = [l for l in rerun.stderr.splitlines() if l.startswith("so_luigi: error:")]
+    assert line and "Votes: content checksum differs" in line[0]
+    assert pair.query("target", "SELECT count(*) FROM so_luigi.tables WHERE completed_at IS NOT NULL") == [(0,)]

@@ -285,6 +285,16 @@ def checksum_sql(schema, table):
             f"FROM {pg_qualified(schema, table.name)}")
 
 
+def row_checksum_sql(schema, name):
+    """count(*) and the sum of hashtextextended over each whole row's text (record output).
+
+    For a PostgreSQL source: both servers compute it over the same column list, twice as fast as
+    the md5 of COPY lines (which a SQL Server source needs, as Python computes its side).
+    """
+    return (f"SELECT count(*), coalesce(sum(hashtextextended(r::text, 0)), 0) "
+            f"FROM {pg_qualified(schema, name)} r")
+
+
 def copy_out_sql(table, lo, hi, fmt, cursor):
     """COPY (SELECT ... range ...) TO STDOUT in fmt (binary, text or csv), the range bound by mogrify."""
     from ..planning import predicate
