@@ -294,12 +294,11 @@ def shared_connection():
 class MarkerTarget(luigi.Target):
     """A row in the marker tables; exists() is one indexed lookup in the destination.
 
-    kind is 'planned', 'loaded', 'complete' or 'replicated'. A missing marker schema means
+    kind is 'loaded', 'complete' or 'replicated'. A missing marker schema means
     nothing exists yet.
     """
 
     QUERIES = {
-        "planned": "SELECT 1 FROM {m}.tables WHERE run_id = %s AND table_name = %s",
         "complete": "SELECT 1 FROM {m}.tables WHERE run_id = %s AND table_name = %s AND completed_at IS NOT NULL",
         "loaded": "SELECT 1 FROM {m}.loaded WHERE run_id = %s AND table_name = %s AND partition = %s",
         "replicated": "SELECT 1 FROM {m}.replications WHERE run_id = %s AND tables = %s",

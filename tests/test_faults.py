@@ -103,8 +103,8 @@ def test_source_changed_between_failed_run_and_rerun_is_refused_until_reset(sour
     assert_same_tables(pair, TABLES)
 
 
-def test_rows_added_into_a_loaded_range_are_caught_by_verification(sourced):
-    pair = sourced
+def kill_after_first_votes_partition(pair):
+    """Run Votes alone, kill -9 once its partition 0 is committed; returns the command to rerun."""
     cmd = luigi_cmd("--tables", "Votes", "--workers", "1")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=pair.env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -113,6 +113,12 @@ def test_rows_added_into_a_loaded_range_are_caught_by_verification(sourced):
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    return cmd
+
+
+def test_rows_added_into_a_loaded_range_are_caught_by_verification(sourced):
+    pair = sourced
+    cmd = kill_after_first_votes_partition(pair)
     assert ("Votes", 0) in loaded(pair)
     # id -5 falls in partition 0 (no lower bound), which is already loaded: the copy would miss it
     pair.query("source", 'INSERT INTO "Votes" ("Id", "PostId", "VoteTypeId", "CreationDate") VALUES (-5, 1, 2, now())')
@@ -209,14 +215,7 @@ def test_least_privilege_roles_are_enough(sourced):
 def test_a_changed_value_fails_the_content_checksum(sourced):
     """Counts agree, one value differs: verification must refuse to call the table complete."""
     pair = sourced
-    cmd = luigi_cmd("--tables", "Votes", "--workers", "1")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=pair.env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while ("Votes", 0) not in loaded(pair) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    cmd = kill_after_first_votes_partition(pair)
     pair.query("target", 'UPDATE "Votes" SET "VoteTypeId" = "VoteTypeId" + 1 WHERE "Id" = (SELECT min("Id") FROM "Votes")')
     rerun = subprocess.run(cmd, cwd=ROOT, env=pair.env(), capture_output=True, text=True, timeout=600)
     assert rerun.returncode != 0
