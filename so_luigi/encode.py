@@ -334,10 +334,6 @@ def encode_lines(lines):
     return [line.encode("utf-8") for line in lines]
 
 
-def line_checksum(line_bytes):
-    """Signed 64-bit head of md5(line): the per-row term of the table checksum (see postgres.checksum_sql)."""
-    return int.from_bytes(hashlib.md5(line_bytes).digest()[:8], "big", signed=True)  # noqa: S324 -- not security
-
-
 def lines_checksum(blines):
+    """Sum of the signed 64-bit heads of md5(line): the table checksum's terms (postgres.checksum_sql)."""
     return sum(int.from_bytes(hashlib.md5(b).digest()[:8], "big", signed=True) for b in blines)  # noqa: S324
