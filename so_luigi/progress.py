@@ -16,7 +16,6 @@ class Progress:
         self.expected = None
         self.started = time.monotonic()
         self._last = 0.0
-        self.updates = 0
 
     def update(self, rows, force=False):
         now = time.monotonic()
@@ -26,7 +25,6 @@ class Progress:
         rate = rows / max(now - self.started, 1e-6)
         of = f" of {self.expected:,}" if self.expected else ""
         message = f"{self.label}: {rows:,}{of} rows, {rate:,.0f} rows/s"
-        self.updates += 1
         if self.task is not None:
             self.task.set_status_message(message)
             if self.expected:

@@ -268,8 +268,9 @@ OUTPUT_NOT_CAST = {"bool": "boolout", "bpchar": "bpcharout", "inet": "inet_out",
 def checksum_sql(schema, table):
     """count(*) and the sum of the signed 64-bit heads of md5(COPY text line) over all rows.
 
-    Order-independent, exact (numeric sum) and computed the same way on a PostgreSQL source, on
-    the destination, and in Python for rows read from SQL Server (encode.lines_checksum).
+    Order-independent and exact (numeric sum): the destination's side of a SQL Server source's
+    checksum, whose source side Python computes from the rows as read (encode.lines_checksum).
+    PostgreSQL sources use row_checksum_sql on both servers instead.
     """
     parts = []
     for c in table.columns:
