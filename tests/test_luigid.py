@@ -99,13 +99,15 @@ def test_progress_reaches_the_scheduler_and_the_status_command(pair, luigid):
 def test_resources_cap_the_connections_each_database_sees(pair, tmp_path):
     """--workers 4, [resources] source_connections = 1: never two source sessions at once."""
     import threading
-    sample.fill_postgres(pair.source(), scale=0.02, names=["Votes", "Comments"], log=lambda *a: None)
+    # wide rows in a few partitions: each source COPY lasts long enough for overlaps to be seen
+    pair.query("source", 'CREATE TABLE "Wide" ("Id" int PRIMARY KEY, "Body" text NOT NULL); '
+                         "INSERT INTO \"Wide\" SELECT g, repeat(md5(g::text), 100) FROM generate_series(1, 40000) g")
     cfg = tmp_path / "caps.cfg"
     peaks = {}
 
     def run(label, caps):
         cfg.write_text(f"[resources]\nsource_connections = {caps}\ntarget_connections = 16\n")
-        pair.query("target", "DROP SCHEMA IF EXISTS so_luigi CASCADE; DROP TABLE IF EXISTS \"Votes\", \"Comments\"")
+        pair.query("target", "DROP SCHEMA IF EXISTS so_luigi CASCADE; DROP TABLE IF EXISTS \"Wide\"")
         peak, stop = [0], threading.Event()
 
         def watch():
@@ -125,4 +127,4 @@ def test_resources_cap_the_connections_each_database_sees(pair, tmp_path):
     run("capped", 1)
     run("open", 16)
     assert peaks["capped"] == 1 and peaks["open"] > 1, peaks
-    assert_same_tables(pair, ["Votes", "Comments"])
+    assert_same_tables(pair, ["Wide"])
