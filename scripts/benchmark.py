@@ -111,7 +111,7 @@ def replicate(cluster, source_url, label, workers, args):
     os.makedirs(bulk_dir, exist_ok=True)
     os.chmod(bulk_dir, 0o755)
     env = dict(os.environ, SO_SOURCE_URL=source_url, SO_TARGET_URL=target, SO_BULK_DIR=bulk_dir)
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     out = subprocess.run([sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
                           "--workers", str(workers), *args], cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - started
@@ -119,7 +119,22 @@ def replicate(cluster, source_url, label, workers, args):
         raise SystemExit(f"{label} failed:\n{out.stderr[-3000:]}")
     figures = query(target, "SELECT table_name, sum(seconds), max(peak_kb) FROM so_luigi.loaded GROUP BY 1")
     return {"seconds": seconds, "tables": {t: float(s) for t, s, _ in figures},
-            "peak_rss_mb": max(int(k or 0) for _, _, k in figures) / 1024}
+            "peak_rss_mb": max(int(k or 0) for _, _, k in figures) / 1024,
+            "phases": phases(target, wall, seconds, workers)}
+
+
+def phases(target, wall, seconds, workers):
+    """Where a run's wall time went, from its markers' timestamps (same machine, same clock)."""
+    (plan0, plan1, load0, load1, busy, done1), = query(target, """
+        SELECT extract(epoch FROM min(t.planned_at)), extract(epoch FROM max(t.planned_at)),
+               (SELECT extract(epoch FROM min(loaded_at - seconds * interval '1 second')) FROM so_luigi.loaded),
+               (SELECT extract(epoch FROM max(loaded_at)) FROM so_luigi.loaded),
+               (SELECT sum(seconds) FROM so_luigi.loaded),
+               extract(epoch FROM max(t.completed_at))
+        FROM so_luigi.tables t""")
+    return {"start-up": plan0 - wall, "planning": plan1 - plan0, "loading": load1 - plan1,
+            "completing": done1 - load1, "exit": wall + seconds - done1,
+            "load busy %": 100 * busy / (workers * max(load1 - load0, 1e-9))}
 
 
 def row_path(source_url, limit_rows):
@@ -223,6 +238,10 @@ def main():
         rss = f"{m['peak_rss_mb']:.0f} MB" if m["peak_rss_mb"] else "-"
         print(f"{name:<26} {m['seconds']:>8.1f} {rows / m['seconds']:>10,.0f} {mb / m['seconds']:>7.1f} "
               f"{rss:>9} {m['seconds'] / raw:>13.2f}x")
+    print("\nwhere ReplicateAll's wall seconds went (from the markers' timestamps)")
+    for name, m in methods.items():
+        if m.get("phases"):
+            print(f"{name:<26} " + ", ".join(f"{k} {v:.1f}" for k, v in m["phases"].items()))
     print("\nper table, seconds (ReplicateAll: summed partition load times)")
     names = sorted(TABLES, key=lambda t: -table_sizes_cache[t]["bytes"])
     print(f"{'table':<12}" + "".join(f"{n[:14]:>15}" for n in methods))

@@ -71,10 +71,10 @@ def cmd_load_dump(args):
     return 0
 
 
-def _target_conn():
+def _target_conn(autocommit=False):
     from .config import target_endpoint
-    from .dialects import postgres as pg
-    return pg.connect(target_endpoint())
+    from .dialects import connect_target
+    return connect_target(target_endpoint(), autocommit)
 
 
 def cmd_report(args):
@@ -89,8 +89,7 @@ def cmd_report(args):
 
 def cmd_status(args):
     from . import report
-    conn = _target_conn()
-    conn.autocommit = True
+    conn = _target_conn(autocommit=True)
     try:
         while True:
             print(report.status(conn, args.run_id), flush=True)
@@ -105,7 +104,9 @@ def cmd_status(args):
 def cmd_reset(args):
     from . import markers
     from .config import target_endpoint
-    from .dialects.base import pg_qualified
+    from .dialects.base import mssql_ident, pg_qualified
+    quote = pg_qualified if markers.flavor().dialect == "postgres" else \
+        (lambda schema, name: f"{mssql_ident(schema)}.{mssql_ident(name)}")
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] or None
     conn = _target_conn()
     try:
@@ -116,7 +117,7 @@ def cmd_reset(args):
                 cur.execute(f"SELECT table_name FROM {markers.m()}.tables WHERE run_id = %s", (args.run_id,))
                 for (name,) in cur.fetchall():
                     if tables is None or name in tables:
-                        cur.execute(f"DROP TABLE IF EXISTS {pg_qualified(schema, name)}")
+                        cur.execute(f"DROP TABLE IF EXISTS {quote(schema, name)}")
         markers.reset(conn, args.run_id, tables)
     finally:
         conn.close()

@@ -23,7 +23,7 @@ class source(luigi.Config):  # noqa: N801 -- the class name is the luigi.cfg sec
 
 
 class target(luigi.Config):  # noqa: N801
-    url = luigi.Parameter(default="", description="destination PostgreSQL URL")
+    url = luigi.Parameter(default="", description="destination URL (postgresql:// or mssql://)")
     schema = luigi.Parameter(default="", description="destination schema (default public)")
     marker_schema = luigi.Parameter(default="so_luigi", description="schema of the marker tables")
 
@@ -153,12 +153,8 @@ def source_endpoint():
 
 
 def target_endpoint():
-    """The configured destination; must be PostgreSQL (SQL Server destinations are a later issue)."""
-    ep = _endpoint("target", target())
-    if ep.url.dialect != "postgres":
-        raise ConfigError(
-            f"[target] url {ep.url.redacted}: only postgresql:// destinations are supported so far")
-    return ep
+    """The configured destination: PostgreSQL or SQL Server."""
+    return _endpoint("target", target())
 
 
 def marker_schema():

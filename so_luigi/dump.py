@@ -171,7 +171,8 @@ def _mssql_writer(endpoint):
             cur = conn.cursor()
             cur.execute(f"IF OBJECT_ID(N'{q.replace(chr(39), chr(39) * 2)}', N'U') IS NOT NULL DROP TABLE {q}")
             cur.execute(sample.mssql_create_sql(table, primary_key=False))
-            count = mssql.bulk_load(conn, table, rows)
+            count = mssql.bulk_load(conn, endpoint.schema, table, [c.source_type for c in table.columns],
+                                    stream.batched(rows, 5000), 5000)
             cur.execute(f"ALTER TABLE {q} ADD CONSTRAINT {mssql.mssql_ident(table.pk_name)} "
                         f"PRIMARY KEY CLUSTERED ([Id])")
             return count

@@ -18,7 +18,7 @@ import time
 
 from . import bulk, faults, markers, stream, typemap
 from .config import source_endpoint, target_endpoint
-from .dialects import connect as connect_source, find_tables, module
+from .dialects import connect as connect_source, find_tables, module, session as target_session
 from .dialects import postgres as pg
 from .dialects.base import pg_qualified
 from .errors import SchemaError, VerificationError
@@ -39,6 +39,9 @@ def discover(source_ep, wanted=None, overrides=None):
         conn.close()
     typemap.check_mappable(tables, source_ep.url.dialect,
                            typemap.load_overrides() if overrides is None else overrides)
+    if target_endpoint().url.dialect == "mssql":
+        from .dialects import mssql_ddl
+        mssql_ddl.check_mappable(tables, source_ep.url.dialect)
     return tables
 
 
@@ -72,6 +75,9 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
         size = module(source_ep).table_bytes(conn, table)
     finally:
         conn.close()
+    if target_ep.url.dialect == "mssql":
+        from . import mssql_load
+        return mssql_load.plan_table(run_id, table, row_count, bounds, size, chunk_rows)
     ranges = plan(row_count, bounds, chunk_rows)
     table.layout = choose_layout(table, len(ranges), layout, mode)
     table.unlogged = unlogged
@@ -99,7 +105,7 @@ def ensure_planned(run_id, table_name, chunk_rows, layout, mode, unlogged=False)
     A table planned by an earlier run is first compared with the source as it is now: a copy
     never mixes partitions read before and after a change of the table's definition.
     """
-    with pg.session(target_endpoint()) as conn:
+    with target_session(target_endpoint()) as conn:
         try:
             planned, _ = markers.planned_table(conn, run_id, table_name)
         except SchemaError:
@@ -114,7 +120,7 @@ def ensure_planned(run_id, table_name, chunk_rows, layout, mode, unlogged=False)
                 f"`so-luigi reset --run-id {run_id} --tables {table_name}` to copy it afresh")
     else:
         plan_table(run_id, table_name, chunk_rows, layout, mode, unlogged)
-    with pg.session(target_endpoint()) as conn:
+    with target_session(target_endpoint()) as conn:
         return markers.partition_weights(conn, run_id, table_name)
 
 
@@ -172,6 +178,9 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
     """Load one partition (streamed from the source, or from its bulk file); its rows and its
     marker commit together. Returns stats, or None when it was already loaded."""
     source_ep, target_ep = source_endpoint(), target_endpoint()
+    if target_ep.url.dialect == "mssql":
+        from . import mssql_load
+        return mssql_load.load_partition(run_id, table_name, partition, buffer_mb, checksum, progress)
     buffer_bytes = int(buffer_mb * 1024 * 1024)
     with pg.session(target_ep) as conn:
         table, partitions = markers.planned_table(conn, run_id, table_name)
@@ -250,19 +259,16 @@ def _target_figures(target_ep, table, verify, row_hash):
     return int(count), (None if total is None else int(total))
 
 
-def _both(source_ep, target_ep, table, verify):
+def both_sides(source_fn, target_fn):
     """Source and destination figures, computed at the same time on both servers."""
     figures = {}
 
-    def measure(side, fn, ep):
+    def measure(side, fn):
         try:
-            figures[side] = fn(ep, table, verify)
+            figures[side] = fn()
         except BaseException as exc:  # noqa: BLE001 -- re-raised below in the caller's thread
             figures[side] = exc
-    row_hash = source_ep.url.dialect == "postgres"
-    threads = [threading.Thread(target=measure, args=a) for a in
-               (("source", _source_figures, source_ep),
-                ("target", lambda ep, t, v: _target_figures(ep, t, v, row_hash), target_ep))]
+    threads = [threading.Thread(target=measure, args=a) for a in (("source", source_fn), ("target", target_fn))]
     for t in threads:
         t.start()
     for t in threads:
@@ -276,39 +282,56 @@ def _both(source_ep, target_ep, table, verify):
 def complete_table(run_id, table_name, verify="full"):
     """Verify against the source, then key, index, sequence, analyze and mark complete."""
     source_ep, target_ep = source_endpoint(), target_endpoint()
+    if target_ep.url.dialect == "mssql":
+        from . import mssql_load
+        return mssql_load.complete_table(run_id, table_name, verify)
+    row_hash = source_ep.url.dialect == "postgres"
     with pg.session(target_ep) as conn:
-        table, partitions = markers.planned_table(conn, run_id, table_name)
-        with conn.cursor() as cur:
-            loaded, rows, nbytes, streamed_sum = markers.loaded_totals(cur, run_id, table_name)
+        return verify_and_finish(
+            conn, run_id, table_name, verify,
+            lambda table: both_sides(lambda: _source_figures(source_ep, table, verify),
+                                     lambda: _target_figures(target_ep, table, verify, row_hash)),
+            lambda table, partitions: pg.finish_table_sql(target_ep.schema, table, partitions))
+
+
+def verify_and_finish(conn, run_id, table_name, verify, figures, finish_sql):
+    """Completing a table on either destination: all partitions loaded, counts (and checksums)
+    equal on source, destination and markers, then the ``finish_sql`` statements and the complete
+    marker in one transaction.
+
+    ``figures(table)`` returns ((source count, checksum), (destination count, checksum)); a source
+    checksum of None with full verification means the source's rows were checksummed as they were
+    read (the sum is in the loaded markers).
+    """
+    table, partitions = markers.planned_table(conn, run_id, table_name)
+    cur = conn.cursor()
+    loaded, rows, nbytes, streamed_sum = markers.loaded_totals(cur, run_id, table_name)
+    conn.rollback()
+    if loaded != partitions:
+        raise VerificationError(f"{table_name}: {loaded} of {partitions} partitions loaded")
+    (src_count, src_sum), (dst_count, dst_sum) = figures(table)
+    if src_sum is None and verify == "full":
+        src_sum = streamed_sum
+    reset_hint = f"`so-luigi reset --run-id {run_id} --tables {table_name}` and run again"
+    if not src_count == dst_count == rows:
+        raise VerificationError(
+            f"{table_name}: row counts differ: source {src_count}, destination {dst_count}, "
+            f"loaded markers {rows}; the source may have changed since planning: {reset_hint}")
+    if verify == "full" and src_sum != dst_sum:
+        raise VerificationError(
+            f"{table_name}: content checksum differs (source {src_sum}, destination {dst_sum}) "
+            f"over {dst_count} rows: {reset_hint}; if it persists, report it with the table definition")
+    verdict = "ok: count+checksum" if verify == "full" else "ok: count only"
+    markers.lock(cur, run_id, table_name)
+    if markers.is_complete(cur, run_id, table_name):
         conn.rollback()
-        if loaded != partitions:
-            raise VerificationError(f"{table_name}: {loaded} of {partitions} partitions loaded")
-
-        (src_count, src_sum), (dst_count, dst_sum) = _both(source_ep, target_ep, table, verify)
-        if src_sum is None and verify == "full":
-            src_sum = streamed_sum            # SQL Server: checksummed as the rows were read
-        reset_hint = f"`so-luigi reset --run-id {run_id} --tables {table_name}` and run again"
-        if not src_count == dst_count == rows:
-            raise VerificationError(
-                f"{table_name}: row counts differ: source {src_count}, destination {dst_count}, "
-                f"loaded markers {rows}; the source may have changed since planning: {reset_hint}")
-        if verify == "full" and src_sum != dst_sum:
-            raise VerificationError(
-                f"{table_name}: content checksum differs (source {src_sum}, destination {dst_sum}) "
-                f"over {dst_count} rows: {reset_hint}; if it persists, report it with the table definition")
-        verdict = "ok: count+checksum" if verify == "full" else "ok: count only"
-
-        with conn.cursor() as cur:
-            markers.lock(cur, run_id, table_name)
-            if markers.is_complete(cur, run_id, table_name):
-                conn.rollback()
-                return None
-            for n, statement in enumerate(pg.finish_table_sql(target_ep.schema, table, partitions)):
-                cur.execute(statement)
-                if n == 0:
-                    faults.pause("index-build")
-            markers.mark_complete(cur, run_id, table_name, dst_count, nbytes, src_sum, dst_sum, verdict)
-            faults.pause("complete-commit")
-        conn.commit()
+        return None
+    for n, statement in enumerate(finish_sql(table, partitions)):
+        cur.execute(statement)
+        if n == 0:
+            faults.pause("index-build")
+    markers.mark_complete(cur, run_id, table_name, dst_count, nbytes, src_sum, dst_sum, verdict)
+    faults.pause("complete-commit")
+    conn.commit()
     log.info("completed %s: %d rows, %s", table_name, dst_count, verdict)
     return verdict

@@ -1,4 +1,4 @@
-"""Marker tables in the destination PostgreSQL: the completion targets of every so_luigi task.
+"""Marker tables in the destination database: the completion targets of every so_luigi task.
 
 One schema (``[target] marker_schema``, default ``so_luigi``) holds:
 
@@ -9,9 +9,14 @@ One schema (``[target] marker_schema``, default ``so_luigi``) holds:
 * ``loaded``        one row per loaded partition, inserted in the same transaction as its rows;
 * ``replications``  one row per finished ReplicateAll (run_id + table selection).
 
+The destination is PostgreSQL or SQL Server; the queries are written once in the SQL both speak
+(``%s`` parameters work in psycopg2 and pymssql alike) and ``Flavor`` holds the few pieces that
+differ: the DDL, the clock, transaction-scoped locks, elapsed seconds.
+
 ``MarkerTarget`` is the luigi.Target over these rows. It keeps one connection per process (Luigi
 forks workers, so the pid is checked) because the scheduler calls ``exists()`` for every task.
 """
+import hashlib
 import json
 import os
 import socket
@@ -20,10 +25,10 @@ import luigi
 import psycopg2
 
 from .config import marker_schema, target_endpoint
-from .dialects import postgres as pg
-from .dialects.base import Table, pg_ident
+from .dialects import connect_target, session as target_session
+from .dialects.base import Table, mssql_ident, pg_ident
 
-DDL = """
+PG_DDL = """
 CREATE SCHEMA IF NOT EXISTS {m};
 CREATE TABLE IF NOT EXISTS {m}.runs (
     run_id        text PRIMARY KEY,
@@ -76,22 +81,141 @@ CREATE TABLE IF NOT EXISTS {m}.replications (
     PRIMARY KEY (run_id, tables));
 """
 
+# The same tables in SQL Server: key columns get bounded lengths (index keys stop at 900 bytes),
+# replications.tables is unbounded and so not a key (mark_replicated checks it under a lock).
+MSSQL_DDL = """
+IF OBJECT_ID(N'{m}.runs', N'U') IS NULL CREATE TABLE {m}.runs (
+    run_id        nvarchar(200) NOT NULL PRIMARY KEY,
+    source        nvarchar(1000) NOT NULL,
+    source_schema nvarchar(128) NOT NULL,
+    target_schema nvarchar(128) NOT NULL,
+    created_at    datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET());
+IF OBJECT_ID(N'{m}.tables', N'U') IS NULL CREATE TABLE {m}.tables (
+    run_id          nvarchar(200) NOT NULL,
+    table_name      nvarchar(128) NOT NULL,
+    definition      nvarchar(max) NOT NULL,
+    partitions      int NOT NULL,
+    source_rows     bigint NOT NULL,
+    source_bytes    bigint NULL,
+    planned_at      datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET(),
+    completed_at    datetimeoffset NULL,
+    rows            bigint NULL,
+    bytes           bigint NULL,
+    seconds         float NULL,
+    source_checksum decimal(38, 0) NULL,
+    target_checksum decimal(38, 0) NULL,
+    verdict         nvarchar(200) NULL,
+    PRIMARY KEY (run_id, table_name));
+IF OBJECT_ID(N'{m}.partitions', N'U') IS NULL CREATE TABLE {m}.partitions (
+    run_id     nvarchar(200) NOT NULL,
+    table_name nvarchar(128) NOT NULL,
+    partition  int NOT NULL,
+    lo         bigint NULL,
+    hi         bigint NULL,
+    rows       bigint NOT NULL,
+    attempts   int NOT NULL DEFAULT 0,      -- loads begun: a second one clears the key range first
+    PRIMARY KEY (run_id, table_name, partition));
+IF OBJECT_ID(N'{m}.loaded', N'U') IS NULL CREATE TABLE {m}.loaded (
+    run_id     nvarchar(200) NOT NULL,
+    table_name nvarchar(128) NOT NULL,
+    partition  int NOT NULL,
+    rows       bigint NOT NULL,
+    bytes      bigint NOT NULL,
+    seconds    float NOT NULL,
+    checksum   decimal(38, 0) NULL,
+    via        nvarchar(40) NOT NULL,
+    changed    bigint NOT NULL DEFAULT 0,
+    peak_kb    bigint NULL,
+    worker     nvarchar(300) NOT NULL,
+    loaded_at  datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET(),
+    PRIMARY KEY (run_id, table_name, partition));
+IF OBJECT_ID(N'{m}.replications', N'U') IS NULL CREATE TABLE {m}.replications (
+    run_id       nvarchar(200) NOT NULL,
+    tables       nvarchar(max) NOT NULL,
+    completed_at datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET());
+"""
+
+
+class PostgresFlavor:
+    dialect = "postgres"
+    ident = staticmethod(pg_ident)
+    now = "clock_timestamp()"
+    # when a table's first partition began loading (else when it was planned), for rates
+    load_started = "coalesce(min(l.loaded_at - make_interval(secs => l.seconds)), t.planned_at)"
+    missing_table = (psycopg2.errors.UndefinedTable,)
+    lost = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+    @staticmethod
+    def seconds_since(column):
+        return f"extract(epoch FROM clock_timestamp() - {column})"
+
+    @staticmethod
+    def lock(cur, key):
+        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+
+    @staticmethod
+    def ddl(m):
+        return [PG_DDL.format(m=m)]
+
+
+class MssqlFlavor:
+    dialect = "mssql"
+    ident = staticmethod(mssql_ident)
+    now = "SYSDATETIMEOFFSET()"
+    load_started = ("coalesce(min(DATEADD(millisecond, -CAST(l.seconds * 1000 AS bigint), l.loaded_at)), "
+                    "t.planned_at)")
+
+    @property
+    def missing_table(self):
+        import pymssql
+        return (pymssql.ProgrammingError,)     # 208: Invalid object name
+
+    @property
+    def lost(self):
+        import pymssql
+        return (pymssql.OperationalError, pymssql.InterfaceError)
+
+    @staticmethod
+    def seconds_since(column):
+        return f"DATEDIFF_BIG(millisecond, {column}, SYSDATETIMEOFFSET()) / 1000.0"
+
+    @staticmethod
+    def lock(cur, key):
+        """sp_getapplock owned by the transaction: released at commit or rollback, like
+        PostgreSQL's advisory xact locks. Resource names stop at 255 characters, so a digest."""
+        resource = "so_luigi:" + hashlib.sha1(key.encode("utf-8")).hexdigest()
+        cur.execute("DECLARE @r int; EXEC @r = sp_getapplock @Resource = %s, @LockMode = 'Exclusive', "
+                    "@LockOwner = 'Transaction', @LockTimeout = -1; "
+                    "IF @r < 0 RAISERROR('so_luigi: marker lock not granted', 16, 1)", (resource,))
+
+    @staticmethod
+    def ddl(m):
+        name = marker_schema().replace("'", "''")
+        return [f"IF SCHEMA_ID(N'{name}') IS NULL EXEC(N'CREATE SCHEMA {m.replace(chr(39), chr(39) * 2)}')"] + \
+            [s.strip() for s in MSSQL_DDL.format(m=m).split(";\n") if s.strip()]
+
+
+def flavor():
+    return MssqlFlavor() if target_endpoint().url.dialect == "mssql" else PostgresFlavor()
+
 
 def m():
-    return pg_ident(marker_schema())
+    return flavor().ident(marker_schema())
 
 
 def ensure_schema(conn):
     """Create the marker tables if missing; serialised so parallel workers don't race on DDL."""
+    f = flavor()
     with conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(hashtext('so_luigi.markers'))")
-        cur.execute(DDL.format(m=m()))
+        f.lock(cur, "so_luigi.markers")
+        for statement in f.ddl(m()):
+            cur.execute(statement)
     conn.commit()
 
 
 def lock(cur, *parts):
     """Transaction-scoped lock on one marker (run, table, partition): concurrent runs queue here."""
-    cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("\x1f".join(map(str, parts)),))
+    flavor().lock(cur, "\x1f".join(map(str, parts)))
 
 
 def worker_id():
@@ -157,14 +281,17 @@ def planned_table(conn, run_id, table):
     if row is None:
         from .errors import SchemaError
         raise SchemaError(f"table {table} is not planned in run {run_id!r}: run ReplicateAll")
-    return Table.from_json(row[0]), row[1]
+    definition = json.loads(row[0]) if isinstance(row[0], str) else row[0]   # jsonb comes parsed
+    return Table.from_json(definition), row[1]
 
 
 def partition_weights(conn, run_id, table):
     """Expected MB of each planned partition, from the table's size when planned (0 if unknown)."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT p.rows::float8 * coalesce(t.source_bytes, 0) / greatest(t.source_rows, 1) / 1e6 "
-                    f"FROM {m()}.partitions p JOIN {m()}.tables t USING (run_id, table_name) "
+        cur.execute(f"SELECT CAST(p.rows AS float) * coalesce(t.source_bytes, 0) "
+                    f"/ CASE WHEN t.source_rows > 1 THEN t.source_rows ELSE 1 END / 1e6 "
+                    f"FROM {m()}.partitions p JOIN {m()}.tables t "
+                    "ON t.run_id = p.run_id AND t.table_name = p.table_name "
                     "WHERE p.run_id = %s AND p.table_name = %s ORDER BY p.partition", (run_id, table))
         return [int(r[0]) for r in cur.fetchall()]
 
@@ -189,6 +316,19 @@ def is_loaded(cur, run_id, table, partition):
     return cur.fetchone() is not None
 
 
+def count_attempt(run_id, table, partition):
+    """Record, in its own committed transaction, that a load of this partition begins; returns
+    how many began before. Called under the partition's lock (SQL Server destinations)."""
+    with target_session(target_endpoint()) as conn, conn.cursor() as cur:
+        cur.execute(f"UPDATE {m()}.partitions SET attempts = attempts + 1 "
+                    "WHERE run_id = %s AND table_name = %s AND partition = %s", (run_id, table, partition))
+        cur.execute(f"SELECT attempts FROM {m()}.partitions WHERE run_id = %s AND table_name = %s "
+                    "AND partition = %s", (run_id, table, partition))
+        before = cur.fetchone()[0] - 1
+        conn.commit()
+    return before
+
+
 def peak_rss_kb():
     """This process's peak resident memory (VmHWM; not getrusage, which survives exec)."""
     try:
@@ -200,8 +340,8 @@ def peak_rss_kb():
 
 def insert_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum, via, changed=0):
     """The partition's marker; returns True when it is the run's first load that went ``via``."""
-    cur.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {m()}.loaded WHERE run_id = %s AND via = %s)", (run_id, via))
-    first = cur.fetchone()[0]
+    cur.execute(f"SELECT count(*) FROM {m()}.loaded WHERE run_id = %s AND via = %s", (run_id, via))
+    first = cur.fetchone()[0] == 0
     cur.execute(f"INSERT INTO {m()}.loaded (run_id, table_name, partition, rows, bytes, seconds, "
                 "checksum, via, changed, peak_kb, worker) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (run_id, table, partition, rows, nbytes, seconds, checksum, via, changed, peak_rss_kb(),
@@ -227,8 +367,9 @@ def is_complete(cur, run_id, table):
 
 
 def mark_complete(cur, run_id, table, rows, nbytes, source_checksum, target_checksum, verdict):
-    cur.execute(f"UPDATE {m()}.tables SET completed_at = clock_timestamp(), rows = %s, bytes = %s, "
-                "seconds = extract(epoch FROM clock_timestamp() - planned_at), "
+    f = flavor()
+    cur.execute(f"UPDATE {m()}.tables SET completed_at = {f.now}, rows = %s, bytes = %s, "
+                f"seconds = {f.seconds_since('planned_at')}, "
                 "source_checksum = %s, target_checksum = %s, verdict = %s "
                 "WHERE run_id = %s AND table_name = %s AND completed_at IS NULL",
                 (rows, nbytes, source_checksum, target_checksum, verdict, run_id, table))
@@ -238,8 +379,11 @@ def mark_complete(cur, run_id, table, rows, nbytes, source_checksum, target_chec
 
 def mark_replicated(conn, run_id, tables_key):
     with conn.cursor() as cur:
-        cur.execute(f"INSERT INTO {m()}.replications (run_id, tables) VALUES (%s, %s) "
-                    "ON CONFLICT DO NOTHING", (run_id, tables_key))
+        lock(cur, "replicated", run_id)
+        cur.execute(f"SELECT count(*) FROM {m()}.replications WHERE run_id = %s AND tables = %s",
+                    (run_id, tables_key))
+        if cur.fetchone()[0] == 0:
+            cur.execute(f"INSERT INTO {m()}.replications (run_id, tables) VALUES (%s, %s)", (run_id, tables_key))
     conn.commit()
 
 
@@ -254,8 +398,8 @@ def report_rows(conn, run_id, tables=None):
             f"        AND l.table_name = t.table_name)), "
             f"       coalesce(t.bytes, (SELECT sum(bytes) FROM {m()}.loaded l WHERE l.run_id = t.run_id "
             f"        AND l.table_name = t.table_name)), "
-            f"       coalesce(t.seconds, extract(epoch FROM clock_timestamp() - t.planned_at)), "
-            f"       t.verdict, t.completed_at IS NOT NULL, "
+            f"       coalesce(t.seconds, {flavor().seconds_since('t.planned_at')}), "
+            f"       t.verdict, CASE WHEN t.completed_at IS NULL THEN 0 ELSE 1 END, "
             f"       (SELECT coalesce(sum(changed), 0) FROM {m()}.loaded l WHERE l.run_id = t.run_id "
             f"        AND l.table_name = t.table_name) "
             f"FROM {m()}.tables t WHERE t.run_id = %s ORDER BY t.table_name", (run_id,))
@@ -269,9 +413,10 @@ def reset(conn, run_id, tables=None):
     """Forget a run (or some of its tables) so the next run copies them afresh."""
     with conn.cursor() as cur:
         if tables:
+            names = ", ".join(["%s"] * len(tables))
             for name in ("loaded", "partitions", "tables"):
-                cur.execute(f"DELETE FROM {m()}.{name} WHERE run_id = %s AND table_name = ANY(%s)",
-                            (run_id, list(tables)))
+                cur.execute(f"DELETE FROM {m()}.{name} WHERE run_id = %s AND table_name IN ({names})",
+                            (run_id, *tables))
             cur.execute(f"DELETE FROM {m()}.replications WHERE run_id = %s", (run_id,))
         else:
             for name in ("loaded", "partitions", "tables", "replications", "runs"):
@@ -285,8 +430,8 @@ _conn = {"pid": None, "conn": None}
 
 
 def shared_connection():
-    if _conn["pid"] != os.getpid() or _conn["conn"] is None or _conn["conn"].closed:
-        _conn["conn"] = pg.connect(target_endpoint(), autocommit=True)
+    if _conn["pid"] != os.getpid() or _conn["conn"] is None or getattr(_conn["conn"], "closed", False):
+        _conn["conn"] = connect_target(target_endpoint(), autocommit=True)
         _conn["pid"] = os.getpid()
     return _conn["conn"]
 
@@ -309,15 +454,16 @@ class MarkerTarget(luigi.Target):
         self.key = key
 
     def exists(self):
+        f = flavor()
         for attempt in (1, 2):
             conn = shared_connection()
             try:
                 with conn.cursor() as cur:
                     cur.execute(self.QUERIES[self.kind].format(m=m()), self.key)
                     return cur.fetchone() is not None
-            except psycopg2.errors.UndefinedTable:
+            except f.missing_table:
                 return False
-            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            except f.lost:
                 _conn["conn"] = None          # a server restart: reconnect once
                 if attempt == 2:
                     raise

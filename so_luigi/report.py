@@ -27,11 +27,9 @@ def render(conn, run_id, tables=None, source_ep=None, target_ep=None):
 
 
 STATUS_SQL = """
-SELECT t.table_name, t.partitions, t.source_rows, t.completed_at IS NOT NULL, t.verdict,
-       count(l.partition), coalesce(sum(l.rows), 0), coalesce(sum(l.bytes), 0),
-       extract(epoch FROM clock_timestamp() - coalesce(min(l.loaded_at - make_interval(secs => l.seconds)),
-                                                       t.planned_at)),
-       coalesce(t.seconds, 0)
+SELECT t.table_name, t.partitions, t.source_rows, CASE WHEN t.completed_at IS NULL THEN 0 ELSE 1 END,
+       t.verdict, count(l.partition), coalesce(sum(l.rows), 0), coalesce(sum(l.bytes), 0),
+       {elapsed}, coalesce(t.seconds, 0)
 FROM {m}.tables t
 LEFT JOIN {m}.loaded l ON l.run_id = t.run_id AND l.table_name = t.table_name
 WHERE t.run_id = %s
@@ -58,10 +56,13 @@ def _eta(seconds):
 def status(conn, run_id):
     """Per-table progress of a run from the markers (and COPYs in flight), while it runs or after."""
     with conn.cursor() as cur:
-        cur.execute(STATUS_SQL.format(m=markers.m()), (run_id,))
+        f = markers.flavor()
+        cur.execute(STATUS_SQL.format(m=markers.m(), elapsed=f.seconds_since(f.load_started)), (run_id,))
         tables = cur.fetchall()
-        cur.execute(IN_FLIGHT_SQL)
-        flying = cur.fetchall()
+        flying = []
+        if f.dialect == "postgres":          # a SQL Server bulk copy's rows are not visible in flight
+            cur.execute(IN_FLIGHT_SQL)
+            flying = cur.fetchall()
     if not tables:
         return f"run {run_id!r}: nothing planned yet"
     lines = [f"so_luigi run {run_id!r}",

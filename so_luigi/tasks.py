@@ -22,6 +22,7 @@ import psycopg2
 from . import bulk, load, markers, report
 from .config import bulk_settings, retries, source_endpoint, target_endpoint
 from .dialects import postgres as pg
+from .dialects import session as target_session
 from .errors import ConfigError, SoLuigiError, TransientError
 from .progress import Progress
 
@@ -73,7 +74,7 @@ class SoTask(luigi.Task):
         except Exception as exc:
             if type(exc).__module__.startswith("pymssql"):
                 from .dialects import mssql
-                raise mssql.translate(exc) from exc
+                raise mssql.translate(exc, _mssql_role()) from exc
             raise
 
     # connections a task holds while it runs, capped by [resources] of the scheduler's luigi.cfg
@@ -89,6 +90,12 @@ class SoTask(luigi.Task):
 
     def do(self):
         raise NotImplementedError
+
+
+def _mssql_role():
+    """Which side a pymssql error came from, when only one side is SQL Server."""
+    sides = [ep.role for ep in (source_endpoint(), target_endpoint()) if ep.url.dialect == "mssql"]
+    return sides[0] if len(sides) == 1 else "source or target"
 
 
 def _how(task):
@@ -232,6 +239,8 @@ class ReplicateAll(_HowMixin, SoTask):
         return markers.MarkerTarget("replicated", self.run_id, ",".join(sorted(self.wanted)) or "*")
 
     def complete(self):
+        with plainly():
+            self.check_options()          # before any connection: bad options need no server to say so
         done = super().complete()
         if done:
             # a finished run_id pointed at another source must say so, not report "done"
@@ -242,15 +251,21 @@ class ReplicateAll(_HowMixin, SoTask):
     def requires(self):
         return [CompleteTable(run_id=self.run_id, table=n, **_how(self)) for n in self.table_names]
 
+    def check_options(self):
+        if self.chunk_rows < 1 or self.buffer_mb < 1:
+            raise ConfigError("--chunk-rows and --buffer-mb must be at least 1")
+        if target_endpoint().url.dialect == "mssql" and self.mode == "bulk":
+            raise ConfigError("--mode bulk stages files for PostgreSQL's COPY; into SQL Server use "
+                              "--mode streaming (rows go through the TDS bulk copy)")
+
     @property
     def table_names(self):
         if getattr(self, "_names", None) is None:
             with plainly():
-                if self.chunk_rows < 1 or self.buffer_mb < 1:
-                    raise ConfigError("--chunk-rows and --buffer-mb must be at least 1")
+                self.check_options()
                 source_ep, target_ep = source_endpoint(), target_endpoint()
                 tables = load.discover(source_ep, self.wanted)
-                with pg.session(target_ep) as conn:
+                with target_session(target_ep) as conn:
                     markers.register_run(conn, self.run_id, source_ep, target_ep)
                 self._names = [t.name for t in tables]
                 log.info("replicating %d table(s) from %s into %s", len(self._names), source_ep, target_ep)
@@ -258,7 +273,7 @@ class ReplicateAll(_HowMixin, SoTask):
 
     def do(self):
         source_ep, target_ep = source_endpoint(), target_endpoint()
-        with pg.session(target_ep) as conn:
+        with target_session(target_ep) as conn:
             text = report.render(conn, self.run_id, self.table_names, source_ep, target_ep)
             markers.mark_replicated(conn, self.run_id, ",".join(sorted(self.wanted)) or "*")
         print(text, flush=True)
@@ -315,6 +330,13 @@ def plainly():
     except SoLuigiError as exc:
         _say(exc)
         raise
+    except Exception as exc:
+        if not type(exc).__module__.startswith("pymssql"):
+            raise
+        from .dialects import mssql
+        err = mssql.translate(exc, _mssql_role())
+        _say(err)
+        raise err from exc
 
 
 # --- work shared with other processes counts as done ----------------------------------------

@@ -33,3 +33,13 @@ def find_tables(endpoint, conn, wanted=None):
         raise SchemaError(f"table {', '.join(hints)} not found in {endpoint.role} schema "
                           f"{endpoint.schema!r}; tables there: {', '.join(names) or '(none)'}")
     return list(wanted)
+
+
+def connect_target(endpoint, autocommit=False):
+    """A connection to the destination (PostgreSQL or SQL Server), in a transaction unless autocommit."""
+    return module(endpoint).connect(endpoint, autocommit=autocommit)
+
+
+def session(endpoint):
+    """A transaction on ``endpoint``: rolled back on any error, always closed."""
+    return module(endpoint).session(endpoint)

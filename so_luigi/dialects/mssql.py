@@ -7,6 +7,14 @@ come through pymssql's DB-API cursor and are turned into COPY text by ``encode``
 Written against SQL Server's documented catalog; it runs only where a server is reachable
 (tests/test_mssql_integration.py with SO_TEST_MSSQL_URL).
 """
+import datetime as dt
+import decimal
+import itertools
+import pickle
+import tempfile
+import uuid
+from contextlib import contextmanager
+
 from ..errors import ConnectError, SchemaError, TransientError
 from ..planning import boundaries_sql, predicate
 from .base import Column, Index, Table, mssql_ident
@@ -28,6 +36,23 @@ def connect(endpoint, autocommit=True):
     except (pymssql.OperationalError, pymssql.InterfaceError) as exc:
         raise connect_error(exc, endpoint) from None
     return conn
+
+
+@contextmanager
+def session(endpoint):
+    """A transaction (pymssql begins one itself when autocommit is off): rolled back on any
+    error, always closed."""
+    conn = connect(endpoint, autocommit=False)
+    try:
+        yield conn
+    except BaseException:
+        try:
+            conn.rollback()
+        except Exception:  # noqa: BLE001 -- a lost connection has nothing to roll back
+            pass
+        raise
+    finally:
+        conn.close()
 
 
 def _message(exc):
@@ -65,16 +90,17 @@ def connect_error(exc, ep):
     return ConnectError(f"{where}: {msg}")
 
 
-def translate(exc):
+def translate(exc, role="source"):
     """A pymssql error raised while working becomes a one-line SoLuigiError."""
     from ..errors import SoLuigiError
     import pymssql
     msg = _message(exc)
     if isinstance(exc, (pymssql.OperationalError, pymssql.InterfaceError)):
-        return TransientError(f"source SQL Server: connection lost or server unavailable: {msg}")
+        return TransientError(f"{role} SQL Server: connection lost or server unavailable: {msg}")
     if "permission" in msg.lower() or "denied" in msg.lower():
-        return SchemaError(f"source SQL Server: permission denied, grant SELECT or use another login: {msg}")
-    return SoLuigiError(f"source SQL Server: {msg}")
+        grant = "SELECT" if role == "source" else "CREATE TABLE, ALTER on the schema, INSERT and ADMINISTER BULK OPERATIONS"
+        return SchemaError(f"{role} SQL Server: permission denied, grant {grant} or use another login: {msg}")
+    return SoLuigiError(f"{role} SQL Server: {msg}")
 
 
 def schema_exists(conn, schema):
@@ -165,51 +191,148 @@ def select_sql(table, lo, hi):
     return f"SELECT {cols} FROM {qualified(table.schema, table.name)}{where}", params
 
 
-# --- writing (dump loads; the SQL Server destination builds on this) ---------------------------
+# --- writing: the TDS bulk copy (the SQL Server destination and dump loads) -------------------
+#
+# pymssql's bulk_copy has traps (read in its _mssql.pyx): an empty string or empty bytes is bound
+# with length 0, which DB-Library takes for NULL; uuid.UUID, datetime.date and datetime.time are
+# refused; datetime is cut to milliseconds; Decimal is sent with a fixed precision of 33 and money
+# columns crash. ``bulk_value`` sends each of those as text, which the server converts to the
+# column's type; rows holding an empty value go to a temporary table with a per-row mask of their
+# empty columns and reach the table in one INSERT ... SELECT, never row by row.
 
-def _bulk_value(col):
-    """pymssql's bulk copy refuses uuid.UUID and date values: send them as text / datetime."""
-    if col.data_type == "uniqueidentifier":
-        return lambda v: None if v is None else str(v)
-    if col.data_type == "date":
-        from datetime import datetime
-        return lambda v: None if v is None or isinstance(v, datetime) else datetime(v.year, v.month, v.day)
-    return None
+TEXT_TYPES = {"char", "nchar", "varchar", "nvarchar", "text", "ntext", "xml", "bpchar", "character",
+              "character varying", "json", "jsonb"}
+BINARY_TYPES = {"binary", "varbinary", "image", "bytea"}
+STAGING = "#so_luigi_empties"
+MASK = "so_luigi_mask"
 
 
-def split_for_bulk_copy(table, batch):
-    """(rows for bulk copy, rows for INSERT): pymssql's bulk copy sends '' as NULL, so a row
-    holding an empty string goes through a parameterised INSERT, which keeps it empty."""
-    converters = [(i, f) for i, f in enumerate(_bulk_value(c) for c in table.columns) if f]
-    bulk, insert = [], []
-    for row in batch:
-        if converters:
-            row = list(row)
-            for i, f in converters:
-                row[i] = f(row[i])
-            row = tuple(row)
-        (insert if any(v == "" for v in row) else bulk).append(row)
-    return bulk, insert
+def _text_datetime(v):
+    return f"{v:%Y-%m-%d %H:%M:%S}.{v.microsecond:06d}"
+
+
+def _text_offset(v):
+    minutes = int(v.utcoffset().total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{_text_datetime(v)} {sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def bulk_value(v):
+    """A value as pymssql's bulk_copy can send it without loss."""
+    if isinstance(v, dt.datetime):
+        return _text_offset(v) if v.tzinfo is not None else _text_datetime(v)
+    if isinstance(v, (dt.date, dt.time)):
+        return v.isoformat()
+    if isinstance(v, (uuid.UUID, decimal.Decimal)):
+        return str(v)
+    if isinstance(v, memoryview):
+        return bytes(v)
+    return v
+
+
+def bulk_rows(rows):
+    """(rows for the table, rows for the temporary table): a row with an empty string or empty
+    bytes goes to the second list, its empties as NULL and a mask ('0'/'1' per column) appended."""
+    direct, masked = [], []
+    for row in rows:
+        out = [None if v is None else bulk_value(v) for v in row]
+        empty = [v == "" or v == b"" for v in out]
+        if any(empty):
+            out = [None if e else v for v, e in zip(out, empty)]
+            out.append("".join("1" if e else "0" for e in empty))
+            masked.append(tuple(out))
+        else:
+            direct.append(tuple(out))
+    return direct, masked
+
+
+def staging_table_sql(table, types):
+    """The temporary table for rows with empty values: the table's column ``types``, every column
+    nullable, no identity, and the mask column last (bulk_copy binds by position)."""
+    cols = [f"{mssql_ident(c.name)} {t} NULL" for c, t in zip(table.columns, types)]
+    return f"CREATE TABLE {STAGING} ({', '.join(cols)}, {MASK} varchar(max) NOT NULL)"
+
+
+def unmask_sql(schema, table):
+    """One INSERT ... SELECT from the temporary table, '' (or 0x) where the mask says so."""
+    def value(i, c):
+        if c.data_type not in TEXT_TYPES | BINARY_TYPES:
+            return mssql_ident(c.name)
+        empty = "0x" if c.data_type in BINARY_TYPES else "N''"
+        return f"CASE WHEN SUBSTRING({MASK}, {i}, 1) = '1' THEN {empty} ELSE {mssql_ident(c.name)} END"
+    q = qualified(schema, table.name)
+    cols = ", ".join(mssql_ident(c.name) for c in table.columns)
+    insert = (f"INSERT INTO {q} WITH (TABLOCK) ({cols}) SELECT "
+              f"{', '.join(value(i, c) for i, c in enumerate(table.columns, start=1))} FROM {STAGING}")
+    if table.identity_columns:
+        return f"SET IDENTITY_INSERT {q} ON; {insert}; SET IDENTITY_INSERT {q} OFF"
+    return insert
+
+
+def _bulk_copy(conn, dest, rows, batch_rows):
+    """pymssql's bulk_copy of an iterator (TABLOCK; KEEPIDENTITY whenever the table has an
+    identity column), not started when there is no row at all."""
+    rows = iter(rows)
+    for first in rows:
+        conn.bulk_copy(dest, itertools.chain([first], rows), batch_size=batch_rows, tablock=True)
+        return
+
+
+class _Spill:
+    """Rows set aside: in memory up to ``max_bytes``, then in a temporary file."""
+
+    def __init__(self, max_bytes):
+        self.file = tempfile.SpooledTemporaryFile(max_size=max_bytes)
+        self.count = 0
+
+    def add(self, rows):
+        pickle.dump(rows, self.file)
+        self.count += len(rows)
+
+    def rows(self):
+        self.file.seek(0)
+        while True:
+            try:
+                yield from pickle.load(self.file)
+            except EOFError:
+                return
+
+
+def bulk_load(conn, schema, table, types, batches, batch_rows, spill_bytes=16 << 20, on_batch=None):
+    """Batches of row tuples into an existing table through the TDS bulk copy; returns the rows.
+
+    ``on_batch(rows)`` sees every batch as read (checksums, progress). Rows holding empty values
+    are set aside (``spill_bytes`` in memory at most) and loaded through the masked temporary table
+    after the others. Runs in the connection's transaction, whatever it is.
+    """
+    spill = _Spill(spill_bytes)
+    total = [0]
+
+    def direct():
+        for rows in batches:
+            if on_batch is not None:
+                on_batch(rows)
+            total[0] += len(rows)
+            plain, masked = bulk_rows(rows)
+            if masked:
+                spill.add(masked)
+            yield from plain
+    try:
+        _bulk_copy(conn, qualified(schema, table.name), direct(), batch_rows)
+        if spill.count:
+            cur = conn.cursor()
+            cur.execute(staging_table_sql(table, types))
+            _bulk_copy(conn, STAGING, spill.rows(), batch_rows)
+            cur.execute(unmask_sql(schema, table))
+            cur.execute(f"DROP TABLE {STAGING}")
+    finally:
+        spill.file.close()
+    return total[0]
 
 
 def insert_sql(table, rows):
-    """A multi-row INSERT of ``rows`` rows with %s parameters (2,100 parameters at most)."""
+    """A multi-row INSERT of ``rows`` rows with %s parameters (2,100 parameters at most); the
+    sample generator's way in (test data only)."""
     cols = ", ".join(mssql_ident(c.name) for c in table.columns)
     one = "(" + ", ".join(["%s"] * len(table.columns)) + ")"
     return f"INSERT INTO {qualified(table.schema, table.name)} ({cols}) VALUES " + ", ".join([one] * rows)
-
-
-def bulk_load(conn, table, rows, batch_rows=5000):
-    """Rows into a SQL Server table through the TDS bulk copy, around pymssql's traps."""
-    from ..stream import batched
-    per_insert = max(1, min(1000, 2000 // len(table.columns)))
-    count = 0
-    for batch in batched(rows, batch_rows):
-        bulk, insert = split_for_bulk_copy(table, batch)
-        if bulk:
-            conn.bulk_copy(qualified(table.schema, table.name), bulk, batch_size=len(bulk), tablock=True)
-        cur = conn.cursor()
-        for chunk in batched(insert, per_insert):
-            cur.execute(insert_sql(table, len(chunk)), tuple(v for row in chunk for v in row))
-        count += len(batch)
-    return count

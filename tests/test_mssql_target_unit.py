@@ -1,0 +1,233 @@
+"""SQL Server as destination, the parts that need no server: values as pymssql's bulk copy must
+receive them, the empty-string path, the cross-database checksum, and every marker statement
+parsing as T-SQL.
+
+Not tests of SQL Server: tests/test_mssql_integration.py runs the destination end to end when
+SO_TEST_MSSQL_URL is set."""
+import contextlib
+import datetime as dt
+import re
+import uuid
+from decimal import Decimal
+
+import psycopg2
+import pytest
+import sqlglot
+
+from so_luigi import markers, mssql_load, report, sample
+from so_luigi.dialects import mssql
+from so_luigi.dialects import mssql_ddl as ddl
+from so_luigi.dialects.base import Column, Table
+
+
+def tsql(text):
+    return sqlglot.parse_one(re.sub(r"%\(\w+\)s|%s", "N'x'", text), read="tsql")
+
+
+def test_values_pymssql_bulk_copy_would_cut_or_refuse_go_as_text():
+    tz = dt.timezone(dt.timedelta(hours=-5, minutes=-30))
+    assert mssql.bulk_value(dt.datetime(2010, 1, 2, 3, 4, 5, 123456)) == "2010-01-02 03:04:05.123456"
+    assert mssql.bulk_value(dt.datetime(2010, 1, 2, 3, 4, 5, 7, tzinfo=tz)) == "2010-01-02 03:04:05.000007 -05:30"
+    assert mssql.bulk_value(dt.date(1, 1, 1)) == "0001-01-01"
+    assert mssql.bulk_value(dt.time(23, 59, 59, 999999)) == "23:59:59.999999"
+    assert mssql.bulk_value(uuid.UUID(int=1)) == "00000000-0000-0000-0000-000000000001"
+    assert mssql.bulk_value(Decimal("922337203685477.5807")) == "922337203685477.5807"
+    assert mssql.bulk_value(memoryview(b"\x00\xff")) == b"\x00\xff"
+    for kept in (1, 2**40, True, 1.5, "text", b"\x01"):
+        assert mssql.bulk_value(kept) is kept
+
+
+def test_rows_with_empty_strings_take_the_masked_path_and_keep_their_empties():
+    rows = [(1, "a", b"x", None), (2, "", b"x", None), (3, "b", b"", ""), (4, None, None, None)]
+    direct, masked = mssql.bulk_rows(rows)
+    assert direct == [(1, "a", b"x", None), (4, None, None, None)]
+    assert masked == [(2, None, b"x", None, "0100"), (3, "b", None, None, "0011")]
+
+
+class BulkRecorder:
+    """Stands in for a pymssql connection: keeps what bulk_copy was given and the SQL run."""
+
+    def __init__(self):
+        self.copies, self.cur = [], Recorder()
+
+    def bulk_copy(self, table, rows, batch_size, tablock):
+        self.copies.append((table, list(rows), batch_size, tablock))
+
+    def cursor(self):
+        return self.cur
+
+
+def test_bulk_load_streams_plain_rows_and_routes_empty_ones_through_the_masked_table():
+    table = _table()
+    conn = BulkRecorder()
+    seen = []
+    batches = iter([[(1, "a", b"x", None), (2, "", None, None)], [(3, "c", b"", dt.datetime(2010, 1, 1))]])
+    n = mssql.bulk_load(conn, "dbo", table, ["int", "nvarchar(max)", "varbinary(10)", "datetime"], batches, 500,
+                        on_batch=seen.append)
+    assert n == 3 and [len(b) for b in seen] == [2, 1]
+    assert conn.copies[0] == ("[dbo].[Odd]]Name]", [(1, "a", b"x", None)], 500, True)
+    assert conn.copies[1] == ("#so_luigi_empties", [(2, None, None, None, "0100"),
+                                                    (3, "c", None, "2010-01-01 00:00:00.000000", "0010")], 500, True)
+    assert conn.cur.sql[0].startswith("CREATE TABLE #so_luigi_empties ([Id] int NULL, [Body] nvarchar(max) NULL")
+    assert conn.cur.sql[-1] == "DROP TABLE #so_luigi_empties"
+    assert conn.cur.sql[1] == mssql.unmask_sql("dbo", table)
+
+
+def test_bulk_load_of_nothing_starts_no_bulk_copy():
+    conn = BulkRecorder()
+    assert mssql.bulk_load(conn, "dbo", _table(), ["int"] * 4, iter([]), 500) == 0
+    assert conn.copies == [] and conn.cur.sql == []
+
+
+def _table():
+    return Table(schema="dbo", name="Odd]Name", dialect="mssql", primary_key=["Id"], columns=[
+        Column("Id", "int", nullable=False, identity=True, source_type="int"),
+        Column("Body", "nvarchar", nullable=False, length=-1, source_type="nvarchar(max)"),
+        Column("Blob", "varbinary", length=10, source_type="varbinary(10)"),
+        Column("When", "datetime", source_type="datetime")])
+
+
+def test_unmask_puts_empty_strings_back_in_one_insert_select():
+    sql = mssql.unmask_sql("dbo", _table())
+    assert sql.startswith("SET IDENTITY_INSERT [dbo].[Odd]]Name] ON; INSERT INTO [dbo].[Odd]]Name] WITH (TABLOCK)")
+    assert "CASE WHEN SUBSTRING(so_luigi_mask, 2, 1) = '1' THEN N'' ELSE [Body] END" in sql
+    assert "CASE WHEN SUBSTRING(so_luigi_mask, 3, 1) = '1' THEN 0x ELSE [Blob] END" in sql
+    assert ", [When] FROM #so_luigi_empties" in sql        # not a text column: never masked
+    for statement in sql.split("; "):
+        tsql(statement.replace(" WITH (TABLOCK)", ""))      # sqlglot does not know INSERT's table hints
+    table = _table()
+    staging = mssql.staging_table_sql(table, [ddl.column_type(c, "mssql") for c in table.columns])
+    tsql(staging)
+    assert "IDENTITY" not in staging and "NOT NULL" not in staging.replace("so_luigi_mask varchar(max) NOT NULL", "")
+
+
+def test_cross_database_checksum_agrees_across_driver_types():
+    """What psycopg2 returns from PostgreSQL and pymssql from SQL Server for the same row sums the same."""
+    table = Table(schema="s", name="t", columns=[
+        Column("b", "boolean"), Column("r", "real"), Column("ts", "timestamp with time zone"),
+        Column("u", "uuid"), Column("by", "bytea"), Column("n", "numeric")])
+    enc = mssql_load.canonical_encoders(table)
+    pg_row = (True, 0.1, dt.datetime(2020, 1, 1, 12, tzinfo=dt.timezone.utc), "0000000000000000000000000000000a",
+              memoryview(b"\x01"), Decimal("1.50"))
+    ms_row = (True, 0.10000000149011612, dt.datetime(2020, 1, 1, 14, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+              uuid.UUID(int=10).hex, b"\x01", Decimal("1.50"))
+    assert mssql_load.rows_checksum([pg_row], enc) == mssql_load.rows_checksum([ms_row], enc)
+    changed = ms_row[:5] + (Decimal("1.51"),)
+    assert mssql_load.rows_checksum([pg_row], enc) != mssql_load.rows_checksum([changed], enc)
+    assert mssql_load.rows_checksum([pg_row, ms_row], enc) == mssql_load.rows_checksum([ms_row, pg_row], enc)
+
+
+def test_batches_stay_within_a_quarter_of_the_buffer():
+    assert mssql_load.batch_rows_for(64 << 20, 1_000, 1_000 * 4_000) == 4194
+    assert mssql_load.batch_rows_for(64 << 20, 10, 100) == 100_000
+    assert mssql_load.batch_rows_for(1 << 20, 10, 10 * 100_000) == 100
+
+
+def test_seven_digit_time_types_are_read_as_text_from_sql_server():
+    table = _table()
+    table.columns.append(Column("T7", "datetime2", precision=7, source_type="datetime2(7)"))
+    sql, params = mssql_load._mssql_select(table, 5, None)
+    assert "CONVERT(varchar(40), [T7], 121)" in sql and "[When]," in sql and params == (5,)
+    tsql(sql)
+
+
+class Recorder:
+    """A cursor that keeps the SQL it is given (marker code run without a database)."""
+
+    rowcount = 1
+
+    def __init__(self):
+        self.sql = []
+
+    def execute(self, sql, params=None):
+        self.sql.append(sql)
+
+    def executemany(self, sql, seq):
+        self.sql.append(sql)
+
+    def fetchone(self):
+        return (0, 0, 0, None)
+
+    def fetchall(self):
+        return []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class RecorderConn:
+    def __init__(self):
+        self.cur = Recorder()
+
+    def cursor(self):
+        return self.cur
+
+    def commit(self):
+        pass
+
+
+def test_every_marker_statement_parses_as_tsql(monkeypatch):
+    monkeypatch.setenv("SO_TARGET_URL", "mssql://sa:pw@db:1433/so")
+    conn = RecorderConn()
+    cur = conn.cur
+    markers.ensure_schema(conn)
+    markers.lock(cur, "run", "Posts", 3)
+    markers.is_planned(cur, "run", "Posts")
+    markers.store_plan(cur, "run", sample.table_def("Posts"), [(None, 5), (5, None)], 9, 5, 1000)
+    markers.partition_weights(conn, "run", "Posts")
+    markers.is_loaded(cur, "run", "Posts", 0)
+    markers.insert_loaded(cur, "run", "Posts", 0, 5, 100, 1.0, None, "bulk-copy")
+    markers.loaded_totals(cur, "run", "Posts")
+    markers.is_complete(cur, "run", "Posts")
+    markers.mark_complete(cur, "run", "Posts", 9, 100, 1, 1, "ok")
+    markers.mark_replicated(conn, "run", "*")
+    markers.report_rows(conn, "run")
+    markers.reset(conn, "run", ["Posts", "Votes"])
+    monkeypatch.setattr(markers, "target_session", lambda ep: contextlib.nullcontext(conn))
+    assert markers.count_attempt("run", "Posts", 0) == -1          # the recorder's row says 0 attempts
+    for query in markers.MarkerTarget.QUERIES.values():
+        cur.sql.append(query.format(m=markers.m()))
+    f = markers.flavor()
+    cur.sql.append(report.STATUS_SQL.format(m=markers.m(), elapsed=f.seconds_since(f.load_started)))
+    statements = [s for text in cur.sql for s in text.split("; ") if s.strip()]
+    assert len(statements) > 20
+    for statement in statements:
+        assert "::" not in statement and "ON CONFLICT" not in statement and "clock_timestamp" not in statement
+        tsql(statement)
+    assert any("sp_getapplock" in s for s in statements)
+    assert any(s.startswith("IF OBJECT_ID(N'[so_luigi].loaded', N'U') IS NULL CREATE TABLE") for s in statements)
+
+
+def test_marker_sql_shared_with_sql_server_still_runs_on_postgresql(pair):
+    """The portable rewrites (count instead of NOT EXISTS, CASE, IN lists) on the real PostgreSQL."""
+    conn = psycopg2.connect(pair.target_url)
+    try:
+        markers.ensure_schema(conn)
+        with conn.cursor() as cur:
+            markers.store_plan(cur, "r", sample.table_def("Votes"), [(None, 5), (5, None)], 9, 5, 9_000_000)
+            assert markers.insert_loaded(cur, "r", "Votes", 0, 5, 10, 0.5, None, "stream") is True
+            assert markers.insert_loaded(cur, "r", "Votes", 1, 4, 10, 0.5, None, "stream") is False
+        conn.commit()
+        assert markers.partition_weights(conn, "r", "Votes") == [5, 4]
+        markers.mark_replicated(conn, "r", "*")
+        markers.mark_replicated(conn, "r", "*")
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM so_luigi.replications")
+            assert cur.fetchone()[0] == 1
+        assert [r[7] for r in markers.report_rows(conn, "r")] == [0]
+        markers.reset(conn, "r", ["Votes", "Posts"])
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM so_luigi.loaded")
+            assert cur.fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("url", ["mssql://sa:pw@db:1433/so"])
+def test_bulk_mode_into_sql_server_is_refused_in_one_line(pair, url):
+    result = pair.run("--mode", "bulk", env=pair.env(SO_TARGET_URL=url))
+    assert result.returncode != 0
+    assert "--mode bulk stages files for PostgreSQL's COPY; into SQL Server use --mode streaming" in result.stderr
