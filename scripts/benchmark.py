@@ -132,6 +132,7 @@ def phases(target, wall, seconds, workers):
                (SELECT sum(seconds) FROM so_luigi.loaded),
                extract(epoch FROM max(t.completed_at))
         FROM so_luigi.tables t""")
+    plan0, plan1, load0, load1, busy, done1 = map(float, (plan0, plan1, load0, load1, busy, done1))
     return {"start-up": plan0 - wall, "planning": plan1 - plan0, "loading": load1 - plan1,
             "completing": done1 - load1, "exit": wall + seconds - done1,
             "load busy %": 100 * busy / (workers * max(load1 - load0, 1e-9))}
@@ -205,6 +206,8 @@ def main():
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--row-path-rows", type=int, default=200_000, help="rows per table for the row path")
     p.add_argument("--out", default=os.path.join(ROOT, "bench"))
+    p.add_argument("--quick", action="store_true",
+                   help="raw binary pipe and streaming only, no chart (for iterating on the hot path)")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     cluster = embedded.start("debian", workdir=os.path.join(ROOT, ".so_luigi", "bench-pg"))
@@ -217,15 +220,20 @@ def main():
         server = query(source, "SHOW server_version")[0][0]
         methods = {}
         for fmt in ("binary", "text"):
-            print(f"raw {fmt} pipe ...", flush=True)
-            methods[f"raw {fmt} pipe"] = raw_pipe(cluster, source, fmt, args.workers)
+            if fmt == "binary" or not args.quick:
+                print(f"raw {fmt} pipe ...", flush=True)
+                methods[f"raw {fmt} pipe"] = raw_pipe(cluster, source, fmt, args.workers)
         for label, extra in (("streaming, full verify", []), ("streaming, count only", ["--verify", "count"]),
                              ("bulk, full verify", ["--mode", "bulk"]),
                              ("bulk, count only", ["--mode", "bulk", "--verify", "count"])):
+            if args.quick and label.startswith("bulk"):
+                continue
             print(f"ReplicateAll {label} ...", flush=True)
             methods[label] = replicate(cluster, source, label.replace(", ", "_").replace(" ", "_"), args.workers, extra)
-        print("row path ...", flush=True)
-        rowpath = row_path(source, args.row_path_rows)
+        rowpath = {}
+        if not args.quick:
+            print("row path ...", flush=True)
+            rowpath = row_path(source, args.row_path_rows)
     finally:
         cluster.stop()
     raw = methods["raw binary pipe"]["seconds"]
@@ -251,6 +259,8 @@ def main():
     for t, r in rowpath.items():
         print(f"{t:<12} {r['rows']:>9,} rows {r['rows'] / r['seconds']:>10,.0f} rows/s "
               f"{r['bytes'] / 1e6 / r['seconds']:>7.1f} MB/s  cpu {r['cpu_seconds']:.2f} s")
+    if args.quick:
+        return
     with open(os.path.join(args.out, "results.json"), "w") as fh:
         json.dump(results, fh, indent=1)
     chart(results, os.path.join(args.out, "results.png"))

@@ -294,14 +294,15 @@ def complete_table(run_id, table_name, verify="full"):
             lambda table, partitions: pg.finish_table_sql(target_ep.schema, table, partitions))
 
 
-def verify_and_finish(conn, run_id, table_name, verify, figures, finish_sql):
+def verify_and_finish(conn, run_id, table_name, verify, figures, finish_sql, prepare=None):
     """Completing a table on either destination: all partitions loaded, counts (and checksums)
     equal on source, destination and markers, then the ``finish_sql`` statements and the complete
     marker in one transaction.
 
     ``figures(table)`` returns ((source count, checksum), (destination count, checksum)); a source
     checksum of None with full verification means the source's rows were checksummed as they were
-    read (the sum is in the loaded markers).
+    read (the sum is in the loaded markers). ``prepare(table)``, when given, runs (and commits)
+    first.
     """
     table, partitions = markers.planned_table(conn, run_id, table_name)
     cur = conn.cursor()
@@ -309,6 +310,8 @@ def verify_and_finish(conn, run_id, table_name, verify, figures, finish_sql):
     conn.rollback()
     if loaded != partitions:
         raise VerificationError(f"{table_name}: {loaded} of {partitions} partitions loaded")
+    if prepare is not None:
+        prepare(table)
     (src_count, src_sum), (dst_count, dst_sum) = figures(table)
     if src_sum is None and verify == "full":
         src_sum = streamed_sum

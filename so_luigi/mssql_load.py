@@ -21,12 +21,18 @@ would conflict with the bulk-update locks of the table's other partitions loadin
 
 Values go as ``dialects.mssql.bulk_load`` sends them, around pymssql's bulk-copy traps (empty
 strings would arrive as NULL; UUID, date, time refused; datetime cut to milliseconds; Decimal
-and money mishandled): see that module.
+and money mishandled): see that module. Rows holding an empty string are bulk copied into the
+table's side table in the marker schema (``empties_<table>``, with the partition number) in
+the partition's transaction; before verification ``prepare`` moves them into the table in one
+INSERT ... SELECT that puts the empty strings back, and has the server convert the columns that
+were loaded as text (``mssql_ddl.load_type``). Applying them once, from one session, keeps the
+parallel partition loads to bulk (BU) locks only, which never block each other.
 
 Written against SQL Server's documentation and pymssql's source; it runs only where a SQL Server
 is reachable (tests/test_mssql_integration.py with SO_TEST_MSSQL_URL).
 """
 import datetime as dt
+import decimal
 import hashlib
 import logging
 import struct
@@ -64,6 +70,8 @@ def canonical_encoders(table):
 
 
 def _canonical(v):
+    if isinstance(v, decimal.Decimal):
+        return format(v.normalize(), "f")   # money comes back from SQL Server with 4 decimals
     if isinstance(v, bool):
         return "t" if v else "f"
     if isinstance(v, (bytes, bytearray, memoryview)):
@@ -152,6 +160,9 @@ def plan_table(run_id, table, row_count, bounds, size, chunk_rows):
         cur.execute(ddl.create_schema_sql(target_ep.schema))
         _drop_previous(cur, target_ep.schema, table.name)
         cur.execute(ddl.create_table_sql(target_ep.schema, table, src_dialect))
+        side = side_table(table.name)
+        cur.execute(f"DROP TABLE IF EXISTS {side}")
+        cur.execute(mssql.staging_table_sql(table, ddl.load_types(table, src_dialect), side, SIDE_EXTRA))
         sql, params = ddl.owner_mark_sql(target_ep.schema, table.name, f"{OWNER}{run_id}")
         cur.execute(sql, params)
         markers.store_plan(cur, run_id, table, ranges, row_count, chunk_rows, size)
@@ -173,6 +184,31 @@ def _drop_previous(cur, schema, name):
         raise SchemaError(f"destination table {schema}.{name} already exists and was not created by "
                           f"so_luigi: drop it, or set [target] schema to another schema")
     cur.execute(ddl.drop_table_sql(schema, name))
+
+
+SIDE_EXTRA = [("so_luigi_partition", "int")]
+
+
+def side_table(table_name):
+    """The table's side table for rows holding empty strings, in the marker schema."""
+    name = f"empties_{table_name}"
+    if len(name) > 128:
+        name = "empties_" + hashlib.sha1(table_name.encode("utf-8")).hexdigest()
+    return f"{markers.m()}.{mssql_ident(name)}"
+
+
+def prepare(conn, schema, table, source_dialect):
+    """Once every partition is in: the side table's rows into the table, text-loaded columns to
+    their types. Its own transaction, and idempotent, so a crash here is repeated harmlessly."""
+    cur = conn.cursor()
+    side = side_table(table.name)
+    cur.execute("SELECT OBJECT_ID(%s, 'U')", (side,))
+    if cur.fetchone()[0] is not None:
+        cur.execute(mssql.unmask_sql(schema, table, side))
+        cur.execute(f"DROP TABLE {side}")
+    for statement in ddl.convert_sql(schema, table, source_dialect):
+        cur.execute(statement)
+    conn.commit()
 
 
 def _plan_figures(cur, run_id, table_name):
@@ -201,9 +237,12 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, prog
         if markers.count_attempt(run_id, table_name, partition):
             sql, params = ddl.clear_range_sql(target_ep.schema, table, lo, hi)
             cur.execute(sql, params)
-            if cur.rowcount:
+            removed = cur.rowcount
+            cur.execute(f"DELETE FROM {side_table(table_name)} WITH (TABLOCKX) WHERE {SIDE_EXTRA[0][0]} = %s",
+                        (partition,))
+            if removed + cur.rowcount > 0:
                 log.warning("%s partition %d: removed %d rows an interrupted earlier attempt left",
-                            table_name, partition, cur.rowcount)
+                            table_name, partition, removed + cur.rowcount)
         batch = batch_rows_for(int(buffer_mb * 1024 * 1024), *_plan_figures(cur, run_id, table_name))
         encoders = None if same or not checksum else canonical_encoders(table)
         stats = {"rows": 0, "bytes": 0, "checksum": 0 if encoders else None}
@@ -215,9 +254,10 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, prog
             stats["bytes"] += sum(len(v) for r in rows for v in r if isinstance(v, (str, bytes)))
             if progress is not None:
                 progress.update(stats["rows"])
-        types = [ddl.column_type(c, source_ep.url.dialect) for c in table.columns]
-        mssql.bulk_load(conn, target_ep.schema, table, types, source_batches(source_ep, table, lo, hi, batch),
-                        batch, spill_bytes=int(buffer_mb * 1024 * 1024) // 4, on_batch=seen)
+        mssql.bulk_load(conn, target_ep.schema, table, ddl.load_types(table, source_ep.url.dialect),
+                        source_batches(source_ep, table, lo, hi, batch), batch,
+                        spill_bytes=int(buffer_mb * 1024 * 1024) // 4, on_batch=seen,
+                        side=(side_table(table_name), (partition,)))
         seconds = time.monotonic() - started
         first = markers.insert_loaded(cur, run_id, table_name, partition, stats["rows"], stats["bytes"], seconds,
                                       stats["checksum"], "bulk-copy")
@@ -280,4 +320,5 @@ def complete_table(run_id, table_name, verify="full"):
             conn, run_id, table_name, verify,
             lambda table: both_sides(lambda: _source_figures(source_ep, table, verify),
                                      lambda: _target_figures(target_ep, table, verify, same)),
-            lambda table, partitions: ddl.finish_table_sql(target_ep.schema, table))
+            lambda table, partitions: ddl.finish_table_sql(target_ep.schema, table),
+            lambda table: prepare(conn, target_ep.schema, table, source_ep.url.dialect))

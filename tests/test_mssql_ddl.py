@@ -433,18 +433,50 @@ def test_checksum_is_null_safe_and_cannot_overflow():
 ])
 def test_clear_range_deletes_the_partitions_keys(lo, hi, where, params):
     sql, got = ddl.clear_range_sql("dbo", sample.table_def("Votes"), lo, hi)
-    assert (sql, got) == ("DELETE FROM [dbo].[Votes]" + where, params)
-    assert isinstance(tsql(sql), exp.Delete)
+    assert (sql, got) == ("DELETE FROM [dbo].[Votes] WITH (TABLOCKX)" + where, params)
+    assert isinstance(tsql(sql.replace(" WITH (TABLOCKX)", "")), exp.Delete)   # sqlglot knows no DELETE hints
 
 
 def test_clear_range_without_integer_key_clears_the_table():
     table = _table([_mssql_col("nvarchar", 10, name="code", nullable=False)], name="a]b", primary_key=["code"])
     sql, params = ddl.clear_range_sql("my s", table, 1, 2)
-    assert (sql, params) == ("DELETE FROM [my s].[a]]b]", ())
-    assert tsql(sql).this.name == "a]b"
+    assert (sql, params) == ("DELETE FROM [my s].[a]]b] WITH (TABLOCKX)", ())
+    assert tsql(sql.replace(" WITH (TABLOCKX)", "")).this.name == "a]b"
 
 
 def test_tsql_helper_rejects_what_is_not_tsql():
     """The parse checks above can fail: sqlglot refuses broken T-SQL."""
     with pytest.raises(sqlglot.errors.ParseError):
         tsql("CREATE TABLE [dbo].[T] ([a] int NOT NULL,")
+
+
+@pytest.mark.parametrize("final,loaded", [
+    ("date", "varchar(40)"), ("datetime2(7)", "varchar(40)"), ("datetimeoffset(3)", "varchar(40)"),
+    ("varchar(50)", "nvarchar(50)"), ("char(5)", "nchar(5)"), ("varchar(max)", "nvarchar(max)"),
+    ("varchar(8000)", "nvarchar(max)"), ("char(5000)", "nvarchar(max)"),
+    ("datetime", "datetime"), ("smalldatetime", "smalldatetime"), ("time(7)", "time(7)"),
+    ("nvarchar(40)", "nvarchar(40)"), ("nchar(3)", "nchar(3)"), ("decimal(9,2)", "decimal(9,2)"), ("int", "int"),
+])
+def test_columns_freetds_would_convert_wrongly_are_loaded_as_text(final, loaded):
+    assert ddl.load_type(final) == loaded
+
+
+def test_text_loaded_columns_are_converted_by_the_server_once():
+    table = _table([_mssql_col("int", name="Id", nullable=False, identity=True),
+                    _mssql_col("datetime2", name="d'2", precision=7),
+                    _mssql_col("varchar", 20, name="v", nullable=False),
+                    _mssql_col("datetime", name="plain")])
+    created = ddl.create_table_sql("dbo", table, "mssql")
+    assert "[d'2] varchar(40) NULL" in created and "[v] nvarchar(20) NOT NULL" in created
+    assert "[plain] datetime NULL" in created
+    statements = ddl.convert_sql("dbo", table, "mssql")
+    assert statements == [
+        "IF (SELECT DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = N'dbo' AND TABLE_NAME = N'T' "
+        "AND COLUMN_NAME = N'd''2') <> N'datetime2' ALTER TABLE [dbo].[T] ALTER COLUMN [d'2] datetime2(7) NULL",
+        "IF (SELECT DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = N'dbo' AND TABLE_NAME = N'T' "
+        "AND COLUMN_NAME = N'v') <> N'varchar' ALTER TABLE [dbo].[T] ALTER COLUMN [v] varchar(20) NOT NULL"]
+    for statement in statements:
+        condition, alter = statement.split(") <> ")
+        tsql(condition.removeprefix("IF (") + " = 1")
+        tsql(alter.split(" ", 1)[1])
+    assert ddl.convert_sql("dbo", sample.table_def("Posts"), "mssql") == []     # StackOverflow loads as it is

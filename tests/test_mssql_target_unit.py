@@ -20,6 +20,11 @@ from so_luigi.dialects import mssql_ddl as ddl
 from so_luigi.dialects.base import Column, Table
 
 
+def pymssql_error(name, args):
+    import pymssql
+    return getattr(pymssql, name)(args)
+
+
 def tsql(text):
     return sqlglot.parse_one(re.sub(r"%\(\w+\)s|%s", "N'x'", text), read="tsql")
 
@@ -27,9 +32,12 @@ def tsql(text):
 def test_values_pymssql_bulk_copy_would_cut_or_refuse_go_as_text():
     tz = dt.timezone(dt.timedelta(hours=-5, minutes=-30))
     assert mssql.bulk_value(dt.datetime(2010, 1, 2, 3, 4, 5, 123456)) == "2010-01-02 03:04:05.123456"
+    assert mssql.bulk_value(dt.datetime(1, 1, 1)) == "0001-01-01 00:00:00.000000"       # four-digit years
+    assert mssql.bulk_value(Decimal("0E-10")) == "0.0000000000" and mssql.bulk_value(Decimal("1E+2")) == "100"
     assert mssql.bulk_value(dt.datetime(2010, 1, 2, 3, 4, 5, 7, tzinfo=tz)) == "2010-01-02 03:04:05.000007 -05:30"
     assert mssql.bulk_value(dt.date(1, 1, 1)) == "0001-01-01"
     assert mssql.bulk_value(dt.time(23, 59, 59, 999999)) == "23:59:59.999999"
+    assert mssql.bulk_value(dt.time(1, 2)) == "01:02:00.000000"
     assert mssql.bulk_value(uuid.UUID(int=1)) == "00000000-0000-0000-0000-000000000001"
     assert mssql.bulk_value(Decimal("922337203685477.5807")) == "922337203685477.5807"
     assert mssql.bulk_value(memoryview(b"\x00\xff")) == b"\x00\xff"
@@ -68,15 +76,24 @@ def test_bulk_load_streams_plain_rows_and_routes_empty_ones_through_the_masked_t
     assert conn.copies[0] == ("[dbo].[Odd]]Name]", [(1, "a", b"x", None)], 500, True)
     assert conn.copies[1] == ("#so_luigi_empties", [(2, None, None, None, "0100"),
                                                     (3, "c", None, "2010-01-01 00:00:00.000000", "0010")], 500, True)
-    assert conn.cur.sql[0].startswith("CREATE TABLE #so_luigi_empties ([Id] int NULL, [Body] nvarchar(max) NULL")
-    assert conn.cur.sql[-1] == "DROP TABLE #so_luigi_empties"
-    assert conn.cur.sql[1] == mssql.unmask_sql("dbo", table)
+    assert conn.cur.sql[:2] == ["SET IDENTITY_INSERT [dbo].[Odd]]Name] ON", "SET IDENTITY_INSERT [dbo].[Odd]]Name] OFF"]
+    assert conn.cur.sql[2].startswith("CREATE TABLE #so_luigi_empties ([Id] int NULL, [Body] nvarchar(max) NULL")
+    assert conn.cur.sql[3:] == [mssql.unmask_sql("dbo", table), "DROP TABLE #so_luigi_empties"]
+
+
+def test_bulk_load_with_a_side_table_leaves_empty_rows_there_with_their_partition():
+    conn = BulkRecorder()
+    mssql.bulk_load(conn, "dbo", _table(), ["int"] * 4, iter([[(1, "", None, None), (2, "b", None, None)]]), 500,
+                    side=("[so_luigi].[empties_T]", (7,)))
+    assert [c[:2] for c in conn.copies] == [("[dbo].[Odd]]Name]", [(2, "b", None, None)]),
+                                            ("[so_luigi].[empties_T]", [(1, None, None, None, "0100", 7)])]
+    assert not any(s.startswith(("INSERT", "CREATE")) for s in conn.cur.sql)   # applied once, before verification
 
 
 def test_bulk_load_of_nothing_starts_no_bulk_copy():
     conn = BulkRecorder()
     assert mssql.bulk_load(conn, "dbo", _table(), ["int"] * 4, iter([]), 500) == 0
-    assert conn.copies == [] and conn.cur.sql == []
+    assert conn.copies == [] and not any("CREATE" in s for s in conn.cur.sql)
 
 
 def _table():
@@ -231,3 +248,40 @@ def test_bulk_mode_into_sql_server_is_refused_in_one_line(pair, url):
     result = pair.run("--mode", "bulk", env=pair.env(SO_TARGET_URL=url))
     assert result.returncode != 0
     assert "--mode bulk stages files for PostgreSQL's COPY; into SQL Server use --mode streaming" in result.stderr
+
+
+@pytest.mark.parametrize("exc,kind", [
+    (pymssql_error("OperationalError", (1205, b"Transaction (Process ID 52) was deadlocked")), "TransientError"),
+    (pymssql_error("OperationalError", (20047, b"DB-Lib error message 20047, severity 9:\nDBPROCESS is dead")),
+     "TransientError"),
+    (pymssql_error("OperationalError", (8152, b"String or binary data would be truncated.")), "SoLuigiError"),
+    (pymssql_error("OperationalError", (229, b"The INSERT permission was denied on the object 'Posts'")),
+     "SchemaError"),
+    (pymssql_error("InterfaceError", "Connection is closed."), "TransientError"),
+    (pymssql_error("InterfaceError", "Unable to convert value dbtype=36"), "SoLuigiError"),
+])
+def test_pymssql_errors_are_retried_only_when_transient(exc, kind):
+    """pymssql raises OperationalError for nearly every server error: the number decides."""
+    err = mssql.translate(exc, "target")
+    assert type(err).__name__ == kind
+    assert str(err).startswith("target SQL Server: ") and "\n" not in str(err)
+
+
+def test_side_table_and_prepare_statements(monkeypatch):
+    monkeypatch.setenv("SO_TARGET_URL", "mssql://sa:pw@db:1433/so")
+    table = _table()
+    table.columns.append(Column("Day", "date", source_type="date"))
+    side = mssql_load.side_table(table.name)
+    assert side == "[so_luigi].[empties_Odd]]Name]"
+    assert mssql_load.side_table("x" * 128).startswith("[so_luigi].[empties_") and len(side) < 140
+    created = mssql.staging_table_sql(table, ddl.load_types(table, "mssql"), side, mssql_load.SIDE_EXTRA)
+    assert created.endswith("[Day] varchar(40) NULL, so_luigi_mask varchar(max) NOT NULL, "
+                            "[so_luigi_partition] int NOT NULL)")
+    tsql(created)
+    conn = RecorderConn()
+    mssql_load.prepare(conn, "dbo", table, "mssql")          # the recorder says the side table exists
+    applied = conn.cur.sql[1:]
+    assert applied[0] == mssql.unmask_sql("dbo", table, side) and applied[1] == f"DROP TABLE {side}"
+    assert applied[2].endswith("ALTER TABLE [dbo].[Odd]]Name] ALTER COLUMN [Day] date NULL")
+    for statement in applied[0].split("; "):
+        tsql(statement.replace(" WITH (TABLOCK)", ""))

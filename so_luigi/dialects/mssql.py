@@ -11,6 +11,7 @@ import datetime as dt
 import decimal
 import itertools
 import pickle
+import re
 import tempfile
 import uuid
 from contextlib import contextmanager
@@ -90,13 +91,35 @@ def connect_error(exc, ep):
     return ConnectError(f"{where}: {msg}")
 
 
+# Errors worth a retry: a deadlock victim, a lost or refused connection (DB-Library's 200xx),
+# a server shutting down, Azure SQL's "service busy / database unavailable". pymssql raises
+# OperationalError for nearly every server error, so the number decides, not the class.
+TRANSIENT_ERRORS = {1205, 233, 6005, 10053, 10054, 10060, 20003, 20004, 20006, 20009, 20047,
+                    40197, 40501, 40613, 49918, 49919, 49920}
+
+
+def error_number(exc):
+    """The server's (or DB-Library's) error number of a pymssql exception, or None."""
+    if isinstance(getattr(exc, "number", None), int):       # _mssql's own exceptions (bulk copy)
+        return exc.number
+    args = getattr(exc, "args", ())
+    first = args[0] if args else None
+    if isinstance(first, tuple) and first:      # pymssql raises OperationalError((number, message))
+        first = first[0]
+    if isinstance(first, int):
+        return first
+    found = re.search(r"DB-Lib error message (\d+)", str(exc))
+    return int(found.group(1)) if found else None
+
+
 def translate(exc, role="source"):
     """A pymssql error raised while working becomes a one-line SoLuigiError."""
     from ..errors import SoLuigiError
     import pymssql
     msg = _message(exc)
-    if isinstance(exc, (pymssql.OperationalError, pymssql.InterfaceError)):
-        return TransientError(f"{role} SQL Server: connection lost or server unavailable: {msg}")
+    lost = re.search(r"connection|not connected|unable to connect|timed? ?out", msg, re.IGNORECASE)
+    if error_number(exc) in TRANSIENT_ERRORS or (isinstance(exc, pymssql.InterfaceError) and lost):
+        return TransientError(f"{role} SQL Server: connection lost, server unavailable or deadlock: {msg}")
     if "permission" in msg.lower() or "denied" in msg.lower():
         grant = "SELECT" if role == "source" else "CREATE TABLE, ALTER on the schema, INSERT and ADMINISTER BULK OPERATIONS"
         return SchemaError(f"{role} SQL Server: permission denied, grant {grant} or use another login: {msg}")
@@ -196,9 +219,10 @@ def select_sql(table, lo, hi):
 # pymssql's bulk_copy has traps (read in its _mssql.pyx): an empty string or empty bytes is bound
 # with length 0, which DB-Library takes for NULL; uuid.UUID, datetime.date and datetime.time are
 # refused; datetime is cut to milliseconds; Decimal is sent with a fixed precision of 33 and money
-# columns crash. ``bulk_value`` sends each of those as text, which the server converts to the
-# column's type; rows holding an empty value go to a temporary table with a per-row mask of their
-# empty columns and reach the table in one INSERT ... SELECT, never row by row.
+# columns crash. ``bulk_value`` sends each of those as text (FreeTDS converts it on the client;
+# what it would convert wrongly is loaded as text and converted by the server, see
+# mssql_ddl.load_type); rows holding an empty value go to a side table with a per-row mask of
+# their empty columns and reach the table in one INSERT ... SELECT, never row by row.
 
 TEXT_TYPES = {"char", "nchar", "varchar", "nvarchar", "text", "ntext", "xml", "bpchar", "character",
               "character varying", "json", "jsonb"}
@@ -207,23 +231,22 @@ STAGING = "#so_luigi_empties"
 MASK = "so_luigi_mask"
 
 
-def _text_datetime(v):
-    return f"{v:%Y-%m-%d %H:%M:%S}.{v.microsecond:06d}"
-
-
-def _text_offset(v):
-    minutes = int(v.utcoffset().total_seconds() // 60)
-    sign = "-" if minutes < 0 else "+"
-    return f"{_text_datetime(v)} {sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
-
-
 def bulk_value(v):
-    """A value as pymssql's bulk_copy can send it without loss."""
+    """A value as pymssql's bulk_copy can send it without loss: ISO text with four-digit years
+    and every fractional digit for time types, plain digits (never 1E-7) for decimals."""
     if isinstance(v, dt.datetime):
-        return _text_offset(v) if v.tzinfo is not None else _text_datetime(v)
-    if isinstance(v, (dt.date, dt.time)):
+        text = v.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        if v.tzinfo is None:
+            return text
+        minutes = int(v.utcoffset().total_seconds() // 60)     # datetimeoffset's documented form
+        return f"{text} {'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    if isinstance(v, dt.time):
+        return v.isoformat(timespec="microseconds")
+    if isinstance(v, dt.date):
         return v.isoformat()
-    if isinstance(v, (uuid.UUID, decimal.Decimal)):
+    if isinstance(v, decimal.Decimal):
+        return format(v, "f")
+    if isinstance(v, uuid.UUID):
         return str(v)
     if isinstance(v, memoryview):
         return bytes(v)
@@ -246,15 +269,16 @@ def bulk_rows(rows):
     return direct, masked
 
 
-def staging_table_sql(table, types):
-    """The temporary table for rows with empty values: the table's column ``types``, every column
-    nullable, no identity, and the mask column last (bulk_copy binds by position)."""
+def staging_table_sql(table, types, name=STAGING, extra=()):
+    """A table for rows with empty values: the table's column ``types``, every column nullable, no
+    identity, then the mask column and ``extra`` [name, type] columns (bulk_copy binds by position)."""
     cols = [f"{mssql_ident(c.name)} {t} NULL" for c, t in zip(table.columns, types)]
-    return f"CREATE TABLE {STAGING} ({', '.join(cols)}, {MASK} varchar(max) NOT NULL)"
+    cols += [f"{MASK} varchar(max) NOT NULL"] + [f"{mssql_ident(n)} {t} NOT NULL" for n, t in extra]
+    return f"CREATE TABLE {name} ({', '.join(cols)})"
 
 
-def unmask_sql(schema, table):
-    """One INSERT ... SELECT from the temporary table, '' (or 0x) where the mask says so."""
+def unmask_sql(schema, table, source=STAGING):
+    """One INSERT ... SELECT from ``source``, '' (or 0x) where the mask says so."""
     def value(i, c):
         if c.data_type not in TEXT_TYPES | BINARY_TYPES:
             return mssql_ident(c.name)
@@ -263,7 +287,7 @@ def unmask_sql(schema, table):
     q = qualified(schema, table.name)
     cols = ", ".join(mssql_ident(c.name) for c in table.columns)
     insert = (f"INSERT INTO {q} WITH (TABLOCK) ({cols}) SELECT "
-              f"{', '.join(value(i, c) for i, c in enumerate(table.columns, start=1))} FROM {STAGING}")
+              f"{', '.join(value(i, c) for i, c in enumerate(table.columns, start=1))} FROM {source}")
     if table.identity_columns:
         return f"SET IDENTITY_INSERT {q} ON; {insert}; SET IDENTITY_INSERT {q} OFF"
     return insert
@@ -298,12 +322,15 @@ class _Spill:
                 return
 
 
-def bulk_load(conn, schema, table, types, batches, batch_rows, spill_bytes=16 << 20, on_batch=None):
+def bulk_load(conn, schema, table, types, batches, batch_rows, spill_bytes=16 << 20, on_batch=None, side=None):
     """Batches of row tuples into an existing table through the TDS bulk copy; returns the rows.
 
     ``on_batch(rows)`` sees every batch as read (checksums, progress). Rows holding empty values
-    are set aside (``spill_bytes`` in memory at most) and loaded through the masked temporary table
-    after the others. Runs in the connection's transaction, whatever it is.
+    are set aside (``spill_bytes`` in memory at most) and, after the others, bulk copied into
+    ``side`` = (table name, values appended to each row) for the caller to apply later, or
+    without ``side`` into a temporary table put into the table at once. Identity values are
+    kept (SET IDENTITY_INSERT, as freebcp -E does: pymssql asks FreeTDS for KEEPIDENTITY only
+    after FreeTDS has begun the bulk load). Runs in the connection's transaction, whatever it is.
     """
     spill = _Spill(spill_bytes)
     total = [0]
@@ -317,10 +344,18 @@ def bulk_load(conn, schema, table, types, batches, batch_rows, spill_bytes=16 <<
             if masked:
                 spill.add(masked)
             yield from plain
+    q = qualified(schema, table.name)
+    cur = conn.cursor()
     try:
-        _bulk_copy(conn, qualified(schema, table.name), direct(), batch_rows)
-        if spill.count:
-            cur = conn.cursor()
+        if table.identity_columns:
+            cur.execute(f"SET IDENTITY_INSERT {q} ON")
+        _bulk_copy(conn, q, direct(), batch_rows)
+        if table.identity_columns:
+            cur.execute(f"SET IDENTITY_INSERT {q} OFF")
+        if spill.count and side is not None:
+            name, extra = side
+            _bulk_copy(conn, name, (row + tuple(extra) for row in spill.rows()), batch_rows)
+        elif spill.count:
             cur.execute(staging_table_sql(table, types))
             _bulk_copy(conn, STAGING, spill.rows(), batch_rows)
             cur.execute(unmask_sql(schema, table))

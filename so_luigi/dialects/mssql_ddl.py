@@ -218,8 +218,49 @@ def create_schema_sql(schema):
     return f"IF SCHEMA_ID({_literal(schema)}) IS NULL EXEC({_literal('CREATE SCHEMA ' + mssql_ident(schema))})"
 
 
+# --- loading types -----------------------------------------------------------------------------
+# The bulk copy binds pymssql's values on the client, where FreeTDS converts text to the column's
+# type and gets some of it wrong (its convert.c): years before 1753 become 19xx/20xx or 1900, a
+# datetimeoffset's offset is dropped, and a non-Unicode column receives UTF-8 bytes as if they
+# were its code page. Such columns are therefore created as text of a type FreeTDS passes through
+# untouched, and ``convert_sql`` has SQL Server itself convert them to their real type once every
+# partition is in, before verification.
+
+def load_type(final):
+    """The type a column is loaded as, given its destination type."""
+    if final == "date" or final.startswith(("datetime2(", "datetimeoffset(")):
+        return "varchar(40)"                       # ISO text; SQL Server parses it whatever the language
+    found = re.fullmatch(r"(var)?char\((\d+|max)\)", final)
+    if found:
+        n = found.group(2)
+        if n == "max" or int(n) > MAX_CHARS:
+            return "nvarchar(max)"
+        return f"n{final}"
+    return final
+
+
+def load_types(table, source_dialect):
+    return [load_type(column_type(c, source_dialect, table)) for c in table.columns]
+
+
+def convert_sql(schema, table, source_dialect):
+    """ALTER COLUMN statements taking each text-loaded column to its type; each one is skipped when
+    the column has it already, so a rerun after a crash repeats nothing."""
+    q = qualified(schema, table.name)
+    out = []
+    for c in table.columns:
+        final = column_type(c, source_dialect, table)
+        if load_type(final) == final:
+            continue
+        null = "NULL" if c.nullable and not c.identity else "NOT NULL"
+        out.append(f"IF (SELECT DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = {_literal(schema)} "
+                   f"AND TABLE_NAME = {_literal(table.name)} AND COLUMN_NAME = {_literal(c.name)}) "
+                   f"<> {_literal(final.split('(')[0])} ALTER TABLE {q} ALTER COLUMN {mssql_ident(c.name)} {final} {null}")
+    return out
+
+
 def create_table_sql(schema, table, source_dialect):
-    """CREATE TABLE as a heap: mapped types, NULL / NOT NULL as the source, IDENTITY(1,1).
+    """CREATE TABLE as a heap: loading types (above), NULL / NOT NULL as the source, IDENTITY(1,1).
 
     NULL is always spelled out: without it the session's ANSI_NULL_DFLT settings decide. Identity
     values are inserted as read (bulk copy KEEPIDENTITY); ``finish_table_sql`` moves the seed.
@@ -227,7 +268,7 @@ def create_table_sql(schema, table, source_dialect):
     _check_names([schema] + _names(table))
     cols = []
     for c in table.columns:
-        spec = f"{mssql_ident(c.name)} {column_type(c, source_dialect, table)}"
+        spec = f"{mssql_ident(c.name)} {load_type(column_type(c, source_dialect, table))}"
         spec += " IDENTITY(1,1) NOT NULL" if c.identity else (" NULL" if c.nullable else " NOT NULL")
         cols.append(spec)
     return f"CREATE TABLE {qualified(schema, table.name)} (\n    " + ",\n    ".join(cols) + "\n)"
@@ -318,8 +359,10 @@ def checksum_sql(schema, table):
 
 
 def clear_range_sql(schema, table, lo, hi):
-    """(sql, params) deleting a partition's key range (lo, hi] before it is loaded, or the whole
-    table when it has no integer key: a rerun never duplicates rows. DELETE, not TRUNCATE, so it
-    needs no ALTER permission and commits with the load."""
+    """(sql, params) deleting a partition's key range (lo, hi] before it is loaded again, or the
+    whole table when it has no integer key: a rerun never duplicates rows. DELETE, not TRUNCATE,
+    so it needs no ALTER permission and commits with the load. TABLOCKX: the delete's first lock
+    on the table is then the one it keeps, so it waits for other partitions' bulk (BU) locks
+    instead of holding row locks they wait for (a deadlock when two retries run at once)."""
     where, params = predicate(mssql_ident, table.int_key, lo, hi) if table.int_key else ("", ())
-    return f"DELETE FROM {qualified(schema, table.name)}{where}", params
+    return f"DELETE FROM {qualified(schema, table.name)} WITH (TABLOCKX){where}", params
