@@ -19,6 +19,7 @@ binary pipe; writes bench/results.json and bench/results.png.
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -80,6 +81,19 @@ def table_sizes(url):
     return {name: {"rows": int(n), "bytes": int(b)} for name, n, b in rows}
 
 
+def client_cpu_seconds():
+    """CPU seconds of this script's finished child processes (psql, or luigi and its workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def busy_cpu_seconds():
+    """CPU seconds the whole machine has spent busy (all processes: servers, psql, so_luigi)."""
+    with open("/proc/stat") as fh:
+        fields = [int(v) for v in fh.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def raw_pipe(cluster, source_url, fmt, workers):
     """psql | psql per table, `workers` tables at a time, then keys and ANALYZE per table."""
     target = fresh_db(cluster, f"bench_raw_{fmt}")
@@ -99,10 +113,11 @@ def raw_pipe(cluster, source_url, fmt, workers):
         subprocess.run(["psql", "-q", target], input=keys + f";\nANALYZE {q};", text=True, check=True,
                        capture_output=True)
         return table, time.monotonic() - started
-    started = time.monotonic()
+    started, cpu, client = time.monotonic(), busy_cpu_seconds(), client_cpu_seconds()
     with ThreadPoolExecutor(workers) as pool:
         per_table = dict(pool.map(one, sorted(TABLES, key=lambda t: -table_sizes_cache[t]["bytes"])))
-    return {"seconds": time.monotonic() - started, "tables": per_table, "peak_rss_mb": None}
+    return {"seconds": time.monotonic() - started, "tables": per_table, "peak_rss_mb": None,
+            "cpu_seconds": busy_cpu_seconds() - cpu, "client_cpu_seconds": client_cpu_seconds() - client}
 
 
 def replicate(cluster, source_url, label, workers, args):
@@ -111,15 +126,16 @@ def replicate(cluster, source_url, label, workers, args):
     os.makedirs(bulk_dir, exist_ok=True)
     os.chmod(bulk_dir, 0o755)
     env = dict(os.environ, SO_SOURCE_URL=source_url, SO_TARGET_URL=target, SO_BULK_DIR=bulk_dir)
-    started, wall = time.monotonic(), time.time()
+    started, wall, cpu, client = time.monotonic(), time.time(), busy_cpu_seconds(), client_cpu_seconds()
     out = subprocess.run([sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
                           "--workers", str(workers), *args], cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - started
+    cpu, client = busy_cpu_seconds() - cpu, client_cpu_seconds() - client
     if out.returncode != 0:
         raise SystemExit(f"{label} failed:\n{out.stderr[-3000:]}")
     figures = query(target, "SELECT table_name, sum(seconds), max(peak_kb) FROM so_luigi.loaded GROUP BY 1")
     return {"seconds": seconds, "tables": {t: float(s) for t, s, _ in figures},
-            "peak_rss_mb": max(int(k or 0) for _, _, k in figures) / 1024,
+            "peak_rss_mb": max(int(k or 0) for _, _, k in figures) / 1024, "cpu_seconds": cpu, "client_cpu_seconds": client,
             "phases": phases(target, wall, seconds, workers)}
 
 
@@ -241,11 +257,13 @@ def main():
                "cpus": os.cpu_count(), "methods": methods, "row_path": rowpath}
     print(f"\n{rows:,} rows, {mb:.0f} MB on disk, {args.workers} tables at a time, PostgreSQL {server}, "
           f"{os.cpu_count()} cores")
-    print(f"{'method':<26} {'seconds':>8} {'rows/s':>10} {'MB/s':>7} {'peak RSS':>9} {'vs raw binary':>14}")
+    print(f"{'method':<26} {'seconds':>8} {'rows/s':>10} {'MB/s':>7} {'peak RSS':>9} {'vs raw binary':>14} "
+          f"{'busy CPU s':>11} {'of which client':>16}")
     for name, m in methods.items():
         rss = f"{m['peak_rss_mb']:.0f} MB" if m["peak_rss_mb"] else "-"
         print(f"{name:<26} {m['seconds']:>8.1f} {rows / m['seconds']:>10,.0f} {mb / m['seconds']:>7.1f} "
-              f"{rss:>9} {m['seconds'] / raw:>13.2f}x")
+              f"{rss:>9} {m['seconds'] / raw:>13.2f}x {m.get('cpu_seconds', 0):>11.1f} "
+              f"{m.get('client_cpu_seconds', 0):>16.1f}")
     print("\nwhere ReplicateAll's wall seconds went (from the markers' timestamps)")
     for name, m in methods.items():
         if m.get("phases"):

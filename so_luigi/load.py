@@ -11,10 +11,13 @@
 Each step takes a transaction-scoped advisory lock on its marker and re-checks it, so two runs
 racing for the same step cannot both do it.
 """
+import contextlib
 import copy
 import logging
 import threading
 import time
+
+import psycopg2
 
 from . import bulk, faults, markers, stream, typemap
 from .config import source_endpoint, target_endpoint
@@ -86,6 +89,7 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
         if markers.is_planned(cur, run_id, table_name):
             conn.rollback()
             return False
+        markers.lock(cur, "schema", target_ep.schema)     # tables are planned side by side
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {pg.pg_ident(target_ep.schema)}")
         _drop_previous(cur, target_ep.schema, table_name)
         cur.execute(pg.create_table_sql(target_ep.schema, table))
@@ -207,11 +211,15 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
             else:
                 prepare()
                 via, how = "stream", "rows stream from the source cursor into COPY FROM STDIN"
-                (src_rows, src_sum, changed), (dst_rows, _), nbytes = stream.stream(
-                    stream.reader(source_ep, table, lo, hi, checksum, buffer_bytes),
-                    stream.copy_into(cur, target_ep.schema, into, stream.source_format(source_ep, table),
-                                     buffer_bytes, freeze),
-                    buffer_bytes, progress)
+                read = stream.reader(source_ep, table, lo, hi, checksum, buffer_bytes)
+                # rows that never pass through Python are counted by the destination server
+                watch = watch_copy(target_ep, conn.get_backend_pid(), progress) if getattr(read, "os_pipe", False) \
+                    else contextlib.nullcontext()
+                with watch:
+                    (src_rows, src_sum, changed), (dst_rows, _), nbytes = stream.stream(
+                        read, stream.copy_into(cur, target_ep.schema, into, stream.source_format(source_ep, table),
+                                               buffer_bytes, freeze),
+                        buffer_bytes, progress)
             if src_rows != dst_rows:
                 raise VerificationError(f"{table_name} partition {partition}: read {src_rows} rows "
                                         f"from the source but COPY stored {dst_rows}")
@@ -227,13 +235,35 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
     return {"rows": dst_rows, "bytes": nbytes, "seconds": seconds}
 
 
-def _source_figures(source_ep, table, verify):
+def row_hash_method(source_ep, target_ep, table):
+    """How both PostgreSQL servers hash rows: 'record' (hash_record_extended: each column's own
+    hash function, 2 to 2.5 times faster than printing the row) when both are PostgreSQL 14+, the
+    destination types are the source's and the source can hash them; else 'text' (the row's
+    text). None for a SQL Server source, whose rows are hashed as they are read."""
+    if source_ep.url.dialect != "postgres":
+        return None
+    if not stream.binary_compatible(table):
+        return "text"
+    for ep in (source_ep, target_ep):
+        with pg.session(ep) as conn, conn.cursor() as cur:
+            if conn.server_version < 140000:
+                return "text"
+            if ep is source_ep:
+                try:
+                    cur.execute(f"SELECT hash_record_extended(r, 0) FROM {pg_qualified(table.schema, table.name)} r "
+                                "LIMIT 1")
+                except psycopg2.Error:          # a column type without a hash function
+                    return "text"
+    return "record"
+
+
+def _source_figures(source_ep, table, verify, row_hash):
     """(count, checksum or None) of the source table; PostgreSQL computes both itself."""
     conn = connect_source(source_ep)
     try:
         if source_ep.url.dialect == "postgres":
             with conn.cursor() as cur:
-                cur.execute(pg.row_checksum_sql(table.schema, table.name) if verify == "full"
+                cur.execute(pg.row_checksum_sql(table.schema, table.name, row_hash) if verify == "full"
                             else f"SELECT count(*), NULL FROM {pg_qualified(table.schema, table.name)}")
                 count, total = cur.fetchone()
         else:
@@ -250,7 +280,7 @@ def _target_figures(target_ep, table, verify, row_hash):
     if verify != "full":
         sql = f"SELECT count(*), NULL FROM {pg_qualified(target_ep.schema, table.name)}"
     elif row_hash:
-        sql = pg.row_checksum_sql(target_ep.schema, table.name)
+        sql = pg.row_checksum_sql(target_ep.schema, table.name, row_hash)
     else:
         sql = pg.checksum_sql(target_ep.schema, table)
     with pg.session(target_ep) as conn, conn.cursor() as cur:
@@ -285,12 +315,13 @@ def complete_table(run_id, table_name, verify="full"):
     if target_ep.url.dialect == "mssql":
         from . import mssql_load
         return mssql_load.complete_table(run_id, table_name, verify)
-    row_hash = source_ep.url.dialect == "postgres"
     with pg.session(target_ep) as conn:
+        def figures(table):
+            row_hash = row_hash_method(source_ep, target_ep, table) if verify == "full" else None
+            return both_sides(lambda: _source_figures(source_ep, table, verify, row_hash),
+                              lambda: _target_figures(target_ep, table, verify, row_hash))
         return verify_and_finish(
-            conn, run_id, table_name, verify,
-            lambda table: both_sides(lambda: _source_figures(source_ep, table, verify),
-                                     lambda: _target_figures(target_ep, table, verify, row_hash)),
+            conn, run_id, table_name, verify, figures,
             lambda table, partitions: pg.finish_table_sql(target_ep.schema, table, partitions))
 
 

@@ -157,6 +157,7 @@ def plan_table(run_id, table, row_count, bounds, size, chunk_rows):
         if markers.is_planned(cur, run_id, table.name):
             conn.rollback()
             return False
+        markers.lock(cur, "schema", target_ep.schema)     # tables are planned side by side
         cur.execute(ddl.create_schema_sql(target_ep.schema))
         _drop_previous(cur, target_ep.schema, table.name)
         cur.execute(ddl.create_table_sql(target_ep.schema, table, src_dialect))

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import luigi
@@ -90,6 +91,15 @@ class SoTask(luigi.Task):
 
     def do(self):
         raise NotImplementedError
+
+
+_planned = {}   # (run_id, table) -> partition weights, planned in this process while scheduling
+
+
+def plan_weights(task):
+    """Expected MB of each partition of ``task``'s table, planning it first if no process has."""
+    return load.ensure_planned(task.run_id, task.table, task.chunk_rows, task.layout, task.mode,
+                               bulk_settings().unlogged)
 
 
 def _mssql_role():
@@ -208,8 +218,7 @@ class CompleteTable(_HowMixin, SoTask):
         """Expected MB of each partition (planning the table on first use)."""
         if getattr(self, "_weights", None) is None:
             with plainly():
-                self._weights = load.ensure_planned(self.run_id, self.table, self.chunk_rows, self.layout,
-                                                    self.mode, bulk_settings().unlogged)
+                self._weights = _planned.get((self.run_id, self.table)) or plan_weights(self)
         return self._weights
 
     def output(self):
@@ -268,6 +277,13 @@ class ReplicateAll(_HowMixin, SoTask):
                 with target_session(target_ep) as conn:
                     markers.register_run(conn, self.run_id, source_ep, target_ep)
                 self._names = [t.name for t in tables]
+                # plan the tables side by side (the source counts and walks each key), not one by
+                # one as Luigi would ask each CompleteTable for its requirements
+                with ThreadPoolExecutor(max_workers=4) as pool:
+                    for name, weights in zip(self._names, pool.map(
+                            lambda n: plan_weights(CompleteTable(run_id=self.run_id, table=n, **_how(self))),
+                            self._names)):
+                        _planned[(self.run_id, name)] = weights
                 log.info("replicating %d table(s) from %s into %s", len(self._names), source_ep, target_ep)
         return self._names
 

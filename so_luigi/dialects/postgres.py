@@ -12,7 +12,6 @@ import psycopg2.errors
 
 from .. import typemap
 from ..errors import ConnectError, SchemaError, TransientError, one_line
-from ..planning import boundaries_sql
 from .base import Column, Index, Table, pg_ident, pg_qualified
 
 SESSION_SETTINGS = ("SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'; SET extra_float_digits = 1; "
@@ -147,8 +146,24 @@ def count_and_boundaries(conn, table, chunk_rows):
         rows = cur.fetchone()[0]
         if key is None or rows <= chunk_rows:
             return rows, []
-        cur.execute(boundaries_sql(pg_ident, q, key, chunk_rows))
-        return rows, [r[0] for r in cur.fetchall()]
+        return rows, offset_boundaries(cur, q, key, chunk_rows)
+
+
+def offset_boundaries(cur, q, key, chunk_rows):
+    """The keys closing each full chunk, as boundaries_sql's ROW_NUMBER would find them, by
+    stepping chunk_rows keys at a time along the key's index (an index-only scan read once):
+    five times faster than numbering every row (Votes at scale 0.5: 0.3 s instead of 1.7 s)."""
+    k = pg_ident(key)
+    found, prev = [], None
+    while True:
+        where = "" if prev is None else f" WHERE {k} > %s"
+        cur.execute(f"SELECT {k} FROM {q}{where} ORDER BY {k} OFFSET %s LIMIT 1",
+                    ((prev,) if prev is not None else ()) + (chunk_rows - 1,))
+        row = cur.fetchone()
+        if row is None:
+            return found
+        found.append(row[0])
+        prev = row[0]
 
 
 def table_bytes(conn, table):
@@ -286,14 +301,15 @@ def checksum_sql(schema, table):
             f"FROM {pg_qualified(schema, table.name)}")
 
 
-def row_checksum_sql(schema, name):
-    """count(*) and the sum of hashtextextended over each whole row's text (record output).
-
-    For a PostgreSQL source: both servers compute it over the same column list, twice as fast as
-    the md5 of COPY lines (which a SQL Server source needs, as Python computes its side).
+def row_checksum_sql(schema, name, method="text"):
+    """count(*) and the sum of a 64-bit hash of each whole row, for a PostgreSQL source: both
+    servers compute it over the same columns. ``method`` 'record' hashes each value with its
+    type's own hash function (hash_record_extended, PostgreSQL 14+, same types on both sides);
+    'text' hashes the row's text (record output), which tolerates different but equal-printing
+    types. Either is several times cheaper than the md5 of COPY lines a SQL Server source needs.
     """
-    return (f"SELECT count(*), coalesce(sum(hashtextextended(r::text, 0)), 0) "
-            f"FROM {pg_qualified(schema, name)} r")
+    row = "hash_record_extended(r, 0)" if method == "record" else "hashtextextended(r::text, 0)"
+    return f"SELECT count(*), coalesce(sum({row}), 0) FROM {pg_qualified(schema, name)} r"
 
 
 def copy_out_sql(table, lo, hi, fmt, cursor):
