@@ -273,10 +273,17 @@ def main():
     print(f"{'table':<12}" + "".join(f"{n[:14]:>15}" for n in methods))
     for t in names:
         print(f"{t:<12}" + "".join(f"{methods[n]['tables'].get(t, 0):>15.2f}" for n in methods))
-    print("\nrow path (pymssql-shaped rows -> encoder -> COPY), one core")
+    print("\nrow path (pymssql-shaped rows -> encoder -> COPY), one core; the raw text pipe's rows/s for "
+          "the same table (its per-table seconds, keys and ANALYZE included) for comparison")
+    text = methods.get("raw text pipe", {}).get("tables", {})
     for t, r in rowpath.items():
-        print(f"{t:<12} {r['rows']:>9,} rows {r['rows'] / r['seconds']:>10,.0f} rows/s "
-              f"{r['bytes'] / 1e6 / r['seconds']:>7.1f} MB/s  cpu {r['cpu_seconds']:.2f} s")
+        rate = r["rows"] / r["seconds"]
+        raw_rate = table_sizes_cache[t]["rows"] / text[t] if text.get(t) else None
+        vs = (f"  raw text pipe {raw_rate:>9,.0f} rows/s: row path {raw_rate / rate:.2f}x its time per row"
+              if raw_rate else "")
+        r["raw_text_rows_per_s"] = raw_rate
+        print(f"{t:<12} {r['rows']:>9,} rows {rate:>10,.0f} rows/s "
+              f"{r['bytes'] / 1e6 / r['seconds']:>7.1f} MB/s  cpu {r['cpu_seconds']:.2f} s{vs}")
     if args.quick:
         return
     with open(os.path.join(args.out, "results.json"), "w") as fh:
