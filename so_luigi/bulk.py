@@ -131,12 +131,15 @@ def extract_partition(run_id, table_name, partition, checksum=True):
     def fill(fh):
         counter = _Counting(fh)
         if source_ep.url.dialect == "postgres":
+            # a local file takes psycopg2's one write per row in C; its position is the size
+            local = "://" not in files.data
             src = pg.connect(source_ep)
             try:
                 src.set_session(readonly=True)
                 with src.cursor() as cur:
-                    cur.copy_expert(pg.copy_out_sql(table, lo, hi, "csv", cur), counter, size=256 * 1024)
-                    return cur.rowcount, None, counter.bytes, 0
+                    cur.copy_expert(pg.copy_out_sql(table, lo, hi, "csv", cur), fh if local else counter,
+                                    size=256 * 1024)
+                    return cur.rowcount, None, fh.tell() if local else counter.bytes, 0
             finally:
                 src.close()
         rows, total, changed = _mssql_csv(source_ep, table, lo, hi, counter, checksum)
