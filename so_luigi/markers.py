@@ -162,7 +162,7 @@ class MssqlFlavor:
     dialect = "mssql"
     ident = staticmethod(mssql_ident)
     now = "SYSDATETIMEOFFSET()"
-    load_started = ("coalesce(min(DATEADD(millisecond, -CAST(l.seconds * 1000 AS bigint), l.loaded_at)), "
+    load_started = ("coalesce(min(DATEADD(millisecond, -CAST(l.seconds * 1000 AS int), l.loaded_at)), "
                     "t.planned_at)")
 
     @property

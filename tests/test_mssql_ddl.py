@@ -454,7 +454,8 @@ def test_tsql_helper_rejects_what_is_not_tsql():
     ("date", "varchar(40)"), ("datetime2(7)", "varchar(40)"), ("datetimeoffset(3)", "varchar(40)"),
     ("varchar(50)", "nvarchar(50)"), ("char(5)", "nchar(5)"), ("varchar(max)", "nvarchar(max)"),
     ("varchar(8000)", "nvarchar(max)"), ("char(5000)", "nvarchar(max)"),
-    ("datetime", "datetime"), ("smalldatetime", "smalldatetime"), ("time(7)", "time(7)"),
+    ("datetime", "datetime"), ("smalldatetime", "smalldatetime"), ("time(7)", "varchar(40)"),
+    ("xml", "nvarchar(max)"),
     ("nvarchar(40)", "nvarchar(40)"), ("nchar(3)", "nchar(3)"), ("decimal(9,2)", "decimal(9,2)"), ("int", "int"),
 ])
 def test_columns_freetds_would_convert_wrongly_are_loaded_as_text(final, loaded):
@@ -480,3 +481,19 @@ def test_text_loaded_columns_are_converted_by_the_server_once():
         tsql(condition.removeprefix("IF (") + " = 1")
         tsql(alter.split(" ", 1)[1])
     assert ddl.convert_sql("dbo", sample.table_def("Posts"), "mssql") == []     # StackOverflow loads as it is
+
+
+def test_a_sql_server_sources_collations_are_kept_on_text_columns():
+    table = _table([_mssql_col("int", name="Id", nullable=False),
+                    _mssql_col("varchar", 20, name="code", nullable=False, collation="Latin1_General_CS_AS"),
+                    _mssql_col("nvarchar", -1, name="body", collation="SQL_Latin1_General_CP1_CI_AS"),
+                    _mssql_col("int", name="n", collation="")])
+    created = ddl.create_table_sql("dbo", table, "mssql")
+    assert "[code] nvarchar(20) COLLATE Latin1_General_CS_AS NOT NULL" in created
+    assert "[body] nvarchar(max) COLLATE SQL_Latin1_General_CP1_CI_AS NULL" in created
+    assert "[n] int NULL" in created
+    tsql(created)
+    assert ddl.convert_sql("dbo", table, "mssql")[0].endswith(
+        "ALTER COLUMN [code] varchar(20) COLLATE Latin1_General_CS_AS NOT NULL")
+    table.columns[1].collation = "x; DROP TABLE t"
+    _one_line_error(ddl.create_table_sql, "dbo", table, "mssql")

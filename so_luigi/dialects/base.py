@@ -21,6 +21,7 @@ class Column:
     source_type: str = ""     # the full type as declared, for messages and the type report
     pg_type: str = ""         # filled by typemap.map_table
     kind: str = ""            # value converter kind, filled by typemap.map_table
+    collation: str = ""       # SQL Server text columns: carried to a SQL Server destination
 
 
 @dataclass

@@ -156,7 +156,7 @@ def describe(conn, schema, name):
     if not rows:
         raise SchemaError(f"table {schema}.{name} not found in the source")
     columns = []
-    for cname, dtype, nullable, length, precision, scale, fsp, identity, computed in rows:
+    for cname, dtype, nullable, length, precision, scale, fsp, identity, computed, collation in rows:
         dtype = dtype.lower()
         if computed:
             raise SchemaError(f"{schema}.{name}.{cname} is a computed column, which so_luigi cannot "
@@ -165,7 +165,7 @@ def describe(conn, schema, name):
         columns.append(Column(
             name=cname, data_type=dtype, nullable=bool(nullable), length=length,
             precision=fsp if is_time else precision, scale=scale, identity=bool(identity),
-            source_type=_source_type(dtype, length, precision, scale, fsp)))
+            source_type=_source_type(dtype, length, precision, scale, fsp), collation=collation or ""))
     table = Table(schema=schema, name=name, columns=columns, dialect="mssql")
     cur.execute(sql("mssql_primary_key.sql"), params)
     for constraint, column in cur.fetchall():

@@ -222,14 +222,17 @@ def create_schema_sql(schema):
 # The bulk copy binds pymssql's values on the client, where FreeTDS converts text to the column's
 # type and gets some of it wrong (its convert.c): years before 1753 become 19xx/20xx or 1900, a
 # datetimeoffset's offset is dropped, and a non-Unicode column receives UTF-8 bytes as if they
-# were its code page. Such columns are therefore created as text of a type FreeTDS passes through
+# were its code page; its parsing of time's 7th digit is unproven, and SQL Server refuses xml in
+# a bulk load's column metadata (other TDS clients send it as nvarchar(max)). Such columns are therefore created as text of a type FreeTDS passes through
 # untouched, and ``convert_sql`` has SQL Server itself convert them to their real type once every
 # partition is in, before verification.
 
 def load_type(final):
     """The type a column is loaded as, given its destination type."""
-    if final == "date" or final.startswith(("datetime2(", "datetimeoffset(")):
+    if final == "date" or final.startswith(("datetime2(", "datetimeoffset(", "time(")):
         return "varchar(40)"                       # ISO text; SQL Server parses it whatever the language
+    if final == "xml":
+        return "nvarchar(max)"
     found = re.fullmatch(r"(var)?char\((\d+|max)\)", final)
     if found:
         n = found.group(2)
@@ -255,8 +258,20 @@ def convert_sql(schema, table, source_dialect):
         null = "NULL" if c.nullable and not c.identity else "NOT NULL"
         out.append(f"IF (SELECT DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = {_literal(schema)} "
                    f"AND TABLE_NAME = {_literal(table.name)} AND COLUMN_NAME = {_literal(c.name)}) "
-                   f"<> {_literal(final.split('(')[0])} ALTER TABLE {q} ALTER COLUMN {mssql_ident(c.name)} {final} {null}")
+                   f"<> {_literal(final.split('(')[0])} ALTER TABLE {q} ALTER COLUMN {mssql_ident(c.name)} "
+                   f"{final}{_collate(c, final)} {null}")
     return out
+
+
+def _collate(col, sql_type):
+    """A SQL Server source column's collation, for text types: code page and case sensitivity
+    (keys, unique indexes) stay the source's, not the destination database's default."""
+    if not col.collation or not re.fullmatch(r"n?(var)?char\(\d+\)|n?varchar\(max\)", sql_type):
+        return ""
+    if not re.fullmatch(r"\w+", col.collation):
+        raise SchemaError(f"collation {col.collation!r} of column {col.name} is not a collation name; "
+                          "exclude the table with --tables")
+    return f" COLLATE {col.collation}"
 
 
 def create_table_sql(schema, table, source_dialect):
@@ -268,7 +283,8 @@ def create_table_sql(schema, table, source_dialect):
     _check_names([schema] + _names(table))
     cols = []
     for c in table.columns:
-        spec = f"{mssql_ident(c.name)} {load_type(column_type(c, source_dialect, table))}"
+        loaded = load_type(column_type(c, source_dialect, table))
+        spec = f"{mssql_ident(c.name)} {loaded}{_collate(c, loaded)}"
         spec += " IDENTITY(1,1) NOT NULL" if c.identity else (" NULL" if c.nullable else " NOT NULL")
         cols.append(spec)
     return f"CREATE TABLE {qualified(schema, table.name)} (\n    " + ",\n    ".join(cols) + "\n)"

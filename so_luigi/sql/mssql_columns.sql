@@ -1,4 +1,4 @@
--- Columns of one table in order. Identity is only in sys.columns, joined by the table's object id.
+-- Columns of one table in order. Identity is only in sys.columns, joined by object and column id.
 SELECT c.COLUMN_NAME,
        c.DATA_TYPE,
        CASE WHEN c.IS_NULLABLE = 'YES' THEN 1 ELSE 0 END,
@@ -7,10 +7,11 @@ SELECT c.COLUMN_NAME,
        c.NUMERIC_SCALE,
        c.DATETIME_PRECISION,
        CAST(CASE WHEN sc.is_identity = 1 THEN 1 ELSE 0 END AS int),
-       CAST(CASE WHEN sc.is_computed = 1 THEN 1 ELSE 0 END AS int)
+       CAST(CASE WHEN sc.is_computed = 1 THEN 1 ELSE 0 END AS int),
+       c.COLLATION_NAME
 FROM INFORMATION_SCHEMA.COLUMNS c
 LEFT JOIN sys.columns sc
        ON sc.object_id = OBJECT_ID(QUOTENAME(c.TABLE_SCHEMA) + '.' + QUOTENAME(c.TABLE_NAME))
-      AND sc.name = c.COLUMN_NAME
+      AND sc.column_id = COLUMNPROPERTY(sc.object_id, c.COLUMN_NAME, 'ColumnId')
 WHERE c.TABLE_SCHEMA = %(schema)s AND c.TABLE_NAME = %(table)s
 ORDER BY c.ORDINAL_POSITION;
