@@ -118,6 +118,9 @@ def cmd_reset(args):
                 for (name,) in cur.fetchall():
                     if tables is None or name in tables:
                         cur.execute(f"DROP TABLE IF EXISTS {quote(schema, name)}")
+                        if markers.flavor().dialect == "mssql":      # and its side table of empty strings
+                            from .mssql_load import side_table
+                            cur.execute(f"DROP TABLE IF EXISTS {side_table(name)}")
         markers.reset(conn, args.run_id, tables)
     finally:
         conn.close()

@@ -146,6 +146,10 @@ class PostgresFlavor:
     lost = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
     @staticmethod
+    def is_missing_table(exc):
+        return True
+
+    @staticmethod
     def seconds_since(column):
         return f"extract(epoch FROM clock_timestamp() - {column})"
 
@@ -168,7 +172,13 @@ class MssqlFlavor:
     @property
     def missing_table(self):
         import pymssql
-        return (pymssql.ProgrammingError,)     # 208: Invalid object name
+        return (pymssql.ProgrammingError,)
+
+    @staticmethod
+    def is_missing_table(exc):
+        """ProgrammingError is also a syntax error: only 208, 'Invalid object name', is absence."""
+        from .dialects.mssql import error_number
+        return error_number(exc) == 208
 
     @property
     def lost(self):
@@ -461,7 +471,9 @@ class MarkerTarget(luigi.Target):
                 with conn.cursor() as cur:
                     cur.execute(self.QUERIES[self.kind].format(m=m()), self.key)
                     return cur.fetchone() is not None
-            except f.missing_table:
+            except f.missing_table as exc:
+                if not f.is_missing_table(exc):
+                    raise
                 return False
             except f.lost:
                 _conn["conn"] = None          # a server restart: reconnect once

@@ -285,3 +285,10 @@ def test_side_table_and_prepare_statements(monkeypatch):
     assert applied[2].endswith("ALTER TABLE [dbo].[Odd]]Name] ALTER COLUMN [Day] date NULL")
     for statement in applied[0].split("; "):
         tsql(statement.replace(" WITH (TABLOCK)", ""))
+
+
+def test_only_invalid_object_name_means_no_marker_yet():
+    """pymssql's ProgrammingError covers syntax errors too: those must not read as 'not done'."""
+    flavor = markers.MssqlFlavor()
+    assert flavor.is_missing_table(pymssql_error("ProgrammingError", (208, b"Invalid object name 'so_luigi.loaded'.")))
+    assert not flavor.is_missing_table(pymssql_error("ProgrammingError", (102, b"Incorrect syntax near 'x'.")))
