@@ -1,7 +1,8 @@
 """Pure partition planning: table size and key boundaries -> keyset ranges.
 
 Ranges are cut on the integer primary key at every ``chunk_rows``-th key in key order (a
-ROW_NUMBER over the key, computed by the source), so each partition holds ``chunk_rows`` rows
+ROW_NUMBER over the key computed by SQL Server; PostgreSQL walks the key's index instead, see
+postgres.offset_boundaries), so each partition holds ``chunk_rows`` rows
 however sparse the ids are. A range is ``(lo, hi]``; the first has no lower bound and the last no
 upper bound, so together they cover every key exactly once, even keys added below the minimum or
 above the maximum after planning.
