@@ -152,7 +152,7 @@ def count_and_boundaries(conn, table, chunk_rows):
 def offset_boundaries(cur, q, key, chunk_rows):
     """The keys closing each full chunk, as boundaries_sql's ROW_NUMBER would find them, by
     stepping chunk_rows keys at a time along the key's index (an index-only scan read once):
-    five times faster than numbering every row (Votes at scale 0.5: 0.3 s instead of 1.7 s)."""
+    about 2.7 times faster than numbering every row (Votes at scale 0.5: 0.6 s instead of 1.6 s)."""
     k = pg_ident(key)
     found, prev = [], None
     while True:
