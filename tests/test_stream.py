@@ -61,6 +61,65 @@ def test_writer_failure_stops_the_reader():
     assert len(produced) < 100      # stopped at once, not after reading everything
 
 
+def _os_piped(read):
+    read.os_pipe = True
+    return read
+
+
+def test_os_pipe_carries_every_byte_in_order():
+    pieces = [bytes([i % 256]) * (i % 7000) for i in range(3000)]
+
+    def read(fh):
+        for piece in pieces:
+            fh.write(piece)
+        return len(pieces)
+
+    def write(fh):
+        out = []
+        while True:
+            data = fh.read(1 << 16)
+            if not data:
+                return b"".join(out)
+            out.append(data)
+    count, data, nbytes = stream.stream(_os_piped(read), write, 1 << 20)
+    assert count == 3000 and data == b"".join(pieces) and nbytes == len(data)
+
+
+def test_os_pipe_reader_failure_is_raised_even_though_the_copy_saw_a_clean_end():
+    """The pipe closes on a reader failure, so COPY FROM may finish short: the reader's error
+    must still come out, so the caller's transaction never commits those rows."""
+    def read(fh):
+        fh.write(b"x" * 100_000)
+        raise KeyError("source went away")
+
+    ended = []
+
+    def write(fh):
+        while fh.read(1 << 16):
+            pass
+        ended.append(True)
+    with pytest.raises(KeyError, match="source went away"):
+        stream.stream(_os_piped(read), write, 1 << 20)
+    assert ended == [True]
+
+
+def test_os_pipe_writer_failure_stops_a_blocked_reader():
+    produced = []
+
+    def read(fh):
+        for _ in range(10_000):
+            fh.write(b"y" * 100_000)       # blocks once the pipe is full
+            produced.append(1)
+
+    def write(fh):
+        fh.read(1 << 16)
+        raise RuntimeError("COPY failed")
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="COPY failed"):
+        stream.stream(_os_piped(read), write, 1 << 20)
+    assert len(produced) < 100 and time.monotonic() - started < 30
+
+
 # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child of a big
 # pytest process would report pytest's own size
 PEAK = """
