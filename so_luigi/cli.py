@@ -104,9 +104,9 @@ def cmd_status(args):
 def cmd_reset(args):
     from . import markers
     from .config import target_endpoint
-    from .dialects.base import mssql_ident, pg_qualified
-    quote = pg_qualified if markers.flavor().dialect == "postgres" else \
-        (lambda schema, name: f"{mssql_ident(schema)}.{mssql_ident(name)}")
+    from .dialects import mssql
+    from .dialects.base import pg_qualified
+    quote = pg_qualified if markers.flavor().dialect == "postgres" else mssql.qualified
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] or None
     conn = _target_conn()
     try:

@@ -178,6 +178,22 @@ def _destination(cur, schema, table, partitions, partition, lo, hi):
     return table, False, lambda: None
 
 
+def claim_partition(conn, cur, run_id, table_name, partition, progress=None):
+    """(planned table, its partition count, lo, hi) of a partition, under the partition's lock in
+    ``conn``'s transaction; None (the transaction rolled back) when another process, a second run
+    on the same destination, loaded it meanwhile. Both destinations start a load with this."""
+    table, partitions = markers.planned_table(conn, run_id, table_name)
+    lo, hi, expected = markers.partition_range(conn, run_id, table_name, partition)
+    if progress is not None:
+        progress.expected = expected
+    markers.lock(cur, run_id, table_name, partition)
+    if markers.is_loaded(cur, run_id, table_name, partition):
+        log.info("%s partition %d was loaded by another process meanwhile: skipped", table_name, partition)
+        conn.rollback()
+        return None
+    return table, partitions, lo, hi
+
+
 def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode="streaming", progress=None):
     """Load one partition (streamed from the source, or from its bulk file); its rows and its
     marker commit together. Returns stats, or None when it was already loaded."""
@@ -187,17 +203,11 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
         return mssql_load.load_partition(run_id, table_name, partition, buffer_mb, checksum, progress)
     buffer_bytes = int(buffer_mb * 1024 * 1024)
     with pg.session(target_ep) as conn:
-        table, partitions = markers.planned_table(conn, run_id, table_name)
-        lo, hi, expected = markers.partition_range(conn, run_id, table_name, partition)
-        if progress is not None:
-            progress.expected = expected
         with conn.cursor() as cur:
-            markers.lock(cur, run_id, table_name, partition)
-            if markers.is_loaded(cur, run_id, table_name, partition):
-                # another process (a second run on the same destination) got here first
-                log.info("%s partition %d was loaded by another process meanwhile: skipped", table_name, partition)
-                conn.rollback()
+            claimed = claim_partition(conn, cur, run_id, table_name, partition, progress)
+            if claimed is None:
                 return None
+            table, partitions, lo, hi = claimed
             started = time.monotonic()
             into, freeze, prepare = _destination(cur, target_ep.schema, table, partitions, partition, lo, hi)
             if mode == "bulk":
@@ -235,25 +245,22 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
     return {"rows": dst_rows, "bytes": nbytes, "seconds": seconds}
 
 
-def row_hash_method(source_ep, target_ep, table):
+def row_hash_method(source_ep, target_conn, table):
     """How both PostgreSQL servers hash rows: 'record' (hash_record_extended: each column's own
     hash function, 2 to 2.5 times faster than printing the row) when both are PostgreSQL 14+, the
     destination types are the source's and the source can hash them; else 'text' (the row's
     text). None for a SQL Server source, whose rows are hashed as they are read."""
     if source_ep.url.dialect != "postgres":
         return None
-    if not stream.binary_compatible(table):
+    if not stream.binary_compatible(table) or target_conn.server_version < 140000:
         return "text"
-    for ep in (source_ep, target_ep):
-        with pg.session(ep) as conn, conn.cursor() as cur:
-            if conn.server_version < 140000:
-                return "text"
-            if ep is source_ep:
-                try:
-                    cur.execute(f"SELECT hash_record_extended(r, 0) FROM {pg_qualified(table.schema, table.name)} r "
-                                "LIMIT 1")
-                except psycopg2.Error:          # a column type without a hash function
-                    return "text"
+    with pg.session(source_ep) as conn, conn.cursor() as cur:
+        if conn.server_version < 140000:
+            return "text"
+        try:
+            cur.execute(f"SELECT hash_record_extended(r, 0) FROM {pg_qualified(table.schema, table.name)} r LIMIT 1")
+        except psycopg2.Error:          # a column type without a hash function
+            return "text"
     return "record"
 
 
@@ -317,7 +324,7 @@ def complete_table(run_id, table_name, verify="full"):
         return mssql_load.complete_table(run_id, table_name, verify)
     with pg.session(target_ep) as conn:
         def figures(table):
-            row_hash = row_hash_method(source_ep, target_ep, table) if verify == "full" else None
+            row_hash = row_hash_method(source_ep, conn, table) if verify == "full" else None
             return both_sides(lambda: _source_figures(source_ep, table, verify, row_hash),
                               lambda: _target_figures(target_ep, table, verify, row_hash))
         return verify_and_finish(

@@ -45,6 +45,7 @@ from .dialects import mssql
 from .dialects import mssql_ddl as ddl
 from .dialects.base import mssql_ident, pg_ident, pg_qualified
 from .errors import SchemaError
+from .load import both_sides, claim_partition, verify_and_finish
 from .planning import plan, predicate
 
 log = logging.getLogger("luigi-interface.so_luigi")
@@ -224,16 +225,11 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, prog
     source_ep, target_ep = source_endpoint(), target_endpoint()
     same = source_ep.url.dialect == "mssql"
     with mssql.session(target_ep) as conn:
-        table, _ = markers.planned_table(conn, run_id, table_name)
-        lo, hi, expected = markers.partition_range(conn, run_id, table_name, partition)
-        if progress is not None:
-            progress.expected = expected
         cur = conn.cursor()
-        markers.lock(cur, run_id, table_name, partition)
-        if markers.is_loaded(cur, run_id, table_name, partition):
-            log.info("%s partition %d was loaded by another process meanwhile: skipped", table_name, partition)
-            conn.rollback()
+        claimed = claim_partition(conn, cur, run_id, table_name, partition, progress)
+        if claimed is None:
             return None
+        table, _, lo, hi = claimed
         started = time.monotonic()
         if markers.count_attempt(run_id, table_name, partition):
             sql, params = ddl.clear_range_sql(target_ep.schema, table, lo, hi)
@@ -313,7 +309,6 @@ def _target_figures(target_ep, table, verify, same):
 
 def complete_table(run_id, table_name, verify="full"):
     """Verify against the source, then key, index, reseed identity, statistics, complete marker."""
-    from .load import both_sides, verify_and_finish
     source_ep, target_ep = source_endpoint(), target_endpoint()
     same = source_ep.url.dialect == "mssql"
     with mssql.session(target_ep) as conn:

@@ -70,13 +70,11 @@ class SoTask(luigi.Task):
         """The task's body, with driver errors as SoLuigiErrors."""
         try:
             return self.do()
-        except psycopg2.Error as exc:
-            raise pg.translate(exc) from exc
         except Exception as exc:
-            if type(exc).__module__.startswith("pymssql"):
-                from .dialects import mssql
-                raise mssql.translate(exc, _mssql_role()) from exc
-            raise
+            err = _translated(exc)
+            if err is None:
+                raise
+            raise err from exc
 
     # connections a task holds while it runs, capped by [resources] of the scheduler's luigi.cfg
     # across all workers sharing it. One unit each, never more: a scheduler without [resources]
@@ -100,6 +98,16 @@ def plan_weights(task):
     """Expected MB of each partition of ``task``'s table, planning it first if no process has."""
     return load.ensure_planned(task.run_id, task.table, task.chunk_rows, task.layout, task.mode,
                                bulk_settings().unlogged)
+
+
+def _translated(exc):
+    """A driver error (psycopg2 or pymssql) as a one-line SoLuigiError, else None."""
+    if isinstance(exc, psycopg2.Error):
+        return pg.translate(exc)
+    if type(exc).__module__.startswith("pymssql"):
+        from .dialects import mssql
+        return mssql.translate(exc, _mssql_role())
+    return None
 
 
 def _mssql_role():
@@ -339,18 +347,13 @@ def plainly():
     """Errors raised while Luigi schedules (complete(), requires()) as one clear line."""
     try:
         yield
-    except psycopg2.Error as exc:
-        err = pg.translate(exc)
-        _say(err)
-        raise err from exc
     except SoLuigiError as exc:
         _say(exc)
         raise
     except Exception as exc:
-        if not type(exc).__module__.startswith("pymssql"):
+        err = _translated(exc)
+        if err is None:
             raise
-        from .dialects import mssql
-        err = mssql.translate(exc, _mssql_role())
         _say(err)
         raise err from exc
 
