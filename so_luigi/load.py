@@ -25,7 +25,7 @@ from .dialects import connect as connect_source, find_tables, module, session as
 from .dialects import postgres as pg
 from .dialects.base import pg_qualified
 from .errors import SchemaError, VerificationError
-from .planning import plan
+from .planning import plan, rows_per_partition
 from .progress import watch_copy
 
 log = logging.getLogger("luigi-interface.so_luigi")  # shown wherever Luigi shows its own log
@@ -68,20 +68,22 @@ def choose_layout(table, partitions, layout, mode):
     return "partitioned"
 
 
-def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming", unlogged=False):
+def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming", unlogged=False,
+               chunk_mb=0):
     """Describe, partition and create one destination table; store it all with the plan marker."""
     source_ep, target_ep = source_endpoint(), target_endpoint()
     table = discover(source_ep, [table_name])[0]
     conn = connect_source(source_ep)
     try:
-        row_count, bounds = module(source_ep).count_and_boundaries(conn, table, chunk_rows)
         size = module(source_ep).table_bytes(conn, table)
+        row_count, bounds, step = module(source_ep).count_and_boundaries(
+            conn, table, lambda rows: rows_per_partition(rows, size, chunk_rows, chunk_mb))
     finally:
         conn.close()
     if target_ep.url.dialect == "mssql":
         from . import mssql_load
-        return mssql_load.plan_table(run_id, table, row_count, bounds, size, chunk_rows)
-    ranges = plan(row_count, bounds, chunk_rows)
+        return mssql_load.plan_table(run_id, table, row_count, bounds, size, step)
+    ranges = plan(row_count, bounds, step)
     table.layout = choose_layout(table, len(ranges), layout, mode)
     table.unlogged = unlogged
     with pg.session(target_ep) as conn, conn.cursor() as cur:
@@ -95,7 +97,7 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
         cur.execute(pg.create_table_sql(target_ep.schema, table))
         cur.execute(f"COMMENT ON TABLE {pg_qualified(target_ep.schema, table_name)} IS %s",
                     (f"{OWNER_COMMENT}{run_id}",))
-        markers.store_plan(cur, run_id, table, ranges, row_count, chunk_rows, size)
+        markers.store_plan(cur, run_id, table, ranges, row_count, step, size)
         faults.pause("plan-commit")
         conn.commit()
     log.info("planned %s: %d rows in %d partition(s), %s layout", table_name, row_count, len(ranges),
@@ -103,7 +105,7 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
     return True
 
 
-def ensure_planned(run_id, table_name, chunk_rows, layout, mode, unlogged=False):
+def ensure_planned(run_id, table_name, chunk_rows, layout, mode, unlogged=False, chunk_mb=0):
     """Expected MB of each of the table's partitions, planning it first if no process has yet.
 
     A table planned by an earlier run is first compared with the source as it is now: a copy
@@ -123,7 +125,7 @@ def ensure_planned(run_id, table_name, chunk_rows, layout, mode, unlogged=False)
                 f"({'; '.join(changes)}): partitions read before and after cannot be mixed; "
                 f"`so-luigi reset --run-id {run_id} --tables {table_name}` to copy it afresh")
     else:
-        plan_table(run_id, table_name, chunk_rows, layout, mode, unlogged)
+        plan_table(run_id, table_name, chunk_rows, layout, mode, unlogged, chunk_mb)
     with target_session(target_endpoint()) as conn:
         return markers.partition_weights(conn, run_id, table_name)
 

@@ -1,9 +1,11 @@
 """Pure partition planning: table size and key boundaries -> keyset ranges.
 
-Ranges are cut on the integer primary key at every ``chunk_rows``-th key in key order (a
-ROW_NUMBER over the key computed by SQL Server; PostgreSQL walks the key's index instead, see
-postgres.offset_boundaries), so each partition holds ``chunk_rows`` rows
-however sparse the ids are. A range is ``(lo, hi]``; the first has no lower bound and the last no
+A partition holds at most ``chunk_rows`` rows and about ``chunk_mb`` of the table on disk
+(rows_per_partition): wide tables are cut by size, narrow ones by rows, so every partition is
+worth its fixed cost (a process, two connections, a marker transaction). Ranges are cut on the
+integer primary key at every step-th key in key order (a ROW_NUMBER over the key computed by SQL
+Server; PostgreSQL walks the key's index instead, see postgres.offset_boundaries), so each
+partition holds the same number of rows however sparse the ids are. A range is ``(lo, hi]``; the first has no lower bound and the last no
 upper bound, so together they cover every key exactly once, even keys added below the minimum or
 above the maximum after planning.
 """
@@ -14,6 +16,19 @@ def boundaries_sql(quote, qualified_table, key, chunk_rows):
     k, n = quote(key), int(chunk_rows)    # integer division: no '%' to clash with DB-API params
     return (f"SELECT k FROM (SELECT {k} AS k, ROW_NUMBER() OVER (ORDER BY {k}) AS rn "
             f"FROM {qualified_table}) numbered WHERE rn / {n} * {n} = rn ORDER BY k")
+
+
+def rows_per_partition(rows, table_bytes, chunk_rows, chunk_mb):
+    """Rows in each partition: ``chunk_rows``, or fewer when that many rows of this table would
+    take more than ``chunk_mb`` on disk. ``rows`` may be an estimate (it only sets the step; the
+    cuts are exact); a table that fits in one chunk by size is cut by ``chunk_rows`` alone, so
+    small tables plan the same whatever their statistics say."""
+    by_size = -(-int(table_bytes or 0) // (int(chunk_mb) << 20)) if chunk_mb else 1
+    if by_size <= 1 or not rows:
+        return chunk_rows
+    # 2% over the estimate: statistics a little low would otherwise leave a last partition of a
+    # few rows that costs as much to schedule as a full one
+    return max(1, min(chunk_rows, -(-int(rows) * 102 // (100 * by_size))))
 
 
 def plan(row_count, boundaries, chunk_rows):

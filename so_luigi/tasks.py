@@ -97,7 +97,7 @@ _planned = {}   # (run_id, table) -> partition weights, planned in this process 
 def plan_weights(task):
     """Expected MB of each partition of ``task``'s table, planning it first if no process has."""
     return load.ensure_planned(task.run_id, task.table, task.chunk_rows, task.layout, task.mode,
-                               bulk_settings().unlogged)
+                               bulk_settings().unlogged, task.chunk_mb)
 
 
 def _translated(exc):
@@ -117,15 +117,18 @@ def _mssql_role():
 
 
 def _how(task):
-    return {"chunk_rows": task.chunk_rows, "buffer_mb": task.buffer_mb, "verify": task.verify,
+    return {"chunk_rows": task.chunk_rows, "chunk_mb": task.chunk_mb, "buffer_mb": task.buffer_mb, "verify": task.verify,
             "mode": task.mode, "layout": task.layout}
 
 
 class _HowMixin:
     mode = luigi.ChoiceParameter(choices=("streaming", "bulk"), default="streaming", significant=False,
                                  description="streaming (source cursor -> COPY FROM STDIN) or bulk (CSV files)")
-    chunk_rows = luigi.IntParameter(default=500000, significant=False,
-                                    description="rows per partition")
+    chunk_rows = luigi.IntParameter(default=10000000, significant=False,
+                                    description="rows per partition, at most")
+    chunk_mb = luigi.IntParameter(default=256, significant=False,
+                                  description="MB of the source table on disk per partition, about "
+                                              "(wide tables are cut by size, narrow ones by --chunk-rows)")
     buffer_mb = luigi.IntParameter(default=256, significant=False,
                                    description="memory cap of a loading worker's stream buffer, in MB")
     verify = luigi.ChoiceParameter(choices=("full", "count"), default="full", significant=False,
@@ -217,6 +220,15 @@ class CompleteTable(_HowMixin, SoTask):
     table = luigi.Parameter()
     uses = {"source_connections": 1, "target_connections": 1}
 
+    @property
+    def priority(self):
+        """Just above the table's biggest partition: the table is completed (verified, keyed) as
+        soon as its last partition is in, while the other slots load on; at priority 0 every
+        completion waited for the very last partition. Luigi lends a task's priority to its
+        requirements, so no higher: partitions stay ordered by size, biggest first, across
+        tables."""
+        return max(self.weights, default=0) + 1
+
     def requires(self):
         return [LoadPartition(run_id=self.run_id, table=self.table, partition=i, weight=mb, **_how(self))
                 for i, mb in enumerate(self.weights)]
@@ -269,8 +281,8 @@ class ReplicateAll(_HowMixin, SoTask):
         return [CompleteTable(run_id=self.run_id, table=n, **_how(self)) for n in self.table_names]
 
     def check_options(self):
-        if self.chunk_rows < 1 or self.buffer_mb < 1:
-            raise ConfigError("--chunk-rows and --buffer-mb must be at least 1")
+        if self.chunk_rows < 1 or self.buffer_mb < 1 or self.chunk_mb < 1:
+            raise ConfigError("--chunk-rows, --chunk-mb and --buffer-mb must be at least 1")
         if target_endpoint().url.dialect == "mssql" and self.mode == "bulk":
             raise ConfigError("--mode bulk stages files for PostgreSQL's COPY; into SQL Server use "
                               "--mode streaming (rows go through the TDS bulk copy)")

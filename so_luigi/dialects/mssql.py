@@ -182,16 +182,19 @@ def describe(conn, schema, name):
     return table
 
 
-def count_and_boundaries(conn, table, chunk_rows):
+def count_and_boundaries(conn, table, step_for):
+    """(rows, boundaries, step): the exact count, then the keys closing each full chunk of
+    ``step = step_for(rows)`` rows."""
     key = table.int_key
     q = qualified(table.schema, table.name)
     cur = conn.cursor()
     cur.execute(f"SELECT COUNT_BIG(*) FROM {q}")
     rows = cur.fetchone()[0]
-    if key is None or rows <= chunk_rows:
-        return rows, []
-    cur.execute(boundaries_sql(mssql_ident, q, key, chunk_rows))
-    return rows, [r[0] for r in cur.fetchall()]
+    step = step_for(rows)
+    if key is None or rows <= step:
+        return rows, [], step
+    cur.execute(boundaries_sql(mssql_ident, q, key, step))
+    return rows, [r[0] for r in cur.fetchall()], step
 
 
 def table_bytes(conn, table):

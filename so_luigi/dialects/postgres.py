@@ -138,15 +138,39 @@ def describe(conn, schema, name):
     return table
 
 
-def count_and_boundaries(conn, table, chunk_rows):
+def count_and_boundaries(conn, table, step_for):
+    """(rows, boundaries, step): the row count and the keys closing each full chunk of ``step``
+    rows, where ``step = step_for(estimated rows)``. With an integer key the count and the keys
+    come from one walk along the key's index (full chunks times step plus the rows after the
+    last cut), so planning never reads the heap: a separate count(*) scanned every page (Posts
+    at scale 0.5: 0.66 s instead of 0.43 s)."""
     key = table.int_key
     q = pg_qualified(table.schema, table.name)
     with conn.cursor() as cur:
-        cur.execute(f"SELECT count(*) FROM {q}")
-        rows = cur.fetchone()[0]
-        if key is None or rows <= chunk_rows:
-            return rows, []
-        return rows, offset_boundaries(cur, q, key, chunk_rows)
+        if key is None:
+            cur.execute(f"SELECT count(*) FROM {q}")
+            rows = cur.fetchone()[0]
+            return rows, [], step_for(rows)
+        estimate = row_estimate(cur, q)
+        if estimate is None:
+            cur.execute(f"SELECT count(*) FROM {q}")
+            estimate = cur.fetchone()[0]
+        step = step_for(estimate)
+        found = offset_boundaries(cur, q, key, step)
+        k = pg_ident(key)
+        cur.execute(f"SELECT count(*) FROM (SELECT {k} FROM {q}"
+                    + (f" WHERE {k} > %s" if found else "") + ") rest", found[-1:])
+        return len(found) * step + cur.fetchone()[0], found, step
+
+
+def row_estimate(cur, q):
+    """The planner's row estimate of a table (its statistics scaled to its current size), or
+    None before its first ANALYZE."""
+    cur.execute("SELECT CASE WHEN reltuples < 0 THEN NULL WHEN relpages = 0 THEN reltuples "
+                "ELSE reltuples / relpages * (pg_relation_size(oid) / current_setting('block_size')::int) "
+                "END FROM pg_class WHERE oid = %s::regclass", (q,))
+    value = cur.fetchone()[0]
+    return None if value is None else int(value)
 
 
 def offset_boundaries(cur, q, key, chunk_rows):
