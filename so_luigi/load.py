@@ -248,16 +248,21 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
 
 
 def row_hash_method(source_ep, target_conn, table):
-    """How both PostgreSQL servers hash rows: 'record' (hash_record_extended: each column's own
-    hash function, 2 to 2.5 times faster than printing the row) when both are PostgreSQL 14+, the
-    destination types are the source's and the source can hash them; else 'text' (the row's
-    text). None for a SQL Server source, whose rows are hashed as they are read."""
+    """How both PostgreSQL servers hash rows, when the destination types are the source's:
+    'columns' (each value's own hash function, XORed; PostgreSQL 11+) when every column type has
+    one in pg.HASH_EXTENDED, else 'record' (hash_record_extended, PostgreSQL 14+) when the source
+    can hash the row, else 'text' (the row's text). None for a SQL Server source, whose rows are
+    hashed as they are read."""
     if source_ep.url.dialect != "postgres":
         return None
-    if not stream.binary_compatible(table) or target_conn.server_version < 140000:
+    if not stream.binary_compatible(table) or target_conn.server_version < 110000:
         return "text"
     with pg.session(source_ep) as conn, conn.cursor() as cur:
-        if conn.server_version < 140000:
+        if conn.server_version < 110000:
+            return "text"
+        if pg.column_hash_expr(table) is not None:
+            return "columns"
+        if conn.server_version < 140000 or target_conn.server_version < 140000:
             return "text"
         try:
             cur.execute(f"SELECT hash_record_extended(r, 0) FROM {pg_qualified(table.schema, table.name)} r LIMIT 1")
@@ -272,7 +277,7 @@ def _source_figures(source_ep, table, verify, row_hash):
     try:
         if source_ep.url.dialect == "postgres":
             with conn.cursor() as cur:
-                cur.execute(pg.row_checksum_sql(table.schema, table.name, row_hash) if verify == "full"
+                cur.execute(pg.row_checksum_sql(table.schema, table.name, row_hash, table) if verify == "full"
                             else f"SELECT count(*), NULL FROM {pg_qualified(table.schema, table.name)}")
                 count, total = cur.fetchone()
         else:
@@ -289,7 +294,7 @@ def _target_figures(target_ep, table, verify, row_hash):
     if verify != "full":
         sql = f"SELECT count(*), NULL FROM {pg_qualified(target_ep.schema, table.name)}"
     elif row_hash:
-        sql = pg.row_checksum_sql(target_ep.schema, table.name, row_hash)
+        sql = pg.row_checksum_sql(target_ep.schema, table.name, row_hash, table)
     else:
         sql = pg.checksum_sql(target_ep.schema, table)
     with pg.session(target_ep) as conn, conn.cursor() as cur:
