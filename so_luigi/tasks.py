@@ -298,8 +298,9 @@ class ReplicateAll(_HowMixin, SoTask):
                     markers.register_run(conn, self.run_id, source_ep, target_ep)
                 self._names = [t.name for t in tables]
                 # plan the tables side by side (the source counts and walks each key), not one by
-                # one as Luigi would ask each CompleteTable for its requirements
-                with ThreadPoolExecutor(max_workers=4) as pool:
+                # one as Luigi would ask each CompleteTable for its requirements; all at once (up
+                # to 8), so the biggest table's walk starts first instead of waiting its turn
+                with ThreadPoolExecutor(max_workers=max(1, min(8, len(self._names)))) as pool:
                     for name, weights in zip(self._names, pool.map(
                             lambda n: plan_weights(CompleteTable(run_id=self.run_id, table=n, **_how(self))),
                             self._names)):

@@ -147,15 +147,16 @@ def count_and_boundaries(conn, table, step_for):
     key = table.int_key
     q = pg_qualified(table.schema, table.name)
     with conn.cursor() as cur:
-        if key is None:
+        def count():
             cur.execute(f"SELECT count(*) FROM {q}")
-            rows = cur.fetchone()[0]
-            return rows, [], step_for(rows)
-        estimate = row_estimate(cur, q)
-        if estimate is None:
-            cur.execute(f"SELECT count(*) FROM {q}")
-            estimate = cur.fetchone()[0]
-        step = step_for(estimate)
+            return cur.fetchone()[0]
+        estimate = row_estimate(cur, q) if key is not None else None
+        rows = count() if estimate is None else None
+        step = step_for(rows if estimate is None else estimate)
+        if rows is None and estimate <= step:
+            rows = count()              # one partition, probably: a count is cheaper than a walk
+        if key is None or (rows is not None and rows <= step):
+            return rows, [], step
         found = offset_boundaries(cur, q, key, step)
         k = pg_ident(key)
         cur.execute(f"SELECT count(*) FROM (SELECT {k} FROM {q}"
