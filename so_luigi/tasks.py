@@ -6,7 +6,7 @@
 The graph is static: ReplicateAll finds the tables and CompleteTable plans its table when Luigi
 schedules them, so every process that schedules ReplicateAll against one luigid sees the same
 partitions and the scheduler hands each to one free worker, on any host. Significant parameters say
-which data (run_id, table, partition); how it moves (chunk_rows, buffer_mb, verify) is not
+which data (run_id, table, partition); how it moves (chunk_rows, chunk_mb, buffer_mb, verify) is not
 significant, so changing it never changes a task id. Connection URLs are never parameters: they
 hold passwords, and parameters end up in task ids and the scheduler UI.
 """

@@ -80,3 +80,27 @@ def test_subset_schemas_and_empty_table(pair):
     assert [i[0] for i in indexes] == [
         'CREATE UNIQUE INDEX ix_nokey_a_b ON "Copy"."NoKey" USING btree (a DESC, b)',
         'CREATE INDEX ix_nokey_b ON "Copy"."NoKey" USING btree (b)']
+
+
+def test_wide_tables_are_cut_by_size_and_each_is_completed_as_soon_as_it_is_loaded(pair):
+    """--chunk-mb cuts Posts (wide) into partitions of about that size while Votes (narrow, under
+    --chunk-rows) stays whole; with one worker, a table's completion (verify, key, ANALYZE) runs
+    right after its last partition, before the next table's partitions, instead of all
+    completions waiting for the last partition of the run."""
+    sample.fill_postgres(pair.source(), scale=0.003, names=["Posts", "Comments", "Votes"], log=lambda *a: None)
+    result = pair.run("--workers", "1", "--chunk-mb", "2", "--tables", "Posts,Comments,Votes")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_tables(pair, ["Posts", "Comments", "Votes"])
+    sizes = dict(pair.query("source", "SELECT relname, pg_table_size(oid) FROM pg_class "
+                                      "WHERE relname IN ('Posts', 'Comments', 'Votes')"))
+    parts = dict(pair.query("target", "SELECT table_name, partitions FROM so_luigi.tables"))
+    assert parts["Posts"] == -(-sizes["Posts"] // (2 << 20)) > 1      # by size
+    assert parts["Votes"] == -(-sizes["Votes"] // (2 << 20))
+    events = pair.query("target", """
+        SELECT at, table_name, kind FROM (
+            SELECT loaded_at AS at, table_name, 'load' AS kind FROM so_luigi.loaded
+            UNION ALL SELECT completed_at, table_name, 'complete' FROM so_luigi.tables) e ORDER BY at""")
+    order = [(table, kind) for _, table, kind in events]
+    for table in parts:
+        last_load = max(i for i, e in enumerate(order) if e == (table, "load"))
+        assert order[last_load + 1] == (table, "complete"), order

@@ -139,11 +139,15 @@ def describe(conn, schema, name):
 
 
 def count_and_boundaries(conn, table, step_for):
-    """(rows, boundaries, step): the row count and the keys closing each full chunk of ``step``
-    rows, where ``step = step_for(estimated rows)``. With an integer key the count and the keys
-    come from one walk along the key's index (full chunks times step plus the rows after the
-    last cut), so planning never reads the heap: a separate count(*) scanned every page (Posts
-    at scale 0.5: 0.66 s instead of 0.43 s)."""
+    """(rows, boundaries, step): the exact row count and the keys closing each full chunk of
+    ``step`` rows, where ``step = step_for(the planner's row estimate)`` (a count when the table
+    has no statistics yet).
+
+    A table the estimate puts within one step is counted: one scan, cheaper than a walk (Votes
+    at scale 0.5: 0.2 s instead of 0.63 s). Otherwise the count and the keys come from one walk
+    along the key's index (full chunks times step, plus the rows after the last cut), which
+    never reads the heap of a vacuumed table: a count(*) first had scanned every page (Posts:
+    0.66 s instead of 0.43 s)."""
     key = table.int_key
     q = pg_qualified(table.schema, table.name)
     with conn.cursor() as cur:
