@@ -164,9 +164,15 @@ def replicate(cluster, source_url, label, workers, args):
     cpu, client = busy_cpu_seconds() - cpu, client_cpu_seconds() - client
     if out.returncode != 0:
         raise SystemExit(f"{label} failed:\n{out.stderr[-3000:]}")
-    figures = query(target, "SELECT table_name, sum(seconds), max(peak_kb) FROM so_luigi.loaded GROUP BY 1")
-    result = {"seconds": seconds, "tables": {t: float(s) for t, s, _ in figures},
-              "peak_rss_mb": max(int(k or 0) for _, _, k in figures) / 1024, "cpu_seconds": cpu,
+    figures = query(target, """
+        SELECT l.table_name, sum(l.seconds), max(l.peak_kb),
+               extract(epoch FROM max(t.completed_at) - min(l.loaded_at - l.seconds * interval '1 second'))
+        FROM so_luigi.loaded l JOIN so_luigi.tables t ON t.run_id = l.run_id AND t.table_name = l.table_name
+        GROUP BY 1""")
+    result = {"seconds": seconds, "tables": {t: float(s) for t, s, _, _ in figures},
+              "table_wall": {t: float(w) for t, _, _, w in figures},
+              "table_peak_rss_mb": {t: int(k or 0) / 1024 for t, _, k, _ in figures},
+              "peak_rss_mb": max(int(k or 0) for _, _, k, _ in figures) / 1024, "cpu_seconds": cpu,
               "client_cpu_seconds": client, "phases": phases(target, wall, seconds, workers)}
     drop_db(cluster, f"bench_{label}")
     return result
@@ -302,11 +308,20 @@ def main():
     for name, m in methods.items():
         if m.get("phases"):
             print(f"{name:<26} " + ", ".join(f"{k} {v:.1f}" for k, v in m["phases"].items()))
-    print("\nper table, seconds (ReplicateAll: summed partition load times)")
-    names = sorted(TABLES, key=lambda t: -table_sizes_cache[t]["bytes"])
-    print(f"{'table':<12}" + "".join(f"{n[:14]:>15}" for n in methods))
-    for t in names:
-        print(f"{t:<12}" + "".join(f"{methods[n]['tables'].get(t, 0):>15.2f}" for n in methods))
+    print("\nper table: wall seconds (raw: its COPY, key and ANALYZE; ReplicateAll: its first partition's "
+          "start to its complete marker, verification included) and summed partition load seconds")
+    print(f"{'table':<11} {'method':<24} {'wall s':>7} {'rows/s':>10} {'MB/s':>7} {'peak RSS':>9} "
+          f"{'vs raw binary':>14} {'load s':>7}")
+    for t in sorted(TABLES, key=lambda t: -table_sizes_cache[t]["bytes"]):
+        size, base = table_sizes_cache[t], methods["raw binary pipe"]["tables"].get(t)
+        for n, m in methods.items():
+            w = m.get("table_wall", m["tables"]).get(t)
+            if not w:
+                continue
+            rss = m.get("table_peak_rss_mb", {}).get(t)
+            print(f"{t if n == 'raw binary pipe' else '':<11} {n:<24} {w:>7.2f} {size['rows'] / w:>10,.0f} "
+                  f"{size['bytes'] / 1e6 / w:>7.1f} {f'{rss:.0f} MB' if rss else '-':>9} "
+                  f"{w / base if base else 0:>13.2f}x {m['tables'].get(t, 0):>7.2f}")
     print("\nrow path (pymssql-shaped rows -> encoder -> COPY), one core; the raw text pipe's rows/s for "
           "the same table (its per-table seconds, keys and ANALYZE included) for comparison")
     text = methods.get("raw text pipe", {}).get("tables", {})

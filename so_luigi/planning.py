@@ -5,9 +5,9 @@ A partition holds at most ``chunk_rows`` rows and about ``chunk_mb`` of the tabl
 worth its fixed cost (a process, two connections, a marker transaction). Ranges are cut on the
 integer primary key at every step-th key in key order (a ROW_NUMBER over the key computed by SQL
 Server; PostgreSQL walks the key's index instead, see postgres.offset_boundaries), so each
-partition holds the same number of rows however sparse the ids are. A range is ``(lo, hi]``; the first has no lower bound and the last no
-upper bound, so together they cover every key exactly once, even keys added below the minimum or
-above the maximum after planning.
+partition holds the same number of rows however sparse the ids are. A range is ``(lo, hi]``; the
+first has no lower bound and the last no upper bound, so together they cover every key exactly
+once, even keys added below the minimum or above the maximum after planning.
 """
 
 
