@@ -81,3 +81,37 @@ def test_login_failed_message_from_dblib_is_made_one_line():
                                            b"DB-Lib error message 20002, severity 9:\nAdaptive Server connection failed\n"))
     err = mssql.connect_error(exc, _ep("mssql://sa:pw@db.example:1433/so"))
     assert isinstance(err, ConnectError) and "login failed for user 'sa'" in str(err)
+
+
+class _Answers:
+    """A stand-in for a pymssql connection that answers each statement from a list in turn
+    (an exception is raised): what is checked is the fallback logic, not SQL Server."""
+
+    def __init__(self, *answers):
+        self.answers, self.sent = list(answers), []
+
+    def cursor(self):
+        conn = self
+
+        class Cursor:
+            def execute(self, sql, params=None):
+                conn.sent.append(sql)
+                self.answer = conn.answers.pop(0)
+                if isinstance(self.answer, Exception):
+                    raise self.answer
+
+            def fetchone(self):
+                return self.answer
+        return Cursor()
+
+
+def test_table_size_falls_back_to_sp_spaceused_without_view_database_state():
+    from so_luigi.dialects.base import Table
+    table = Table(schema="dbo", name="Posts", columns=[])
+    assert mssql.table_bytes(_Answers((8192 * 10,)), table) == 81920
+    denied = Exception("VIEW DATABASE STATE permission denied in database 'StackOverflow2010'.")
+    conn = _Answers(denied, ("Posts", "3729195   ", "2550000 KB", "2490184 KB", "8800 KB", "51016 KB"))
+    assert mssql.table_bytes(conn, table) == 2490184 * 1024
+    assert sqlglot.parse_one(conn.sent[1].replace("%s", "'x'"), read="tsql") is not None
+    assert mssql.table_bytes(_Answers(denied, denied), table) is None
+    assert mssql.table_bytes(_Answers((None,), None), table) is None

@@ -198,15 +198,26 @@ def count_and_boundaries(conn, table, step_for):
 
 
 def table_bytes(conn, table):
-    """Size of the table's data pages (for scheduling the biggest partitions first); None when
-    the login may not read sys.dm_db_partition_stats (VIEW DATABASE STATE)."""
-    cur = conn.cursor()
+    """Size of the table's data pages: it sizes the partitions (--chunk-mb) and schedules the
+    biggest first. From sys.dm_db_partition_stats, else from sp_spaceused, which is granted to
+    public, for a login without VIEW DATABASE STATE; None when neither answers (partitions are
+    then cut by --chunk-rows alone)."""
+    name = qualified(table.schema, table.name)
     try:
+        cur = conn.cursor()
         cur.execute("SELECT SUM(used_page_count) * 8192 FROM sys.dm_db_partition_stats "
-                    "WHERE object_id = OBJECT_ID(%s) AND index_id IN (0, 1)", (qualified(table.schema, table.name),))
+                    "WHERE object_id = OBJECT_ID(%s) AND index_id IN (0, 1)", (name,))
         row = cur.fetchone()
-        return int(row[0]) if row and row[0] is not None else None
-    except Exception:  # noqa: BLE001 -- a missing privilege only costs the ordering
+        if row and row[0] is not None:
+            return int(row[0])
+    except Exception:  # noqa: BLE001 -- a missing privilege: try the procedure granted to public
+        pass
+    try:
+        cur = conn.cursor()
+        cur.execute("EXEC sp_spaceused @objname = %s", (name,))
+        row = cur.fetchone()              # name, rows, reserved, data, index_size, unused: '123 KB'
+        return int(str(row[3]).split()[0]) * 1024 if row else None
+    except Exception:  # noqa: BLE001 -- no size only costs the sizing and the ordering
         return None
 
 
