@@ -226,8 +226,12 @@ class CompleteTable(_HowMixin, SoTask):
         soon as its last partition is in, while the other slots load on; at priority 0 every
         completion waited for the very last partition. Luigi lends a task's priority to its
         requirements, so no higher: partitions stay ordered by size, biggest first, across
-        tables."""
-        return max(self.weights, default=0) + 1
+        tables. 0 when the table cannot be planned: requires() has already said why, and Luigi
+        reads the priority outside the try that catches its errors."""
+        try:
+            return max(self.weights, default=0) + 1
+        except Exception:  # noqa: BLE001 -- reported once, by requires()
+            return 0
 
     def requires(self):
         return [LoadPartition(run_id=self.run_id, table=self.table, partition=i, weight=mb, **_how(self))
