@@ -117,8 +117,8 @@ def _mssql_role():
 
 
 def _how(task):
-    return {"chunk_rows": task.chunk_rows, "chunk_mb": task.chunk_mb, "buffer_mb": task.buffer_mb, "verify": task.verify,
-            "mode": task.mode, "layout": task.layout}
+    return {"chunk_rows": task.chunk_rows, "chunk_mb": task.chunk_mb, "buffer_mb": task.buffer_mb,
+            "verify": task.verify, "mode": task.mode, "layout": task.layout}
 
 
 class _HowMixin:
