@@ -16,6 +16,7 @@ import copy
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
 
@@ -336,18 +337,21 @@ def complete_table(run_id, table_name, verify="full"):
                               lambda: _target_figures(target_ep, table, verify, row_hash))
         return verify_and_finish(
             conn, run_id, table_name, verify, figures,
-            lambda table, partitions: pg.finish_table_sql(target_ep.schema, table, partitions))
+            lambda table, partitions: pg.finish_table_steps(target_ep.schema, table, partitions))
 
 
-def verify_and_finish(conn, run_id, table_name, verify, figures, finish_sql, prepare=None):
+def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, prepare=None):
     """Completing a table on either destination: all partitions loaded, counts (and checksums)
-    equal on source, destination and markers, then the ``finish_sql`` statements and the complete
+    equal on source, destination and markers, then the finishing statements and the complete
     marker in one transaction.
 
     ``figures(table)`` returns ((source count, checksum), (destination count, checksum)); a source
     checksum of None with full verification means the source's rows were checksummed as they were
-    read (the sum is in the loaded markers). ``prepare(table)``, when given, runs (and commits)
-    first.
+    read (the sum is in the loaded markers). ``finish_steps(table, partitions)`` returns two lists
+    of statements: the first runs in the finishing transaction while ``figures`` is computed on
+    other connections (statements that let readers in: the destination's verification scan
+    shares its pass over the heap with them), the second after the figures agree. ``prepare(table)``,
+    when given, runs (and commits) first.
     """
     table, partitions = markers.planned_table(conn, run_id, table_name)
     cur = conn.cursor()
@@ -357,29 +361,54 @@ def verify_and_finish(conn, run_id, table_name, verify, figures, finish_sql, pre
         raise VerificationError(f"{table_name}: {loaded} of {partitions} partitions loaded")
     if prepare is not None:
         prepare(table)
-    (src_count, src_sum), (dst_count, dst_sum) = figures(table)
+    beside, after = finish_steps(table, partitions)
+    failed = None
+    if beside:
+        markers.lock(cur, run_id, table_name)
+        if markers.is_complete(cur, run_id, table_name):
+            conn.rollback()
+            return None
+        with ThreadPoolExecutor(1, thread_name_prefix="so_luigi-verify") as pool:
+            measured = pool.submit(figures, table)
+            try:
+                _finish(cur, beside)
+            except Exception as exc:    # reported after the figures: differing counts say more
+                conn.rollback()
+                failed = exc
+            (src_count, src_sum), (dst_count, dst_sum) = measured.result()
+    else:
+        (src_count, src_sum), (dst_count, dst_sum) = figures(table)
     if src_sum is None and verify == "full":
         src_sum = streamed_sum
     reset_hint = f"`so-luigi reset --run-id {run_id} --tables {table_name}` and run again"
     if not src_count == dst_count == rows:
+        conn.rollback()
         raise VerificationError(
             f"{table_name}: row counts differ: source {src_count}, destination {dst_count}, "
             f"loaded markers {rows}; the source may have changed since planning: {reset_hint}")
     if verify == "full" and src_sum != dst_sum:
+        conn.rollback()
         raise VerificationError(
             f"{table_name}: content checksum differs (source {src_sum}, destination {dst_sum}) "
             f"over {dst_count} rows: {reset_hint}; if it persists, report it with the table definition")
+    if failed is not None:
+        raise failed
     verdict = "ok: count+checksum" if verify == "full" else "ok: count only"
-    markers.lock(cur, run_id, table_name)
-    if markers.is_complete(cur, run_id, table_name):
-        conn.rollback()
-        return None
-    for n, statement in enumerate(finish_sql(table, partitions)):
-        cur.execute(statement)
-        if n == 0:
-            faults.pause("index-build")
+    if not beside:
+        markers.lock(cur, run_id, table_name)
+        if markers.is_complete(cur, run_id, table_name):
+            conn.rollback()
+            return None
+    _finish(cur, after, pause=not beside)
     markers.mark_complete(cur, run_id, table_name, dst_count, nbytes, src_sum, dst_sum, verdict)
     faults.pause("complete-commit")
     conn.commit()
     log.info("completed %s: %d rows, %s", table_name, dst_count, verdict)
     return verdict
+
+
+def _finish(cur, statements, pause=True):
+    for n, statement in enumerate(statements):
+        cur.execute(statement)
+        if n == 0 and pause:
+            faults.pause("index-build")

@@ -316,5 +316,5 @@ def complete_table(run_id, table_name, verify="full"):
             conn, run_id, table_name, verify,
             lambda table: both_sides(lambda: _source_figures(source_ep, table, verify),
                                      lambda: _target_figures(target_ep, table, verify, same)),
-            lambda table, partitions: ddl.finish_table_sql(target_ep.schema, table),
+            lambda table, partitions: ([], ddl.finish_table_sql(target_ep.schema, table)),
             lambda table: prepare(conn, target_ep.schema, table, source_ep.url.dialect))

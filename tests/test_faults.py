@@ -222,3 +222,22 @@ def test_a_changed_value_fails_the_content_checksum(sourced):
     line = [l for l in rerun.stderr.splitlines() if l.startswith("so_luigi: error:")]
     assert line and "Votes: content checksum differs" in line[0]
     assert pair.query("target", "SELECT count(*) FROM so_luigi.tables WHERE completed_at IS NOT NULL") == [(0,)]
+    # the key built beside the verification went with its transaction
+    assert pair.query("target", "SELECT indexname FROM pg_indexes WHERE tablename = 'Votes'") == []
+
+
+def test_readers_are_let_in_while_the_key_is_built_beside_verification(sourced):
+    """The key and indexes are built while another session counts the table: the statements of
+    that step must leave readers in, or the count would wait for a transaction that waits for it."""
+    pair = sourced
+    proc = run_until(pair, pair.env(SO_LUIGI_PAUSE_AT="index-build"), ["--tables", "Votes", "--workers", "1"],
+                     lambda line: "paused at index-build" in line)
+    try:
+        held = pair.query("target", "SELECT l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                                    "WHERE c.relname = 'Votes' AND l.granted AND l.pid <> pg_backend_pid()")
+        assert ("ShareLock",) in held, held          # the finishing transaction is building the key
+        assert pair.query("target", "SET lock_timeout = '5s'; SELECT count(*) FROM \"Votes\"") == \
+            pair.query("source", 'SELECT count(*) FROM "Votes"')
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

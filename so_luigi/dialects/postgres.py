@@ -270,30 +270,51 @@ def index_name(table, name):
 
 def finish_table_sql(schema, table, partitions=1):
     """Statements that turn a loaded heap into the finished table: key, indexes, sequences."""
+    beside, after = finish_table_steps(schema, table, partitions)
+    return beside + after
+
+
+def finish_table_steps(schema, table, partitions=1):
+    """finish_table_sql in two lists: what may run while another session counts or checksums the
+    table, then what needs it alone.
+
+    A plain logged table's key and indexes are built with CREATE INDEX, which lets readers in, so
+    they run beside the verification scans, and PostgreSQL's synchronized scans share one pass
+    over the heap between them; the key's index then becomes the constraint (USING INDEX: no
+    second build, no scan, the key columns are NOT NULL already). An unlogged table (SET LOGGED
+    rewrites it) and a partitioned one (whose key cannot take an index) are finished after the
+    verification, as one list.
+    """
     q = pg_qualified(schema, table.name)
-    out = []
+    beside, after = [], []
     if table.unlogged:
         # SET LOGGED rewrites the table into the WAL: the price of an unlogged load
         children = ([pg_qualified(schema, partition_name(table, n)) for n in range(partitions)]
                     if table.layout == "partitioned" else [q])
-        out += [f"ALTER TABLE {child} SET LOGGED" for child in children]
+        after += [f"ALTER TABLE {child} SET LOGGED" for child in children]
+    alone = table.unlogged or table.layout == "partitioned"
     if table.primary_key:
         # constraint names are per schema in both dialects: keep the source's
-        name = table.pk_name or f"{table.name}_pkey"
+        name = pg_ident(table.pk_name or f"{table.name}_pkey")
         cols = ", ".join(pg_ident(c) for c in table.primary_key)
-        out.append(f"ALTER TABLE {q} ADD CONSTRAINT {pg_ident(name)} PRIMARY KEY ({cols})")
+        if alone:
+            after.append(f"ALTER TABLE {q} ADD CONSTRAINT {name} PRIMARY KEY ({cols})")
+        else:
+            beside.append(f"CREATE UNIQUE INDEX {name} ON {q} ({cols})")
+            after.append(f"ALTER TABLE {q} ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}")
     for idx in table.indexes:
         cols = ", ".join(f"{pg_ident(c)} {d}" for c, d in idx.columns)
         unique = "UNIQUE " if idx.unique else ""
-        out.append(f"CREATE {unique}INDEX {pg_ident(index_name(table, idx.name))} ON {q} ({cols})")
+        (after if alone else beside).append(
+            f"CREATE {unique}INDEX {pg_ident(index_name(table, idx.name))} ON {q} ({cols})")
+    (after if alone else beside).append(f"ANALYZE {q}")
     for col in table.identity_columns:
         # setval(max) makes the next generated value max+1; a table with no positive id starts at 1
-        out.append(f"SELECT setval(pg_get_serial_sequence('{q.replace(chr(39), chr(39) * 2)}', "
-                   f"'{col.replace(chr(39), chr(39) * 2)}'), "
-                   f"greatest(coalesce(max({pg_ident(col)}), 1), 1), coalesce(max({pg_ident(col)}) >= 1, false)) "
-                   f"FROM {q}")
-    out.append(f"ANALYZE {q}")
-    return out
+        after.append(f"SELECT setval(pg_get_serial_sequence('{q.replace(chr(39), chr(39) * 2)}', "
+                     f"'{col.replace(chr(39), chr(39) * 2)}'), "
+                     f"greatest(coalesce(max({pg_ident(col)}), 1), 1), coalesce(max({pg_ident(col)}) >= 1, false)) "
+                     f"FROM {q}")
+    return beside, after
 
 
 # --- checksums --------------------------------------------------------------------------------
