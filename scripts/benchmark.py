@@ -262,7 +262,7 @@ def main():
     p.add_argument("--row-path-rows", type=int, default=200_000, help="rows per table for the row path")
     p.add_argument("--out", default=os.path.join(ROOT, "bench"))
     p.add_argument("--quick", action="store_true",
-                   help="raw binary pipe and streaming only, no chart (for iterating on the hot path)")
+                   help="raw binary pipe and streaming only, no chart; writes bench/quick-scale<N>.json")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     cluster = embedded.start("debian", workdir=os.path.join(ROOT, ".so_luigi", "bench-pg"))
@@ -333,7 +333,11 @@ def main():
         r["raw_text_rows_per_s"] = raw_rate
         print(f"{t:<12} {r['rows']:>9,} rows {rate:>10,.0f} rows/s "
               f"{r['bytes'] / 1e6 / r['seconds']:>7.1f} MB/s  cpu {r['cpu_seconds']:.2f} s{vs}")
-    if args.quick:
+    if args.quick:      # kept beside the full run's figures, no chart
+        path = os.path.join(args.out, f"quick-scale{args.scale:g}.json")
+        with open(path, "w") as fh:
+            json.dump(results, fh, indent=1)
+        print(f"\nwrote {path}")
         return
     with open(os.path.join(args.out, "results.json"), "w") as fh:
         json.dump(results, fh, indent=1)
