@@ -4,9 +4,10 @@
                       table and store definition + plan + plan marker together;
 * ``load_partition``: stream one key range into the table and insert its ``loaded`` marker in
                       the same transaction: a killed load leaves neither rows nor marker;
-* ``complete_table``: verify count and checksum against the source, then build the primary key
-                      and indexes, move identity sequences past max(id), ANALYZE, and set the
-                      complete marker, again in one transaction.
+* ``complete_table``: build the key and indexes and ANALYZE while count and checksum are
+                      compared with the source, then (when they agree) make the key a
+                      constraint, move identity sequences past max(id) and set the complete
+                      marker, again in one transaction.
 
 Each step takes a transaction-scoped advisory lock on its marker and re-checks it, so two runs
 racing for the same step cannot both do it.
