@@ -25,7 +25,7 @@ from . import bulk, faults, markers, stream, typemap
 from .config import source_endpoint, target_endpoint
 from .dialects import connect as connect_source, find_tables, module, session as target_session
 from .dialects import postgres as pg
-from .dialects.base import pg_qualified
+from .dialects.base import percent_safe, pg_qualified
 from .errors import SchemaError, VerificationError
 from .planning import plan, rows_per_partition
 from .progress import watch_copy
@@ -97,7 +97,7 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {pg.pg_ident(target_ep.schema)}")
         _drop_previous(cur, target_ep.schema, table_name)
         cur.execute(pg.create_table_sql(target_ep.schema, table))
-        cur.execute(f"COMMENT ON TABLE {pg_qualified(target_ep.schema, table_name)} IS %s",
+        cur.execute(f"COMMENT ON TABLE {percent_safe(pg_qualified(target_ep.schema, table_name))} IS %s",
                     (f"{OWNER_COMMENT}{run_id}",))
         markers.store_plan(cur, run_id, table, ranges, row_count, step, size)
         faults.pause("plan-commit")

@@ -43,10 +43,10 @@ from .config import source_endpoint, target_endpoint
 from .dialects import connect as connect_source
 from .dialects import mssql
 from .dialects import mssql_ddl as ddl
-from .dialects.base import mssql_ident, pg_ident, pg_qualified
+from .dialects.base import mssql_ident, percent_safe, pg_ident, pg_qualified
 from .errors import SchemaError
 from .load import both_sides, claim_partition, verify_and_finish
-from .planning import plan, predicate
+from .planning import plan, ranged
 
 log = logging.getLogger("luigi-interface.so_luigi")
 OWNER = "so_luigi run "
@@ -103,9 +103,8 @@ def _pg_select(table, lo, hi):
         if c.data_type == "money":
             return f"{pg_ident(c.name)}::numeric"
         return pg_ident(c.name)
-    where, params = predicate(pg_ident, table.int_key, lo, hi) if table.int_key else ("", ())
-    return (f"SELECT {', '.join(expr(c) for c in table.columns)} "
-            f"FROM {pg_qualified(table.schema, table.name)}{where}"), params
+    return ranged(f"SELECT {', '.join(expr(c) for c in table.columns)} "
+                  f"FROM {pg_qualified(table.schema, table.name)}", pg_ident, table.int_key, lo, hi)
 
 
 def _mssql_select(table, lo, hi):
@@ -114,9 +113,8 @@ def _mssql_select(table, lo, hi):
         if c.data_type in ("datetime2", "datetimeoffset", "time") and (c.precision or 0) > 6:
             return f"CONVERT(varchar(40), {mssql_ident(c.name)}, 121)"
         return mssql_ident(c.name)
-    where, params = predicate(mssql_ident, table.int_key, lo, hi) if table.int_key else ("", ())
-    return (f"SELECT {', '.join(expr(c) for c in table.columns)} "
-            f"FROM {mssql.qualified(table.schema, table.name)}{where}"), params
+    return ranged(f"SELECT {', '.join(expr(c) for c in table.columns)} "
+                  f"FROM {mssql.qualified(table.schema, table.name)}", mssql_ident, table.int_key, lo, hi)
 
 
 def source_batches(source_ep, table, lo, hi, batch_rows):
@@ -235,7 +233,7 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, prog
             sql, params = ddl.clear_range_sql(target_ep.schema, table, lo, hi)
             cur.execute(sql, params)
             removed = cur.rowcount
-            cur.execute(f"DELETE FROM {side_table(table_name)} WITH (TABLOCKX) WHERE {SIDE_EXTRA[0][0]} = %s",
+            cur.execute(f"DELETE FROM {percent_safe(side_table(table_name))} WITH (TABLOCKX) WHERE {SIDE_EXTRA[0][0]} = %s",
                         (partition,))
             if removed + cur.rowcount > 0:
                 log.warning("%s partition %d: removed %d rows an interrupted earlier attempt left",

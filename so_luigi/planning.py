@@ -9,6 +9,7 @@ partition holds the same number of rows however sparse the ids are. A range is `
 first has no lower bound and the last no upper bound, so together they cover every key exactly
 once, even keys added below the minimum or above the maximum after planning.
 """
+from .dialects.base import percent_safe
 
 
 def boundaries_sql(quote, qualified_table, key, chunk_rows):
@@ -38,13 +39,17 @@ def plan(row_count, boundaries, chunk_rows):
     return list(zip(edges[:-1], edges[1:]))
 
 
-def predicate(quote, key, lo, hi):
-    """(SQL, params) selecting one range; values are always parameters, never interpolated."""
-    k = quote(key)
-    if lo is None and hi is None:
-        return "", ()
+def ranged(select, quote, key, lo, hi):
+    """``select`` limited to the key range (lo, hi]: (SQL, params), params None when the whole
+    table is read. Values are always parameters, never interpolated. With parameters, a '%' in
+    a quoted name is doubled: psycopg2 and pymssql read every '%' as the start of a placeholder."""
+    if key is None or (lo is None and hi is None):
+        return select, None
+    k = percent_safe(quote(key))
     if lo is None:
-        return f" WHERE {k} <= %s", (hi,)
-    if hi is None:
-        return f" WHERE {k} > %s", (lo,)
-    return f" WHERE {k} > %s AND {k} <= %s", (lo, hi)
+        where, params = f" WHERE {k} <= %s", (hi,)
+    elif hi is None:
+        where, params = f" WHERE {k} > %s", (lo,)
+    else:
+        where, params = f" WHERE {k} > %s AND {k} <= %s", (lo, hi)
+    return percent_safe(select) + where, params

@@ -103,7 +103,7 @@ def test_random_rows_round_trip_through_a_real_copy(pair, batch):
     assert printed == lines
 
 
-WEIRD = ['Mixed Case', 'with "quote"', "select", "naïve_日本", "a.b", "x" * 63]
+WEIRD = ['Mixed Case', 'with "quote"', "select", "naïve_日本", "a.b", "x" * 63, "100% %s"]
 
 
 @pytest.mark.parametrize("mode", ["streaming", "bulk"])

@@ -42,6 +42,12 @@ def test_partition_select_and_boundaries():
                      "FROM [dbo].[Votes] WHERE [Id] > %s AND [Id] <= %s")
     assert params == (100, 200)
     tsql(query)
+    whole, none = mssql.select_sql(table, None, None)
+    assert none is None and whole.endswith("FROM [dbo].[Votes]")
+    # pymssql reads every '%' of a query that has parameters as a placeholder's start
+    table.name = "100% off"
+    assert mssql.select_sql(table, 1, None)[0].endswith("FROM [dbo].[100%% off] WHERE [Id] > %s")
+    assert mssql.select_sql(table, None, None)[0].endswith("FROM [dbo].[100% off]")
     bounds = planning.boundaries_sql(mssql_ident, "[dbo].[Votes]", "Id", 500000)
     assert "%" not in bounds
     tsql(bounds)

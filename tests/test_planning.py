@@ -14,10 +14,15 @@ def test_ranges_cover_everything_once():
     assert planning.plan(20, [10, 20], 10) == [(None, 10), (10, None)]
 
 
-def test_predicates_are_parameters():
-    assert planning.predicate(pg_ident, "Id", None, 5) == (' WHERE "Id" <= %s', (5,))
-    assert planning.predicate(pg_ident, "Id", 5, 9) == (' WHERE "Id" > %s AND "Id" <= %s', (5, 9))
-    assert planning.predicate(pg_ident, "Id", 9, None) == (' WHERE "Id" > %s', (9,))
+def test_ranges_are_parameters_and_a_percent_in_a_name_is_not_a_placeholder():
+    assert planning.ranged("SELECT * FROM t", pg_ident, "Id", None, 5) == ('SELECT * FROM t WHERE "Id" <= %s', (5,))
+    assert planning.ranged("SELECT * FROM t", pg_ident, "Id", 5, 9) == \
+        ('SELECT * FROM t WHERE "Id" > %s AND "Id" <= %s', (5, 9))
+    assert planning.ranged("SELECT * FROM t", pg_ident, "Id", 9, None) == ('SELECT * FROM t WHERE "Id" > %s', (9,))
+    # the whole table: no parameters, so the text is sent as it is
+    assert planning.ranged('SELECT * FROM "100%"', pg_ident, "Id", None, None) == ('SELECT * FROM "100%"', None)
+    assert planning.ranged('SELECT * FROM "100%"', pg_ident, "5%s", 1, None) == \
+        ('SELECT * FROM "100%%" WHERE "5%%s" > %s', (1,))
 
 
 def test_rows_per_partition_cuts_wide_tables_by_size_and_narrow_ones_by_rows():
@@ -83,8 +88,7 @@ def test_plan_on_a_real_table_with_gaps(pair, chunk):
         counts = []
         with conn.cursor() as cur:
             for lo, hi in ranges:
-                where, params = planning.predicate(pg_ident, "Id", lo, hi)
-                cur.execute(f'SELECT count(*) FROM "T"{where}', params)
+                cur.execute(*planning.ranged('SELECT count(*) FROM "T"', pg_ident, "Id", lo, hi))
                 counts.append(cur.fetchone()[0])
         assert sum(counts) == 1000
         assert all(c == chunk for c in counts[:-1]) and 0 < counts[-1] <= chunk

@@ -78,6 +78,12 @@ def pg_ident(name):
     return '"' + name.replace('"', '""') + '"'
 
 
+def percent_safe(sql):
+    """SQL text (names already quoted) for a driver call that also passes parameters: psycopg2
+    and pymssql read every '%' as the start of a placeholder, so a name's '%' is doubled."""
+    return sql.replace("%", "%%")
+
+
 def pg_qualified(schema, name):
     return f"{pg_ident(schema)}.{pg_ident(name)}"
 

@@ -17,7 +17,7 @@ import uuid
 from contextlib import contextmanager
 
 from ..errors import ConnectError, SchemaError, TransientError
-from ..planning import boundaries_sql, predicate
+from ..planning import boundaries_sql, ranged
 from .base import Column, Index, Table, mssql_ident
 from .postgres import sql
 
@@ -224,8 +224,7 @@ def table_bytes(conn, table):
 def select_sql(table, lo, hi):
     """SELECT of one partition: (sql, params) for pymssql."""
     cols = ", ".join(mssql_ident(c.name) for c in table.columns)
-    where, params = predicate(mssql_ident, table.int_key, lo, hi) if table.int_key else ("", ())
-    return f"SELECT {cols} FROM {qualified(table.schema, table.name)}{where}", params
+    return ranged(f"SELECT {cols} FROM {qualified(table.schema, table.name)}", mssql_ident, table.int_key, lo, hi)
 
 
 # --- writing: the TDS bulk copy (the SQL Server destination and dump loads) -------------------

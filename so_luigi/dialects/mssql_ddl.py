@@ -9,7 +9,7 @@ import re
 
 from .. import typemap
 from ..errors import SchemaError
-from ..planning import predicate
+from ..planning import ranged
 from .base import mssql_ident
 from .mssql import qualified
 
@@ -380,5 +380,4 @@ def clear_range_sql(schema, table, lo, hi):
     so it needs no ALTER permission and commits with the load. TABLOCKX: the delete's first lock
     on the table is then the one it keeps, so it waits for other partitions' bulk (BU) locks
     instead of holding row locks they wait for (a deadlock when two retries run at once)."""
-    where, params = predicate(mssql_ident, table.int_key, lo, hi) if table.int_key else ("", ())
-    return f"DELETE FROM {qualified(schema, table.name)} WITH (TABLOCKX){where}", params
+    return ranged(f"DELETE FROM {qualified(schema, table.name)} WITH (TABLOCKX)", mssql_ident, table.int_key, lo, hi)
