@@ -429,7 +429,7 @@ def test_checksum_is_null_safe_and_cannot_overflow():
     (100, 200, " WHERE [Id] > %s AND [Id] <= %s", (100, 200)),
     (None, 200, " WHERE [Id] <= %s", (200,)),
     (100, None, " WHERE [Id] > %s", (100,)),
-    (None, None, "", ()),
+    (None, None, "", None),
 ])
 def test_clear_range_deletes_the_partitions_keys(lo, hi, where, params):
     sql, got = ddl.clear_range_sql("dbo", sample.table_def("Votes"), lo, hi)
@@ -440,7 +440,7 @@ def test_clear_range_deletes_the_partitions_keys(lo, hi, where, params):
 def test_clear_range_without_integer_key_clears_the_table():
     table = _table([_mssql_col("nvarchar", 10, name="code", nullable=False)], name="a]b", primary_key=["code"])
     sql, params = ddl.clear_range_sql("my s", table, 1, 2)
-    assert (sql, params) == ("DELETE FROM [my s].[a]]b] WITH (TABLOCKX)", ())
+    assert (sql, params) == ("DELETE FROM [my s].[a]]b] WITH (TABLOCKX)", None)
     assert tsql(sql.replace(" WITH (TABLOCKX)", "")).this.name == "a]b"
 
 
