@@ -158,4 +158,8 @@ def target_endpoint():
 
 
 def marker_schema():
-    return os.environ.get("SO_MARKER_SCHEMA") or target().marker_schema
+    name = os.environ.get("SO_MARKER_SCHEMA") or target().marker_schema
+    if "%" in name:     # marker queries pass parameters, and the drivers read '%' as one
+        raise ConfigError(f"marker schema {name!r}: '%' is not allowed there "
+                          f"(set [target] marker_schema or SO_MARKER_SCHEMA to another name)")
+    return name

@@ -96,3 +96,8 @@ def test_existing_foreign_table_is_never_dropped(small):
     small.query("target", 'CREATE TABLE "Users" (x int); INSERT INTO "Users" VALUES (1)')
     assert_clean_failure(small, small.run("--tables", "Users"), "public.Users already exists and was not created by so_luigi")
     assert small.query("target", 'SELECT x FROM "Users"') == [(1,)]
+
+
+def test_percent_in_the_marker_schema_name_is_refused(small):
+    result = small.run(env=small.env(SO_MARKER_SCHEMA="runs 100%"))
+    assert_clean_failure(small, result, "marker schema 'runs 100%'", "SO_MARKER_SCHEMA")
