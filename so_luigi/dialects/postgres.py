@@ -279,7 +279,7 @@ def finish_table_steps(schema, table, partitions=1):
     table, then what needs it alone.
 
     A plain logged table's key and indexes are built with CREATE INDEX, which lets readers in, so
-    they run beside the verification scans, and PostgreSQL's synchronized scans share one pass
+    they run beside the verification scans, and PostgreSQL's synchronized scans can share one pass
     over the heap between them; the key's index then becomes the constraint (USING INDEX: no
     second build, no scan, the key columns are NOT NULL already). An unlogged table (SET LOGGED
     rewrites it) and a partitioned one (whose key cannot take an index) are finished after the
