@@ -350,9 +350,10 @@ def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, p
     checksum of None with full verification means the source's rows were checksummed as they were
     read (the sum is in the loaded markers). ``finish_steps(table, partitions)`` returns two lists
     of statements: the first runs in the finishing transaction while ``figures`` is computed on
-    other connections (statements that let readers in: the destination's verification scan
-    shares its pass over the heap with them), the second after the figures agree. ``prepare(table)``,
-    when given, runs (and commits) first.
+    other connections (statements that let readers in, so the destination's verification scan
+    can share its pass over the heap with them), the second after the figures agree. When the
+    first is empty (SQL Server, unlogged and partitioned tables) the figures come first.
+    ``prepare(table)``, when given, runs (and commits) first.
     """
     table, partitions = markers.planned_table(conn, run_id, table_name)
     cur = conn.cursor()
