@@ -366,9 +366,7 @@ def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, p
     beside, after = finish_steps(table, partitions)
     failed = None
     if beside:
-        markers.lock(cur, run_id, table_name)
-        if markers.is_complete(cur, run_id, table_name):
-            conn.rollback()
+        if not _claim_completion(conn, cur, run_id, table_name):
             return None
         with ThreadPoolExecutor(1, thread_name_prefix="so_luigi-verify") as pool:
             measured = pool.submit(figures, table)
@@ -396,17 +394,24 @@ def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, p
     if failed is not None:
         raise failed
     verdict = "ok: count+checksum" if verify == "full" else "ok: count only"
-    if not beside:
-        markers.lock(cur, run_id, table_name)
-        if markers.is_complete(cur, run_id, table_name):
-            conn.rollback()
-            return None
+    if not beside and not _claim_completion(conn, cur, run_id, table_name):
+        return None
     _finish(cur, after, pause=not beside)
     markers.mark_complete(cur, run_id, table_name, dst_count, nbytes, src_sum, dst_sum, verdict)
     faults.pause("complete-commit")
     conn.commit()
     log.info("completed %s: %d rows, %s", table_name, dst_count, verdict)
     return verdict
+
+
+def _claim_completion(conn, cur, run_id, table_name):
+    """Take the table's marker lock in ``conn``'s transaction; False (rolled back) when another
+    process completed the table meanwhile."""
+    markers.lock(cur, run_id, table_name)
+    if markers.is_complete(cur, run_id, table_name):
+        conn.rollback()
+        return False
+    return True
 
 
 def _finish(cur, statements, pause=True):

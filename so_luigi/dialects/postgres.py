@@ -293,6 +293,7 @@ def finish_table_steps(schema, table, partitions=1):
                     if table.layout == "partitioned" else [q])
         after += [f"ALTER TABLE {child} SET LOGGED" for child in children]
     alone = table.unlogged or table.layout == "partitioned"
+    build = after if alone else beside      # indexes and ANALYZE
     if table.primary_key:
         # constraint names are per schema in both dialects: keep the source's
         name = pg_ident(table.pk_name or f"{table.name}_pkey")
@@ -305,9 +306,8 @@ def finish_table_steps(schema, table, partitions=1):
     for idx in table.indexes:
         cols = ", ".join(f"{pg_ident(c)} {d}" for c, d in idx.columns)
         unique = "UNIQUE " if idx.unique else ""
-        (after if alone else beside).append(
-            f"CREATE {unique}INDEX {pg_ident(index_name(table, idx.name))} ON {q} ({cols})")
-    (after if alone else beside).append(f"ANALYZE {q}")
+        build.append(f"CREATE {unique}INDEX {pg_ident(index_name(table, idx.name))} ON {q} ({cols})")
+    build.append(f"ANALYZE {q}")
     for col in table.identity_columns:
         # setval(max) makes the next generated value max+1; a table with no positive id starts at 1
         after.append(f"SELECT setval(pg_get_serial_sequence('{q.replace(chr(39), chr(39) * 2)}', "
