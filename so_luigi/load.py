@@ -34,14 +34,17 @@ log = logging.getLogger("luigi-interface.so_luigi")  # shown wherever Luigi show
 OWNER_COMMENT = "so_luigi run "
 
 
-def discover(source_ep, wanted=None, overrides=None):
-    """Describe and type-map every selected source table; unmappable types stop everything here."""
-    conn = connect_source(source_ep)
+def discover(source_ep, wanted=None, overrides=None, conn=None):
+    """Describe and type-map every selected source table; unmappable types stop everything here.
+    ``conn``: an open source connection to use (left open), else one of its own."""
+    own = conn is None
+    conn = connect_source(source_ep) if own else conn
     try:
         names = find_tables(source_ep, conn, wanted)
         tables = [module(source_ep).describe(conn, source_ep.schema, n) for n in names]
     finally:
-        conn.close()
+        if own:
+            conn.close()
     typemap.check_mappable(tables, source_ep.url.dialect,
                            typemap.load_overrides() if overrides is None else overrides)
     if target_endpoint().url.dialect == "mssql":
@@ -71,12 +74,17 @@ def choose_layout(table, partitions, layout, mode):
 
 
 def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming", unlogged=False,
-               chunk_mb=0):
-    """Describe, partition and create one destination table; store it all with the plan marker."""
+               chunk_mb=0, table=None, target_conn=None):
+    """Describe, partition and create one destination table; store it all with the plan marker.
+
+    ``table``: its definition, when the caller has just discovered it; ``target_conn``: an open
+    PostgreSQL destination connection (not in a transaction) to plan through, left open. Each
+    connection costs both servers a process start, so planning a table takes one per side.
+    """
     source_ep, target_ep = source_endpoint(), target_endpoint()
-    table = discover(source_ep, [table_name])[0]
     conn = connect_source(source_ep)
     try:
+        table = table or discover(source_ep, [table_name], conn=conn)[0]
         size = module(source_ep).table_bytes(conn, table)
         row_count, bounds, step = module(source_ep).count_and_boundaries(
             conn, table, lambda rows: rows_per_partition(rows, size, chunk_rows, chunk_mb))
@@ -88,7 +96,8 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
     ranges = plan(row_count, bounds, step)
     table.layout = choose_layout(table, len(ranges), layout, mode)
     table.unlogged = unlogged
-    with pg.session(target_ep) as conn, conn.cursor() as cur:
+    session = contextlib.nullcontext(target_conn) if target_conn is not None else pg.session(target_ep)
+    with session as conn, conn.cursor() as cur:
         markers.lock(cur, run_id, table_name)
         if markers.is_planned(cur, run_id, table_name):
             conn.rollback()
@@ -107,28 +116,30 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
     return True
 
 
-def ensure_planned(run_id, table_name, chunk_rows, layout, mode, unlogged=False, chunk_mb=0):
+def ensure_planned(run_id, table_name, chunk_rows, layout, mode, unlogged=False, chunk_mb=0, table=None):
     """Expected MB of each of the table's partitions, planning it first if no process has yet.
 
     A table planned by an earlier run is first compared with the source as it is now: a copy
     never mixes partitions read before and after a change of the table's definition.
+    ``table``: the source table's definition, when the caller has just discovered it.
     """
-    with target_session(target_endpoint()) as conn:
+    target_ep = target_endpoint()
+    with target_session(target_ep) as conn:
         try:
             planned, _ = markers.planned_table(conn, run_id, table_name)
         except SchemaError:
-            conn.rollback()
             planned = None
-    if planned is not None:
-        changes = definition_changes(planned, discover(source_endpoint(), [table_name])[0])
-        if changes:
-            raise SchemaError(
-                f"source table {planned.qualified} changed since run {run_id!r} planned it "
-                f"({'; '.join(changes)}): partitions read before and after cannot be mixed; "
-                f"`so-luigi reset --run-id {run_id} --tables {table_name}` to copy it afresh")
-    else:
-        plan_table(run_id, table_name, chunk_rows, layout, mode, unlogged, chunk_mb)
-    with target_session(target_endpoint()) as conn:
+        conn.rollback()             # no transaction left open while the source is walked
+        if planned is not None:
+            changes = definition_changes(planned, table or discover(source_endpoint(), [table_name])[0])
+            if changes:
+                raise SchemaError(
+                    f"source table {planned.qualified} changed since run {run_id!r} planned it "
+                    f"({'; '.join(changes)}): partitions read before and after cannot be mixed; "
+                    f"`so-luigi reset --run-id {run_id} --tables {table_name}` to copy it afresh")
+        else:
+            plan_table(run_id, table_name, chunk_rows, layout, mode, unlogged, chunk_mb, table,
+                       conn if target_ep.url.dialect == "postgres" else None)
         return markers.partition_weights(conn, run_id, table_name)
 
 
@@ -219,7 +230,7 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
                 manifest = bulk.read_manifest(files)
                 src_rows, nbytes, changed = manifest["rows"], manifest["bytes"], manifest.get("changed", 0)
                 src_sum = None if manifest["checksum"] is None else int(manifest["checksum"])
-                with watch_copy(target_ep, conn.get_backend_pid(), progress):
+                with watch_copy(markers.shared_connection, conn.get_backend_pid(), progress):
                     dst_rows, via, how = bulk.load_file(cur, target_ep.schema, into, files, prepare, freeze,
                                                         buffer_bytes)
             else:
@@ -227,7 +238,7 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
                 via, how = "stream", "rows stream from the source cursor into COPY FROM STDIN"
                 read = stream.reader(source_ep, table, lo, hi, checksum, buffer_bytes)
                 # rows that never pass through Python are counted by the destination server
-                watch = watch_copy(target_ep, conn.get_backend_pid(), progress) if getattr(read, "os_pipe", False) \
+                watch = watch_copy(markers.shared_connection, conn.get_backend_pid(), progress) if getattr(read, "os_pipe", False) \
                     else contextlib.nullcontext()
                 with watch:
                     (src_rows, src_sum, changed), (dst_rows, _), nbytes = stream.stream(

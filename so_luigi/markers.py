@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import socket
+import threading
 
 import luigi
 import psycopg2
@@ -437,13 +438,18 @@ def reset(conn, run_id, tables=None):
 # --- the luigi Target -----------------------------------------------------------------------
 
 _conn = {"pid": None, "conn": None}
+_conn_lock = threading.Lock()
+os.register_at_fork(after_in_child=lambda: globals().update(_conn_lock=threading.Lock()))
 
 
 def shared_connection():
-    if _conn["pid"] != os.getpid() or _conn["conn"] is None or getattr(_conn["conn"], "closed", False):
-        _conn["conn"] = connect_target(target_endpoint(), autocommit=True)
-        _conn["pid"] = os.getpid()
-    return _conn["conn"]
+    """This process's autocommit destination connection for marker checks and progress queries
+    (a forked worker opens its own; threads share it, the driver serializes their queries)."""
+    with _conn_lock:
+        if _conn["pid"] != os.getpid() or _conn["conn"] is None or getattr(_conn["conn"], "closed", False):
+            _conn["conn"] = connect_target(target_endpoint(), autocommit=True)
+            _conn["pid"] = os.getpid()
+        return _conn["conn"]
 
 
 class MarkerTarget(luigi.Target):

@@ -37,31 +37,29 @@ class Progress:
 
 
 @contextmanager
-def watch_copy(endpoint, pid, progress, every=1.0):
+def watch_copy(connection, pid, progress, every=1.0):
     """While the block runs, feed ``progress`` from pg_stat_progress_copy of backend ``pid``
-    (a COPY the server runs by itself reports nothing to the client until it ends)."""
+    (a COPY the server runs by itself reports nothing to the client until it ends).
+
+    ``connection()`` gives the autocommit destination connection to ask through: the process's
+    marker connection, shared, so it is not closed here. It is first called after ``every``
+    seconds: a COPY that ends sooner costs no query at all.
+    """
     if progress is None:
         yield
         return
-    from .dialects import postgres as pg
     stop = threading.Event()
 
     def poll():
         try:
-            conn = pg.connect(endpoint, autocommit=True)
-        except Exception:  # noqa: BLE001 -- progress is best effort, never a failure
-            return
-        try:
-            with conn.cursor() as cur:
-                while not stop.wait(every):
+            while not stop.wait(every):
+                with connection().cursor() as cur:
                     cur.execute("SELECT tuples_processed FROM pg_stat_progress_copy WHERE pid = %s", (pid,))
                     row = cur.fetchone()
-                    if row:
-                        progress.update(int(row[0]), force=True)
-        except Exception:  # noqa: BLE001
+                if row:
+                    progress.update(int(row[0]), force=True)
+        except Exception:  # noqa: BLE001 -- progress is best effort, never a failure
             pass
-        finally:
-            conn.close()
     watcher = threading.Thread(target=poll, name="so_luigi-progress", daemon=True)
     watcher.start()
     try:

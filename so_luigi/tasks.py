@@ -94,10 +94,11 @@ class SoTask(luigi.Task):
 _planned = {}   # (run_id, table) -> partition weights, planned in this process while scheduling
 
 
-def plan_weights(task):
-    """Expected MB of each partition of ``task``'s table, planning it first if no process has."""
+def plan_weights(task, table=None):
+    """Expected MB of each partition of ``task``'s table, planning it first if no process has
+    (``table``: its source definition, when just discovered)."""
     return load.ensure_planned(task.run_id, task.table, task.chunk_rows, task.layout, task.mode,
-                               bulk_settings().unlogged, task.chunk_mb)
+                               bulk_settings().unlogged, task.chunk_mb, table)
 
 
 def _translated(exc):
@@ -306,8 +307,8 @@ class ReplicateAll(_HowMixin, SoTask):
                 # to 8), so the biggest table's walk starts first instead of waiting its turn
                 with ThreadPoolExecutor(max_workers=max(1, min(8, len(self._names)))) as pool:
                     for name, weights in zip(self._names, pool.map(
-                            lambda n: plan_weights(CompleteTable(run_id=self.run_id, table=n, **_how(self))),
-                            self._names)):
+                            lambda t: plan_weights(CompleteTable(run_id=self.run_id, table=t.name, **_how(self)), t),
+                            tables)):
                         _planned[(self.run_id, name)] = weights
                 log.info("replicating %d table(s) from %s into %s", len(self._names), source_ep, target_ep)
         return self._names

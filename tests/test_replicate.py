@@ -104,3 +104,29 @@ def test_wide_tables_are_cut_by_size_and_each_is_completed_as_soon_as_it_is_load
     for table in parts:
         last_load = max(i for i, e in enumerate(order) if e == (table, "load"))
         assert order[last_load + 1] == (table, "complete"), order
+
+
+def test_planning_a_table_takes_one_connection_to_each_server(pair, monkeypatch):
+    """A connection costs each server a process start: planning opens one per side, however
+    many lookups it makes (it opened two of each before), and a table planned already is
+    looked up through one destination connection."""
+    import psycopg2
+    from so_luigi import load, markers
+    from so_luigi.config import source_endpoint, target_endpoint
+    from so_luigi.dialects import postgres as pg
+
+    sample.fill_postgres(pair.source(), scale=0.001, post_history=False, log=lambda *a: None)
+    with pg.session(target_endpoint()) as conn:
+        markers.register_run(conn, "conns", source_endpoint(), target_endpoint())
+    opened, connect = [], psycopg2.connect
+    monkeypatch.setattr(psycopg2, "connect", lambda *a, **k: opened.append(k["application_name"]) or connect(*a, **k))
+
+    weights = load.ensure_planned("conns", "Votes", 1000, "auto", "streaming")
+    assert len(weights) > 1
+    assert sorted(opened) == ["so_luigi source", "so_luigi target"]
+
+    opened.clear()
+    table = load.discover(source_endpoint(), ["Votes"])[0]
+    opened.clear()
+    assert load.ensure_planned("conns", "Votes", 1000, "auto", "streaming", table=table) == weights
+    assert opened == ["so_luigi target"]
