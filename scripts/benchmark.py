@@ -35,6 +35,7 @@ from so_luigi.config import Endpoint, parse_url  # noqa: E402
 from so_luigi.dialects import postgres as pg  # noqa: E402
 
 TABLES = sample.table_names()
+SELECTED = list(TABLES)     # what the methods copy (--tables); the source always holds them all
 
 
 def query(url, sql, params=None):
@@ -144,7 +145,7 @@ def raw_pipe(cluster, source_url, fmt, workers):
         return table, time.monotonic() - started
     started, cpu, client = time.monotonic(), busy_cpu_seconds(), client_cpu_seconds()
     with ThreadPoolExecutor(workers) as pool:
-        per_table = dict(pool.map(one, sorted(TABLES, key=lambda t: -table_sizes_cache[t]["bytes"])))
+        per_table = dict(pool.map(one, sorted(SELECTED, key=lambda t: -table_sizes_cache[t]["bytes"])))
     result = {"seconds": time.monotonic() - started, "tables": per_table, "peak_rss_mb": None,
               "cpu_seconds": busy_cpu_seconds() - cpu, "client_cpu_seconds": client_cpu_seconds() - client}
     drop_db(cluster, f"bench_raw_{fmt}")
@@ -157,6 +158,8 @@ def replicate(cluster, source_url, label, workers, args):
     os.makedirs(bulk_dir, exist_ok=True)
     os.chmod(bulk_dir, 0o755)
     env = dict(os.environ, SO_SOURCE_URL=source_url, SO_TARGET_URL=target, SO_BULK_DIR=bulk_dir)
+    if SELECTED != TABLES:
+        args = [*args, "--tables", ",".join(SELECTED)]
     started, wall, cpu, client = time.monotonic(), time.time(), busy_cpu_seconds(), client_cpu_seconds()
     out = subprocess.run([sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
                           "--workers", str(workers), *args], cwd=ROOT, env=env, capture_output=True, text=True)
@@ -199,7 +202,7 @@ def row_path(source_url, limit_rows):
     register_uuid()
     out = {}
     target_conn = psycopg2.connect(source_url)
-    for name in TABLES:
+    for name in SELECTED:
         table = sample.table_def(name, "public")
         typemap.map_table(table, "mssql")
         src = psycopg2.connect(source_url)
@@ -263,6 +266,10 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "bench"))
     p.add_argument("--quick", action="store_true",
                    help="raw binary pipe and streaming only, no chart; writes bench/quick-scale<N>.json")
+    p.add_argument("--tables", default="",
+                   help="comma-separated subset to copy (the source still holds every table), e.g. Posts "
+                        "for a scale whose whole copy would not fit the disk; a --quick run then writes "
+                        "bench/quick-scale<N>-<tables>.json")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     cluster = embedded.start("debian", workdir=os.path.join(ROOT, ".so_luigi", "bench-pg"))
@@ -270,6 +277,13 @@ def main():
         source = ensure_source(cluster, args.scale, args.seed)
         global table_sizes_cache
         table_sizes_cache = table_sizes(source)
+        if args.tables:
+            SELECTED[:] = [t.strip() for t in args.tables.split(",") if t.strip()]
+            unknown = sorted(set(SELECTED) - set(TABLES))
+            if unknown:
+                raise SystemExit(f"--tables: no table {', '.join(unknown)} in the generated source "
+                                 f"(it has {', '.join(TABLES)})")
+            table_sizes_cache = {t: v for t, v in table_sizes_cache.items() if t in SELECTED}
         rows = sum(v["rows"] for v in table_sizes_cache.values())
         mb = sum(v["bytes"] for v in table_sizes_cache.values()) / 1e6
         server = query(source, "SHOW server_version")[0][0]
@@ -293,8 +307,8 @@ def main():
     finally:
         cluster.stop()
     raw = methods["raw binary pipe"]["seconds"]
-    results = {"scale": args.scale, "workers": args.workers, "rows": rows, "mb": mb, "server": server,
-               "cpus": os.cpu_count(), "methods": methods, "row_path": rowpath}
+    results = {"scale": args.scale, "tables": SELECTED, "workers": args.workers, "rows": rows, "mb": mb,
+               "server": server, "cpus": os.cpu_count(), "methods": methods, "row_path": rowpath}
     print(f"\n{rows:,} rows, {mb:.0f} MB on disk, {args.workers} tables at a time, PostgreSQL {server}, "
           f"{os.cpu_count()} cores")
     print(f"{'method':<26} {'seconds':>8} {'rows/s':>10} {'MB/s':>7} {'peak RSS':>9} {'vs raw binary':>14} "
@@ -312,7 +326,7 @@ def main():
           "start to its complete marker, verification included) and summed partition load seconds")
     print(f"{'table':<11} {'method':<24} {'wall s':>7} {'rows/s':>10} {'MB/s':>7} {'peak RSS':>9} "
           f"{'vs raw binary':>14} {'load s':>7}")
-    for t in sorted(TABLES, key=lambda t: -table_sizes_cache[t]["bytes"]):
+    for t in sorted(SELECTED, key=lambda t: -table_sizes_cache[t]["bytes"]):
         size, base = table_sizes_cache[t], methods["raw binary pipe"]["tables"].get(t)
         for n, m in methods.items():
             w = m.get("table_wall", m["tables"]).get(t)
@@ -334,7 +348,8 @@ def main():
         print(f"{t:<12} {r['rows']:>9,} rows {rate:>10,.0f} rows/s "
               f"{r['bytes'] / 1e6 / r['seconds']:>7.1f} MB/s  cpu {r['cpu_seconds']:.2f} s{vs}")
     if args.quick:      # kept beside the full run's figures, no chart
-        path = os.path.join(args.out, f"quick-scale{args.scale:g}.json")
+        subset = "-" + "-".join(SELECTED) if SELECTED != TABLES else ""
+        path = os.path.join(args.out, f"quick-scale{args.scale:g}{subset}.json")
         with open(path, "w") as fh:
             json.dump(results, fh, indent=1)
         print(f"\nwrote {path}")
