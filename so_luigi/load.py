@@ -238,8 +238,9 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
                 via, how = "stream", "rows stream from the source cursor into COPY FROM STDIN"
                 read = stream.reader(source_ep, table, lo, hi, checksum, buffer_bytes)
                 # rows that never pass through Python are counted by the destination server
-                watch = watch_copy(markers.shared_connection, conn.get_backend_pid(), progress) if getattr(read, "os_pipe", False) \
-                    else contextlib.nullcontext()
+                watch = contextlib.nullcontext()
+                if getattr(read, "os_pipe", False):
+                    watch = watch_copy(markers.shared_connection, conn.get_backend_pid(), progress)
                 with watch:
                     (src_rows, src_sum, changed), (dst_rows, _), nbytes = stream.stream(
                         read, stream.copy_into(cur, target_ep.schema, into, stream.source_format(source_ep, table),
