@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the CPU goes: the raw binary pipe against ReplicateAll, on the benchmark's source.
 
-    python scripts/cpu_breakdown.py --scale 0.5 [--verify count] [--tables Posts]
+    python scripts/cpu_breakdown.py --scale 0.5 [--verify count] [--mode streaming] [--tables Posts]
 
 Runs each method as scripts/benchmark.py does (same cluster, source and table parallelism)
 under `perf record -a` (Debian's linux-perf), with the server logging every statement and its
@@ -36,10 +36,10 @@ CLIENTS = ("psql", "perl", "python", "pg_dump", "sh")      # psql is a perl wrap
 def statement_kind(sql):
     """The category of one statement, from its text."""
     s = " ".join(sql.split()).upper()
-    if s.startswith("COPY") and "FROM STDIN" in s:
-        return "destination: COPY FROM (load)"
-    if s.startswith("COPY"):
+    if s.startswith("COPY (") or (s.startswith("COPY") and re.search(r"\) TO |\bTO (STDOUT|')", s)):
         return "source: COPY TO (read)" + (KEY_RANGE if " WHERE " in s else "")
+    if s.startswith("COPY"):
+        return "destination: COPY FROM (load)"      # FROM STDIN, or a bulk file the server reads
     if "PRIMARY KEY" in s or "CREATE UNIQUE INDEX" in s or "CREATE INDEX" in s or s.startswith("ANALYZE") \
             or "\nANALYZE" in sql.upper():
         return "destination: keys, indexes, ANALYZE"
@@ -122,6 +122,7 @@ def main():
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--verify", choices=("count", "full"), default="count")
+    p.add_argument("--mode", choices=("streaming", "bulk"), default="streaming")
     p.add_argument("--tables", default="", help="comma-separated subset to copy, as in benchmark.py")
     args = p.parse_args()
     if not shutil.which("perf"):
@@ -136,7 +137,7 @@ def main():
         bench.table_sizes_cache = bench.table_sizes(source)
         if args.tables:
             bench.SELECTED[:] = [t.strip() for t in args.tables.split(",") if t.strip()]
-        for label in ("raw binary pipe", f"so_luigi, verify {args.verify}"):
+        for label in ("raw binary pipe", f"so_luigi {args.mode}, {args.verify}"):
             bench.quiesce(cluster)
             offset = os.path.getsize(log_path)
             titles, stop = {}, threading.Event()
@@ -149,7 +150,7 @@ def main():
             if label.startswith("raw"):
                 r = bench.raw_pipe(cluster, source, "binary", args.workers)
             else:
-                extra = ["--verify", args.verify]
+                extra = ["--verify", args.verify, "--mode", args.mode]
                 r = bench.replicate(cluster, source, "cpu_breakdown", args.workers, extra)
             perf.send_signal(2)
             perf.wait()
