@@ -1,10 +1,13 @@
 """Bulk mode: each partition as a CSV file under ``[bulk] dir``, loaded by the server itself.
 
 Files: ``<dir>/<run_id>/<table>/<partition>.csv[.gz]`` plus ``<partition>.json``, the manifest
-(rows, bytes, checksum) written after the data. The manifest is the extract's Luigi target: a
-partition whose manifest exists is extracted, whatever else lies in the folder. Local files are
-written under a temporary name and renamed when complete; on object stores (s3:// and the other
-smart_open schemes) an object only appears when its upload completes.
+(rows, bytes, checksum, format) written after the data. With ``[bulk] format = binary`` a
+PostgreSQL source's partitions are ``.pgcopy[.gz]`` files in PostgreSQL's binary COPY format
+instead (less CPU than CSV on both servers), when the destination keeps their column types.
+The manifest is the extract's Luigi target: a partition whose manifest exists is extracted,
+whatever else lies in the folder. Local files are written under a temporary name and renamed
+when complete; on object stores (s3:// and the other smart_open schemes) an object only appears
+when its upload completes.
 
 Loading prefers the server reading the file (``COPY ... FROM '<server_dir>/...'``), which needs
 the file visible to the server (``[bulk] server_dir`` when it is mounted elsewhere) and the
@@ -49,10 +52,11 @@ def table_dir(settings, run_id, table):
     return f"{settings.dir.rstrip('/')}/{_safe(run_id)}/{_safe(table)}"
 
 
-def files_for(run_id, table, partition, settings=None):
+def files_for(run_id, table, partition, settings=None, fmt="csv"):
+    """Paths of a partition's files; ``fmt`` (csv or binary) names the data file's extension."""
     settings = settings or bulk_settings()
     rel = f"{_safe(run_id)}/{_safe(table)}/{partition:06d}"
-    ext = ".csv.gz" if settings.compress else ".csv"
+    ext = (".pgcopy" if fmt == "binary" else ".csv") + (".gz" if settings.compress else "")
     return PartitionFiles(data=f"{settings.dir.rstrip('/')}/{rel}{ext}",
                           manifest=f"{settings.dir.rstrip('/')}/{rel}.json",
                           server=f"{settings.server_dir.rstrip('/')}/{rel}{ext}",
@@ -119,13 +123,22 @@ def _discard(path):
         pass
 
 
+def file_format(settings, source_ep, table):
+    """binary when asked for and the rows can travel in PostgreSQL's binary COPY format (a
+    PostgreSQL source whose column types the destination keeps), else csv."""
+    if settings.format == "binary" and stream.source_format(source_ep, table) == "binary":
+        return "binary"
+    return "csv"
+
+
 def extract_partition(run_id, table_name, partition, checksum=True):
-    """Write one partition's rows as CSV, then its manifest. Returns the manifest."""
+    """Write one partition's rows as a file, then its manifest. Returns the manifest."""
     source_ep, settings = source_endpoint(), bulk_settings()
     with pg.session(target_endpoint()) as conn:
         table, _ = markers.planned_table(conn, run_id, table_name)
         lo, hi, _ = markers.partition_range(conn, run_id, table_name, partition)
-    files = files_for(run_id, table_name, partition, settings)
+    fmt = file_format(settings, source_ep, table)
+    files = files_for(run_id, table_name, partition, settings, fmt)
     started = time.monotonic()
 
     def fill(fh):
@@ -137,7 +150,7 @@ def extract_partition(run_id, table_name, partition, checksum=True):
             try:
                 src.set_session(readonly=True)
                 with src.cursor() as cur:
-                    cur.copy_expert(pg.copy_out_sql(table, lo, hi, "csv", cur), fh if local else counter,
+                    cur.copy_expert(pg.copy_out_sql(table, lo, hi, fmt, cur), fh if local else counter,
                                     size=256 * 1024)
                     return cur.rowcount, None, fh.tell() if local else counter.bytes, 0
             finally:
@@ -152,6 +165,7 @@ def extract_partition(run_id, table_name, partition, checksum=True):
     rows, total, nbytes, changed = write_atomically(files.data, settings, fill_then_pause)
     manifest = {"table": table_name, "partition": partition, "rows": rows, "bytes": nbytes, "changed": changed,
                 "checksum": None if total is None else str(total), "file": os.path.basename(files.data),
+                "format": fmt,
                 "seconds": round(time.monotonic() - started, 3)}
     write_atomically(files.manifest, settings, lambda fh: fh.write(json.dumps(manifest).encode()))
     return manifest
@@ -203,8 +217,9 @@ def read_manifest(files):
                         "delete it to extract the partition again") from None
 
 
-def load_file(cur, schema, into, files, prepare, freeze, buffer_bytes):
-    """COPY one extracted file into ``into``; ``prepare()`` (re)creates or truncates it first.
+def load_file(cur, schema, into, files, prepare, freeze, buffer_bytes, fmt="csv"):
+    """COPY one extracted file (``fmt``, as its manifest says) into ``into``; ``prepare()``
+    (re)creates or truncates it first.
 
     Server-side when it can, inside a savepoint so a refusal costs nothing; else streamed.
     Returns (rows stored, via, what to tell the user the first time).
@@ -214,7 +229,7 @@ def load_file(cur, schema, into, files, prepare, freeze, buffer_bytes):
         try:
             prepare()
             literal = cur.mogrify("%s", (files.server,)).decode()
-            cur.execute(pg.copy_in_sql(schema, into, "csv", freeze, source=literal))
+            cur.execute(pg.copy_in_sql(schema, into, fmt, freeze, source=literal))
             stored = cur.rowcount
             cur.execute("RELEASE SAVEPOINT so_luigi_bulk")
             return stored, "server-file", f"the server reads the files itself (COPY FROM '{files.server}')"
@@ -225,7 +240,7 @@ def load_file(cur, schema, into, files, prepare, freeze, buffer_bytes):
         why = "gzip files" if files.compressed else "the files are not on a local path"
     prepare()
     with _open(files.data, "rb") as fh:
-        cur.copy_expert(pg.copy_in_sql(schema, into, "csv", freeze), fh, size=stream.chunk_size(buffer_bytes))
+        cur.copy_expert(pg.copy_in_sql(schema, into, fmt, freeze), fh, size=stream.chunk_size(buffer_bytes))
     return cur.rowcount, "client-file", f"the client streams the files through COPY FROM STDIN ({why})"
 
 

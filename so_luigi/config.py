@@ -48,6 +48,9 @@ class bulk(luigi.Config):  # noqa: N801
     server_dir = luigi.Parameter(default="", description="where the destination server sees `dir` "
                                                         "(default: the same path); env SO_BULK_SERVER_DIR")
     compress = luigi.BoolParameter(default=False, description="gzip the CSV files")
+    format = luigi.ChoiceParameter(choices=("csv", "binary"), default="csv",
+                                   description="csv, or PostgreSQL's binary COPY format (a PostgreSQL source "
+                                               "whose column types the destination keeps); env SO_BULK_FORMAT")
     keep_files = luigi.BoolParameter(default=False, description="keep the files after their table is complete")
     unlogged = luigi.BoolParameter(default=False, description="load into UNLOGGED tables, SET LOGGED when complete")
 
@@ -59,6 +62,7 @@ class BulkSettings:
     compress: bool
     keep_files: bool
     unlogged: bool
+    format: str = "csv"
 
     @property
     def is_local(self):
@@ -73,8 +77,11 @@ def bulk_settings():
         where = os.path.abspath(where)
     server = os.environ.get("SO_BULK_SERVER_DIR") or section.server_dir or where
     flag = os.environ.get("SO_BULK_KEEP_FILES")
+    fmt = os.environ.get("SO_BULK_FORMAT") or section.format
+    if fmt not in ("csv", "binary"):
+        raise ConfigError(f"SO_BULK_FORMAT={fmt!r}: use csv or binary")
     return BulkSettings(where, server, section.compress, section.keep_files if flag is None else flag == "1",
-                        section.unlogged)
+                        section.unlogged, fmt)
 
 
 @dataclass(frozen=True)

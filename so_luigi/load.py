@@ -226,13 +226,14 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
             started = time.monotonic()
             into, freeze, prepare = _destination(cur, target_ep.schema, table, partitions, partition, lo, hi)
             if mode == "bulk":
-                files = bulk.files_for(run_id, table_name, partition)
-                manifest = bulk.read_manifest(files)
+                manifest = bulk.read_manifest(bulk.files_for(run_id, table_name, partition))
+                fmt = manifest.get("format", "csv")          # as extracted, whatever [bulk] says now
+                files = bulk.files_for(run_id, table_name, partition, fmt=fmt)
                 src_rows, nbytes, changed = manifest["rows"], manifest["bytes"], manifest.get("changed", 0)
                 src_sum = None if manifest["checksum"] is None else int(manifest["checksum"])
                 with watch_copy(markers.shared_connection, conn.get_backend_pid(), progress):
                     dst_rows, via, how = bulk.load_file(cur, target_ep.schema, into, files, prepare, freeze,
-                                                        buffer_bytes)
+                                                        buffer_bytes, fmt)
             else:
                 prepare()
                 via, how = "stream", "rows stream from the source cursor into COPY FROM STDIN"

@@ -291,6 +291,9 @@ class ReplicateAll(_HowMixin, SoTask):
         if target_endpoint().url.dialect == "mssql" and self.mode == "bulk":
             raise ConfigError("--mode bulk stages files for PostgreSQL's COPY; into SQL Server use "
                               "--mode streaming (rows go through the TDS bulk copy)")
+        if self.mode == "bulk" and bulk_settings().format == "binary" and source_endpoint().url.dialect != "postgres":
+            raise ConfigError("[bulk] format = binary (SO_BULK_FORMAT) is PostgreSQL's own COPY format and "
+                              "needs a PostgreSQL source: use csv")
 
     @property
     def table_names(self):

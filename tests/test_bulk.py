@@ -128,3 +128,36 @@ def test_kill_9_during_bulk_then_rerun_reuses_files(sourced, stage):
     assert all(after[path] == mtime for path, mtime in files_before.items())    # not extracted again
     loaded_after = {(t, p): at for t, p, at in loaded()}
     assert all(loaded_after[k] == v for k, v in loaded_before.items())          # not loaded again
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_binary_files_copy_exactly_through_the_server_and_the_client(sourced, compress):
+    """[bulk] format = binary: PostgreSQL's binary COPY files, read by the server itself (or,
+    gzipped, streamed by the client), frozen like CSV ones; the manifest says the format, so a
+    load reads what the extract wrote even after the setting changed."""
+    pair = sourced
+    cfg = config(pair, f"[bulk]\nformat = binary\ncompress = {str(compress).lower()}\nkeep_files = true\n")
+    result = pair.run("--mode", "bulk", "--chunk-rows", "3000", env=pair.env(LUIGI_CONFIG_PATH=cfg))
+    assert result.returncode == 0, result.stderr[-3000:]
+    via = "client-file" if compress else "server-file"
+    assert pair.query("target", "SELECT DISTINCT via FROM so_luigi.loaded") == [(via,)]
+    kept = [os.path.join(d, f) for d, _, files in os.walk(pair.bulk_dir) for f in files]
+    data = [f for f in kept if not f.endswith(".json")]
+    assert data and all(f.endswith(".pgcopy.gz" if compress else ".pgcopy") for f in data)
+    opener = __import__("gzip").open if compress else open
+    with opener(data[0], "rb") as fh:
+        assert fh.read(11) == b"PGCOPY\n\xff\r\n\x00"          # the binary COPY signature
+    assert_same_tables(pair, TABLES)
+    assert all(p[0] == p[2] for p in frozen_pages(pair.target_url).values())
+
+
+def test_binary_format_needs_a_postgresql_source_and_a_known_name(pair):
+    env = pair.env(SO_BULK_FORMAT="binary", SO_SOURCE_URL="mssql://sa:pw@127.0.0.1:1/master")
+    result = pair.run("--mode", "bulk", env=env)
+    assert result.returncode != 0
+    assert "[bulk] format = binary (SO_BULK_FORMAT) is PostgreSQL's own COPY format" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = pair.run("--mode", "bulk", env=pair.env(SO_BULK_FORMAT="parquet"))
+    assert result.returncode != 0
+    assert "SO_BULK_FORMAT='parquet': use csv or binary" in result.stderr
+    assert "Traceback" not in result.stderr
