@@ -9,7 +9,8 @@ table parallelism (--workers):
 
 * raw limit: per table `psql COPY ... TO STDOUT | psql COPY ... FROM STDIN`, text and binary,
   then the primary key built and ANALYZE, as a hand-written pipeline would;
-* ReplicateAll streaming and bulk, end to end, with full verification and with --verify count;
+* ReplicateAll streaming and bulk (CSV files, and PostgreSQL binary COPY files), end to end,
+  with full verification and with --verify count;
 * the row path (rows shaped like pymssql's: int, str, datetime, Decimal, bool, bytes, UUID, None)
   through the encoder into a real COPY, one core.
 
@@ -152,12 +153,12 @@ def raw_pipe(cluster, source_url, fmt, workers):
     return result
 
 
-def replicate(cluster, source_url, label, workers, args):
+def replicate(cluster, source_url, label, workers, args, env=None):
     target = fresh_db(cluster, f"bench_{label}")
     bulk_dir = os.path.join(ROOT, ".so_luigi", "bench-bulk")
     os.makedirs(bulk_dir, exist_ok=True)
     os.chmod(bulk_dir, 0o755)
-    env = dict(os.environ, SO_SOURCE_URL=source_url, SO_TARGET_URL=target, SO_BULK_DIR=bulk_dir)
+    env = dict(os.environ, SO_SOURCE_URL=source_url, SO_TARGET_URL=target, SO_BULK_DIR=bulk_dir, **(env or {}))
     if SELECTED != TABLES:
         args = [*args, "--tables", ",".join(SELECTED)]
     started, wall, cpu, client = time.monotonic(), time.time(), busy_cpu_seconds(), client_cpu_seconds()
@@ -293,13 +294,18 @@ def main():
             if fmt == "binary" or not args.quick:
                 print(f"raw {fmt} pipe ...", flush=True)
                 methods[f"raw {fmt} pipe"] = raw_pipe(cluster, source, fmt, args.workers)
-        for label, extra in (("streaming, full verify", []), ("streaming, count only", ["--verify", "count"]),
-                             ("bulk, full verify", ["--mode", "bulk"]),
-                             ("bulk, count only", ["--mode", "bulk", "--verify", "count"])):
+        binary = {"SO_BULK_FORMAT": "binary"}
+        for label, extra, env in (("streaming, full verify", [], {}),
+                                  ("streaming, count only", ["--verify", "count"], {}),
+                                  ("bulk, full verify", ["--mode", "bulk"], {}),
+                                  ("bulk, count only", ["--mode", "bulk", "--verify", "count"], {}),
+                                  ("bulk binary, full verify", ["--mode", "bulk"], binary),
+                                  ("bulk binary, count only", ["--mode", "bulk", "--verify", "count"], binary)):
             if args.quick and label.startswith("bulk"):
                 continue
             print(f"ReplicateAll {label} ...", flush=True)
-            methods[label] = replicate(cluster, source, label.replace(", ", "_").replace(" ", "_"), args.workers, extra)
+            methods[label] = replicate(cluster, source, label.replace(", ", "_").replace(" ", "_"), args.workers,
+                                       extra, env)
         rowpath = {}
         if not args.quick:
             print("row path ...", flush=True)
