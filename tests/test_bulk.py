@@ -161,3 +161,20 @@ def test_binary_format_needs_a_postgresql_source_and_a_known_name(pair):
     assert result.returncode != 0
     assert "SO_BULK_FORMAT='parquet': use csv or binary" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_binary_is_chosen_only_where_the_types_travel_unchanged():
+    """binary needs the destination to keep every column's type (a type override makes the
+    table CSV again) and a PostgreSQL source; csv is the default."""
+    from so_luigi.config import Endpoint, parse_url
+    from so_luigi.dialects.base import Column, Table
+    pg_source = Endpoint(parse_url("postgresql://u@h/db", "source"), "public", "source")
+    ms_source = Endpoint(parse_url("mssql://u:p@h:1433/db", "source"), "dbo", "source")
+    same = Table("public", "t", [Column("Id", "integer", source_type="integer", pg_type="integer")])
+    changed = Table("public", "t", [Column("Id", "integer", source_type="integer", pg_type="bigint")])
+    binary = BulkSettings("/b", "/b", False, False, False, "binary")
+    assert bulk.file_format(binary, pg_source, same) == "binary"
+    assert bulk.file_format(binary, pg_source, changed) == "csv"
+    assert bulk.file_format(binary, ms_source, same) == "csv"
+    assert bulk.file_format(BulkSettings("/b", "/b", False, False, False), pg_source, same) == "csv"
+    assert bulk.files_for("r", "t", 3, binary, "binary").data.endswith("/r/t/000003.pgcopy")
