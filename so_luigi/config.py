@@ -43,11 +43,11 @@ class retries(luigi.Config):  # noqa: N801
 
 class bulk(luigi.Config):  # noqa: N801
     dir = luigi.Parameter(default=".so_luigi/bulk",
-                          description="where bulk mode writes partition CSV files: a path or a smart_open URI "
+                          description="where bulk mode writes partition files: a path or a smart_open URI "
                                       "(s3://...); env SO_BULK_DIR overrides")
     server_dir = luigi.Parameter(default="", description="where the destination server sees `dir` "
                                                         "(default: the same path); env SO_BULK_SERVER_DIR")
-    compress = luigi.BoolParameter(default=False, description="gzip the CSV files")
+    compress = luigi.BoolParameter(default=False, description="gzip the partition files")
     format = luigi.ChoiceParameter(choices=("csv", "binary"), default="csv",
                                    description="csv, or PostgreSQL's binary COPY format (a PostgreSQL source "
                                                "whose column types the destination keeps); env SO_BULK_FORMAT")

@@ -124,7 +124,8 @@ def _how(task):
 
 class _HowMixin:
     mode = luigi.ChoiceParameter(choices=("streaming", "bulk"), default="streaming", significant=False,
-                                 description="streaming (source cursor -> COPY FROM STDIN) or bulk (CSV files)")
+                                 description="streaming (source cursor -> COPY FROM STDIN) or bulk "
+                                             "(CSV or binary COPY files)")
     chunk_rows = luigi.IntParameter(default=10000000, significant=False,
                                     description="rows per partition, at most")
     chunk_mb = luigi.IntParameter(default=256, significant=False,
@@ -140,7 +141,8 @@ class _HowMixin:
 
 
 class ExtractPartition(_HowMixin, SoTask):
-    """Bulk mode: write one key range of a source table as a CSV file, then its manifest.
+    """Bulk mode: write one key range of a source table as a file (CSV or binary COPY), then its
+    manifest.
 
     No database transaction: the manifest, written after the data, is the completion target.
     """
