@@ -39,6 +39,17 @@ TABLES = sample.table_names()
 SELECTED = list(TABLES)     # what the methods copy (--tables); the source always holds them all
 
 
+def select_tables(spec):
+    """Copy only the comma-separated tables of ``spec`` (all when empty); unknown names stop here."""
+    if not spec:
+        return
+    SELECTED[:] = [t.strip() for t in spec.split(",") if t.strip()]
+    unknown = sorted(set(SELECTED) - set(TABLES))
+    if unknown:
+        raise SystemExit(f"--tables: no table {', '.join(unknown)} in the generated source "
+                         f"(it has {', '.join(TABLES)})")
+
+
 def query(url, sql, params=None):
     conn = psycopg2.connect(url)
     conn.autocommit = True
@@ -278,13 +289,8 @@ def main():
         source = ensure_source(cluster, args.scale, args.seed)
         global table_sizes_cache
         table_sizes_cache = table_sizes(source)
-        if args.tables:
-            SELECTED[:] = [t.strip() for t in args.tables.split(",") if t.strip()]
-            unknown = sorted(set(SELECTED) - set(TABLES))
-            if unknown:
-                raise SystemExit(f"--tables: no table {', '.join(unknown)} in the generated source "
-                                 f"(it has {', '.join(TABLES)})")
-            table_sizes_cache = {t: v for t, v in table_sizes_cache.items() if t in SELECTED}
+        select_tables(args.tables)
+        table_sizes_cache = {t: v for t, v in table_sizes_cache.items() if t in SELECTED}
         rows = sum(v["rows"] for v in table_sizes_cache.values())
         mb = sum(v["bytes"] for v in table_sizes_cache.values()) / 1e6
         server = query(source, "SHOW server_version")[0][0]

@@ -135,8 +135,7 @@ def main():
     try:
         source = bench.ensure_source(cluster, args.scale, args.seed)
         bench.table_sizes_cache = bench.table_sizes(source)
-        if args.tables:
-            bench.SELECTED[:] = [t.strip() for t in args.tables.split(",") if t.strip()]
+        bench.select_tables(args.tables)
         for label in ("raw binary pipe", f"so_luigi {args.mode}, {args.verify}"):
             bench.quiesce(cluster)
             offset = os.path.getsize(log_path)
