@@ -41,6 +41,9 @@ class retries(luigi.Config):  # noqa: N801
     delay_seconds = luigi.FloatParameter(default=10.0, description="wait before each retry")
 
 
+BULK_FORMATS = ("csv", "binary")
+
+
 class bulk(luigi.Config):  # noqa: N801
     dir = luigi.Parameter(default=".so_luigi/bulk",
                           description="where bulk mode writes partition files: a path or a smart_open URI "
@@ -48,7 +51,7 @@ class bulk(luigi.Config):  # noqa: N801
     server_dir = luigi.Parameter(default="", description="where the destination server sees `dir` "
                                                         "(default: the same path); env SO_BULK_SERVER_DIR")
     compress = luigi.BoolParameter(default=False, description="gzip the partition files")
-    format = luigi.ChoiceParameter(choices=("csv", "binary"), default="csv",
+    format = luigi.ChoiceParameter(choices=BULK_FORMATS, default="csv",
                                    description="csv, or PostgreSQL's binary COPY format (a PostgreSQL source "
                                                "whose column types the destination keeps); env SO_BULK_FORMAT")
     keep_files = luigi.BoolParameter(default=False, description="keep the files after their table is complete")
@@ -78,8 +81,8 @@ def bulk_settings():
     server = os.environ.get("SO_BULK_SERVER_DIR") or section.server_dir or where
     flag = os.environ.get("SO_BULK_KEEP_FILES")
     fmt = os.environ.get("SO_BULK_FORMAT") or section.format
-    if fmt not in ("csv", "binary"):
-        raise ConfigError(f"SO_BULK_FORMAT={fmt!r}: use csv or binary")
+    if fmt not in BULK_FORMATS:
+        raise ConfigError(f"SO_BULK_FORMAT={fmt!r}: use {' or '.join(BULK_FORMATS)}")
     return BulkSettings(where, server, section.compress, section.keep_files if flag is None else flag == "1",
                         section.unlogged, fmt)
 

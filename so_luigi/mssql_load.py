@@ -233,8 +233,8 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, prog
             sql, params = ddl.clear_range_sql(target_ep.schema, table, lo, hi)
             cur.execute(sql, params)
             removed = cur.rowcount
-            cur.execute(f"DELETE FROM {percent_safe(side_table(table_name))} WITH (TABLOCKX) WHERE {SIDE_EXTRA[0][0]} = %s",
-                        (partition,))
+            cur.execute(f"DELETE FROM {percent_safe(side_table(table_name))} WITH (TABLOCKX) "
+                        f"WHERE {SIDE_EXTRA[0][0]} = %s", (partition,))
             if removed + cur.rowcount > 0:
                 log.warning("%s partition %d: removed %d rows an interrupted earlier attempt left",
                             table_name, partition, removed + cur.rowcount)
