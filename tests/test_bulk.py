@@ -92,8 +92,10 @@ def test_a_crashed_extract_never_leaves_a_file_that_looks_done(tmp_path):
     assert not os.path.exists(path) and os.listdir(os.path.dirname(path)) == []
 
 
-@pytest.mark.parametrize("stage", ["extract", "load"])
-def test_kill_9_during_bulk_then_rerun_reuses_files(sourced, stage):
+@pytest.mark.parametrize("stage,rerun_format", [("extract", "csv"), ("load", "csv"), ("extract", "binary")])
+def test_kill_9_during_bulk_then_rerun_reuses_files(sourced, stage, rerun_format):
+    """A rerun reuses what was extracted, and loads each file in the format its manifest records,
+    even when [bulk] format changed in between (the rest is then extracted as binary)."""
     import time
     pair = sourced
     env = pair.env(SO_BULK_KEEP_FILES="1")
@@ -121,13 +123,17 @@ def test_kill_9_during_bulk_then_rerun_reuses_files(sourced, stage):
     files_before, loaded_before = manifests(), {(t, p): at for t, p, at in loaded()}
     assert files_before
 
-    rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(cmd, cwd=ROOT, env=dict(env, SO_BULK_FORMAT=rerun_format), capture_output=True,
+                           text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert_same_tables(pair, TABLES)
     after = manifests()
     assert all(after[path] == mtime for path, mtime in files_before.items())    # not extracted again
     loaded_after = {(t, p): at for t, p, at in loaded()}
     assert all(loaded_after[k] == v for k, v in loaded_before.items())          # not loaded again
+    if rerun_format == "binary":
+        kept = [f for _, _, files in os.walk(pair.bulk_dir) for f in files if not f.endswith(".json")]
+        assert any(f.endswith(".csv") for f in kept) and any(f.endswith(".pgcopy") for f in kept)
 
 
 @pytest.mark.parametrize("compress", [False, True])
