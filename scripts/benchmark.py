@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """so_luigi against the machine's own COPY limit, on the same StackOverflow-shaped data.
 
-    python scripts/benchmark.py --scale 0.1 --workers 2
+    python scripts/benchmark.py --scale 0.1 --workers 2 [--repeat 3] [--quick] [--tables Posts]
 
 Starts a PostgreSQL 15 cluster kept under .so_luigi/bench-pg (the generated source is reused
 while scale and seed are unchanged), then, each into a fresh destination database with the same
@@ -15,12 +15,15 @@ table parallelism (--workers):
   through the encoder into a real COPY, one core.
 
 Prints per table and in total: seconds, rows/s, MB/s, peak RSS per worker, ratio to the raw
-binary pipe; writes bench/results.json and bench/results.png.
+binary pipe; writes bench/results.json and bench/results.png. With --repeat N every method
+runs N times, round by round, and each ratio is the median of the rounds' ratios: this machine's
+speed drifts by 10% or more from one minute to the next, more than most changes being measured.
 """
 import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -248,17 +251,30 @@ def typemap_copy(table, name):
     return t
 
 
+def rounds_summary(runs):
+    """One entry per method from its rounds: the median round's figures, plus every round's
+    seconds and its ratio to the same round's raw binary pipe (median: ``ratio``)."""
+    raw = [r["seconds"] for r in runs["raw binary pipe"]]
+    methods = {}
+    for label, results in runs.items():
+        ratios = [r["seconds"] / base for r, base in zip(results, raw)]
+        median = sorted(results, key=lambda r: r["seconds"])[(len(results) - 1) // 2]
+        methods[label] = dict(median, rounds_seconds=[r["seconds"] for r in results], ratios=ratios,
+                              ratio=statistics.median(ratios))
+    return methods
+
+
 def chart(results, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     labels = list(results["methods"])
     seconds = [results["methods"][m]["seconds"] for m in labels]
-    raw = results["methods"]["raw binary pipe"]["seconds"]
+    ratios = [results["methods"][m].get("ratio", 1.0) for m in labels]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     bars = ax.barh(labels, seconds, color=["#999999" if m.startswith("raw") else "#3b6ea5" for m in labels])
-    for bar, s in zip(bars, seconds):
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {s:.1f} s ({s / raw:.2f}x)",
+    for bar, s, ratio in zip(bars, seconds, ratios):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {s:.1f} s ({ratio:.2f}x)",
                 va="center", fontsize=9)
     ax.invert_yaxis()
     ax.set_xlabel("wall seconds (lower is better)")
@@ -278,6 +294,9 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "bench"))
     p.add_argument("--quick", action="store_true",
                    help="raw binary pipe and streaming only, no chart; writes bench/quick-scale<N>.json")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="rounds of every method, interleaved: the machine's speed drifts by 10%% or more "
+                        "between minutes, so a ratio is taken within each round and the median reported")
     p.add_argument("--tables", default="",
                    help="comma-separated subset to copy (the source still holds every table), e.g. Posts "
                         "for a scale whose whole copy would not fit the disk; a --quick run then writes "
@@ -295,41 +314,47 @@ def main():
         mb = sum(v["bytes"] for v in table_sizes_cache.values()) / 1e6
         server = query(source, "SHOW server_version")[0][0]
         quiesce(cluster)
-        methods = {}
-        for fmt in ("binary", "text"):
-            if fmt == "binary" or not args.quick:
-                print(f"raw {fmt} pipe ...", flush=True)
-                methods[f"raw {fmt} pipe"] = raw_pipe(cluster, source, fmt, args.workers)
+        runs = {}           # method -> one result per round
         binary = {"SO_BULK_FORMAT": "binary"}
+        plan = [(f"raw {fmt} pipe", lambda fmt=fmt: raw_pipe(cluster, source, fmt, args.workers))
+                for fmt in ("binary", "text") if fmt == "binary" or not args.quick]
         for label, extra, env in (("streaming, full verify", [], {}),
                                   ("streaming, count only", ["--verify", "count"], {}),
                                   ("bulk, full verify", ["--mode", "bulk"], {}),
                                   ("bulk, count only", ["--mode", "bulk", "--verify", "count"], {}),
                                   ("bulk binary, full verify", ["--mode", "bulk"], binary),
                                   ("bulk binary, count only", ["--mode", "bulk", "--verify", "count"], binary)):
-            if args.quick and label.startswith("bulk"):
-                continue
-            print(f"ReplicateAll {label} ...", flush=True)
-            methods[label] = replicate(cluster, source, label.replace(", ", "_").replace(" ", "_"), args.workers,
-                                       extra, env)
+            if not (args.quick and label.startswith("bulk")):
+                plan.append((label, lambda label=label, extra=extra, env=env: replicate(
+                    cluster, source, label.replace(", ", "_").replace(" ", "_"), args.workers, extra, env)))
+        for round_ in range(args.repeat):
+            for label, run in plan:
+                print(f"{label} ..." + (f" (round {round_ + 1} of {args.repeat})" if args.repeat > 1 else ""),
+                      flush=True)
+                runs.setdefault(label, []).append(run())
+        methods = rounds_summary(runs)
         rowpath = {}
         if not args.quick:
             print("row path ...", flush=True)
             rowpath = row_path(source, args.row_path_rows)
     finally:
         cluster.stop()
-    raw = methods["raw binary pipe"]["seconds"]
     results = {"scale": args.scale, "tables": SELECTED, "workers": args.workers, "rows": rows, "mb": mb,
-               "server": server, "cpus": os.cpu_count(), "methods": methods, "row_path": rowpath}
+               "server": server, "cpus": os.cpu_count(), "methods": methods, "row_path": rowpath,
+               "repeat": args.repeat}
     print(f"\n{rows:,} rows, {mb:.0f} MB on disk, {args.workers} tables at a time, PostgreSQL {server}, "
           f"{os.cpu_count()} cores")
+    if args.repeat > 1:
+        print(f"{args.repeat} rounds, each method once per round in the same order; seconds are the median "
+              "round's, ratios the median of each round's ratio to that round's raw binary pipe")
     print(f"{'method':<26} {'seconds':>8} {'rows/s':>10} {'MB/s':>7} {'peak RSS':>9} {'vs raw binary':>14} "
-          f"{'busy CPU s':>11} {'of which client':>16}")
+          f"{'busy CPU s':>11} {'of which client':>16}" + (f"  {'ratio per round':<24}" if args.repeat > 1 else ""))
     for name, m in methods.items():
         rss = f"{m['peak_rss_mb']:.0f} MB" if m["peak_rss_mb"] else "-"
+        per_round = "  " + " ".join(f"{r:.2f}" for r in m["ratios"]) if args.repeat > 1 else ""
         print(f"{name:<26} {m['seconds']:>8.1f} {rows / m['seconds']:>10,.0f} {mb / m['seconds']:>7.1f} "
-              f"{rss:>9} {m['seconds'] / raw:>13.2f}x {m.get('cpu_seconds', 0):>11.1f} "
-              f"{m.get('client_cpu_seconds', 0):>16.1f}")
+              f"{rss:>9} {m['ratio']:>13.2f}x {m.get('cpu_seconds', 0):>11.1f} "
+              f"{m.get('client_cpu_seconds', 0):>16.1f}{per_round}")
     print("\nwhere ReplicateAll's wall seconds went (from the markers' timestamps)")
     for name, m in methods.items():
         if m.get("phases"):
@@ -361,7 +386,8 @@ def main():
               f"{r['bytes'] / 1e6 / r['seconds']:>7.1f} MB/s  cpu {r['cpu_seconds']:.2f} s{vs}")
     if args.quick:      # kept beside the full run's figures, no chart
         subset = "-" + "-".join(SELECTED) if SELECTED != TABLES else ""
-        path = os.path.join(args.out, f"quick-scale{args.scale:g}{subset}.json")
+        rounds = f"-x{args.repeat}" if args.repeat > 1 else ""
+        path = os.path.join(args.out, f"quick-scale{args.scale:g}{subset}{rounds}.json")
         with open(path, "w") as fh:
             json.dump(results, fh, indent=1)
         print(f"\nwrote {path}")
