@@ -45,8 +45,10 @@ def statement_kind(sql):
         return "destination: keys, indexes, ANALYZE"
     if re.search(r"COUNT\(\*\),", s):
         return "verification: counts and checksums"
-    if "WITH RECURSIVE" in s or re.match(r"SELECT COUNT\(\*\) FROM", s):
-        return "planning: count and key walk"
+    if "WITH RECURSIVE" in s or re.match(r"SELECT COUNT\(\*\) FROM", s) or re.search(r" OFFSET \S+ LIMIT 1$", s):
+        return "planning: count and key walk"          # postgres.offset_boundaries steps with OFFSET
+    if re.match(r"(DROP|CREATE) DATABASE", s):
+        return "benchmark: CREATE and DROP DATABASE"
     return "connections and small statements"
 
 
