@@ -10,7 +10,7 @@ table parallelism (--workers):
 * raw limit: per table `psql COPY ... TO STDOUT | psql COPY ... FROM STDIN`, text and binary,
   then the primary key built and ANALYZE, as a hand-written pipeline would;
 * ReplicateAll streaming and bulk (CSV files, and PostgreSQL binary COPY files), end to end,
-  with full verification and with --verify count;
+  with full verification, with --verify count and with --verify tally (its cheapest setting);
 * the row path (rows shaped like pymssql's: int, str, datetime, Decimal, bool, bytes, UUID, None)
   through the encoder into a real COPY, one core.
 
@@ -320,6 +320,7 @@ def main():
                 for fmt in ("binary", "text") if fmt == "binary" or not args.quick]
         for label, extra, env in (("streaming, full verify", [], {}),
                                   ("streaming, count only", ["--verify", "count"], {}),
+                                  ("streaming, tally", ["--verify", "tally"], {}),
                                   ("bulk, full verify", ["--mode", "bulk"], {}),
                                   ("bulk, count only", ["--mode", "bulk", "--verify", "count"], {}),
                                   ("bulk binary, full verify", ["--mode", "bulk"], binary),

@@ -123,7 +123,7 @@ def main():
     p.add_argument("--scale", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--verify", choices=("count", "full"), default="count")
+    p.add_argument("--verify", choices=("count", "tally", "full"), default="count")
     p.add_argument("--mode", choices=("streaming", "bulk"), default="streaming")
     p.add_argument("--tables", default="", help="comma-separated subset to copy, as in benchmark.py")
     args = p.parse_args()

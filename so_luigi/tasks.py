@@ -133,8 +133,10 @@ class _HowMixin:
                                               "(wide tables are cut by size, narrow ones by --chunk-rows)")
     buffer_mb = luigi.IntParameter(default=256, significant=False,
                                    description="memory cap of a loading worker's stream buffer, in MB")
-    verify = luigi.ChoiceParameter(choices=("full", "count"), default="full", significant=False,
-                                   description="full: row counts and content checksums; count: counts only")
+    verify = luigi.ChoiceParameter(choices=("full", "count", "tally"), default="full", significant=False,
+                                   description="full: row counts and content checksums; count: counts only; "
+                                               "tally: the source's count against the rows each partition's "
+                                               "COPY stored (no scan of the destination)")
     layout = luigi.ChoiceParameter(choices=("auto", "plain", "partitioned"), default="auto", significant=False,
                                    description="destination tables: plain, or range-partitioned on the key "
                                                "(COPY FREEZE per partition); auto: partitioned in bulk mode")

@@ -103,9 +103,9 @@ def test_source_changed_between_failed_run_and_rerun_is_refused_until_reset(sour
     assert_same_tables(pair, TABLES)
 
 
-def kill_after_first_votes_partition(pair):
+def kill_after_first_votes_partition(pair, *args):
     """Run Votes alone, kill -9 once its partition 0 is committed; returns the command to rerun."""
-    cmd = luigi_cmd("--tables", "Votes", "--workers", "1")
+    cmd = luigi_cmd("--tables", "Votes", "--workers", "1", *args)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=pair.env(), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -116,9 +116,10 @@ def kill_after_first_votes_partition(pair):
     return cmd
 
 
-def test_rows_added_into_a_loaded_range_are_caught_by_verification(sourced):
+@pytest.mark.parametrize("verify", ["full", "count", "tally"])
+def test_rows_added_into_a_loaded_range_are_caught_by_verification(sourced, verify):
     pair = sourced
-    cmd = kill_after_first_votes_partition(pair)
+    cmd = kill_after_first_votes_partition(pair, "--verify", verify)
     assert ("Votes", 0) in loaded(pair)
     # id -5 falls in partition 0 (no lower bound), which is already loaded: the copy would miss it
     pair.query("source", 'INSERT INTO "Votes" ("Id", "PostId", "VoteTypeId", "CreationDate") VALUES (-5, 1, 2, now())')
@@ -126,6 +127,7 @@ def test_rows_added_into_a_loaded_range_are_caught_by_verification(sourced):
     assert rerun.returncode != 0
     line = [l for l in rerun.stderr.splitlines() if l.startswith("so_luigi: error:")]
     assert line and "Votes: row counts differ" in line[0] and "so-luigi reset" in line[0]
+    assert ("(its COPY tallies)" in line[0]) == (verify == "tally")
     assert pair.query("target", "SELECT count(*) FROM so_luigi.tables WHERE completed_at IS NOT NULL") == [(0,)]
 
 
@@ -210,6 +212,28 @@ def test_least_privilege_roles_are_enough(sourced):
     finally:
         pair.query("target", "DROP OWNED BY so_writer; DROP ROLE so_writer")
         pair.query("source", "DROP OWNED BY so_reader; DROP ROLE so_reader")
+
+
+@pytest.mark.parametrize("verify", ["count", "tally"])
+def test_a_row_deleted_from_the_destination_is_seen_by_count_and_not_by_tally(sourced, verify):
+    """--verify tally trusts each partition's committed COPY count instead of counting the
+    destination: what it gives up, exactly as the README says."""
+    pair = sourced
+    cmd = kill_after_first_votes_partition(pair, "--verify", verify)
+    pair.query("target", 'DELETE FROM "Votes" WHERE "Id" = (SELECT min("Id") FROM "Votes")')
+    rerun = subprocess.run(cmd, cwd=ROOT, env=pair.env(), capture_output=True, text=True, timeout=600)
+    source_rows = pair.query("source", 'SELECT count(*) FROM "Votes"')[0][0]
+    if verify == "count":
+        assert rerun.returncode != 0
+        line = [l for l in rerun.stderr.splitlines() if l.startswith("so_luigi: error:")]
+        assert line and f"Votes: row counts differ: source {source_rows}, destination {source_rows - 1}, " \
+                        f"loaded markers {source_rows}" in line[0]
+        assert pair.query("target", "SELECT count(*) FROM so_luigi.tables WHERE completed_at IS NOT NULL") == [(0,)]
+    else:
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert pair.query("target", "SELECT verdict, rows FROM so_luigi.tables") == \
+            [("ok: count vs COPY tallies", source_rows)]
+        assert pair.query("target", 'SELECT count(*) FROM "Votes"') == [(source_rows - 1,)]
 
 
 def test_a_changed_value_fails_the_content_checksum(sourced):

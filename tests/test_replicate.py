@@ -58,6 +58,21 @@ def test_generated_sample_copies_exactly_and_second_run_does_nothing(pair, mode)
     assert loaded_markers(pair) == before
 
 
+def test_verify_tally_copies_exactly_without_counting_the_destination(pair):
+    """--verify tally: the source is counted, the destination is not; each table's verdict says so."""
+    from so_luigi import load
+    sample.fill_postgres(pair.source(), scale=0.002, names=["Users", "Votes", "Badges"], log=lambda *a: None)
+    result = pair.run("--verify", "tally", "--chunk-rows", "2000", "--tables", "Users,Votes,Badges")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_tables(pair, ["Users", "Votes", "Badges"])
+    verdicts = pair.query("target", "SELECT table_name, verdict, rows FROM so_luigi.tables ORDER BY 1")
+    counts = {t: pair.query("source", f'SELECT count(*) FROM "{t}"')[0][0] for t in ("Users", "Votes", "Badges")}
+    assert verdicts == [(t, "ok: count vs COPY tallies", counts[t]) for t in ("Badges", "Users", "Votes")]
+    assert "ok: count vs COPY tallies" in result.stdout
+    assert load.tallied("tally", sample.table_def("Users", "public"))
+    assert not load.tallied("count", sample.table_def("Users", "public"))
+
+
 def test_subset_schemas_and_empty_table(pair):
     pair.query("source", 'CREATE SCHEMA "Src"; CREATE TABLE "Src"."Empty" ("Id" int PRIMARY KEY, "v" text); '
                          'CREATE TABLE "Src"."NoKey" ("a" text, "b" numeric(12,3)); '
