@@ -279,7 +279,8 @@ def chart(results, path):
     ax.invert_yaxis()
     ax.set_xlabel("wall seconds (lower is better)")
     ax.set_title(f"{results['rows']:,} rows, {results['mb']:.0f} MB, scale {results['scale']}, "
-                 f"{results['workers']} at a time, PostgreSQL {results['server']}", fontsize=10)
+                 f"{results['workers']} at a time, PostgreSQL {results['server']}"
+                 + (f"; median of {results['repeat']} rounds" if results.get("repeat", 1) > 1 else ""), fontsize=10)
     ax.set_xlim(0, max(seconds) * 1.35)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
