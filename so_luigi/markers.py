@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS {m}.tables (
     table_name      text NOT NULL,
     definition      jsonb NOT NULL,       -- the source table as planned, with mapped types
     partitions      integer NOT NULL,
-    source_rows     bigint NOT NULL,      -- count when planned
+    source_rows     bigint NOT NULL,      -- when planned: counted, or estimated (big tables)
     source_bytes    bigint,               -- size on disk when planned (schedules big partitions first)
     planned_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     completed_at    timestamptz,          -- the table-complete marker

@@ -73,8 +73,8 @@ def status(conn, run_id):
         inflight = sum(int(n) for rel, n in flying if rel == name or rel.startswith(f"{name}__part"))
         moving = rows + inflight
         rate = moving / float(elapsed) if elapsed and moving else 0.0
-        if complete:
-            state, eta = verdict, None
+        if complete:                  # planned rows may be the planner's estimate; these are counted
+            state, eta, src_rows = verdict, None, rows
             rate = rows / float(seconds) if seconds else rate
         elif done == parts:
             state, eta = "verifying", 0

@@ -94,3 +94,98 @@ def test_plan_on_a_real_table_with_gaps(pair, chunk):
         assert all(c == chunk for c in counts[:-1]) and 0 < counts[-1] <= chunk
     finally:
         conn.close()
+
+
+def test_histogram_cuts_interpolate_between_bounds_and_never_repeat_a_key():
+    bounds = list(range(0, 101, 10))                  # 10 buckets of a tenth of the rows each
+    assert pg.histogram_cuts(bounds, 3, 0.25) == [25, 50, 75]
+    assert pg.histogram_cuts([0, 1000, 1001, 1002], 2, 1 / 3) == [1000, 1001]
+    # two cuts in one narrow bucket would be the same key: the empty range is not planned
+    assert pg.histogram_cuts([1, 2, 100], 3, 0.1) == [1, 2]
+    assert pg.histogram_cuts([5, 9], 1, 0.5) == [7]
+
+
+def _skewed_table(conn, name, rows):
+    """Keys whose gaps grow along the table (g*g): cuts spaced evenly by key would be far off."""
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE TABLE "{name}" ("Id" int PRIMARY KEY, v text); '
+                    f"INSERT INTO \"{name}\" SELECT g * g - 5000, 'x' FROM generate_series(1, {rows}) g; "
+                    "SELECT pg_stat_force_next_flush()")
+    conn.commit()      # its inserts counted now, not after the ANALYZE (they would count as changes since)
+    with conn.cursor() as cur:
+        cur.execute(f'ANALYZE "{name}"')
+    conn.commit()
+    from so_luigi.dialects.base import Column, Table
+    return Table(schema="public", name=name, columns=[Column("Id", "int4"), Column("v", "text")],
+                 primary_key=["Id"])
+
+
+def _range_counts(conn, table, ranges):
+    counts = []
+    with conn.cursor() as cur:
+        for lo, hi in ranges:
+            cur.execute(*planning.ranged(f'SELECT count(*) FROM "{table}"', pg_ident, "Id", lo, hi))
+            counts.append(cur.fetchone()[0])
+    return counts
+
+
+def test_a_big_table_with_fresh_statistics_is_cut_from_its_histogram_without_a_walk(pair, monkeypatch):
+    conn = psycopg2.connect(pair.source_url)
+    try:
+        table = _skewed_table(conn, "H", 20000)
+        monkeypatch.setattr(pg, "STATISTICS_FROM_ROWS", 10000)
+        monkeypatch.setattr(pg, "offset_boundaries", lambda *a: pytest.fail("walked the index"))
+        rows, bounds, step = pg.count_and_boundaries(conn, table, lambda est: est // 8)
+        assert (rows, step, len(bounds)) == (20000, 2500, 7)
+        ranges = planning.plan(rows, bounds, step)
+        counts = _range_counts(conn, "H", ranges)
+        assert sum(counts) == 20000 and len(counts) == 8
+        # 20,000 rows are all in ANALYZE's sample: the bounds are exact percentiles
+        assert all(abs(c - 2500) <= 2500 * 0.02 for c in counts), counts
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("change", ["rows added", "rows deleted"])
+def test_stale_statistics_are_not_trusted_and_the_key_is_walked(pair, monkeypatch, change):
+    conn = psycopg2.connect(pair.source_url)
+    try:
+        table = _skewed_table(conn, "S", 20000)
+        with conn.cursor() as cur:
+            if change == "rows added":       # the histogram knows nothing of keys above its last bound
+                cur.execute("INSERT INTO \"S\" SELECT 500000000 + g, 'x' FROM generate_series(1, 20000) g")
+            else:                            # the same pages, half the rows: only the change count says so
+                cur.execute('DELETE FROM "S" WHERE "Id" > 100000000')
+                cur.execute("SELECT pg_stat_force_next_flush()")
+        conn.commit()
+        monkeypatch.setattr(pg, "STATISTICS_FROM_ROWS", 10000)
+        rows, bounds, step = pg.count_and_boundaries(conn, table, lambda est: 2500)
+        total = pair.query("source", 'SELECT count(*) FROM "S"')[0][0]
+        assert rows == total
+        counts = _range_counts(conn, "S", planning.plan(rows, bounds, step))
+        assert sum(counts) == total and all(c == 2500 for c in counts[:-1]), counts
+    finally:
+        conn.close()
+
+
+def test_a_table_planned_from_statistics_copies_exactly(pair, monkeypatch):
+    """The plan stored from the histogram is what every process loads: ReplicateAll in another
+    process reads it, copies every row once and verifies the table against the source."""
+    from so_luigi import load, markers
+    from so_luigi.config import source_endpoint, target_endpoint
+    from tests.conftest import assert_same_tables
+    conn = psycopg2.connect(pair.source_url)
+    try:
+        _skewed_table(conn, "Big", 30000)
+    finally:
+        conn.close()
+    monkeypatch.setattr(pg, "STATISTICS_FROM_ROWS", 10000)
+    monkeypatch.setattr(pg, "offset_boundaries", lambda *a: pytest.fail("walked the index"))
+    with pg.session(target_endpoint()) as tconn:
+        markers.register_run(tconn, "default", source_endpoint(), target_endpoint())
+    assert len(load.ensure_planned("default", "Big", 4000, "auto", "streaming")) == 8
+    result = pair.run("--workers", "2", "--chunk-rows", "4000", "--tables", "Big")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_tables(pair, ["Big"])
+    assert pair.query("target", "SELECT count(*), sum(rows) FROM so_luigi.loaded") == [(8, 30000)]
+    assert pair.query("target", "SELECT verdict FROM so_luigi.tables")[0][0].startswith("ok")
