@@ -39,6 +39,30 @@ def plan(row_count, boundaries, chunk_rows):
     return list(zip(edges[:-1], edges[1:]))
 
 
+# A table estimated at this many rows or more is cut from its key's statistics when they are
+# fresh, instead of walked or numbered: an exact cut reads the whole key (PostgreSQL's walk of
+# Votes, 10.1M rows: 0.85 s; SQL Server numbers every row), before the first load can start. A
+# cut from the histogram costs milliseconds and comes within a few percent of equal partitions.
+STATISTICS_FROM_ROWS = 1_000_000
+
+
+def cdf_cuts(points, step, total):
+    """Keys cutting about ``total`` rows into chunks of ``step``, from the key's distribution as
+    statistics estimate it: ``points`` are (key, rows with a key up to it) in key order, linear
+    in between. Integer keys, strictly increasing: no range is empty by construction, and the
+    ranges between them still cover every key once, whatever the statistics got wrong."""
+    found, j = [], 0
+    for i in range(1, -(-int(total) // int(step))):
+        target = i * step
+        while j < len(points) - 1 and points[j][1] < target:
+            j += 1
+        (k0, c0), (k1, c1) = points[max(j - 1, 0)], points[j]
+        key = k1 if c1 <= c0 or c1 < target else k0 + int((target - c0) * (k1 - k0) // (c1 - c0))
+        if not found or key > found[-1]:
+            found.append(key)
+    return found
+
+
 def ranged(select, quote, key, lo, hi):
     """``select`` limited to the key range (lo, hi]: (SQL, params), params None when the whole
     table is read. Values are always parameters, never interpolated. With parameters, a '%' in

@@ -96,13 +96,20 @@ def test_plan_on_a_real_table_with_gaps(pair, chunk):
         conn.close()
 
 
-def test_histogram_cuts_interpolate_between_bounds_and_never_repeat_a_key():
-    bounds = list(range(0, 101, 10))                  # 10 buckets of a tenth of the rows each
-    assert pg.histogram_cuts(bounds, 3, 0.25) == [25, 50, 75]
-    assert pg.histogram_cuts([0, 1000, 1001, 1002], 2, 1 / 3) == [1000, 1001]
-    # two cuts in one narrow bucket would be the same key: the empty range is not planned
-    assert pg.histogram_cuts([1, 2, 100], 3, 0.1) == [1, 2]
-    assert pg.histogram_cuts([5, 9], 1, 0.5) == [7]
+def test_cuts_from_statistics_interpolate_between_points_and_never_repeat_a_key():
+    tenths = [(k, k) for k in range(0, 101, 10)]         # 100 rows, keys 0..100, evenly spread
+    assert planning.cdf_cuts(tenths, 25, 100) == [25, 50, 75]
+    assert planning.cdf_cuts(tenths, 30, 100) == [30, 60, 90]
+    # a gap: no rows between 1000 and 1001 then many; the cut follows the rows, not the keys
+    assert planning.cdf_cuts([(0, 0), (1000, 10), (1001, 20), (1002, 30)], 10, 30) == [1000, 1001]
+    # two cuts in one narrow step would be the same key: the empty range is not planned
+    assert planning.cdf_cuts([(1, 0), (2, 80), (100, 100)], 10, 100) == [1, 2, 51]
+    # statistics short of the estimate (rows added since): the last cut sits at the last point
+    assert planning.cdf_cuts([(0, 0), (50, 50)], 25, 100) == [25, 50]
+    # a SQL Server histogram: (range_high_key, rows up to and with it); 1 row at the minimum,
+    # then keys twice as sparse above 1001
+    assert planning.cdf_cuts([(1, 1), (1001, 1001), (3001, 2001)], 500, 2001) == [500, 1000, 1999, 2999]
+    assert planning.cdf_cuts([(5, 0), (9, 2)], 1, 2) == [7]
 
 
 def _skewed_table(conn, name, rows):
@@ -133,7 +140,7 @@ def test_a_big_table_with_fresh_statistics_is_cut_from_its_histogram_without_a_w
     conn = psycopg2.connect(pair.source_url)
     try:
         table = _skewed_table(conn, "H", 20000)
-        monkeypatch.setattr(pg, "STATISTICS_FROM_ROWS", 10000)
+        monkeypatch.setattr(planning, "STATISTICS_FROM_ROWS", 10000)
         monkeypatch.setattr(pg, "offset_boundaries", lambda *a: pytest.fail("walked the index"))
         rows, bounds, step = pg.count_and_boundaries(conn, table, lambda est: est // 8)
         assert (rows, step, len(bounds)) == (20000, 2500, 7)
@@ -158,7 +165,7 @@ def test_stale_statistics_are_not_trusted_and_the_key_is_walked(pair, monkeypatc
                 cur.execute('DELETE FROM "S" WHERE "Id" > 100000000')
                 cur.execute("SELECT pg_stat_force_next_flush()")
         conn.commit()
-        monkeypatch.setattr(pg, "STATISTICS_FROM_ROWS", 10000)
+        monkeypatch.setattr(planning, "STATISTICS_FROM_ROWS", 10000)
         rows, bounds, step = pg.count_and_boundaries(conn, table, lambda est: 2500)
         total = pair.query("source", 'SELECT count(*) FROM "S"')[0][0]
         assert rows == total
@@ -179,7 +186,7 @@ def test_a_table_planned_from_statistics_copies_exactly(pair, monkeypatch):
         _skewed_table(conn, "Big", 30000)
     finally:
         conn.close()
-    monkeypatch.setattr(pg, "STATISTICS_FROM_ROWS", 10000)
+    monkeypatch.setattr(planning, "STATISTICS_FROM_ROWS", 10000)
     monkeypatch.setattr(pg, "offset_boundaries", lambda *a: pytest.fail("walked the index"))
     with pg.session(target_endpoint()) as tconn:
         markers.register_run(tconn, "default", source_endpoint(), target_endpoint())

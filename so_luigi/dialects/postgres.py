@@ -10,7 +10,7 @@ from importlib import resources
 import psycopg2
 import psycopg2.errors
 
-from .. import typemap
+from .. import planning, typemap
 from ..errors import ConnectError, SchemaError, TransientError, one_line
 from .base import Column, Index, Table, percent_safe, pg_ident, pg_qualified
 
@@ -138,13 +138,6 @@ def describe(conn, schema, name):
     return table
 
 
-# A table the planner estimates at this many rows or more is cut from its statistics when they
-# are fresh, instead of walked: the walk reads the whole key index (Votes, 10.1M rows: 0.85 s,
-# the longest step before the first load starts at scale 1); a cut from the histogram costs a
-# few milliseconds and comes within a few percent of equal partitions.
-STATISTICS_FROM_ROWS = 1_000_000
-
-
 def count_and_boundaries(conn, table, step_for):
     """(rows, boundaries, step): the row count and the keys closing each full chunk of ``step``
     rows, where ``step = step_for(the planner's row estimate)`` (a count when the table has no
@@ -171,7 +164,7 @@ def count_and_boundaries(conn, table, step_for):
             rows = count()              # one partition, probably: a count is cheaper than a walk
         if key is None or (rows is not None and rows <= step):
             return rows, [], step
-        if estimate is not None and estimate >= STATISTICS_FROM_ROWS:
+        if estimate is not None and estimate >= planning.STATISTICS_FROM_ROWS:
             cuts = statistics_cuts(cur, table, estimate, step)
             if cuts is not None:
                 return estimate, cuts, step
@@ -202,21 +195,9 @@ def statistics_cuts(cur, table, estimate, step):
     bounds, analyzed_rows, changed, analyzed_pages, pages = row
     if changed > analyzed_rows / 10 or abs(pages - analyzed_pages) > max(analyzed_pages, 1) / 10:
         return None
-    return histogram_cuts([int(b) for b in bounds], -(-estimate // step) - 1, step / estimate)
-
-
-def histogram_cuts(bounds, cuts, fraction):
-    """``cuts`` keys at every ``fraction`` of the rows, from equal-frequency histogram bounds;
-    distinct and increasing, so no range is empty by construction or read twice."""
-    found, last = [], None
-    for i in range(1, cuts + 1):
-        at = min(i * fraction, 1.0) * (len(bounds) - 1)
-        j = min(int(at), len(bounds) - 2)
-        key = bounds[j] + round((at - j) * (bounds[j + 1] - bounds[j]))
-        if last is None or key > last:
-            found.append(key)
-            last = key
-    return found
+    bounds = [int(b) for b in bounds]       # equal-frequency: each bound a step further up
+    return planning.cdf_cuts([(b, i * estimate / (len(bounds) - 1)) for i, b in enumerate(bounds)],
+                             step, estimate)
 
 
 def row_estimate(cur, q):
