@@ -121,3 +121,54 @@ def test_table_size_falls_back_to_sp_spaceused_without_view_database_state():
     assert sqlglot.parse_one(conn.sent[1].replace("%s", "'x'"), read="tsql") is not None
     assert mssql.table_bytes(_Answers(denied, denied), table) is None
     assert mssql.table_bytes(_Answers((None,), None), table) is None
+
+
+class _Histogram:
+    """A cursor that answers STATISTICS_SQL with scripted rows (or raises), then COUNT_BIG and
+    the numbered boundaries: only the planner's decisions are under test here, not SQL Server."""
+    def __init__(self, steps, count=None, bounds=()):
+        self.steps, self.count, self.bounds, self.sent = steps, count, list(bounds), []
+
+    def execute(self, sql, params=None):
+        self.sent.append(sql)
+        if sql == mssql.STATISTICS_SQL and isinstance(self.steps, Exception):
+            raise self.steps
+
+    def fetchall(self):
+        return self.steps if self.sent[-1] == mssql.STATISTICS_SQL else [(b,) for b in self.bounds]
+
+    def fetchone(self):
+        return (self.count,)
+
+    def cursor(self):
+        return self
+
+
+def test_statistics_query_parses_as_tsql_and_joins_the_key_index_by_id():
+    tree = tsql(mssql.STATISTICS_SQL)
+    assert tree is not None
+    text = " ".join(mssql.STATISTICS_SQL.split())
+    assert "dm_db_stats_histogram(i.object_id, i.index_id)" in text
+    assert "dm_db_stats_properties(i.object_id, i.index_id)" in text
+    assert "i.object_id = OBJECT_ID(%s) AND i.is_primary_key = 1" in text
+
+
+def test_a_big_table_is_cut_from_fresh_statistics_else_its_rows_are_numbered(monkeypatch):
+    import pymssql
+    table = sample.table_def("Votes")
+    monkeypatch.setattr(planning, "STATISTICS_FROM_ROWS", 1000)
+    # (range_high_key, range_rows + equal_rows, rows when taken, rows changed since)
+    fresh = [(1, 1.0, 4000, 10), (2001, 2000.0, 4000, 10), (6001, 1999.0, 4000, 10)]
+    conn = _Histogram(fresh)
+    assert mssql.count_and_boundaries(conn, table, lambda est: 1000) == (4000, [1000, 2000, 3999], 1000)
+    assert conn.sent == [mssql.STATISTICS_SQL]          # no count, no numbering
+    stale = [(k, n, 4000, 401) for k, n, _, _ in fresh]
+    small = [(k, n, 999, 0) for k, n, _, _ in fresh]
+    missing = pymssql.ProgrammingError(208, b"Invalid object name 'sys.dm_db_stats_histogram'.")
+    for answer in (stale, small, [], missing):
+        conn = _Histogram(answer, count=4000, bounds=[1000, 2000, 3000, 4000])
+        assert mssql.count_and_boundaries(conn, table, lambda est: 1000) == (4000, [1000, 2000, 3000, 4000], 1000)
+        assert "ROW_NUMBER()" in conn.sent[-1]
+    # one partition by the statistics: counted exactly, never numbered
+    conn = _Histogram(fresh, count=4002)
+    assert mssql.count_and_boundaries(conn, table, lambda est: 5000) == (4002, [], 5000)
