@@ -128,7 +128,7 @@ class _HowMixin:
                                              "(CSV or binary COPY files)")
     chunk_rows = luigi.IntParameter(default=10000000, significant=False,
                                     description="rows per partition, at most")
-    chunk_mb = luigi.IntParameter(default=256, significant=False,
+    chunk_mb = luigi.IntParameter(default=512, significant=False,
                                   description="MB of the source table on disk per partition, about "
                                               "(wide tables are cut by size, narrow ones by --chunk-rows)")
     buffer_mb = luigi.IntParameter(default=256, significant=False,
