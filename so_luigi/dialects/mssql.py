@@ -16,6 +16,7 @@ import tempfile
 import uuid
 from contextlib import contextmanager
 
+from .. import planning
 from ..errors import ConnectError, SchemaError, TransientError
 from ..planning import boundaries_sql, ranged
 from .base import Column, Index, Table, mssql_ident
@@ -221,7 +222,6 @@ def statistics_cuts(cur, q, step_for):
     (numbering it is cheap and exact), the statistics are missing or stale (more than a tenth of
     the rows changed since), or the server cannot say."""
     import pymssql
-    from .. import planning
     try:
         cur.execute(STATISTICS_SQL, (q,))
         steps = cur.fetchall()
