@@ -4,6 +4,10 @@
 
 The tasks live in ``so_luigi.tasks``; they are imported here so ``--module so_luigi`` finds them.
 """
-from .tasks import CompleteTable, ExtractPartition, LoadDump, LoadPartition, ReplicateAll  # noqa: F401
+from .config import apply_luigi_defaults
+
+apply_luigi_defaults()      # exit codes and connection caps, from any directory (config.LUIGI_DEFAULTS)
+
+from .tasks import CompleteTable, ExtractPartition, LoadDump, LoadPartition, ReplicateAll  # noqa: E402,F401
 
 __all__ = ["ReplicateAll", "CompleteTable", "LoadPartition", "ExtractPartition", "LoadDump"]

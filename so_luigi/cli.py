@@ -7,6 +7,7 @@
     so-luigi status               progress of a run while it runs: partitions, rows, rate, ETA
     so-luigi reset                forget a run's markers so the next run copies afresh
     so-luigi types                the SQL Server -> PostgreSQL type table (Markdown)
+    so-luigi luigid [ARGS]        Luigi's central scheduler with so_luigi's [resources] defaults
 """
 import argparse
 import os
@@ -135,6 +136,13 @@ def cmd_types(args):
     return 0
 
 
+def cmd_luigid(args):
+    """luigid, from any directory, with so_luigi's connection caps unless a luigi.cfg sets them."""
+    from luigi.cmdline import luigid
+    luigid(args.luigid_args)
+    return 0
+
+
 def parser():
     p = argparse.ArgumentParser(prog="so-luigi", description=__doc__.split("\n\n")[0].strip())
     sub = p.add_subparsers(dest="command", required=True)
@@ -183,10 +191,18 @@ def parser():
 
     t = sub.add_parser("types", help="print the SQL Server -> PostgreSQL type table")
     t.set_defaults(func=cmd_types)
+
+    lg = sub.add_parser("luigid", help="Luigi's central scheduler with so_luigi's [resources] defaults "
+                                       "(arguments go to luigid)")
+    lg.add_argument("luigid_args", nargs="*", help="e.g. --background --port 8082")
+    lg.set_defaults(func=cmd_luigid)
     return p
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["luigid"]:          # every argument is luigid's, --help included
+        argv = ["luigid", "--", *argv[1:]]
     args = parser().parse_args(argv)
     try:
         return args.func(args)

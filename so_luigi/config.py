@@ -10,8 +10,37 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import luigi
+import luigi.configuration
 
 from .errors import ConfigError
+
+# Luigi settings so_luigi needs wherever it runs: Luigi reads luigi.cfg only from the working
+# directory (or LUIGI_CONFIG_PATH), and its own defaults exit 0 when a task failed and grant one
+# unit of an unconfigured resource. ``apply_luigi_defaults`` fills in each key no config file
+# set, so a user's luigi.cfg still overrides every one.
+LUIGI_DEFAULTS = {
+    # non-zero exit codes when anything failed or could not run (Luigi's own are all 0)
+    "retcode": {"already_running": 10, "missing_data": 20, "not_run": 25, "task_failed": 30,
+                "scheduling_error": 35, "unhandled_exception": 40},
+    # connections each database sees, whatever the number of workers and hosts sharing a luigid
+    "resources": {"source_connections": 8, "target_connections": 16},
+    "core": {"log_level": "INFO", "autoload_range": "false"},
+}
+
+
+def apply_luigi_defaults():
+    """Set every key of LUIGI_DEFAULTS that no Luigi config file set (public parser API only:
+    has_option, add_section, set). Done when so_luigi is imported, before Luigi reads [retcode]
+    or its scheduler reads [resources]."""
+    cfg = luigi.configuration.get_config()
+    typed = not isinstance(cfg, luigi.configuration.LuigiConfigParser)     # TOML keeps values typed
+    for section, values in LUIGI_DEFAULTS.items():
+        for key, value in values.items():
+            if cfg.has_option(section, key):
+                continue
+            if not typed and not cfg.has_section(section):
+                cfg.add_section(section)
+            cfg.set(section, key, value if typed else str(value))
 
 SCHEMES = {"postgresql": "postgres", "postgres": "postgres", "mssql": "mssql", "sqlserver": "mssql"}
 DEFAULT_SCHEMA = {"postgres": "public", "mssql": "dbo"}
