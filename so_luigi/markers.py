@@ -143,12 +143,9 @@ class PostgresFlavor:
     now = "clock_timestamp()"
     # when a table's first partition began loading (else when it was planned), for rates
     load_started = "coalesce(min(l.loaded_at - make_interval(secs => l.seconds)), t.planned_at)"
-    missing_table = (psycopg2.errors.UndefinedTable,)
+    # the catalog's answer to "is there such a table", for the name as the SQL spells it
+    exists_sql = "SELECT to_regclass(%s) IS NOT NULL"
     lost = (psycopg2.OperationalError, psycopg2.InterfaceError)
-
-    @staticmethod
-    def is_missing_table(exc):
-        return True
 
     @staticmethod
     def seconds_since(column):
@@ -169,17 +166,7 @@ class MssqlFlavor:
     now = "SYSDATETIMEOFFSET()"
     load_started = ("coalesce(min(DATEADD(millisecond, -CAST(l.seconds * 1000 AS int), l.loaded_at)), "
                     "t.planned_at)")
-
-    @property
-    def missing_table(self):
-        import pymssql
-        return (pymssql.ProgrammingError,)
-
-    @staticmethod
-    def is_missing_table(exc):
-        """ProgrammingError is also a syntax error: only 208, 'Invalid object name', is absence."""
-        from .dialects.mssql import error_number
-        return error_number(exc) == 208
+    exists_sql = "SELECT CASE WHEN OBJECT_ID(%s, 'U') IS NULL THEN 0 ELSE 1 END"
 
     @property
     def lost(self):
@@ -452,17 +439,34 @@ def shared_connection():
         return _conn["conn"]
 
 
+_present = set()    # (pid, marker table) the catalog has shown to exist: tables are never dropped
+
+
+def marker_table_exists(cur, name):
+    """Whether marker table ``name`` exists, asked of the destination's catalog (never inferred
+    from an error, whose number and wording differ between servers)."""
+    qualified = f"{m()}.{flavor().ident(name)}"
+    key = (os.getpid(), target_endpoint().url.raw, qualified)
+    if key not in _present:
+        cur.execute(flavor().exists_sql, (qualified,))
+        if not cur.fetchone()[0]:
+            return False
+        _present.add(key)
+    return True
+
+
 class MarkerTarget(luigi.Target):
     """A row in the marker tables; exists() is one indexed lookup in the destination.
 
-    kind is 'loaded', 'complete' or 'replicated'. A missing marker schema means
+    kind is 'loaded', 'complete' or 'replicated'. A marker table not created yet means
     nothing exists yet.
     """
 
     QUERIES = {
-        "complete": "SELECT 1 FROM {m}.tables WHERE run_id = %s AND table_name = %s AND completed_at IS NOT NULL",
-        "loaded": "SELECT 1 FROM {m}.loaded WHERE run_id = %s AND table_name = %s AND partition = %s",
-        "replicated": "SELECT 1 FROM {m}.replications WHERE run_id = %s AND tables = %s",
+        "complete": ("tables", "SELECT 1 FROM {m}.tables WHERE run_id = %s AND table_name = %s "
+                               "AND completed_at IS NOT NULL"),
+        "loaded": ("loaded", "SELECT 1 FROM {m}.loaded WHERE run_id = %s AND table_name = %s AND partition = %s"),
+        "replicated": ("replications", "SELECT 1 FROM {m}.replications WHERE run_id = %s AND tables = %s"),
     }
 
     def __init__(self, kind, *key):
@@ -471,16 +475,15 @@ class MarkerTarget(luigi.Target):
 
     def exists(self):
         f = flavor()
+        table, query = self.QUERIES[self.kind]
         for attempt in (1, 2):
             conn = shared_connection()
             try:
                 with conn.cursor() as cur:
-                    cur.execute(self.QUERIES[self.kind].format(m=m()), self.key)
+                    if not marker_table_exists(cur, table):
+                        return False
+                    cur.execute(query.format(m=m()), self.key)
                     return cur.fetchone() is not None
-            except f.missing_table as exc:
-                if not f.is_missing_table(exc):
-                    raise
-                return False
             except f.lost:
                 _conn["conn"] = None          # a server restart: reconnect once
                 if attempt == 2:

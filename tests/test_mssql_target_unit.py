@@ -205,8 +205,9 @@ def test_every_marker_statement_parses_as_tsql(monkeypatch):
     markers.reset(conn, "run", ["Posts", "Votes"])
     monkeypatch.setattr(markers, "target_session", lambda ep: contextlib.nullcontext(conn))
     assert markers.count_attempt("run", "Posts", 0) == -1          # the recorder's row says 0 attempts
-    for query in markers.MarkerTarget.QUERIES.values():
+    for _, query in markers.MarkerTarget.QUERIES.values():
         cur.sql.append(query.format(m=markers.m()))
+    cur.sql.append(markers.MssqlFlavor.exists_sql)
     f = markers.flavor()
     cur.sql.append(report.STATUS_SQL.format(m=markers.m(), elapsed=f.seconds_since(f.load_started)))
     statements = [s for text in cur.sql for s in text.split("; ") if s.strip()]
@@ -285,10 +286,3 @@ def test_side_table_and_prepare_statements(monkeypatch):
     assert applied[2].endswith("ALTER TABLE [dbo].[Odd]]Name] ALTER COLUMN [Day] date NULL")
     for statement in applied[0].split("; "):
         tsql(statement.replace(" WITH (TABLOCK)", ""))
-
-
-def test_only_invalid_object_name_means_no_marker_yet():
-    """pymssql's ProgrammingError covers syntax errors too: those must not read as 'not done'."""
-    flavor = markers.MssqlFlavor()
-    assert flavor.is_missing_table(pymssql_error("ProgrammingError", (208, b"Invalid object name 'so_luigi.loaded'.")))
-    assert not flavor.is_missing_table(pymssql_error("ProgrammingError", (102, b"Incorrect syntax near 'x'.")))

@@ -48,7 +48,10 @@ class Table:
         return f"{self.schema}.{self.name}"
 
     def column(self, name):
-        return next(c for c in self.columns if c.name == name)
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.qualified} has no column {name!r}")
 
     @property
     def int_key(self):

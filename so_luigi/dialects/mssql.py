@@ -58,16 +58,17 @@ def session(endpoint):
 
 
 def _message(exc):
-    """The server's or DB-Lib's words, without DB-Lib's 'error message N, severity S' headers."""
+    """The server's words, one line: without the bytes repr, DB-Lib's 'error message N, severity
+    S' headers and its 'General SQL Server error: Check messages from the SQL Server' filler."""
     args = getattr(exc, "args", ())
     detail = args[0][1] if args and isinstance(args[0], tuple) and len(args[0]) > 1 else str(exc)
     if isinstance(detail, bytes):
         detail = detail.decode("utf-8", "replace")
+    detail = re.sub(r"DB-Lib error message \d+, severity \d+:?", "\n", str(detail))
     lines = []
-    for line in str(detail).splitlines():
-        line = line.strip()
-        if line and not line.startswith("DB-Lib error message") and "Check messages from the SQL Server" not in line \
-                and line not in lines:
+    for line in detail.splitlines():
+        line = re.sub(r"General SQL Server error: Check messages from the SQL Server\.?", "", line).strip()
+        if line and line not in lines:
             lines.append(line)
     return "; ".join(lines) or str(exc)
 
@@ -118,8 +119,11 @@ def translate(exc, role="source"):
     from ..errors import SoLuigiError
     import pymssql
     msg = _message(exc)
+    number = error_number(exc)
+    if number is not None and not 20000 <= number < 21000:     # the server's own (20xxx are DB-Lib's)
+        msg = f"{msg} (error {number})"
     lost = re.search(r"connection|not connected|unable to connect|timed? ?out", msg, re.IGNORECASE)
-    if error_number(exc) in TRANSIENT_ERRORS or (isinstance(exc, pymssql.InterfaceError) and lost):
+    if number in TRANSIENT_ERRORS or (isinstance(exc, pymssql.InterfaceError) and lost):
         return TransientError(f"{role} SQL Server: connection lost, server unavailable or deadlock: {msg}")
     if "permission" in msg.lower() or "denied" in msg.lower():
         grant = "SELECT" if role == "source" else "CREATE TABLE, ALTER on the schema, INSERT and ADMINISTER BULK OPERATIONS"
@@ -171,16 +175,31 @@ def describe(conn, schema, name):
     cur.execute(sql("mssql_primary_key.sql"), params)
     for constraint, column in cur.fetchall():
         table.pk_name = constraint
-        table.primary_key.append(column)
+        table.primary_key.append(resolve_column(table, column))
     cur.execute(sql("mssql_indexes.sql"), params)
     by_name = {}
     for idx_name, unique, column, descending, filtered in cur.fetchall():
         if filtered:
             continue
         idx = by_name.setdefault(idx_name, Index(name=idx_name, columns=[], unique=bool(unique)))
-        idx.columns.append([column, "DESC" if descending else "ASC"])
+        idx.columns.append([resolve_column(table, column), "DESC" if descending else "ASC"])
     table.indexes = list(by_name.values())
     return table
+
+
+def resolve_column(table, name):
+    """A column named by a key or index, as the table's column list spells it. SQL Server
+    compares identifiers by the database collation, mostly case-insensitive, and its catalog
+    views need not agree on case (Babelfish's KEY_COLUMN_USAGE says ``id`` where COLUMNS says
+    ``Id``): an exact match first, else the one column equal ignoring case."""
+    names = [c.name for c in table.columns]
+    if name in names:
+        return name
+    same = [n for n in names if n.casefold() == name.casefold()]
+    if len(same) != 1:
+        raise SchemaError(f"{table.qualified}: key or index column {name!r} is not one of its columns "
+                          f"({', '.join(names)})")
+    return same[0]
 
 
 def count_and_boundaries(conn, table, step_for):
