@@ -161,7 +161,7 @@ def _postgres_writer(endpoint):
 @contextmanager
 def _mssql_writer(endpoint):
     """Each table dropped, created (no IDENTITY, as SODDI) and bulk-copied, then keyed."""
-    from .dialects import mssql
+    from .dialects import mssql, mssql_ddl
     conn = mssql.connect(endpoint, autocommit=True)
     try:
         def write(table, rows):
@@ -171,7 +171,7 @@ def _mssql_writer(endpoint):
             cur = conn.cursor()
             cur.execute(f"IF OBJECT_ID(N'{q.replace(chr(39), chr(39) * 2)}', N'U') IS NOT NULL DROP TABLE {q}")
             cur.execute(sample.mssql_create_sql(table, primary_key=False))
-            count = mssql.bulk_load(conn, endpoint.schema, table, [c.source_type for c in table.columns],
+            count = mssql.bulk_load(conn, endpoint.schema, table, mssql_ddl.bulk_columns(table, "mssql"),
                                     stream.batched(rows, 5000), 5000)
             cur.execute(f"ALTER TABLE {q} ADD CONSTRAINT {mssql.mssql_ident(table.pk_name)} "
                         f"PRIMARY KEY CLUSTERED ([Id])")

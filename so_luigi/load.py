@@ -448,7 +448,11 @@ def _claim_completion(conn, cur, run_id, table_name):
 
 
 def _finish(cur, statements, pause=True):
+    """Run each statement (SQL text, or a function of the cursor for a step that reads first)."""
     for n, statement in enumerate(statements):
-        cur.execute(statement)
+        if callable(statement):
+            statement(cur)
+        else:
+            cur.execute(statement)
         if n == 0 and pause:
             faults.pause("index-build")

@@ -19,17 +19,18 @@ before loading the range again. Either way a key range is never loaded twice. A 
 skips the delete: the table has no key yet, so it would scan the whole heap, and its locks
 would conflict with the bulk-update locks of the table's other partitions loading in parallel.
 
-Values go as ``dialects.mssql.bulk_load`` sends them, around pymssql's bulk-copy traps (empty
-strings would arrive as NULL; UUID, date, time refused; datetime cut to milliseconds; Decimal
-and money mishandled): see that module. Rows holding an empty string are bulk copied into the
-table's side table in the marker schema (``empties_<table>``, with the partition number) in
-the partition's transaction; before verification ``prepare`` moves them into the table in one
-INSERT ... SELECT that puts the empty strings back, and has the server convert the columns that
-were loaded as text (``mssql_ddl.load_type``). Applying them once, from one session, keeps the
-parallel partition loads to bulk (BU) locks only, which never block each other.
+The table is created with its real column types, and values go as ``dialects.mssql.bulk_load``
+sends them, around pymssql's bulk-copy traps: see that module and ``mssql_ddl.carrier``. Rows
+holding a value the bulk copy cannot deliver exactly (an empty string, a year before 1753, a
+non-UTC offset, non-ASCII text in a code-page column) are bulk copied into the table's side
+table in the marker schema (``empties_<table>``, with the partition number, its columns typed
+so the server can convert them) in the partition's transaction; before verification ``prepare``
+moves them into the table in one INSERT ... SELECT that puts the empty strings back and
+converts the rest. Applying them once, from one session, keeps the parallel partition loads to
+bulk (BU) locks only, which never block each other.
 
-Written against SQL Server's documentation and pymssql's source; it runs only where a SQL Server
-is reachable (tests/test_mssql_integration.py with SO_TEST_MSSQL_URL).
+Runs against SQL Server and Babelfish for PostgreSQL alike (tests/test_mssql_integration.py
+with SO_TEST_MSSQL_URL).
 """
 import datetime as dt
 import decimal
@@ -162,7 +163,8 @@ def plan_table(run_id, table, row_count, bounds, size, chunk_rows):
         cur.execute(ddl.create_table_sql(target_ep.schema, table, src_dialect))
         side = side_table(table.name)
         cur.execute(f"DROP TABLE IF EXISTS {side}")
-        cur.execute(mssql.staging_table_sql(table, ddl.load_types(table, src_dialect), side, SIDE_EXTRA))
+        cur.execute(mssql.staging_table_sql(table, [load for _, load, _ in ddl.bulk_columns(table, src_dialect)],
+                                            side, SIDE_EXTRA))
         sql, params = ddl.owner_mark_sql(target_ep.schema, table.name, f"{OWNER}{run_id}")
         cur.execute(sql, params)
         markers.store_plan(cur, run_id, table, ranges, row_count, chunk_rows, size)
@@ -198,16 +200,17 @@ def side_table(table_name):
 
 
 def prepare(conn, schema, table, source_dialect):
-    """Once every partition is in: the side table's rows into the table, text-loaded columns to
-    their types. Its own transaction, and idempotent, so a crash here is repeated harmlessly."""
+    """Once every partition is in: the side table's rows into the table, converted by the server
+    as they go in. Its own transaction, and idempotent (the side table goes with the insert), so
+    a crash here is repeated harmlessly."""
     cur = conn.cursor()
     side = side_table(table.name)
     cur.execute("SELECT OBJECT_ID(%s, 'U')", (side,))
     if cur.fetchone()[0] is not None:
-        cur.execute(mssql.unmask_sql(schema, table, side))
+        casts = [final if load != final and not final.startswith(("char", "varchar")) else None
+                 for final, load, _ in ddl.bulk_columns(table, source_dialect)]
+        cur.execute(mssql.unmask_sql(schema, table, side, casts))
         cur.execute(f"DROP TABLE {side}")
-    for statement in ddl.convert_sql(schema, table, source_dialect):
-        cur.execute(statement)
     conn.commit()
 
 
@@ -249,7 +252,7 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, prog
             stats["bytes"] += sum(len(v) for r in rows for v in r if isinstance(v, (str, bytes)))
             if progress is not None:
                 progress.update(stats["rows"])
-        mssql.bulk_load(conn, target_ep.schema, table, ddl.load_types(table, source_ep.url.dialect),
+        mssql.bulk_load(conn, target_ep.schema, table, ddl.bulk_columns(table, source_ep.url.dialect),
                         source_batches(source_ep, table, lo, hi, batch), batch,
                         spill_bytes=int(buffer_mb * 1024 * 1024) // 4, on_batch=seen,
                         side=(side_table(table_name), (partition,)))
@@ -305,8 +308,19 @@ def _target_figures(target_ep, table, verify, same):
         conn.close()
 
 
+def _reseed(cur, schema, table):
+    """Each identity column's next value past the largest copied one, unless the bulk copy's
+    explicit values already moved it there (SQL Server keeps the largest value inserted under
+    IDENTITY_INSERT as the current one)."""
+    for col in table.identity_columns:
+        cur.execute(ddl.identity_sql(schema, table, col))
+        maximum, current = cur.fetchone()
+        if maximum is not None and (current is None or current < maximum):
+            cur.execute(ddl.reseed_sql(schema, table, maximum))
+
+
 def complete_table(run_id, table_name, verify="full"):
-    """Verify against the source, then key, index, reseed identity, statistics, complete marker."""
+    """Verify against the source, then key, indexes, identity seed and the complete marker."""
     source_ep, target_ep = source_endpoint(), target_endpoint()
     same = source_ep.url.dialect == "mssql"
     with mssql.session(target_ep) as conn:
@@ -314,5 +328,6 @@ def complete_table(run_id, table_name, verify="full"):
             conn, run_id, table_name, verify,
             lambda table: both_sides(lambda: _source_figures(source_ep, table, verify),
                                      lambda: _target_figures(target_ep, table, verify, same)),
-            lambda table, partitions: ([], ddl.finish_table_sql(target_ep.schema, table)),
+            lambda table, partitions: ([], ddl.finish_table_sql(target_ep.schema, table)
+                                       + [lambda cur: _reseed(cur, target_ep.schema, table)]),
             lambda table: prepare(conn, target_ep.schema, table, source_ep.url.dialect))

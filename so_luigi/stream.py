@@ -260,10 +260,17 @@ def mssql_reader(endpoint, table, lo, hi, checksum, target_batch_bytes):
             cur = conn.cursor()
             query, params = mssql.select_sql(table, lo, hi)
             cur.execute(query, params)
-            return copy_rows(iter(lambda: cur.fetchmany(batch[0]), []), encoder, sink, checksum,
+            return copy_rows(iter(lambda: fetch(cur, batch[0]), []), encoder, sink, checksum,
                              table, batch, target_batch_bytes)
         finally:
             conn.close()
+
+    def fetch(cur, n):
+        try:
+            return cur.fetchmany(n)
+        except ValueError as exc:       # pymssql builds a Python value the server's cannot fit
+            raise DataError(f"{table.qualified}: the source holds a value Python cannot represent ({exc}), "
+                            f"in the partition after key {lo}; exclude the table with --tables") from None
     return read
 
 

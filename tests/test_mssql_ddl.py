@@ -122,9 +122,10 @@ def _one_line_error(fn, *args):
 
 
 def _unquoted(literal):
-    """The text inside an N'...' literal."""
-    assert literal.startswith("N'") and literal.endswith("'")
-    return literal[2:-1].replace("''", "'")
+    """The text inside an N'...' or '...' literal."""
+    literal = literal.removeprefix("N")
+    assert literal.startswith("'") and literal.endswith("'")
+    return literal[1:-1].replace("''", "'")
 
 
 # --- type mapping ------------------------------------------------------------------------------
@@ -312,39 +313,33 @@ def test_name_length_counts_utf16_units_as_sql_server_does():
 
 # --- finishing -------------------------------------------------------------------------------
 
-def test_finish_builds_key_reseeds_identity_and_updates_statistics():
+def test_finish_builds_the_key_and_reseeds_identity_with_a_literal():
     statements = ddl.finish_table_sql("so", sample.table_def("Users"))
-    assert statements == [
-        "ALTER TABLE [so].[Users] ADD CONSTRAINT [PK_Users_Id] PRIMARY KEY CLUSTERED ([Id])",
-        "DECLARE @m bigint = (SELECT MAX([Id]) FROM [so].[Users]); "
-        "IF @m IS NOT NULL DBCC CHECKIDENT (N'[so].[Users]', RESEED, @m) WITH NO_INFOMSGS",
-        "UPDATE STATISTICS [so].[Users]",
-    ]
+    assert statements == ["ALTER TABLE [so].[Users] ADD CONSTRAINT [PK_Users_Id] PRIMARY KEY CLUSTERED ([Id])"]
     alter = tsql(statements[0])
     assert isinstance(alter, exp.Alter) and alter.this.name == "Users"
+    assert ddl.identity_sql("so", sample.table_def("Users"), "Id") == \
+        "SELECT MAX([Id]), IDENT_CURRENT(N'[so].[Users]') FROM [so].[Users]"
+    assert ddl.reseed_sql("so", sample.table_def("Users"), 40) == \
+        "DBCC CHECKIDENT ('[so].[Users]', RESEED, 40) WITH NO_INFOMSGS"
 
 
 @pytest.mark.parametrize("name", STACKOVERFLOW)
 def test_every_finishing_statement_parses(name):
     for statement in ddl.finish_table_sql("dbo", sample.table_def(name)):
-        for part in statement.split("; IF @m IS NOT NULL "):
-            if part.startswith("DBCC CHECKIDENT"):
-                continue        # sqlglot has no DBCC; its literal is checked below
-            assert tsql(part) is not None
+        assert tsql(statement) is not None
 
 
 def test_reseed_names_the_table_in_a_literal_sql_server_can_resolve():
     table = _table([_mssql_col("bigint", name="row id", nullable=False, identity=True)], name="it's]odd",
                    primary_key=["row id"])
-    reseed = next(s for s in ddl.finish_table_sql("my s", table) if "CHECKIDENT" in s)
-    declare, check = reseed.split("; ")
-    parsed = tsql(declare)
-    assert isinstance(parsed, exp.Declare)
-    assert parsed.find(exp.Max).this.name == "row id"
+    assert tsql(ddl.identity_sql("my s", table, "row id")).find(exp.Max).this.name == "row id"
+    check = ddl.reseed_sql("my s", table, 9007199254740993)
     literal = check[check.index("(") + 1:check.index(", RESEED")]
     target = tsql("SELECT 1 FROM " + _unquoted(literal)).find(exp.Table)
     assert (target.db, target.name) == ("my s", "it's]odd")
-    assert check.startswith("IF @m IS NOT NULL DBCC CHECKIDENT (") and check.endswith("RESEED, @m) WITH NO_INFOMSGS")
+    assert check.endswith("RESEED, 9007199254740993) WITH NO_INFOMSGS") and "(N'" not in check
+    assert "(N'[dbo].[日本]'" in ddl.reseed_sql("dbo", _table([], name="日本"), 1)     # beyond ASCII: Unicode
 
 
 def test_no_identity_no_reseed_and_default_key_name():
@@ -352,7 +347,6 @@ def test_no_identity_no_reseed_and_default_key_name():
                    primary_key=["B", "A"])
     assert ddl.finish_table_sql("dbo", table) == [
         "ALTER TABLE [dbo].[T] ADD CONSTRAINT [PK_T] PRIMARY KEY CLUSTERED ([B], [A])",
-        "UPDATE STATISTICS [dbo].[T]",
     ]
 
 
@@ -413,16 +407,25 @@ def test_checksum_hashes_every_column_in_order(name):
     row = parsed.find(exp.Subquery).this.find(exp.Subquery).this     # the FOR JSON row
     assert [a.alias for a in row.expressions] == [str(i) for i in range(1, len(table.columns) + 1)]
     assert [(a.this.table, a.this.name) for a in row.expressions] == [("t", c.name) for c in table.columns]
+    assert "0x01" not in ddl.checksum_sql("dbo", table)        # StackOverflow has no binary column
 
 
 def test_checksum_is_null_safe_and_cannot_overflow():
     text = ddl.checksum_sql("my s", _table([_mssql_col("int", name="a]b"), _mssql_col("nvarchar", -1, name="x.y")]))
     assert text == (
         "SELECT COUNT_BIG(*), ISNULL(SUM(h), 0) FROM (SELECT CAST(CAST(SUBSTRING(HASHBYTES('SHA2_256', "
-        "(SELECT t.[a]]b] AS [1], t.[x.y] AS [2] FOR JSON PATH, WITHOUT_ARRAY_WRAPPER, INCLUDE_NULL_VALUES)), "
-        "1, 8) AS BIGINT) AS DECIMAL(38,0)) AS h FROM [my s].[T] AS t) AS r")
+        "CAST((SELECT t.[a]]b] AS [1], t.[x.y] AS [2] FOR JSON PATH, WITHOUT_ARRAY_WRAPPER, INCLUDE_NULL_VALUES) "
+        "AS varbinary(max))), 1, 8) AS BIGINT) AS DECIMAL(38,0)) AS h FROM [my s].[T] AS t) AS r")
     parsed = tsql(text)
     assert parsed.find(exp.Table).name == "T" and parsed.find(exp.Table).db == "my s"
+
+
+def test_checksum_appends_binary_columns_with_their_length_outside_the_json():
+    text = ddl.checksum_sql("dbo", _table([_mssql_col("money", name="m"), _mssql_col("varbinary", 10, name="b")]))
+    assert "t.[b] AS" not in text and "CAST(t.[m] AS decimal(19,4)) AS [1] FOR JSON" in text
+    assert ("+ ISNULL(0x01 + CAST(CAST(DATALENGTH(CAST(t.[b] AS varbinary(max))) AS bigint) AS binary(8)) "
+            "+ CAST(t.[b] AS varbinary(max)), 0x00)") in text
+    tsql(text)
 
 
 @pytest.mark.parametrize("lo,hi,where,params", [
@@ -450,37 +453,27 @@ def test_tsql_helper_rejects_what_is_not_tsql():
         tsql("CREATE TABLE [dbo].[T] ([a] int NOT NULL,")
 
 
-@pytest.mark.parametrize("final,loaded", [
+@pytest.mark.parametrize("final,side", [
     ("date", "varchar(40)"), ("datetime2(7)", "varchar(40)"), ("datetimeoffset(3)", "varchar(40)"),
     ("varchar(50)", "nvarchar(50)"), ("char(5)", "nchar(5)"), ("varchar(max)", "nvarchar(max)"),
-    ("varchar(8000)", "nvarchar(max)"), ("char(5000)", "nvarchar(max)"),
-    ("datetime", "datetime"), ("smalldatetime", "smalldatetime"), ("time(7)", "varchar(40)"),
+    ("varchar(8000)", "nvarchar(max)"), ("char(5000)", "nvarchar(max)"), ("smallmoney", "varchar(40)"),
+    ("datetime", "datetime"), ("smalldatetime", "smalldatetime"), ("time(7)", "time(7)"),
     ("xml", "nvarchar(max)"),
     ("nvarchar(40)", "nvarchar(40)"), ("nchar(3)", "nchar(3)"), ("decimal(9,2)", "decimal(9,2)"), ("int", "int"),
 ])
-def test_columns_freetds_would_convert_wrongly_are_loaded_as_text(final, loaded):
-    assert ddl.load_type(final) == loaded
+def test_side_table_columns_hold_what_the_server_converts(final, side):
+    assert ddl.load_type(final) == side
 
 
-def test_text_loaded_columns_are_converted_by_the_server_once():
+def test_tables_are_created_with_their_real_types():
     table = _table([_mssql_col("int", name="Id", nullable=False, identity=True),
                     _mssql_col("datetime2", name="d'2", precision=7),
                     _mssql_col("varchar", 20, name="v", nullable=False),
                     _mssql_col("datetime", name="plain")])
     created = ddl.create_table_sql("dbo", table, "mssql")
-    assert "[d'2] varchar(40) NULL" in created and "[v] nvarchar(20) NOT NULL" in created
+    assert "[d'2] datetime2(7) NULL" in created and "[v] varchar(20) NOT NULL" in created
     assert "[plain] datetime NULL" in created
-    statements = ddl.convert_sql("dbo", table, "mssql")
-    assert statements == [
-        "IF (SELECT DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = N'dbo' AND TABLE_NAME = N'T' "
-        "AND COLUMN_NAME = N'd''2') <> N'datetime2' ALTER TABLE [dbo].[T] ALTER COLUMN [d'2] datetime2(7) NULL",
-        "IF (SELECT DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = N'dbo' AND TABLE_NAME = N'T' "
-        "AND COLUMN_NAME = N'v') <> N'varchar' ALTER TABLE [dbo].[T] ALTER COLUMN [v] varchar(20) NOT NULL"]
-    for statement in statements:
-        condition, alter = statement.split(") <> ")
-        tsql(condition.removeprefix("IF (") + " = 1")
-        tsql(alter.split(" ", 1)[1])
-    assert ddl.convert_sql("dbo", sample.table_def("Posts"), "mssql") == []     # StackOverflow loads as it is
+    tsql(created)
 
 
 def test_a_sql_server_sources_collations_are_kept_on_text_columns():
@@ -489,11 +482,9 @@ def test_a_sql_server_sources_collations_are_kept_on_text_columns():
                     _mssql_col("nvarchar", -1, name="body", collation="SQL_Latin1_General_CP1_CI_AS"),
                     _mssql_col("int", name="n", collation="")])
     created = ddl.create_table_sql("dbo", table, "mssql")
-    assert "[code] nvarchar(20) COLLATE Latin1_General_CS_AS NOT NULL" in created
+    assert "[code] varchar(20) COLLATE Latin1_General_CS_AS NOT NULL" in created
     assert "[body] nvarchar(max) COLLATE SQL_Latin1_General_CP1_CI_AS NULL" in created
     assert "[n] int NULL" in created
     tsql(created)
-    assert ddl.convert_sql("dbo", table, "mssql")[0].endswith(
-        "ALTER COLUMN [code] varchar(20) COLLATE Latin1_General_CS_AS NOT NULL")
     table.columns[1].collation = "x; DROP TABLE t"
     _one_line_error(ddl.create_table_sql, "dbo", table, "mssql")

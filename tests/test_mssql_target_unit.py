@@ -45,11 +45,54 @@ def test_values_pymssql_bulk_copy_would_cut_or_refuse_go_as_text():
         assert mssql.bulk_value(kept) is kept
 
 
+def _carriers(*finals):
+    return [ddl.carrier(f) for f in finals]
+
+
 def test_rows_with_empty_strings_take_the_masked_path_and_keep_their_empties():
     rows = [(1, "a", b"x", None), (2, "", b"x", None), (3, "b", b"", ""), (4, None, None, None)]
-    direct, masked = mssql.bulk_rows(rows)
+    direct, masked = mssql.bulk_rows(rows, _carriers("int", "nvarchar(10)", "varbinary(10)", "nvarchar(max)"))
     assert direct == [(1, "a", b"x", None), (4, None, None, None)]
     assert masked == [(2, None, b"x", None, "0100"), (3, "b", None, None, "0011")]
+
+
+def test_values_freetds_would_convert_wrongly_take_the_side_table_as_text():
+    """Each a value the bulk copy stored wrongly or refused on the TDS server, next to one of the
+    same column that goes straight in."""
+    utc = dt.timezone.utc
+    cases = [
+        ("date", dt.date(1753, 1, 1), "1753-01-01", dt.date(1, 1, 1), "0001-01-01"),
+        ("datetime2(7)", dt.datetime(2010, 1, 2, 3, 4, 5, 6), "2010-01-02 03:04:05.000006",
+         "1700-06-15 01:02:03.1234567", "1700-06-15 01:02:03.1234567"),
+        ("datetimeoffset(7)", dt.datetime(2010, 1, 1, 12, tzinfo=utc), "2010-01-01 12:00:00.000000",
+         dt.datetime(2010, 1, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=5, minutes=30))),
+         "2010-01-01 12:00:00.000000 +05:30"),
+        ("datetimeoffset(7)", "2010-01-01 12:00:00.1234567 +00:00", "2010-01-01 12:00:00.1234567",
+         "2010-01-01 12:00:00.1234567 -03:00", "2010-01-01 12:00:00.1234567 -03:00"),
+        ("varchar(20)", "plain ascii", "plain ascii", "naïve", "naïve"),
+        ("char(5)", "ab   ", "ab   ", "é", "é"),
+        ("smallmoney", Decimal("214748.3647"), "214748.3647", Decimal("-1.5"), "-1.5"),
+        ("xml", None, None, "<r/>", "<r/>"),
+    ]
+    for final, straight, sent, odd, as_text in cases:
+        carriers = _carriers("int", final)
+        direct, side = mssql.bulk_rows([(1, straight), (2, odd)], carriers)
+        assert direct == [(1, sent)], final
+        assert side == [(2, as_text, "00")], final
+    assert mssql.bulk_rows([(1, "x", "naïve 日本語")], _carriers("int", "nvarchar(5)", "nvarchar(max)"))[1] == []
+
+
+@pytest.mark.parametrize("read,sent", [
+    (dt.datetime(2010, 1, 1, 0, 0, 0, 79999), "2010-01-01 00:00:00.080"),     # how a driver returns .080
+    (dt.datetime(2010, 1, 1, 0, 0, 0, 3333), "2010-01-01 00:00:00.003"),
+    (dt.datetime(2010, 1, 1, 0, 0, 0, 6667), "2010-01-01 00:00:00.007"),
+    (dt.datetime(2010, 1, 1, 23, 59, 59, 998333), "2010-01-01 23:59:59.997"),
+    (dt.datetime(2010, 12, 31, 23, 59, 59, 999000), "2011-01-01 00:00:00.000"),
+    (dt.datetime(1753, 1, 1), "1753-01-01 00:00:00.000"),
+])
+def test_datetime_goes_as_its_nearest_tick_in_sql_servers_milliseconds(read, sent):
+    """FreeTDS truncates to the 1/300 s tick below (seen: .079999 landed as .077)."""
+    assert mssql.bulk_rows([(read,)], _carriers("datetime"))[0] == [(sent,)]
 
 
 class BulkRecorder:
@@ -70,8 +113,7 @@ def test_bulk_load_streams_plain_rows_and_routes_empty_ones_through_the_masked_t
     conn = BulkRecorder()
     seen = []
     batches = iter([[(1, "a", b"x", None), (2, "", None, None)], [(3, "c", b"", dt.datetime(2010, 1, 1))]])
-    n = mssql.bulk_load(conn, "dbo", table, ["int", "nvarchar(max)", "varbinary(10)", "datetime"], batches, 500,
-                        on_batch=seen.append)
+    n = mssql.bulk_load(conn, "dbo", table, ddl.bulk_columns(table, "mssql"), batches, 500, on_batch=seen.append)
     assert n == 3 and [len(b) for b in seen] == [2, 1]
     assert conn.copies[0] == ("[dbo].[Odd]]Name]", [(1, "a", b"x", None)], 500, True)
     assert conn.copies[1] == ("#so_luigi_empties", [(2, None, None, None, "0100"),
@@ -83,8 +125,8 @@ def test_bulk_load_streams_plain_rows_and_routes_empty_ones_through_the_masked_t
 
 def test_bulk_load_with_a_side_table_leaves_empty_rows_there_with_their_partition():
     conn = BulkRecorder()
-    mssql.bulk_load(conn, "dbo", _table(), ["int"] * 4, iter([[(1, "", None, None), (2, "b", None, None)]]), 500,
-                    side=("[so_luigi].[empties_T]", (7,)))
+    mssql.bulk_load(conn, "dbo", _table(), ddl.bulk_columns(_table(), "mssql"),
+                    iter([[(1, "", None, None), (2, "b", None, None)]]), 500, side=("[so_luigi].[empties_T]", (7,)))
     assert [c[:2] for c in conn.copies] == [("[dbo].[Odd]]Name]", [(2, "b", None, None)]),
                                             ("[so_luigi].[empties_T]", [(1, None, None, None, "0100", 7)])]
     assert not any(s.startswith(("INSERT", "CREATE")) for s in conn.cur.sql)   # applied once, before verification
@@ -92,7 +134,7 @@ def test_bulk_load_with_a_side_table_leaves_empty_rows_there_with_their_partitio
 
 def test_bulk_load_of_nothing_starts_no_bulk_copy():
     conn = BulkRecorder()
-    assert mssql.bulk_load(conn, "dbo", _table(), ["int"] * 4, iter([]), 500) == 0
+    assert mssql.bulk_load(conn, "dbo", _table(), ddl.bulk_columns(_table(), "mssql"), iter([]), 500) == 0
     assert conn.copies == [] and not any("CREATE" in s for s in conn.cur.sql)
 
 
@@ -275,14 +317,15 @@ def test_side_table_and_prepare_statements(monkeypatch):
     side = mssql_load.side_table(table.name)
     assert side == "[so_luigi].[empties_Odd]]Name]"
     assert mssql_load.side_table("x" * 128).startswith("[so_luigi].[empties_") and len(side) < 140
-    created = mssql.staging_table_sql(table, ddl.load_types(table, "mssql"), side, mssql_load.SIDE_EXTRA)
+    created = mssql.staging_table_sql(table, [load for _, load, _ in ddl.bulk_columns(table, "mssql")], side,
+                                      mssql_load.SIDE_EXTRA)
     assert created.endswith("[Day] varchar(40) NULL, so_luigi_mask varchar(max) NOT NULL, "
                             "[so_luigi_partition] int NOT NULL)")
     tsql(created)
     conn = RecorderConn()
     mssql_load.prepare(conn, "dbo", table, "mssql")          # the recorder says the side table exists
     applied = conn.cur.sql[1:]
-    assert applied[0] == mssql.unmask_sql("dbo", table, side) and applied[1] == f"DROP TABLE {side}"
-    assert applied[2].endswith("ALTER TABLE [dbo].[Odd]]Name] ALTER COLUMN [Day] date NULL")
+    assert applied == [mssql.unmask_sql("dbo", table, side, [None] * 4 + ["date"]), f"DROP TABLE {side}"]
+    assert ", CAST([Day] AS date) FROM [so_luigi]" in applied[0]          # converted on the way in, no ALTER
     for statement in applied[0].split("; "):
         tsql(statement.replace(" WITH (TABLOCK)", ""))

@@ -6,6 +6,9 @@ marker tables and reused by every later task of that run.
 """
 from dataclasses import asdict, dataclass, field
 
+# a value a writer cannot send as it is: its row takes the slower, exact way (see mssql_ddl.carrier)
+SIDE = type("Side", (), {"__repr__": lambda self: "SIDE"})()
+
 INTEGER_TYPES = {"tinyint", "smallint", "int", "integer", "bigint", "int2", "int4", "int8"}
 
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from .. import planning
 from ..errors import ConnectError, SchemaError, TransientError
 from ..planning import boundaries_sql, ranged
-from .base import Column, Index, Table, mssql_ident
+from .base import SIDE, Column, Index, Table, mssql_ident
 from .postgres import sql
 
 
@@ -61,13 +61,15 @@ def _message(exc):
     """The server's words, one line: without the bytes repr, DB-Lib's 'error message N, severity
     S' headers and its 'General SQL Server error: Check messages from the SQL Server' filler."""
     args = getattr(exc, "args", ())
-    detail = args[0][1] if args and isinstance(args[0], tuple) and len(args[0]) > 1 else str(exc)
+    if args and isinstance(args[0], tuple):         # pymssql: OperationalError((number, message))
+        args = args[0]
+    detail = args[1] if len(args) > 1 and isinstance(args[0], int) else str(exc)
     if isinstance(detail, bytes):
         detail = detail.decode("utf-8", "replace")
     detail = re.sub(r"DB-Lib error message \d+, severity \d+:?", "\n", str(detail))
     lines = []
     for line in detail.splitlines():
-        line = re.sub(r"General SQL Server error: Check messages from the SQL Server\.?", "", line).strip()
+        line = re.sub(r"General SQL Server error: Check messages from the SQL Server\.?", "", line).strip(" ;")
         if line and line not in lines:
             lines.append(line)
     return "; ".join(lines) or str(exc)
@@ -291,13 +293,13 @@ def select_sql(table, lo, hi):
 
 # --- writing: the TDS bulk copy (the SQL Server destination and dump loads) -------------------
 #
-# pymssql's bulk_copy has traps (read in its _mssql.pyx): an empty string or empty bytes is bound
-# with length 0, which DB-Library takes for NULL; uuid.UUID, datetime.date and datetime.time are
-# refused; datetime is cut to milliseconds; Decimal is sent with a fixed precision of 33 and money
-# columns crash. ``bulk_value`` sends each of those as text (FreeTDS converts it on the client;
-# what it would convert wrongly is loaded as text and converted by the server, see
-# mssql_ddl.load_type); rows holding an empty value go to a side table with a per-row mask of
-# their empty columns and reach the table in one INSERT ... SELECT, never row by row.
+# pymssql's bulk_copy has traps (read in its _mssql.pyx): uuid.UUID, datetime.date and
+# datetime.time are refused; datetime is cut to milliseconds; Decimal is sent with a fixed
+# precision of 33 and money columns crash. ``bulk_value`` sends each of those as text, which
+# FreeTDS converts on the client. What it would still convert wrongly (years before 1753, offsets,
+# non-ASCII text in code-page columns, empty strings: mssql_ddl's carriers say which) sends its
+# row to a side table, typed so that the server converts it, and from there into the table in
+# one INSERT ... SELECT, never row by row.
 
 TEXT_TYPES = {"char", "nchar", "varchar", "nvarchar", "text", "ntext", "xml", "bpchar", "character",
               "character varying", "json", "jsonb"}
@@ -328,37 +330,46 @@ def bulk_value(v):
     return v
 
 
-def bulk_rows(rows):
-    """(rows for the table, rows for the temporary table): a row with an empty string or empty
-    bytes goes to the second list, its empties as NULL and a mask ('0'/'1' per column) appended."""
-    direct, masked = [], []
+def bulk_rows(rows, carriers):
+    """(rows for the table, rows for the side table). ``carriers``: per column, what to send for a
+    value (mssql_ddl.carrier), or SIDE when the bulk copy cannot deliver it; a row holding any
+    such value goes to the side table as text, its empty strings as NULL and a mask ('0'/'1' per
+    column, '1' where the value was empty) appended."""
+    direct, side = [], []
     for row in rows:
-        out = [None if v is None else bulk_value(v) for v in row]
-        empty = [v == "" or v == b"" for v in out]
-        if any(empty):
-            out = [None if e else v for v, e in zip(out, empty)]
-            out.append("".join("1" if e else "0" for e in empty))
-            masked.append(tuple(out))
-        else:
+        sent = [None if v is None else bulk_value(v) for v in row]
+        out = [v if v is None else carry(v) for v, carry in zip(sent, carriers)]
+        if not any(v is SIDE for v in out):
             direct.append(tuple(out))
-    return direct, masked
+            continue
+        empty = [v == "" or v == b"" for v in sent]
+        side.append(tuple(None if e else v for v, e in zip(sent, empty))
+                    + ("".join("1" if e else "0" for e in empty),))
+    return direct, side
 
 
 def staging_table_sql(table, types, name=STAGING, extra=()):
-    """A table for rows with empty values: the table's column ``types``, every column nullable, no
-    identity, then the mask column and ``extra`` [name, type] columns (bulk_copy binds by position)."""
+    """A side table: the table's columns with ``types`` (mssql_ddl.load_type), every column
+    nullable, no identity, then the mask column and ``extra`` [name, type] columns (bulk_copy
+    binds by position)."""
     cols = [f"{mssql_ident(c.name)} {t} NULL" for c, t in zip(table.columns, types)]
     cols += [f"{MASK} varchar(max) NOT NULL"] + [f"{mssql_ident(n)} {t} NOT NULL" for n, t in extra]
     return f"CREATE TABLE {name} ({', '.join(cols)})"
 
 
-def unmask_sql(schema, table, source=STAGING):
-    """One INSERT ... SELECT from ``source``, '' (or 0x) where the mask says so."""
+def unmask_sql(schema, table, source=STAGING, casts=None):
+    """One INSERT ... SELECT from ``source``, '' (or 0x) where the mask says so, and each column
+    with a type in ``casts`` (per column, or None) CAST to it from its text. Text for code-page
+    columns is not cast: the INSERT converts it with the column's own collation."""
+    casts = casts or [None] * len(table.columns)
+
     def value(i, c):
         if c.data_type not in TEXT_TYPES | BINARY_TYPES:
-            return mssql_ident(c.name)
-        empty = "0x" if c.data_type in BINARY_TYPES else "N''"
-        return f"CASE WHEN SUBSTRING({MASK}, {i}, 1) = '1' THEN {empty} ELSE {mssql_ident(c.name)} END"
+            expr = mssql_ident(c.name)
+        else:
+            empty = "0x" if c.data_type in BINARY_TYPES else "N''"
+            expr = f"CASE WHEN SUBSTRING({MASK}, {i}, 1) = '1' THEN {empty} ELSE {mssql_ident(c.name)} END"
+        return f"CAST({expr} AS {casts[i - 1]})" if casts[i - 1] else expr
     q = qualified(schema, table.name)
     cols = ", ".join(mssql_ident(c.name) for c in table.columns)
     insert = (f"INSERT INTO {q} WITH (TABLOCK) ({cols}) SELECT "
@@ -397,11 +408,13 @@ class _Spill:
                 return
 
 
-def bulk_load(conn, schema, table, types, batches, batch_rows, spill_bytes=16 << 20, on_batch=None, side=None):
+def bulk_load(conn, schema, table, columns, batches, batch_rows, spill_bytes=16 << 20, on_batch=None,
+              side=None):
     """Batches of row tuples into an existing table through the TDS bulk copy; returns the rows.
 
-    ``on_batch(rows)`` sees every batch as read (checksums, progress). Rows holding empty values
-    are set aside (``spill_bytes`` in memory at most) and, after the others, bulk copied into
+    ``columns``: per column (destination type, side-table type, carrier), as
+    mssql_ddl.bulk_columns gives them. ``on_batch(rows)`` sees every batch as read (checksums,
+    progress). Rows holding a value the bulk copy cannot deliver are set aside (``spill_bytes`` in memory at most) and, after the others, bulk copied into
     ``side`` = (table name, values appended to each row) for the caller to apply later, or
     without ``side`` into a temporary table put into the table at once. Identity values are
     kept (SET IDENTITY_INSERT, as freebcp -E does: pymssql asks FreeTDS for KEEPIDENTITY only
@@ -409,13 +422,14 @@ def bulk_load(conn, schema, table, types, batches, batch_rows, spill_bytes=16 <<
     """
     spill = _Spill(spill_bytes)
     total = [0]
+    carriers = [carry for _, _, carry in columns]
 
     def direct():
         for rows in batches:
             if on_batch is not None:
                 on_batch(rows)
             total[0] += len(rows)
-            plain, masked = bulk_rows(rows)
+            plain, masked = bulk_rows(rows, carriers)
             if masked:
                 spill.add(masked)
             yield from plain
@@ -431,7 +445,7 @@ def bulk_load(conn, schema, table, types, batches, batch_rows, spill_bytes=16 <<
             name, extra = side
             _bulk_copy(conn, name, (row + tuple(extra) for row in spill.rows()), batch_rows)
         elif spill.count:
-            cur.execute(staging_table_sql(table, types))
+            cur.execute(staging_table_sql(table, [load for _, load, _ in columns]))
             _bulk_copy(conn, STAGING, spill.rows(), batch_rows)
             cur.execute(unmask_sql(schema, table))
             cur.execute(f"DROP TABLE {STAGING}")

@@ -1,16 +1,17 @@
 """SQL Server as destination: column types, DDL, the ownership mark, checksums, partition clearing.
 
 Tables are created as heaps with the source's columns; the primary key (clustered), secondary
-indexes, identity seed and statistics come after every partition is loaded (``finish_table_sql``),
+indexes and identity seed come after every partition is loaded (``finish_table_sql``, ``reseed_sql``),
 as for PostgreSQL. Statements and (sql, params) pairs are for pymssql, whose placeholder is %s.
 A source table is what ``mssql.describe`` or ``postgres.describe`` made of it.
 """
+import datetime as dt
 import re
 
 from .. import typemap
 from ..errors import SchemaError
 from ..planning import ranged
-from .base import mssql_ident
+from .base import SIDE, mssql_ident
 from .mssql import qualified
 
 OWNER_PROPERTY = "so_luigi"   # the extended property marking a table so_luigi created
@@ -218,49 +219,115 @@ def create_schema_sql(schema):
     return f"IF SCHEMA_ID({_literal(schema)}) IS NULL EXEC({_literal('CREATE SCHEMA ' + mssql_ident(schema))})"
 
 
-# --- loading types -----------------------------------------------------------------------------
-# The bulk copy binds pymssql's values on the client, where FreeTDS converts text to the column's
-# type and gets some of it wrong (its convert.c): years before 1753 become 19xx/20xx or 1900, a
-# datetimeoffset's offset is dropped, and a non-Unicode column receives UTF-8 bytes as if they
-# were its code page; its parsing of time's 7th digit is unproven, and SQL Server refuses xml in
-# a bulk load's column metadata (other TDS clients send it as nvarchar(max)). Such columns are therefore created as text of a type FreeTDS passes through
-# untouched, and ``convert_sql`` has SQL Server itself convert them to their real type once every
-# partition is in, before verification.
+# --- the bulk copy's blind spots ----------------------------------------------------------------
+# Destination tables are created with their real types and pymssql's bulk_copy sends each value as
+# ``mssql.bulk_value`` makes it; FreeTDS converts it to the column's type on the client (its
+# convert.c). A few values come out wrong or not at all, each seen against a TDS server
+# (tests/test_mssql_integration.py):
+#   * date, datetime2, datetimeoffset before 1753: the year becomes 19xx or 20xx (store_year);
+#   * datetimeoffset with an offset other than +00:00: the load fails (without one it is UTC);
+#   * non-ASCII text in a char/varchar column: its UTF-8 bytes are stored as code-page bytes;
+#   * '' and b'': bound with length 0, which DB-Library sends as NULL;
+#   * xml: left to the server, which parses it (not proven to pass FreeTDS's bulk metadata);
+#   * negative smallmoney: Babelfish 4.3 reads the bulk copy's 4 bytes as unsigned.
+# And datetime, which counts 1/300 s, is sent as SQL Server prints it (.000, .003, .007):
+# FreeTDS truncates a finer time to the tick below, so .079999 (how a driver returns .080) would
+# land on .077.
+# A row holding such a value goes to the side table instead, where the column has ``load_type``
+# (text) and the server converts it in the one INSERT ... SELECT that moves the side table's rows
+# in: converted on the way in, never by rewriting the table after the load.
 
 def load_type(final):
-    """The type a column is loaded as, given its destination type."""
-    if final == "date" or final.startswith(("datetime2(", "datetimeoffset(", "time(")):
+    """A column's type in the side table, given its destination type: text that the server
+    converts where FreeTDS would not convert some values right, else the type itself."""
+    if final in ("date", "smallmoney") or final.startswith(("datetime2(", "datetimeoffset(")):
         return "varchar(40)"                       # ISO text; SQL Server parses it whatever the language
     if final == "xml":
         return "nvarchar(max)"
     found = re.fullmatch(r"(var)?char\((\d+|max)\)", final)
     if found:
         n = found.group(2)
-        if n == "max" or int(n) > MAX_CHARS:
-            return "nvarchar(max)"
-        return f"n{final}"
+        return "nvarchar(max)" if n == "max" or int(n) > MAX_CHARS else f"n{final}"
     return final
 
 
-def load_types(table, source_dialect):
-    return [load_type(column_type(c, source_dialect, table)) for c in table.columns]
+def _text(v):
+    """ASCII is the same bytes in UTF-8 and in every code page SQL Server's collations use."""
+    if not isinstance(v, str):
+        return v
+    return v if v != "" and v.isascii() else SIDE
 
 
-def convert_sql(schema, table, source_dialect):
-    """ALTER COLUMN statements taking each text-loaded column to its type; each one is skipped when
-    the column has it already, so a rerun after a crash repeats nothing."""
-    q = qualified(schema, table.name)
-    out = []
-    for c in table.columns:
-        final = column_type(c, source_dialect, table)
-        if load_type(final) == final:
-            continue
-        null = "NULL" if c.nullable and not c.identity else "NOT NULL"
-        out.append(f"IF (SELECT DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = {_literal(schema)} "
-                   f"AND TABLE_NAME = {_literal(table.name)} AND COLUMN_NAME = {_literal(c.name)}) "
-                   f"<> {_literal(final.split('(')[0])} ALTER TABLE {q} ALTER COLUMN {mssql_ident(c.name)} "
-                   f"{final}{_collate(c, final)} {null}")
-    return out
+def _unicode(v):
+    return SIDE if v == "" else v
+
+
+def _binary(v):
+    return SIDE if v == b"" else v
+
+
+def _from_1753(v):
+    return v if isinstance(v, str) and v[:4] >= "1753" else SIDE
+
+
+def _utc_from_1753(v):
+    """ISO text ending in ' +00:00' (bulk_value's and CONVERT 121's form): sent without it."""
+    if isinstance(v, str) and v.endswith(" +00:00") and v[:4] >= "1753":
+        return v[:-7]
+    return SIDE
+
+
+def _nearest_tick(v):
+    """ISO text of a datetime: its fraction as the nearest 1/300 s tick, in milliseconds."""
+    if not isinstance(v, str) or "." not in v:
+        return v
+    head, frac = v.split(".", 1)
+    ticks = round(int(frac[:6].ljust(6, "0")) * 300 / 1_000_000)
+    if ticks == 300:                # rounds up into the next second
+        head = (dt.datetime.fromisoformat(head) + dt.timedelta(seconds=1)).isoformat(sep=" ")
+        ticks = 0
+    return f"{head}.{round(ticks * 10 / 3):03d}"
+
+
+def _not_negative(v):
+    return SIDE if isinstance(v, str) and v.startswith("-") else v
+
+
+def _always_side(v):
+    return SIDE
+
+
+def _as_is(v):
+    return v
+
+
+def carrier(final):
+    """How a value (as ``bulk_value`` made it) of a column of type ``final`` goes straight in:
+    a function returning what to send, or SIDE."""
+    base = final.split("(")[0]
+    if base in ("char", "varchar"):
+        return _text
+    if base in ("nchar", "nvarchar"):
+        return _unicode
+    if base in ("binary", "varbinary"):
+        return _binary
+    if base in ("date", "datetime2"):
+        return _from_1753
+    if base == "datetimeoffset":
+        return _utc_from_1753
+    if base == "smallmoney":
+        return _not_negative
+    if base == "datetime":
+        return _nearest_tick
+    if base == "xml":
+        return _always_side
+    return _as_is
+
+
+def bulk_columns(table, source_dialect):
+    """Per column of ``table`` in SQL Server: (destination type, side-table type, carrier)."""
+    finals = [column_type(c, source_dialect, table) for c in table.columns]
+    return [(final, load_type(final), carrier(final)) for final in finals]
 
 
 def _collate(col, sql_type):
@@ -275,16 +342,16 @@ def _collate(col, sql_type):
 
 
 def create_table_sql(schema, table, source_dialect):
-    """CREATE TABLE as a heap: loading types (above), NULL / NOT NULL as the source, IDENTITY(1,1).
+    """CREATE TABLE as a heap: the destination types, NULL / NOT NULL as the source, IDENTITY(1,1).
 
     NULL is always spelled out: without it the session's ANSI_NULL_DFLT settings decide. Identity
-    values are inserted as read (bulk copy KEEPIDENTITY); ``finish_table_sql`` moves the seed.
+    values are inserted as read (bulk copy KEEPIDENTITY); ``reseed_sql`` moves the seed.
     """
     _check_names([schema] + _names(table))
     cols = []
     for c in table.columns:
-        loaded = load_type(column_type(c, source_dialect, table))
-        spec = f"{mssql_ident(c.name)} {loaded}{_collate(c, loaded)}"
+        final = column_type(c, source_dialect, table)
+        spec = f"{mssql_ident(c.name)} {final}{_collate(c, final)}"
         spec += " IDENTITY(1,1) NOT NULL" if c.identity else (" NULL" if c.nullable else " NOT NULL")
         cols.append(spec)
     return f"CREATE TABLE {qualified(schema, table.name)} (\n    " + ",\n    ".join(cols) + "\n)"
@@ -310,18 +377,27 @@ def _index_sql(q, table, idx):
     return f"CREATE {unique}NONCLUSTERED INDEX {mssql_ident(idx.name)} ON {q} ({cols}){where}"
 
 
-def _reseed_sql(q, col):
-    """One batch: DBCC CHECKIDENT takes no subquery, but a variable; an empty table keeps its seed.
+def identity_sql(schema, table, col):
+    """(largest value of identity column ``col``, the table's current identity value)."""
+    q = qualified(schema, table.name)
+    return f"SELECT MAX({mssql_ident(col)}), IDENT_CURRENT({_literal(q)}) FROM {q}"
 
-    After RESEED to m on a table that has rows, the next identity value is m + 1.
-    """
-    return (f"DECLARE @m bigint = (SELECT MAX({mssql_ident(col)}) FROM {q}); "
-            f"IF @m IS NOT NULL DBCC CHECKIDENT ({_literal(q)}, RESEED, @m) WITH NO_INFOMSGS")
+
+def reseed_sql(schema, table, maximum):
+    """DBCC CHECKIDENT with the table's largest identity value as a literal: it takes no subquery,
+    and Babelfish no variable either. After RESEED to m on a table with rows, the next value is
+    m + 1; an empty table keeps its seed (the caller sends nothing). The name is a plain literal
+    when it is ASCII (the same in every code page), as Babelfish 4.3 misreads N'...' there."""
+    q = qualified(schema, table.name)
+    name = "'" + q.replace("'", "''") + "'" if q.isascii() else _literal(q)
+    return f"DBCC CHECKIDENT ({name}, RESEED, {int(maximum)}) WITH NO_INFOMSGS"
 
 
 def finish_table_sql(schema, table):
     """Statements run once every partition is loaded: clustered primary key (columns in the
-    source's order), nonclustered indexes, identity seed past the copied values, statistics.
+    source's order), then nonclustered indexes. Each index build takes its statistics with a
+    full scan; other columns' statistics SQL Server creates when a query first needs them
+    (AUTO_CREATE_STATISTICS), so no UPDATE STATISTICS (which Babelfish refuses besides).
 
     Index names are kept: SQL Server's need only be unique per table, so both a SQL Server and a
     PostgreSQL source's names fit.
@@ -333,8 +409,6 @@ def finish_table_sql(schema, table):
         cols = ", ".join(mssql_ident(c) for c in table.primary_key)
         out.append(f"ALTER TABLE {q} ADD CONSTRAINT {mssql_ident(_pk_name(table))} PRIMARY KEY CLUSTERED ({cols})")
     out += [_index_sql(q, table, idx) for idx in table.indexes]
-    out += [_reseed_sql(q, col) for col in table.identity_columns]
-    out.append(f"UPDATE STATISTICS {q}")
     return out
 
 
@@ -365,11 +439,26 @@ def checksum_sql(schema, table):
     types, so the same server function formats each value on both. CHECKSUM_AGG is not used: it
     XORs 32-bit hashes, and two equal changes cancel. Columns get positional JSON keys, so a
     column name with a dot (a path in FOR JSON PATH) or a clash cannot change or break the text.
+    Binary columns are not in the JSON (Babelfish's FOR JSON refuses them) but appended to its
+    bytes, each as 0x00 for NULL or 0x01, its length and its bytes, so no two rows run together.
     The aggregate is over a derived table: SQL Server refuses a subquery inside SUM().
     """
-    cols = ", ".join(f"t.{mssql_ident(c.name)} AS [{i}]" for i, c in enumerate(table.columns, start=1))
-    row = f"(SELECT {cols} FOR JSON PATH, WITHOUT_ARRAY_WRAPPER, INCLUDE_NULL_VALUES)"
-    head = f"CAST(CAST(SUBSTRING(HASHBYTES('SHA2_256', {row}), 1, 8) AS BIGINT) AS DECIMAL(38,0))"
+    numbered = list(enumerate(table.columns, start=1))
+    binary = {"binary", "varbinary", "image", "timestamp", "rowversion"}
+    # money as the decimal it is: Babelfish 4.3's FOR JSON crashes on money's extremes
+    as_decimal = {"money": "decimal(19,4)", "smallmoney": "decimal(10,4)"}
+
+    def json_col(c):
+        col = f"t.{mssql_ident(c.name)}"
+        return f"CAST({col} AS {as_decimal[c.data_type]})" if c.data_type in as_decimal else col
+    cols = ", ".join(f"{json_col(c)} AS [{i}]" for i, c in numbered if c.data_type not in binary)
+    row = f"(SELECT {cols or '1 AS [0]'} FOR JSON PATH, WITHOUT_ARRAY_WRAPPER, INCLUDE_NULL_VALUES)"
+    parts = [f"CAST({row} AS varbinary(max))"]
+    for _, c in numbered:
+        if c.data_type in binary:
+            col = f"CAST(t.{mssql_ident(c.name)} AS varbinary(max))"
+            parts.append(f"ISNULL(0x01 + CAST(CAST(DATALENGTH({col}) AS bigint) AS binary(8)) + {col}, 0x00)")
+    head = f"CAST(CAST(SUBSTRING(HASHBYTES('SHA2_256', {' + '.join(parts)}), 1, 8) AS BIGINT) AS DECIMAL(38,0))"
     return (f"SELECT COUNT_BIG(*), ISNULL(SUM(h), 0) FROM (SELECT {head} AS h "
             f"FROM {qualified(schema, table.name)} AS t) AS r")
 
