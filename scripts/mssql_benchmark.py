@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""so_luigi with SQL Server on either side, beside PostgreSQL -> PostgreSQL on the same data.
+
+    python scripts/mssql_benchmark.py --mssql mssql://user:pw@127.0.0.1:1433/master --scale 0.1 [--workers 2]
+
+Starts a PostgreSQL cluster (as scripts/benchmark.py does), generates the StackOverflow-shaped
+sample into it, then, each with the same parallelism (--workers tables or partitions at a time):
+
+* PostgreSQL -> PostgreSQL: the raw binary pipe (psql COPY TO | COPY FROM, keys, ANALYZE) and
+  ReplicateAll with full verification;
+* PostgreSQL -> SQL Server: ReplicateAll, and the raw limit of that direction: pymssql's bulk copy
+  of the same rows into tables already typed as so_luigi types them (no verification, no keys);
+* SQL Server -> PostgreSQL: ReplicateAll from the SQL Server copy the previous step made.
+
+Prints seconds, rows/s, MB/s (of the source's table size in PostgreSQL), and where the CPU went:
+this machine's busy CPU seconds split into the client processes (luigi and its workers, or the
+raw bulk copy) and the rest (the database servers). Figures only: nothing here is a test.
+"""
+import argparse
+import os
+import sys
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import benchmark as bench  # noqa: E402
+
+from so_luigi import embedded  # noqa: E402
+from so_luigi.config import Endpoint, parse_url  # noqa: E402
+from so_luigi.dialects import mssql, postgres as pg  # noqa: E402
+from so_luigi.dialects import mssql_ddl as ddl  # noqa: E402
+
+
+def mssql_admin(url, sql):
+    p = parse_url(url)
+    conn = mssql.connect(Endpoint(p, "dbo", "target"), autocommit=True)
+    try:
+        conn.cursor().execute(sql)
+    finally:
+        conn.close()
+
+
+def mssql_database(base_url, name):
+    mssql_admin(base_url, f"CREATE DATABASE [{name}]")
+    return base_url.rsplit("/", 1)[0] + "/" + name
+
+
+def timed(fn):
+    started, cpu, client = time.monotonic(), bench.busy_cpu_seconds(), bench.client_cpu_seconds()
+    fn()
+    return {"seconds": time.monotonic() - started, "cpu": bench.busy_cpu_seconds() - cpu,
+            "client_cpu": bench.client_cpu_seconds() - client}
+
+
+def luigi(source_url, target_url, workers, verify="full"):
+    import subprocess
+    env = dict(os.environ, SO_SOURCE_URL=source_url, SO_TARGET_URL=target_url)
+    out = subprocess.run([sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
+                          "--workers", str(workers), "--verify", verify], cwd=ROOT, env=env, capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"ReplicateAll {parse_url(source_url)} -> {parse_url(target_url)} failed:\n"
+                         f"{out.stderr[-3000:]}")
+
+
+def bulk_one(args):
+    """One table's rows from PostgreSQL through pymssql's bulk copy into its typed table: the
+    limit of the PostgreSQL -> SQL Server direction (in a child process, as luigi's workers are)."""
+    source_url, target_url, name = args
+    source_ep = Endpoint(parse_url(source_url), "public", "source")
+    target_ep = Endpoint(parse_url(target_url), "dbo", "target")
+    src = pg.connect(source_ep)
+    table = pg.describe(src, "public", name)
+    dst = mssql.connect(target_ep, autocommit=False)
+    cur = dst.cursor()
+    cur.execute(ddl.create_table_sql("dbo", table, "postgres"))
+    read = src.cursor(name="bench")
+    read.itersize = 5000
+    read.execute(f"SELECT * FROM {pg.pg_qualified('public', name)}")
+    if table.identity_columns:
+        cur.execute(f"SET IDENTITY_INSERT {mssql.qualified('dbo', name)} ON")
+    rows = (tuple(mssql.bulk_value(v) if v is not None else None for v in row) for row in read)
+    dst.bulk_copy(mssql.qualified("dbo", name), rows, batch_size=5000, tablock=True)
+    dst.commit()
+    dst.close()
+    src.close()
+
+
+def raw_bulk_copy(source_url, target_url, workers):
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(bulk_one, [(source_url, target_url, t) for t in
+                                 sorted(bench.TABLES, key=lambda t: -bench.table_sizes_cache[t]["bytes"])]))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mssql", required=True, help="mssql://user:password@host:port/master (a login that may "
+                                                  "create databases)")
+    p.add_argument("--scale", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--verify", choices=("full", "count", "tally"), default="full",
+                   help="so_luigi's verification in every run (default full: counts and checksums)")
+    args = p.parse_args()
+
+    cluster = embedded.start("debian", workdir=os.path.join(ROOT, ".so_luigi", "bench-pg"))
+    made = []
+    try:
+        source = bench.ensure_source(cluster, args.scale, args.seed)
+        bench.table_sizes_cache = bench.table_sizes(source)
+        rows = sum(t["rows"] for t in bench.table_sizes_cache.values())
+        mb = sum(t["bytes"] for t in bench.table_sizes_cache.values()) / 1e6
+        tag = uuid.uuid4().hex[:6]
+        results = {}
+
+        def pg_target(label):
+            url = cluster.create_database(f"mb_{label}")
+            made.append(("pg", f"mb_{label}"))
+            return url
+
+        def ms_target(label):
+            name = f"so_bench_{label}_{tag}"
+            made.append(("mssql", name))
+            return mssql_database(args.mssql, name)
+
+        bench.quiesce(cluster)
+        results["PG -> PG raw binary pipe"] = bench.raw_pipe(cluster, source, "binary", args.workers)
+        results["PG -> PG raw binary pipe"]["client_cpu"] = results["PG -> PG raw binary pipe"].pop(
+            "client_cpu_seconds")
+        results["PG -> PG raw binary pipe"]["cpu"] = results["PG -> PG raw binary pipe"].pop("cpu_seconds")
+        target = pg_target("pg")
+        results["PG -> PG so_luigi"] = timed(lambda: luigi(source, target, args.workers, args.verify))
+        raw = ms_target("raw")
+        results["PG -> SQL Server raw bulk copy"] = timed(lambda: raw_bulk_copy(source, raw, args.workers))
+        copy = ms_target("copy")
+        results["PG -> SQL Server so_luigi"] = timed(lambda: luigi(source, copy, args.workers, args.verify))
+        back = pg_target("back")
+        results["SQL Server -> PG so_luigi"] = timed(lambda: luigi(copy, back, args.workers, args.verify))
+    finally:
+        for kind, name in made:
+            try:
+                if kind == "pg":
+                    bench.query(cluster.url(), f'DROP DATABASE IF EXISTS "{name}"')
+                else:
+                    mssql_admin(args.mssql, f"DROP DATABASE [{name}]")
+            except Exception as exc:  # noqa: BLE001 -- a figure run leaves nothing behind if it can
+                print(f"could not drop {name}: {exc}")
+        cluster.stop()
+
+    limit = results["PG -> PG raw binary pipe"]["seconds"]
+    print(f"\nscale {args.scale}: {rows:,} rows, {mb:.0f} MB in PostgreSQL; {args.workers} workers; "
+          f"--verify {args.verify}; "
+          f"SQL Server: {parse_url(args.mssql).redacted}")
+    print(f"{'method':34} {'seconds':>8} {'rows/s':>9} {'MB/s':>6} {'x PG raw':>8} {'client CPU s':>12} "
+          f"{'other CPU s':>11}")
+    for label, r in results.items():
+        s = r["seconds"]
+        print(f"{label:34} {s:8.1f} {rows / s:9,.0f} {mb / s:6.1f} {s / limit:7.2f}x {r['client_cpu']:12.1f} "
+              f"{r['cpu'] - r['client_cpu']:11.1f}")
+    ratio = results["PG -> SQL Server so_luigi"]["seconds"] / results["PG -> SQL Server raw bulk copy"]["seconds"]
+    print(f"\nPG -> SQL Server: so_luigi (verified, keyed) takes {ratio:.2f}x the raw bulk copy of the same rows "
+          "into typed columns")
+
+
+if __name__ == "__main__":
+    main()
