@@ -17,7 +17,8 @@ from conftest import ROOT, assert_same_tables
 @pytest.fixture
 def luigid(tmp_path):
     port = free_port()
-    server = subprocess.Popen(["luigid", "--port", str(port), "--address", "127.0.0.1",
+    # as the README starts it: `so-luigi luigid` is luigid with so_luigi's [resources] defaults
+    server = subprocess.Popen([sys.executable, "-m", "so_luigi", "luigid", "--port", str(port), "--address", "127.0.0.1",
                                "--state-path", str(tmp_path / "state.pickle"), "--logdir", str(tmp_path)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
