@@ -172,3 +172,34 @@ def test_a_big_table_is_cut_from_fresh_statistics_else_its_rows_are_numbered(mon
     # one partition by the statistics: counted exactly, never numbered
     conn = _Histogram(fresh, count=4002)
     assert mssql.count_and_boundaries(conn, table, lambda est: 5000) == (4002, [], 5000)
+
+
+def test_key_columns_are_resolved_as_the_server_compares_names():
+    """Babelfish's KEY_COLUMN_USAGE says 'id' where COLUMNS says 'Id' (a case-insensitive
+    collation, as SQL Server's default is): the key is the table's own column."""
+    from so_luigi.dialects.base import Column, Table
+    from so_luigi.errors import SchemaError
+    table = Table(schema="dbo", name="Posts", columns=[Column("Id", "int"), Column("Body", "nvarchar")])
+    assert mssql.resolve_column(table, "Id") == "Id" and mssql.resolve_column(table, "id") == "Id"
+    table.primary_key = [mssql.resolve_column(table, "ID")]
+    assert table.int_key == "Id"
+    both = Table(schema="dbo", name="T", columns=[Column("a", "int"), Column("A", "int")])   # a CS collation
+    assert mssql.resolve_column(both, "A") == "A"
+    with pytest.raises(SchemaError, match="key or index column 'x' is not one of its columns"):
+        mssql.resolve_column(table, "x")
+
+
+class _ServerError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("args,expected", [
+    ((33557097, b'relation "x_so_luigi.replications" does not exist DB-Lib error message 20018, severity 16:\n'
+                b'General SQL Server error: Check messages from the SQL Server\n'),
+     'target SQL Server: relation "x_so_luigi.replications" does not exist (error 33557097)'),
+    (((208, b"Invalid object name 'so_luigi.loaded'.DB-Lib error message 20018, severity 16:\n"
+            b"General SQL Server error: Check messages from the SQL Server\n"),),
+     "target SQL Server: Invalid object name 'so_luigi.loaded'. (error 208)"),
+])
+def test_server_errors_are_one_readable_line_with_their_number(args, expected):
+    assert str(mssql.translate(_ServerError(*args), "target")) == expected
