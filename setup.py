@@ -8,7 +8,7 @@ setup(
     package_data={"so_luigi": ["sql/*.sql"]},
     python_requires=">=3.9",
     install_requires=[
-        "luigi>=3.5",
+        "luigi>=3.8,<3.9",        # tests/test_luigi_internals.py: the private API it wraps
         "psycopg2-binary>=2.9",
         "pymssql>=2.2",
         "smart_open>=6",

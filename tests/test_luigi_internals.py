@@ -1,0 +1,36 @@
+"""The one place so_luigi reaches into Luigi's private API (tasks._count_work_done_elsewhere
+wraps luigi.execution_summary's task partitioning, so a process whose tasks another host
+finished reports success): this fails when a Luigi release changes what it relies on.
+setup.py bounds luigi to the releases this has passed on."""
+import subprocess
+import sys
+
+PROBE = """
+import inspect
+import luigi
+import luigi.execution_summary as summary
+import luigi.worker
+
+assert list(inspect.signature(summary._partition_tasks).parameters) == ["worker"]
+assert list(inspect.signature(summary._get_run_by_other_worker).parameters) == ["worker"]
+with luigi.worker.Worker() as worker:
+    sets = summary._partition_tasks(worker)
+    others = summary._get_run_by_other_worker(worker)
+assert {"still_pending_ext", "still_pending_not_ext", "already_done"} <= set(sets), sorted(sets)
+assert all(isinstance(sets[k], set) for k in ("still_pending_ext", "still_pending_not_ext", "already_done"))
+assert isinstance(others, set)
+print("ok", luigi.__version__)
+"""
+
+
+def test_the_luigi_internals_so_luigi_wraps_are_as_it_expects():
+    # in a fresh interpreter that has not imported so_luigi, which wraps them at import
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("ok"), out.stderr[-2000:]
+
+
+def test_importing_so_luigi_wraps_them():
+    probe = ("import luigi.execution_summary as s; before = s._partition_tasks; import so_luigi; "
+             "assert s._partition_tasks is not before and s._get_run_by_other_worker.__module__ == 'so_luigi.tasks'")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
