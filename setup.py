@@ -17,6 +17,12 @@ setup(
         # the embedded PostgreSQL of `so-luigi demo` (a pip-installable server)
         "pgserver>=0.1.4",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "sqlglot>=20"]},
+    extras_require={
+        # bulk files on S3 ([bulk] dir = s3://bucket/prefix)
+        "s3": ["smart_open[s3]>=6"],
+        # moto's S3 server stands in for S3 in tests/test_s3.py
+        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "sqlglot>=20", "smart_open[s3]>=6",
+                 "moto[server]>=5"],
+    },
     entry_points={"console_scripts": ["so-luigi=so_luigi.cli:main"]},
 )

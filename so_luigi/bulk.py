@@ -245,11 +245,27 @@ def load_file(cur, schema, into, files, prepare, freeze, buffer_bytes, fmt="csv"
 
 
 def remove_files(run_id, table):
-    """Delete a completed table's files (local dirs; object stores keep them: delete by prefix)."""
+    """Delete a completed table's files: a local folder, or every object under its s3:// prefix;
+    other object stores keep them (the log says where)."""
     settings = bulk_settings()
     if settings.keep_files:
         return
+    where = table_dir(settings, run_id, table)
     if settings.is_local:
-        shutil.rmtree(table_dir(settings, run_id, table), ignore_errors=True)
+        shutil.rmtree(where, ignore_errors=True)
+    elif where.startswith("s3://"):
+        _remove_s3_prefix(where + "/")
     else:
-        log.info("bulk files of %s stay at %s (remove them there)", table, table_dir(settings, run_id, table))
+        log.info("bulk files of %s stay at %s (remove them there)", table, where)
+
+
+def _remove_s3_prefix(uri):
+    """Delete every object under an s3://bucket/prefix/ (boto3, as smart_open's s3 uses it: the
+    same credentials and endpoint settings, e.g. AWS_ENDPOINT_URL_S3)."""
+    import boto3
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    client = boto3.client("s3")
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
