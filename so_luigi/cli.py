@@ -207,7 +207,7 @@ def main(argv=None):
     try:
         return args.func(args)
     except SoLuigiError as exc:
-        if os.environ.get("SO_LUIGI_DEBUG"):
+        if os.environ.get("SO_LUIGI_DEBUG", "") not in ("", "0"):     # as tasks.debug() reads it
             raise
         print(f"so-luigi: error: {exc}", file=sys.stderr)
         return 2
