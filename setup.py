@@ -11,7 +11,7 @@ setup(
         "luigi>=3.8,<3.9",        # tests/test_luigi_internals.py: the private API it wraps
         "psycopg2-binary>=2.9",
         "pymssql>=2.2",
-        "smart_open>=6",
+        "smart_open>=9",          # bulk files local and remote, gzip level by compression_kwargs
         # Stack Exchange dumps as .7z archives
         "py7zr>=0.20",
         # the embedded PostgreSQL of `so-luigi demo` (a pip-installable server)
@@ -19,9 +19,9 @@ setup(
     ],
     extras_require={
         # bulk files on S3 ([bulk] dir = s3://bucket/prefix)
-        "s3": ["smart_open[s3]>=6"],
+        "s3": ["smart_open[s3]>=9"],
         # moto's S3 server stands in for S3 in tests/test_s3.py
-        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "sqlglot>=20", "smart_open[s3]>=6",
+        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "sqlglot>=20", "smart_open[s3]>=9",
                  "moto[server]>=5"],
     },
     entry_points={"console_scripts": ["so-luigi=so_luigi.cli:main"]},

@@ -7,7 +7,8 @@ instead (less CPU than CSV on both servers), when the destination keeps their co
 The manifest is the extract's Luigi target: a partition whose manifest exists is extracted,
 whatever else lies in the folder. Local files are written under a temporary name and renamed
 when complete; on object stores (s3:// and the other smart_open schemes) an object only appears
-when its upload completes.
+when its upload completes. Both go through smart_open (gzip at level 1 when ``compress``), and a
+completed table's files are removed from either (on S3 by prefix).
 
 Loading prefers the server reading the file (``COPY ... FROM '<server_dir>/...'``), which needs
 the file visible to the server (``[bulk] server_dir`` when it is mounted elsewhere) and the
@@ -15,7 +16,6 @@ pg_read_server_files privilege; otherwise, and for gzip or remote files, the cli
 same file through ``COPY ... FROM STDIN``. Each process logs once which way it went.
 """
 import errno
-import gzip
 import json
 import logging
 import os
@@ -63,9 +63,17 @@ def files_for(run_id, table, partition, settings=None, fmt="csv"):
                           local=settings.is_local, compressed=settings.compress)
 
 
-def _open(path, mode):
+def _open(path, mode, **how):
+    """Every bulk file, local or on an object store, goes through smart_open."""
     import smart_open
-    return smart_open.open(path, mode)
+    return smart_open.open(path, mode, **how)
+
+
+def _compression(path):
+    """gzip by the final name's extension (level 1: the files are read once, soon), else none."""
+    if path.endswith(".gz"):
+        return {"compression": ".gz", "compression_kwargs": {"compresslevel": 1}}
+    return {"compression": "disable"}
 
 
 class BulkTarget(luigi.Target):
@@ -99,9 +107,8 @@ def write_atomically(path, settings, fill):
         tmp = f"{path}.tmp-{os.getpid()}"
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            # the temporary name hides the .gz extension from smart_open: compress explicitly
-            with gzip.open(tmp, "wb", compresslevel=1) if path.endswith(".gz") \
-                    else open(tmp, "wb", buffering=1 << 20) as fh:
+            # compression by the final name: the temporary one hides its .gz extension
+            with _open(tmp, "wb", buffering=1 << 20, **_compression(path)) as fh:
                 result = fill(fh)
             os.chmod(tmp, 0o644)          # the server's own user must be able to read it
             os.replace(tmp, path)
@@ -112,7 +119,7 @@ def write_atomically(path, settings, fill):
         except BaseException:
             _discard(tmp)
             raise
-    with _open(path, "wb") as fh:
+    with _open(path, "wb", **_compression(path)) as fh:
         return fill(fh)
 
 

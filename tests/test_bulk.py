@@ -187,3 +187,20 @@ def test_binary_is_chosen_only_where_the_types_travel_unchanged():
     assert bulk.file_format(binary, ms_source, same) == "csv"
     assert bulk.file_format(BulkSettings("/b", "/b", False, False, False), pg_source, same) == "csv"
     assert bulk.files_for("r", "t", 3, binary, "binary").data.endswith("/r/t/000003.pgcopy")
+
+
+def test_local_files_go_through_smart_open_gzip_at_its_fastest_level(tmp_path):
+    """Local and remote bulk files share one path (smart_open); gzip at level 1, as the files are
+    read once, soon (the gzip header's XFL byte says 4 for the fastest level)."""
+    import gzip
+    settings = BulkSettings(str(tmp_path), str(tmp_path), True, False, False)
+    path = str(tmp_path / "run" / "T" / "000000.csv.gz")
+    assert bulk.write_atomically(path, settings, lambda fh: fh.write(b"1,x\n" * 1000)) == 4000
+    with open(path, "rb") as fh:
+        assert fh.read(10)[8] == 4
+    with gzip.open(path, "rb") as fh:
+        assert fh.read() == b"1,x\n" * 1000
+    plain = str(tmp_path / "run" / "T" / "000001.csv")
+    bulk.write_atomically(plain, settings, lambda fh: fh.write(b"2,y\n"))
+    with open(plain, "rb") as fh:
+        assert fh.read() == b"2,y\n"
