@@ -10,25 +10,26 @@
                       marker, again in one transaction.
 
 Each step takes a transaction-scoped advisory lock on its marker and re-checks it, so two runs
-racing for the same step cannot both do it.
+racing for the same step cannot both do it. Into SQL Server the same steps are ``mssql_load``'s;
+what both destinations share (claiming a partition, completing a table) is in ``steps``.
 """
 import contextlib
 import copy
 import logging
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
 
-from . import bulk, faults, markers, stream, typemap
+from . import bulk, faults, markers, mssql_load, stream, typemap
 from .config import source_endpoint, target_endpoint
 from .dialects import connect as connect_source, find_tables, module, session as target_session
+from .dialects import mssql_ddl
 from .dialects import postgres as pg
 from .dialects.base import percent_safe, pg_qualified
 from .errors import SchemaError, VerificationError
 from .planning import plan, rows_per_partition
 from .progress import watch_copy
+from .steps import both_sides, claim_partition, verify_and_finish
 
 log = logging.getLogger("luigi-interface.so_luigi")  # shown wherever Luigi shows its own log
 OWNER_COMMENT = "so_luigi run "
@@ -48,7 +49,6 @@ def discover(source_ep, wanted=None, overrides=None, conn=None):
     typemap.check_mappable(tables, source_ep.url.dialect,
                            typemap.load_overrides() if overrides is None else overrides)
     if target_endpoint().url.dialect == "mssql":
-        from .dialects import mssql_ddl
         mssql_ddl.check_mappable(tables, source_ep.url.dialect)
     return tables
 
@@ -91,7 +91,6 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
     finally:
         conn.close()
     if target_ep.url.dialect == "mssql":
-        from . import mssql_load
         return mssql_load.plan_table(run_id, table, row_count, bounds, size, step)
     ranges = plan(row_count, bounds, step)
     table.layout = choose_layout(table, len(ranges), layout, mode)
@@ -193,28 +192,11 @@ def _destination(cur, schema, table, partitions, partition, lo, hi):
     return table, False, lambda: None
 
 
-def claim_partition(conn, cur, run_id, table_name, partition, progress=None):
-    """(planned table, its partition count, lo, hi) of a partition, under the partition's lock in
-    ``conn``'s transaction; None (the transaction rolled back) when another process, a second run
-    on the same destination, loaded it meanwhile. Both destinations start a load with this."""
-    table, partitions = markers.planned_table(conn, run_id, table_name)
-    lo, hi, expected = markers.partition_range(conn, run_id, table_name, partition)
-    if progress is not None:
-        progress.expected = expected
-    markers.lock(cur, run_id, table_name, partition)
-    if markers.is_loaded(cur, run_id, table_name, partition):
-        log.info("%s partition %d was loaded by another process meanwhile: skipped", table_name, partition)
-        conn.rollback()
-        return None
-    return table, partitions, lo, hi
-
-
 def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode="streaming", progress=None):
     """Load one partition (streamed from the source, or from its bulk file); its rows and its
     marker commit together. Returns stats, or None when it was already loaded."""
     source_ep, target_ep = source_endpoint(), target_endpoint()
     if target_ep.url.dialect == "mssql":
-        from . import mssql_load
         return mssql_load.load_partition(run_id, table_name, partition, buffer_mb, checksum, progress)
     buffer_bytes = int(buffer_mb * 1024 * 1024)
     with pg.session(target_ep) as conn:
@@ -318,26 +300,6 @@ def _target_figures(target_ep, table, verify, row_hash):
     return int(count), (None if total is None else int(total))
 
 
-def both_sides(source_fn, target_fn):
-    """Source and destination figures, computed at the same time on both servers."""
-    figures = {}
-
-    def measure(side, fn):
-        try:
-            figures[side] = fn()
-        except BaseException as exc:  # noqa: BLE001 -- re-raised below in the caller's thread
-            figures[side] = exc
-    threads = [threading.Thread(target=measure, args=a) for a in (("source", source_fn), ("target", target_fn))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for side in ("source", "target"):
-        if isinstance(figures[side], BaseException):
-            raise figures[side]
-    return figures["source"], figures["target"]
-
-
 def tallied(verify, table):
     """``--verify tally``: the destination's figure is the sum of the rows its COPYs stored, each
     committed with its partition's marker, instead of a count(*) over the destination. Not for an
@@ -356,7 +318,6 @@ def complete_table(run_id, table_name, verify="full"):
     """Verify against the source, then key, index, sequence, analyze and mark complete."""
     source_ep, target_ep = source_endpoint(), target_endpoint()
     if target_ep.url.dialect == "mssql":
-        from . import mssql_load
         return mssql_load.complete_table(run_id, table_name, verify)
     with pg.session(target_ep) as conn:
         def figures(table):
@@ -367,92 +328,3 @@ def complete_table(run_id, table_name, verify="full"):
         return verify_and_finish(
             conn, run_id, table_name, verify, figures,
             lambda table, partitions: pg.finish_table_steps(target_ep.schema, table, partitions))
-
-
-def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, prepare=None):
-    """Completing a table on either destination: all partitions loaded, counts (and checksums)
-    equal on source, destination and markers, then the finishing statements and the complete
-    marker in one transaction.
-
-    ``figures(table)`` returns ((source count, checksum), (destination count, checksum)); a source
-    checksum of None with full verification means the source's rows were checksummed as they were
-    read (the sum is in the loaded markers). ``finish_steps(table, partitions)`` returns two lists
-    of statements: the first runs in the finishing transaction while ``figures`` is computed on
-    other connections (statements that let readers in, so the destination's verification scan
-    can share its pass over the heap with them), the second after the figures agree. When the
-    first is empty (SQL Server, unlogged and partitioned tables) the figures come first.
-    ``prepare(table)``, when given, runs (and commits) first.
-    """
-    table, partitions = markers.planned_table(conn, run_id, table_name)
-    cur = conn.cursor()
-    loaded, rows, nbytes, streamed_sum = markers.loaded_totals(cur, run_id, table_name)
-    conn.rollback()
-    if loaded != partitions:
-        raise VerificationError(f"{table_name}: {loaded} of {partitions} partitions loaded")
-    if prepare is not None:
-        prepare(table)
-    beside, after = finish_steps(table, partitions)
-    failed = None
-    if beside:
-        if not _claim_completion(conn, cur, run_id, table_name):
-            return None
-        with ThreadPoolExecutor(1, thread_name_prefix="so_luigi-verify") as pool:
-            measured = pool.submit(figures, table)
-            try:
-                _finish(cur, beside)
-            except Exception as exc:    # reported after the figures: differing counts say more
-                conn.rollback()
-                failed = exc
-            (src_count, src_sum), (dst_count, dst_sum) = measured.result()
-    else:
-        (src_count, src_sum), (dst_count, dst_sum) = figures(table)
-    if src_sum is None and verify == "full":
-        src_sum = streamed_sum
-    tally = dst_count is None
-    if tally:                       # the committed COPY counts stand for the destination's
-        dst_count = rows
-    reset_hint = f"`so-luigi reset --run-id {run_id} --tables {table_name}` and run again"
-    if not src_count == dst_count == rows:
-        conn.rollback()
-        raise VerificationError(
-            f"{table_name}: row counts differ: source {src_count}, destination {dst_count}"
-            f"{' (its COPY tallies)' if tally else ''}, "
-            f"loaded markers {rows}; the source may have changed since planning: {reset_hint}")
-    if verify == "full" and src_sum != dst_sum:
-        conn.rollback()
-        raise VerificationError(
-            f"{table_name}: content checksum differs (source {src_sum}, destination {dst_sum}) "
-            f"over {dst_count} rows: {reset_hint}; if it persists, report it with the table definition")
-    if failed is not None:
-        raise failed
-    verdict = ("ok: count+checksum" if verify == "full" else
-               "ok: count vs COPY tallies" if tally else "ok: count only")
-    if not beside and not _claim_completion(conn, cur, run_id, table_name):
-        return None
-    _finish(cur, after, pause=not beside)
-    markers.mark_complete(cur, run_id, table_name, dst_count, nbytes, src_sum, dst_sum, verdict)
-    faults.pause("complete-commit")
-    conn.commit()
-    log.info("completed %s: %d rows, %s", table_name, dst_count, verdict)
-    return verdict
-
-
-def _claim_completion(conn, cur, run_id, table_name):
-    """Take the table's marker lock in ``conn``'s transaction; False (rolled back) when another
-    process completed the table meanwhile."""
-    markers.lock(cur, run_id, table_name)
-    if markers.is_complete(cur, run_id, table_name):
-        conn.rollback()
-        return False
-    return True
-
-
-def _finish(cur, statements, pause=True):
-    """Run each statement (SQL text, or a function of the cursor for a step that reads first)."""
-    for n, statement in enumerate(statements):
-        if callable(statement):
-            statement(cur)
-        else:
-            cur.execute(statement)
-        if n == 0 and pause:
-            faults.pause("index-build")

@@ -46,7 +46,7 @@ from .dialects import mssql
 from .dialects import mssql_ddl as ddl
 from .dialects.base import mssql_ident, percent_safe, pg_ident, pg_qualified
 from .errors import SchemaError
-from .load import both_sides, claim_partition, verify_and_finish
+from .steps import both_sides, claim_partition, verify_and_finish
 from .planning import plan, ranged
 
 log = logging.getLogger("luigi-interface.so_luigi")
