@@ -207,8 +207,7 @@ def prepare(conn, schema, table, source_dialect):
     side = side_table(table.name)
     cur.execute("SELECT OBJECT_ID(%s, 'U')", (side,))
     if cur.fetchone()[0] is not None:
-        casts = [final if load != final and not final.startswith(("char", "varchar")) else None
-                 for final, load, _ in ddl.bulk_columns(table, source_dialect)]
+        casts = ddl.side_casts(ddl.bulk_columns(table, source_dialect))
         cur.execute(mssql.unmask_sql(schema, table, side, casts))
         cur.execute(f"DROP TABLE {side}")
     conn.commit()

@@ -268,9 +268,10 @@ def mssql_reader(endpoint, table, lo, hi, checksum, target_batch_bytes):
     def fetch(cur, n):
         try:
             return cur.fetchmany(n)
-        except ValueError as exc:       # pymssql builds a Python value the server's cannot fit
+        except ValueError as exc:       # a value pymssql cannot build as Python's (a time of 24:00)
+            where = "the first partition" if lo is None else f"the partition after key {lo}"
             raise DataError(f"{table.qualified}: the source holds a value Python cannot represent ({exc}), "
-                            f"in the partition after key {lo}; exclude the table with --tables") from None
+                            f"in {where}; exclude the table with --tables") from None
     return read
 
 

@@ -488,3 +488,9 @@ def test_a_sql_server_sources_collations_are_kept_on_text_columns():
     tsql(created)
     table.columns[1].collation = "x; DROP TABLE t"
     _one_line_error(ddl.create_table_sql, "dbo", table, "mssql")
+
+
+def test_side_table_text_is_cast_except_code_page_text():
+    columns = [(f, ddl.load_type(f), None) for f in ("int", "date", "varchar(20)", "char(5)", "nvarchar(10)",
+                                                     "datetimeoffset(7)", "xml", "smallmoney")]
+    assert ddl.side_casts(columns) == [None, "date", None, None, None, "datetimeoffset(7)", "xml", "smallmoney"]

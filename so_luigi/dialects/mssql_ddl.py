@@ -330,6 +330,14 @@ def bulk_columns(table, source_dialect):
     return [(final, load_type(final), carrier(final)) for final in finals]
 
 
+def side_casts(columns):
+    """Per column of ``bulk_columns``, the type its side-table text is CAST to on the way in, or
+    None: none where the types agree, and none for code-page text, which the INSERT converts with
+    the column's own collation (a CAST would use the database's)."""
+    return [final if load != final and not final.startswith(("char", "varchar")) else None
+            for final, load, _ in columns]
+
+
 def _collate(col, sql_type):
     """A SQL Server source column's collation, for text types: code page and case sensitivity
     (keys, unique indexes) stay the source's, not the destination database's default."""
