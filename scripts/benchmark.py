@@ -36,7 +36,9 @@ sys.path.insert(0, ROOT)
 
 import psycopg2  # noqa: E402
 
-from so_luigi import embedded, sample, stream, typemap  # noqa: E402
+from so_luigi.dialects import destination  # noqa: E402
+from so_luigi.dialects import pg_types as typemap  # noqa: E402
+from so_luigi.testing import embedded, sample  # noqa: E402
 from so_luigi.config import Endpoint, parse_url  # noqa: E402
 from so_luigi.dialects import postgres as pg  # noqa: E402
 
@@ -81,7 +83,7 @@ def ensure_source(cluster, scale, seed):
         pass
     print(f"source: generating {want} ...", flush=True)
     started = time.monotonic()
-    sample.fill_postgres(Endpoint(parse_url(url), "public", "source"), scale=scale, seed=seed)
+    sample.fill(Endpoint(parse_url(url), "public", "source"), scale=scale, seed=seed)
     query(url, "DROP TABLE IF EXISTS bench_meta; CREATE TABLE bench_meta (made text); "
                "INSERT INTO bench_meta VALUES (%s)", (want,))
     settle(url)
@@ -221,6 +223,7 @@ def row_path(source_url, limit_rows):
     register_uuid()
     out = {}
     target_conn = psycopg2.connect(source_url)
+    writer = destination(Endpoint(parse_url(source_url), "public", "target"))
     for name in SELECTED:
         table = sample.table_def(name, "public")
         typemap.map_table(table, "mssql")
@@ -236,7 +239,7 @@ def row_path(source_url, limit_rows):
             cur.execute(pg.create_table_sql("public", copy_table))
             cpu = time.process_time()
             started = time.monotonic()
-            count, nbytes = stream.copy_rows_into(cur, "public", copy_table, iter(rows))
+            count, nbytes = writer.copy_rows(cur, copy_table, iter(rows))
             seconds = time.monotonic() - started
             cpu = time.process_time() - cpu
             cur.execute(f"DROP TABLE {pg.pg_ident(scratch)}")

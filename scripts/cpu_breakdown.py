@@ -23,7 +23,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmark as bench  # noqa: E402
 
-from so_luigi import embedded  # noqa: E402
+from so_luigi.testing import embedded  # noqa: E402
 
 HZ = 499
 KEY_RANGE = ", of which by key range"

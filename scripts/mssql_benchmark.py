@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import benchmark as bench  # noqa: E402
 
-from so_luigi import embedded  # noqa: E402
+from so_luigi.testing import embedded  # noqa: E402
 from so_luigi.config import Endpoint, parse_url  # noqa: E402
 from so_luigi.dialects import mssql, postgres as pg  # noqa: E402
 from so_luigi.dialects import mssql_ddl as ddl  # noqa: E402

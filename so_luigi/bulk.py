@@ -20,16 +20,12 @@ import json
 import logging
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
 import luigi
-import psycopg2
 
-from . import encode, faults, markers, stream
-from .config import bulk_settings, source_endpoint, target_endpoint
-from .dialects import mssql, postgres as pg
+from .config import bulk_settings
 from .errors import ConfigError, DataError, one_line
 
 log = logging.getLogger("luigi-interface.so_luigi")  # shown wherever Luigi shows its own log
@@ -63,7 +59,7 @@ def files_for(run_id, table, partition, settings=None, fmt="csv"):
                           local=settings.is_local, compressed=settings.compress)
 
 
-def _open(path, mode, **how):
+def open_file(path, mode, **how):
     """Every bulk file, local or on an object store, goes through smart_open."""
     import smart_open
     return smart_open.open(path, mode, **how)
@@ -86,7 +82,7 @@ class BulkTarget(luigi.Target):
         if "://" not in self.path:
             return os.path.exists(self.path)
         try:
-            with _open(self.path, "rb"):
+            with open_file(self.path, "rb"):
                 return True
         except Exception:  # noqa: BLE001 -- smart_open raises per-scheme errors for "not there"
             return False
@@ -108,7 +104,7 @@ def write_atomically(path, settings, fill):
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             # compression by the final name: the temporary one hides its .gz extension
-            with _open(tmp, "wb", buffering=1 << 20, **_compression(path)) as fh:
+            with open_file(tmp, "wb", buffering=1 << 20, **_compression(path)) as fh:
                 result = fill(fh)
             os.chmod(tmp, 0o644)          # the server's own user must be able to read it
             os.replace(tmp, path)
@@ -119,7 +115,7 @@ def write_atomically(path, settings, fill):
         except BaseException:
             _discard(tmp)
             raise
-    with _open(path, "wb", **_compression(path)) as fh:
+    with open_file(path, "wb", **_compression(path)) as fh:
         return fill(fh)
 
 
@@ -130,55 +126,15 @@ def _discard(path):
         pass
 
 
-def file_format(settings, source_ep, table):
+def file_format(settings, source, table):
     """binary when asked for and the rows can travel in PostgreSQL's binary COPY format (a
     PostgreSQL source whose column types the destination keeps), else csv."""
-    if settings.format == "binary" and stream.source_format(source_ep, table) == "binary":
+    if settings.format == "binary" and source.copy_format(table) == "binary":
         return "binary"
     return "csv"
 
 
-def extract_partition(run_id, table_name, partition, checksum=True):
-    """Write one partition's rows as a file, then its manifest. Returns the manifest."""
-    source_ep, settings = source_endpoint(), bulk_settings()
-    with pg.session(target_endpoint()) as conn:
-        table, _ = markers.planned_table(conn, run_id, table_name)
-        lo, hi, _ = markers.partition_range(conn, run_id, table_name, partition)
-    fmt = file_format(settings, source_ep, table)
-    files = files_for(run_id, table_name, partition, settings, fmt)
-    started = time.monotonic()
-
-    def fill(fh):
-        counter = _Counting(fh)
-        if source_ep.url.dialect == "postgres":
-            # a local file takes psycopg2's one write per row in C; its position is the size
-            local = "://" not in files.data
-            src = pg.connect(source_ep)
-            try:
-                src.set_session(readonly=True)
-                with src.cursor() as cur:
-                    cur.copy_expert(pg.copy_out_sql(table, lo, hi, fmt, cur), fh if local else counter,
-                                    size=256 * 1024)
-                    return cur.rowcount, None, fh.tell() if local else counter.bytes, 0
-            finally:
-                src.close()
-        rows, total, changed = _mssql_csv(source_ep, table, lo, hi, counter, checksum)
-        return rows, total, counter.bytes, changed
-
-    def fill_then_pause(fh):
-        result = fill(fh)
-        faults.pause("extract-write")       # written, not yet under its final name
-        return result
-    rows, total, nbytes, changed = write_atomically(files.data, settings, fill_then_pause)
-    manifest = {"table": table_name, "partition": partition, "rows": rows, "bytes": nbytes, "changed": changed,
-                "checksum": None if total is None else str(total), "file": os.path.basename(files.data),
-                "format": fmt,
-                "seconds": round(time.monotonic() - started, 3)}
-    write_atomically(files.manifest, settings, lambda fh: fh.write(json.dumps(manifest).encode()))
-    return manifest
-
-
-class _Counting:
+class Counting:
     """A write() target that counts the bytes it passes on."""
 
     def __init__(self, fh):
@@ -190,65 +146,17 @@ class _Counting:
         return self.fh.write(data)
 
 
-def _mssql_csv(endpoint, table, lo, hi, sink, checksum):
-    """SQL Server rows to CSV; the checksum comes from the same rows' COPY text lines."""
-    to_csv = stream.row_encoder(table, csv=True)
-    to_text = stream.row_encoder(table) if checksum else None
-    conn = mssql.connect(endpoint)
-    rows, total = 0, 0
-    try:
-        cur = conn.cursor()
-        query, params = mssql.select_sql(table, lo, hi)
-        cur.execute(query, params)
-        for batch in iter(lambda: cur.fetchmany(5000), []):
-            try:
-                lines = encode.encode_lines(to_csv(batch))
-                if to_text is not None:
-                    total += encode.lines_checksum(encode.encode_lines(to_text(batch)))
-            except UnicodeEncodeError:
-                raise stream._bad_unicode(table, batch, to_csv(batch)) from None
-            lines.append(b"")
-            sink.write(b"\n".join(lines))
-            rows += len(batch)
-    finally:
-        conn.close()
-    return rows, (total if checksum else None), sum(to_csv.changed.values())
+def write_manifest(files, settings, manifest):
+    write_atomically(files.manifest, settings, lambda fh: fh.write(json.dumps(manifest).encode()))
 
 
 def read_manifest(files):
     try:
-        with _open(files.manifest, "rb") as fh:
+        with open_file(files.manifest, "rb") as fh:
             return json.loads(fh.read())
     except (OSError, ValueError) as exc:
         raise DataError(f"bulk manifest {files.manifest} is unreadable ({one_line(exc)}): "
                         "delete it to extract the partition again") from None
-
-
-def load_file(cur, schema, into, files, prepare, freeze, buffer_bytes, fmt="csv"):
-    """COPY one extracted file (``fmt``, as its manifest says) into ``into``; ``prepare()``
-    (re)creates or truncates it first.
-
-    Server-side when it can, inside a savepoint so a refusal costs nothing; else streamed.
-    Returns (rows stored, via, what to tell the user the first time).
-    """
-    if files.local and not files.compressed:
-        cur.execute("SAVEPOINT so_luigi_bulk")
-        try:
-            prepare()
-            literal = cur.mogrify("%s", (files.server,)).decode()
-            cur.execute(pg.copy_in_sql(schema, into, fmt, freeze, source=literal))
-            stored = cur.rowcount
-            cur.execute("RELEASE SAVEPOINT so_luigi_bulk")
-            return stored, "server-file", f"the server reads the files itself (COPY FROM '{files.server}')"
-        except psycopg2.Error as exc:
-            cur.execute("ROLLBACK TO SAVEPOINT so_luigi_bulk")
-            why = one_line(exc.pgerror or exc)
-    else:
-        why = "gzip files" if files.compressed else "the files are not on a local path"
-    prepare()
-    with _open(files.data, "rb") as fh:
-        cur.copy_expert(pg.copy_in_sql(schema, into, fmt, freeze), fh, size=stream.chunk_size(buffer_bytes))
-    return cur.rowcount, "client-file", f"the client streams the files through COPY FROM STDIN ({why})"
 
 
 def remove_files(run_id, table):

@@ -26,7 +26,7 @@ def _endpoint(url, schema, role):
 def cmd_demo(args):
     import luigi
 
-    from . import embedded, sample
+    from .testing import embedded, sample
     from .tasks import ReplicateAll
     print(f"so_luigi demo: starting an embedded PostgreSQL ({args.server})", flush=True)
     cluster = embedded.start(args.server)
@@ -38,7 +38,7 @@ def cmd_demo(args):
         os.environ.pop("SO_TARGET_SCHEMA", None)
         print(f"generating the StackOverflow-shaped sample at scale {args.scale} into {source_url}")
         started = time.monotonic()
-        sample.fill_postgres(_endpoint(source_url, "public", "source"), scale=args.scale, seed=args.seed)
+        sample.fill(_endpoint(source_url, "public", "source"), scale=args.scale, seed=args.seed)
         print(f"sample ready in {time.monotonic() - started:.1f} s; replicating with Luigi "
               f"({args.workers} workers)", flush=True)
         ok = luigi.build([ReplicateAll(chunk_rows=args.chunk_rows)], local_scheduler=True,
@@ -50,11 +50,10 @@ def cmd_demo(args):
 
 
 def cmd_generate(args):
-    from . import sample
+    from .testing import sample
     ep = _endpoint(args.to, args.schema, "source")
     print(f"generating sample scale {args.scale} seed {args.seed} into {ep}")
-    fill = sample.fill_postgres if ep.url.dialect == "postgres" else sample.fill_mssql
-    total = fill(ep, scale=args.scale, seed=args.seed, post_history=args.post_history)
+    total = sample.fill(ep, scale=args.scale, seed=args.seed, post_history=args.post_history)
     print(f"{total:,} rows")
     return 0
 
@@ -74,8 +73,8 @@ def cmd_load_dump(args):
 
 def _target_conn(autocommit=False):
     from .config import target_endpoint
-    from .dialects import connect_target
-    return connect_target(target_endpoint(), autocommit)
+    from .dialects import destination
+    return destination(target_endpoint()).connect(autocommit)
 
 
 def cmd_report(args):
@@ -104,24 +103,14 @@ def cmd_status(args):
 
 def cmd_reset(args):
     from . import markers
-    from .config import target_endpoint
-    from .dialects import mssql
-    from .dialects.base import pg_qualified
-    quote = pg_qualified if markers.flavor().dialect == "postgres" else mssql.qualified
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] or None
     conn = _target_conn()
     try:
         markers.ensure_schema(conn)
         if args.drop_tables:
-            schema = target_endpoint().schema
             with conn.cursor() as cur:
                 cur.execute(f"SELECT table_name FROM {markers.m()}.tables WHERE run_id = %s", (args.run_id,))
-                for (name,) in cur.fetchall():
-                    if tables is None or name in tables:
-                        cur.execute(f"DROP TABLE IF EXISTS {quote(schema, name)}")
-                        if markers.flavor().dialect == "mssql":      # and its side table of empty strings
-                            from .mssql_load import side_table
-                            cur.execute(f"DROP TABLE IF EXISTS {side_table(name)}")
+                markers.flavor().drop_tables(cur, [n for (n,) in cur.fetchall() if tables is None or n in tables])
         markers.reset(conn, args.run_id, tables)
     finally:
         conn.close()
@@ -131,7 +120,7 @@ def cmd_reset(args):
 
 
 def cmd_types(args):
-    from .typemap import markdown_table
+    from .dialects.pg_types import markdown_table
     print(markdown_table())
     return 0
 

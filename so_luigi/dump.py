@@ -20,8 +20,8 @@ from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime
 
-from . import sample, stream, typemap
-from .dialects import postgres as pg
+from .dialects import destination
+from . import stackoverflow
 from .errors import ConfigError, DataError
 
 FILES = {"Badges": "Badges.xml", "Comments": "Comments.xml", "PostLinks": "PostLinks.xml",
@@ -39,7 +39,7 @@ PARSERS = {"int": int, "datetime": datetime.fromisoformat, "uniqueidentifier": u
 def table_names(post_history=True, tags=True):
     """The dump's tables in load order, then the lookup tables the XML does not carry."""
     names = [n for n in FILES if (post_history or n != "PostHistory") and (tags or n != "Tags")]
-    return names + list(sample.LOOKUPS)
+    return names + list(stackoverflow.LOOKUPS)
 
 
 def xml_rows(path, table, zero_fill=False, unknown=None):
@@ -114,71 +114,26 @@ def load_dump(dump, endpoint, post_history=True, tags=True, zero_fill=False, log
     """
     unknown = Counter()
     counts = {}
-    writer = _postgres_writer if endpoint.url.dialect == "postgres" else _mssql_writer
-    with dump_files(dump) as path_of, writer(endpoint) as write:
+    dst = destination(endpoint)
+    with dump_files(dump) as path_of:
         for name in table_names(post_history, tags):
-            table = sample.table_def(name, endpoint.schema)
-            if name in sample.LOOKUPS:
-                rows = iter(sample.LOOKUPS[name])
+            table = stackoverflow.table_def(name, endpoint.schema)
+            if name in stackoverflow.LOOKUPS:
+                rows = iter(stackoverflow.LOOKUPS[name])
             else:
                 path = path_of(FILES[name])
                 if path is None:
                     log(f"  {name:<12} skipped: {FILES[name]} is not in the dump")
                     continue
                 rows = xml_rows(path, table, zero_fill, unknown)
-            counts[name] = write(table, rows)
+            for c in table.columns:
+                c.identity = False          # as SODDI loads a dump: ids as they are, no IDENTITY
+            counts[name], _ = dst.replace_table(table, rows)
             log(f"  {name:<12} {counts[name]:>10,} rows")
     for table in sorted({t for t, _ in unknown}):
         log(f"  {table}: ignored attributes with no column in the schema: "
             + ", ".join(f"{a} ({n:,} rows)" for (t, a), n in sorted(unknown.items()) if t == table))
     return counts, dict(unknown)
-
-
-@contextmanager
-def _postgres_writer(endpoint):
-    """Each table dropped, created, COPYed, keyed and committed on its own."""
-    conn = pg.connect(endpoint)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {pg.pg_ident(endpoint.schema)}")
-        conn.commit()
-
-        def write(table, rows):
-            typemap.map_table(table, "mssql")
-            with conn.cursor() as cur:
-                cur.execute(f"DROP TABLE IF EXISTS {pg.pg_qualified(endpoint.schema, table.name)}")
-                cur.execute(pg.create_table_sql(endpoint.schema, table))
-                count, _ = stream.copy_rows_into(cur, endpoint.schema, table, rows)
-                for statement in pg.finish_table_sql(endpoint.schema, table):
-                    cur.execute(statement)
-            conn.commit()
-            return count
-        yield write
-    finally:
-        conn.close()
-
-
-@contextmanager
-def _mssql_writer(endpoint):
-    """Each table dropped, created (no IDENTITY, as SODDI) and bulk-copied, then keyed."""
-    from .dialects import mssql, mssql_ddl
-    conn = mssql.connect(endpoint, autocommit=True)
-    try:
-        def write(table, rows):
-            for c in table.columns:
-                c.identity = False
-            q = mssql.qualified(endpoint.schema, table.name)
-            cur = conn.cursor()
-            cur.execute(f"IF OBJECT_ID(N'{q.replace(chr(39), chr(39) * 2)}', N'U') IS NOT NULL DROP TABLE {q}")
-            cur.execute(sample.mssql_create_sql(table, primary_key=False))
-            count = mssql.bulk_load(conn, endpoint.schema, table, mssql_ddl.bulk_columns(table, "mssql"),
-                                    stream.batched(rows, 5000), 5000)
-            cur.execute(f"ALTER TABLE {q} ADD CONSTRAINT {mssql.mssql_ident(table.pk_name)} "
-                        f"PRIMARY KEY CLUSTERED ([Id])")
-            return count
-        yield write
-    finally:
-        conn.close()
 
 
 def fingerprint(dump, post_history=True, tags=True, zero_fill=False):
@@ -205,11 +160,7 @@ DUMPS_DDL = {
 
 
 def _connect(endpoint):
-    from .dialects import connect
-    conn = connect(endpoint)
-    if endpoint.url.dialect == "postgres":
-        conn.autocommit = True
-    return conn
+    return destination(endpoint).connect(autocommit=True)
 
 
 def is_loaded(endpoint, key):
@@ -231,11 +182,9 @@ def mark_loaded(endpoint, key, rows):
     conn = _connect(endpoint)
     try:
         cur = conn.cursor()
-        cur.execute(DUMPS_DDL[endpoint.url.dialect])
+        cur.execute(DUMPS_DDL[destination(endpoint).dialect])
         cur.execute("DELETE FROM so_luigi.dumps WHERE schema_name = %s", (endpoint.schema,))
         cur.execute("INSERT INTO so_luigi.dumps (schema_name, fingerprint, rows) VALUES (%s, %s, %s)",
                     (endpoint.schema, key, rows))
-        if endpoint.url.dialect != "postgres":
-            conn.commit()
     finally:
         conn.close()

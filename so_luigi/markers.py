@@ -10,191 +10,26 @@ One schema (``[target] marker_schema``, default ``so_luigi``) holds:
 * ``replications``  one row per finished ReplicateAll (run_id + table selection).
 
 The destination is PostgreSQL or SQL Server; the queries are written once in the SQL both speak
-(``%s`` parameters work in psycopg2 and pymssql alike) and ``Flavor`` holds the few pieces that
-differ: the DDL, the clock, transaction-scoped locks, elapsed seconds.
+(``%s`` parameters work in psycopg2 and pymssql alike) and the destination (``flavor()``) holds the
+few pieces that differ: the DDL, the clock, transaction-scoped locks, elapsed seconds.
 
 ``MarkerTarget`` is the luigi.Target over these rows. It keeps one connection per process (Luigi
 forks workers, so the pid is checked) because the scheduler calls ``exists()`` for every task.
 """
-import hashlib
 import json
 import os
 import socket
 import threading
 
 import luigi
-import psycopg2
 
 from .config import marker_schema, target_endpoint
-from .dialects import connect_target, session as target_session
-from .dialects.base import Table, mssql_ident, pg_ident
-
-PG_DDL = """
-CREATE SCHEMA IF NOT EXISTS {m};
-CREATE TABLE IF NOT EXISTS {m}.runs (
-    run_id        text PRIMARY KEY,
-    source        text NOT NULL,          -- redacted URL: never a password
-    source_schema text NOT NULL,
-    target_schema text NOT NULL,
-    created_at    timestamptz NOT NULL DEFAULT now());
-CREATE TABLE IF NOT EXISTS {m}.tables (
-    run_id          text NOT NULL,
-    table_name      text NOT NULL,
-    definition      jsonb NOT NULL,       -- the source table as planned, with mapped types
-    partitions      integer NOT NULL,
-    source_rows     bigint NOT NULL,      -- when planned: counted, or estimated (big tables)
-    source_bytes    bigint,               -- size on disk when planned (schedules big partitions first)
-    planned_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
-    completed_at    timestamptz,          -- the table-complete marker
-    rows            bigint,
-    bytes           bigint,
-    seconds         double precision,
-    source_checksum numeric,
-    target_checksum numeric,
-    verdict         text,
-    PRIMARY KEY (run_id, table_name));
-CREATE TABLE IF NOT EXISTS {m}.partitions (
-    run_id     text NOT NULL,
-    table_name text NOT NULL,
-    partition  integer NOT NULL,
-    lo         bigint,                    -- exclusive lower key bound, NULL = unbounded
-    hi         bigint,                    -- inclusive upper key bound, NULL = unbounded
-    rows       bigint NOT NULL,           -- rows expected when planned (for progress)
-    PRIMARY KEY (run_id, table_name, partition));
-CREATE TABLE IF NOT EXISTS {m}.loaded (
-    run_id     text NOT NULL,
-    table_name text NOT NULL,
-    partition  integer NOT NULL,
-    rows       bigint NOT NULL,
-    bytes      bigint NOT NULL,
-    seconds    double precision NOT NULL,
-    checksum   numeric,                   -- rows' checksum as read from the source (row path only)
-    via        text NOT NULL,             -- stream, server-file or client-file
-    changed    bigint NOT NULL DEFAULT 0, -- values changed by the [data] nul policy
-    peak_kb    bigint,                    -- peak RSS of the loading process (Linux VmHWM)
-    worker     text NOT NULL,
-    loaded_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (run_id, table_name, partition));
-CREATE TABLE IF NOT EXISTS {m}.replications (
-    run_id       text NOT NULL,
-    tables       text NOT NULL,
-    completed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (run_id, tables));
-"""
-
-# The same tables in SQL Server: key columns get bounded lengths (index keys stop at 900 bytes),
-# replications.tables is unbounded and so not a key (mark_replicated checks it under a lock).
-MSSQL_DDL = """
-IF OBJECT_ID(N'{m}.runs', N'U') IS NULL CREATE TABLE {m}.runs (
-    run_id        nvarchar(200) NOT NULL PRIMARY KEY,
-    source        nvarchar(1000) NOT NULL,
-    source_schema nvarchar(128) NOT NULL,
-    target_schema nvarchar(128) NOT NULL,
-    created_at    datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET());
-IF OBJECT_ID(N'{m}.tables', N'U') IS NULL CREATE TABLE {m}.tables (
-    run_id          nvarchar(200) NOT NULL,
-    table_name      nvarchar(128) NOT NULL,
-    definition      nvarchar(max) NOT NULL,
-    partitions      int NOT NULL,
-    source_rows     bigint NOT NULL,
-    source_bytes    bigint NULL,
-    planned_at      datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET(),
-    completed_at    datetimeoffset NULL,
-    rows            bigint NULL,
-    bytes           bigint NULL,
-    seconds         float NULL,
-    source_checksum decimal(38, 0) NULL,
-    target_checksum decimal(38, 0) NULL,
-    verdict         nvarchar(200) NULL,
-    PRIMARY KEY (run_id, table_name));
-IF OBJECT_ID(N'{m}.partitions', N'U') IS NULL CREATE TABLE {m}.partitions (
-    run_id     nvarchar(200) NOT NULL,
-    table_name nvarchar(128) NOT NULL,
-    partition  int NOT NULL,
-    lo         bigint NULL,
-    hi         bigint NULL,
-    rows       bigint NOT NULL,
-    attempts   int NOT NULL DEFAULT 0,      -- loads begun: a second one clears the key range first
-    PRIMARY KEY (run_id, table_name, partition));
-IF OBJECT_ID(N'{m}.loaded', N'U') IS NULL CREATE TABLE {m}.loaded (
-    run_id     nvarchar(200) NOT NULL,
-    table_name nvarchar(128) NOT NULL,
-    partition  int NOT NULL,
-    rows       bigint NOT NULL,
-    bytes      bigint NOT NULL,
-    seconds    float NOT NULL,
-    checksum   decimal(38, 0) NULL,
-    via        nvarchar(40) NOT NULL,
-    changed    bigint NOT NULL DEFAULT 0,
-    peak_kb    bigint NULL,
-    worker     nvarchar(300) NOT NULL,
-    loaded_at  datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET(),
-    PRIMARY KEY (run_id, table_name, partition));
-IF OBJECT_ID(N'{m}.replications', N'U') IS NULL CREATE TABLE {m}.replications (
-    run_id       nvarchar(200) NOT NULL,
-    tables       nvarchar(max) NOT NULL,
-    completed_at datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET());
-"""
-
-
-class PostgresFlavor:
-    dialect = "postgres"
-    ident = staticmethod(pg_ident)
-    now = "clock_timestamp()"
-    # when a table's first partition began loading (else when it was planned), for rates
-    load_started = "coalesce(min(l.loaded_at - make_interval(secs => l.seconds)), t.planned_at)"
-    # the catalog's answer to "is there such a table", for the name as the SQL spells it
-    exists_sql = "SELECT to_regclass(%s) IS NOT NULL"
-    lost = (psycopg2.OperationalError, psycopg2.InterfaceError)
-
-    @staticmethod
-    def seconds_since(column):
-        return f"extract(epoch FROM clock_timestamp() - {column})"
-
-    @staticmethod
-    def lock(cur, key):
-        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
-
-    @staticmethod
-    def ddl(m):
-        return [PG_DDL.format(m=m)]
-
-
-class MssqlFlavor:
-    dialect = "mssql"
-    ident = staticmethod(mssql_ident)
-    now = "SYSDATETIMEOFFSET()"
-    load_started = ("coalesce(min(DATEADD(millisecond, -CAST(l.seconds * 1000 AS int), l.loaded_at)), "
-                    "t.planned_at)")
-    exists_sql = "SELECT CASE WHEN OBJECT_ID(%s, 'U') IS NULL THEN 0 ELSE 1 END"
-
-    @property
-    def lost(self):
-        import pymssql
-        return (pymssql.OperationalError, pymssql.InterfaceError)
-
-    @staticmethod
-    def seconds_since(column):
-        return f"DATEDIFF_BIG(millisecond, {column}, SYSDATETIMEOFFSET()) / 1000.0"
-
-    @staticmethod
-    def lock(cur, key):
-        """sp_getapplock owned by the transaction: released at commit or rollback, like
-        PostgreSQL's advisory xact locks. Resource names stop at 255 characters, so a digest."""
-        resource = "so_luigi:" + hashlib.sha1(key.encode("utf-8")).hexdigest()
-        cur.execute("DECLARE @r int; EXEC @r = sp_getapplock @Resource = %s, @LockMode = 'Exclusive', "
-                    "@LockOwner = 'Transaction', @LockTimeout = -1; "
-                    "IF @r < 0 RAISERROR('so_luigi: marker lock not granted', 16, 1)", (resource,))
-
-    @staticmethod
-    def ddl(m):
-        name = marker_schema().replace("'", "''")
-        return [f"IF SCHEMA_ID(N'{name}') IS NULL EXEC(N'CREATE SCHEMA {m.replace(chr(39), chr(39) * 2)}')"] + \
-            [s.strip() for s in MSSQL_DDL.format(m=m).split(";\n") if s.strip()]
-
+from .dialects import destination
+from .dialects.base import Table
 
 def flavor():
-    return MssqlFlavor() if target_endpoint().url.dialect == "mssql" else PostgresFlavor()
+    """The destination: it holds the marker SQL that differs between dialects (see base.Destination)."""
+    return destination(target_endpoint())
 
 
 def m():
@@ -206,7 +41,7 @@ def ensure_schema(conn):
     f = flavor()
     with conn.cursor() as cur:
         f.lock(cur, "so_luigi.markers")
-        for statement in f.ddl(m()):
+        for statement in f.marker_ddl(m()):
             cur.execute(statement)
     conn.commit()
 
@@ -317,7 +152,7 @@ def is_loaded(cur, run_id, table, partition):
 def count_attempt(run_id, table, partition):
     """Record, in its own committed transaction, that a load of this partition begins; returns
     how many began before. Called under the partition's lock (SQL Server destinations)."""
-    with target_session(target_endpoint()) as conn, conn.cursor() as cur:
+    with flavor().session() as conn, conn.cursor() as cur:
         cur.execute(f"UPDATE {m()}.partitions SET attempts = attempts + 1 "
                     "WHERE run_id = %s AND table_name = %s AND partition = %s", (run_id, table, partition))
         cur.execute(f"SELECT attempts FROM {m()}.partitions WHERE run_id = %s AND table_name = %s "
@@ -434,7 +269,7 @@ def shared_connection():
     (a forked worker opens its own; threads share it, the driver serializes their queries)."""
     with _conn_lock:
         if _conn["pid"] != os.getpid() or _conn["conn"] is None or getattr(_conn["conn"], "closed", False):
-            _conn["conn"] = connect_target(target_endpoint(), autocommit=True)
+            _conn["conn"] = flavor().connect(autocommit=True)
             _conn["pid"] = os.getpid()
         return _conn["conn"]
 

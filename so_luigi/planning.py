@@ -9,7 +9,7 @@ partition holds the same number of rows however sparse the ids are. A range is `
 first has no lower bound and the last no upper bound, so together they cover every key exactly
 once, even keys added below the minimum or above the maximum after planning.
 """
-from .dialects.base import percent_safe
+
 
 
 def boundaries_sql(quote, qualified_table, key, chunk_rows):
@@ -69,11 +69,17 @@ def ranged(select, quote, key, lo, hi):
     a quoted name is doubled: psycopg2 and pymssql read every '%' as the start of a placeholder."""
     if key is None or (lo is None and hi is None):
         return select, None
-    k = percent_safe(quote(key))
+    k = _percent_safe(quote(key))
     if lo is None:
         where, params = f" WHERE {k} <= %s", (hi,)
     elif hi is None:
         where, params = f" WHERE {k} > %s", (lo,)
     else:
         where, params = f" WHERE {k} > %s AND {k} <= %s", (lo, hi)
-    return percent_safe(select) + where, params
+    return _percent_safe(select) + where, params
+
+
+def _percent_safe(sql):
+    """'%' doubled: the drivers read it as a placeholder when parameters are passed (as
+    dialects.base.percent_safe; planning imports nothing of the dialects, which import it)."""
+    return sql.replace("%", "%%")

@@ -39,13 +39,6 @@ ORDER BY t.table_name
 
 # COPYs running right now in the destination database, by relation (a partition's child counts
 # for its table): rows they hold are not committed, so no marker counts them yet
-IN_FLIGHT_SQL = """
-SELECT c.relname, p.tuples_processed
-FROM pg_stat_progress_copy p JOIN pg_class c ON c.oid = p.relid
-WHERE p.datname = current_database() AND p.command = 'COPY FROM'
-"""
-
-
 def _eta(seconds):
     if seconds is None:
         return "-"
@@ -59,10 +52,7 @@ def status(conn, run_id):
         f = markers.flavor()
         cur.execute(STATUS_SQL.format(m=markers.m(), elapsed=f.seconds_since(f.load_started)), (run_id,))
         tables = cur.fetchall()
-        flying = []
-        if f.dialect == "postgres":          # a SQL Server bulk copy's rows are not visible in flight
-            cur.execute(IN_FLIGHT_SQL)
-            flying = cur.fetchall()
+        flying = f.rows_in_flight(cur)     # none from SQL Server: a bulk copy's rows are not visible
     if not tables:
         return f"run {run_id!r}: nothing planned yet"
     lines = [f"so_luigi run {run_id!r}",

@@ -4,25 +4,21 @@ The pipe holds at most ``limit`` bytes, so a worker's memory is bounded by ``buf
 chunks in flight plus the drivers' own fixed buffers, whatever the table size. Reading overlaps
 writing: psycopg2 and pymssql release the GIL while they wait on the network.
 
-Sources:
+Readers are the sources' (``Source.copy_reader``):
 * PostgreSQL: ``COPY (SELECT ... range) TO STDOUT`` (binary when the destination types are the
   source's own, else text) writes into an OS pipe that the COPY FROM STDIN reads, both ends
   in C (psycopg2 calls ``write`` once per row, and a Python ``write`` cost 1.4 us a row, as much
   CPU as a server backend spends on it). The kernel's pipe (1 MB) is the bound; progress comes
   from the destination's pg_stat_progress_copy;
-* SQL Server: ``fetchmany`` batches, sized to the chunk, through ``encode.make_row_encoder``; the
-  rows' checksum is computed from the encoded lines on the way.
+* SQL Server: ``fetchmany`` batches, sized to the chunk, through ``encode.make_row_encoder``
+  (``copy_rows`` here); the rows' checksum is computed from the encoded lines on the way.
 """
 import fcntl
 import os
 import threading
-import time
 from collections import deque
 
-import psycopg2
-
 from . import encode
-from .dialects import mssql, postgres as pg
 from .errors import DataError
 
 
@@ -217,30 +213,11 @@ def stream(read, write, buffer_bytes, progress=None):
     return result.get("read"), written, pipe.total_bytes
 
 
-# --- sources ----------------------------------------------------------------------------------
+# --- rows into COPY data -----------------------------------------------------------------------
 
 def binary_compatible(table):
     """Binary COPY needs the destination types to be exactly the source's."""
     return all(c.pg_type == c.source_type for c in table.columns)
-
-
-def postgres_reader(endpoint, table, lo, hi, fmt):
-    def read(sink):
-        conn = pg.connect(endpoint)
-        try:
-            conn.set_session(readonly=True)
-            with conn.cursor() as cur:
-                cur.copy_expert(pg.copy_out_sql(table, lo, hi, fmt, cur), sink,
-                                size=256 * 1024)
-                rows = cur.rowcount
-            conn.rollback()
-            return rows, None, 0
-        except psycopg2.Error as exc:
-            raise pg.translate(exc, conn) from exc     # says "source": the error itself may not
-        finally:
-            conn.close()
-    read.os_pipe = True
-    return read
 
 
 def row_encoder(table, csv=False):
@@ -248,31 +225,6 @@ def row_encoder(table, csv=False):
     from .config import data
     settings = data()
     return encode.make_row_encoder(table, csv, settings.nul, settings.nul_replacement)
-
-
-def mssql_reader(endpoint, table, lo, hi, checksum, target_batch_bytes):
-    encoder = row_encoder(table)
-    batch = [1000]
-
-    def read(sink):
-        conn = mssql.connect(endpoint)
-        try:
-            cur = conn.cursor()
-            query, params = mssql.select_sql(table, lo, hi)
-            cur.execute(query, params)
-            return copy_rows(iter(lambda: fetch(cur, batch[0]), []), encoder, sink, checksum,
-                             table, batch, target_batch_bytes)
-        finally:
-            conn.close()
-
-    def fetch(cur, n):
-        try:
-            return cur.fetchmany(n)
-        except ValueError as exc:       # a value pymssql cannot build as Python's (a time of 24:00)
-            where = "the first partition" if lo is None else f"the partition after key {lo}"
-            raise DataError(f"{table.qualified}: the source holds a value Python cannot represent ({exc}), "
-                            f"in {where}; exclude the table with --tables") from None
-    return read
 
 
 def copy_rows(batches, encoder, sink, checksum, table, batch=None, target_batch_bytes=4 << 20):
@@ -287,7 +239,7 @@ def copy_rows(batches, encoder, sink, checksum, table, batch=None, target_batch_
         try:
             blines = encode.encode_lines(lines)
         except UnicodeEncodeError:
-            raise _bad_unicode(table, chunk, lines) from None
+            raise bad_unicode(table, chunk, lines) from None
         if checksum:
             total += encode.lines_checksum(blines)
         blines.append(b"")
@@ -299,7 +251,7 @@ def copy_rows(batches, encoder, sink, checksum, table, batch=None, target_batch_
     return rows, (total if checksum else None), sum(getattr(encoder, "changed", {}).values())
 
 
-def _bad_unicode(table, rows, lines):
+def bad_unicode(table, rows, lines):
     key = table.primary_key[0] if table.primary_key else None
     k = [c.name for c in table.columns].index(key) if key else None
     for row, line in zip(rows, lines):
@@ -312,27 +264,6 @@ def _bad_unicode(table, rows, lines):
     return DataError(f"{table.qualified}: text is not valid Unicode")
 
 
-def source_format(endpoint, table):
-    """COPY format of the stream: binary from PostgreSQL when the types are unchanged, else text."""
-    return "binary" if endpoint.url.dialect == "postgres" and binary_compatible(table) else "text"
-
-
-def reader(endpoint, table, lo, hi, checksum, buffer_bytes):
-    """The reader for ``endpoint``'s dialect and (checksum) whether it must checksum rows itself."""
-    if endpoint.url.dialect == "postgres":
-        return postgres_reader(endpoint, table, lo, hi, source_format(endpoint, table))
-    return mssql_reader(endpoint, table, lo, hi, checksum, chunk_size(buffer_bytes))
-
-
-def copy_into(cursor, schema, table, fmt, buffer_bytes, freeze=False):
-    """The writer: COPY ... FROM STDIN reading the pipe; returns the rows PostgreSQL stored."""
-    def write(pipe):
-        started = time.monotonic()
-        cursor.copy_expert(pg.copy_in_sql(schema, table, fmt, freeze), pipe, size=chunk_size(buffer_bytes))
-        return cursor.rowcount, time.monotonic() - started
-    return write
-
-
 def batched(iterable, size):
     """Lists of up to ``size`` items."""
     batch = []
@@ -343,12 +274,3 @@ def batched(iterable, size):
             batch = []
     if batch:
         yield batch
-
-
-def copy_rows_into(cursor, schema, table, rows, buffer_bytes=32 << 20, batch_rows=2000):
-    """COPY Python row tuples (in column order) into an existing table; returns (rows, bytes)."""
-    encoder = encode.make_row_encoder(table)
-    (count, _, _), _, nbytes = stream(
-        lambda sink: copy_rows(batched(rows, batch_rows), encoder, sink, False, table),
-        copy_into(cursor, schema, table, "text", buffer_bytes), buffer_bytes)
-    return count, nbytes

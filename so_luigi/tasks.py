@@ -18,12 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import luigi
-import psycopg2
 
 from . import bulk, load, markers, report
 from .config import bulk_settings, retries, source_endpoint, target_endpoint
-from .dialects import postgres as pg
-from .dialects import session as target_session
+from .dialects import translate
 from .errors import ConfigError, SoLuigiError, TransientError
 from .progress import Progress
 
@@ -92,29 +90,48 @@ class SoTask(luigi.Task):
 
 
 _planned = {}   # (run_id, table) -> partition weights, planned in this process while scheduling
+_previewed = {}  # the same, seen by a dry pass: nothing was planned
 
 
-def plan_weights(task, table=None):
+def plan_weights(task, table=None, for_a_run=None):
     """Expected MB of each partition of ``task``'s table, planning it first if no process has
-    (``table``: its source definition, when just discovered)."""
+    (``table``: its source definition, when just discovered). In a dry pass (``for_a_run``
+    False; by default, unless a_worker_is_scheduling), the stored plan's, else the plan's the
+    source gives now, with nothing written anywhere."""
+    if not (a_worker_is_scheduling() if for_a_run is None else for_a_run):
+        return planned_weights(task.run_id, task.table) or load.preview_weights(
+            task.run_id, task.table, task.chunk_rows, task.chunk_mb, table)
     return load.ensure_planned(task.run_id, task.table, task.chunk_rows, task.layout, task.mode,
                                bulk_settings().unlogged, task.chunk_mb, table)
 
 
+def a_worker_is_scheduling():
+    """Whether a Luigi worker is scheduling the tasks for a run (``luigi ...``, ``luigi.build``:
+    the call comes from luigi.worker's Worker.add), rather than a dry pass that only walks their
+    requirements (``luigi-deps-tree``, a script calling requires()). Only a run's scheduling
+    plans tables, which creates them in the destination. tests/test_luigi_internals.py fails
+    when Luigi stops scheduling from luigi.worker."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "luigi.worker":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def planned_weights(run_id, table):
+    """The stored plan's partition weights, or None when the table is not planned (or no run
+    ever made the marker tables): read only."""
+    conn = markers.shared_connection()
+    with conn.cursor() as cur:
+        if not markers.marker_table_exists(cur, "partitions"):
+            return None
+    return markers.partition_weights(conn, run_id, table) or None
+
+
 def _translated(exc):
     """A driver error (psycopg2 or pymssql) as a one-line SoLuigiError, else None."""
-    if isinstance(exc, psycopg2.Error):
-        return pg.translate(exc)
-    if type(exc).__module__.startswith("pymssql"):
-        from .dialects import mssql
-        return mssql.translate(exc, _mssql_role())
-    return None
-
-
-def _mssql_role():
-    """Which side a pymssql error came from, when only one side is SQL Server."""
-    sides = [ep.role for ep in (source_endpoint(), target_endpoint()) if ep.url.dialect == "mssql"]
-    return sides[0] if len(sides) == 1 else "source or target"
+    return translate(exc, *load.endpoints())
 
 
 def _how(task):
@@ -162,7 +179,7 @@ class ExtractPartition(_HowMixin, SoTask):
         return bulk.BulkTarget(bulk.files_for(self.run_id, self.table, self.partition).manifest)
 
     def do(self):
-        manifest = bulk.extract_partition(self.run_id, self.table, self.partition,
+        manifest = load.extract_partition(self.run_id, self.table, self.partition,
                                           checksum=self.verify == "full")
         log.info("%s partition %d extracted: %d rows, %.1f MB in %.1f s", self.table, self.partition,
                  manifest["rows"], manifest["bytes"] / 1e6, manifest["seconds"])
@@ -244,10 +261,15 @@ class CompleteTable(_HowMixin, SoTask):
 
     @property
     def weights(self):
-        """Expected MB of each partition (planning the table on first use)."""
+        """Expected MB of each partition (planning the table on first use for a run)."""
         if getattr(self, "_weights", None) is None:
             with plainly():
-                self._weights = _planned.get((self.run_id, self.table)) or plan_weights(self)
+                for_a_run = a_worker_is_scheduling()
+                known = (_planned if for_a_run else _previewed).get((self.run_id, self.table))
+                weights = known or plan_weights(self, for_a_run=for_a_run)
+                if not for_a_run:
+                    return weights          # a later run in this process still plans
+                self._weights = weights
         return self._weights
 
     def output(self):
@@ -292,10 +314,11 @@ class ReplicateAll(_HowMixin, SoTask):
     def check_options(self):
         if self.chunk_rows < 1 or self.buffer_mb < 1 or self.chunk_mb < 1:
             raise ConfigError("--chunk-rows, --chunk-mb and --buffer-mb must be at least 1")
-        if target_endpoint().url.dialect == "mssql" and self.mode == "bulk":
+        src, dst = load.endpoints()
+        if self.mode == "bulk" and not dst.bulk_files:
             raise ConfigError("--mode bulk stages files for PostgreSQL's COPY; into SQL Server use "
                               "--mode streaming (rows go through the TDS bulk copy)")
-        if self.mode == "bulk" and bulk_settings().format == "binary" and source_endpoint().url.dialect != "postgres":
+        if self.mode == "bulk" and bulk_settings().format == "binary" and not src.binary_copy:
             raise ConfigError("[bulk] format = binary (SO_BULK_FORMAT) is PostgreSQL's own COPY format and "
                               "needs a PostgreSQL source: use csv")
 
@@ -305,24 +328,28 @@ class ReplicateAll(_HowMixin, SoTask):
             with plainly():
                 self.check_options()
                 source_ep, target_ep = source_endpoint(), target_endpoint()
-                tables = load.discover(source_ep, self.wanted)
-                with target_session(target_ep) as conn:
-                    markers.register_run(conn, self.run_id, source_ep, target_ep)
+                src, dst = load.endpoints()
+                tables = load.discover(src, dst, self.wanted)
+                for_a_run = a_worker_is_scheduling()
+                if for_a_run:
+                    with dst.session() as conn:
+                        markers.register_run(conn, self.run_id, source_ep, target_ep)
                 self._names = [t.name for t in tables]
                 # plan the tables side by side (the source counts and walks each key), not one by
                 # one as Luigi would ask each CompleteTable for its requirements; all at once (up
                 # to 8), so the biggest table's walk starts first instead of waiting its turn
                 with ThreadPoolExecutor(max_workers=max(1, min(8, len(self._names)))) as pool:
                     for name, weights in zip(self._names, pool.map(
-                            lambda t: plan_weights(CompleteTable(run_id=self.run_id, table=t.name, **_how(self)), t),
+                            lambda t: plan_weights(CompleteTable(run_id=self.run_id, table=t.name, **_how(self)), t,
+                                                   for_a_run),
                             tables)):
-                        _planned[(self.run_id, name)] = weights
+                        (_planned if for_a_run else _previewed)[(self.run_id, name)] = weights
                 log.info("replicating %d table(s) from %s into %s", len(self._names), source_ep, target_ep)
         return self._names
 
     def do(self):
         source_ep, target_ep = source_endpoint(), target_endpoint()
-        with target_session(target_ep) as conn:
+        with load.endpoints()[1].session() as conn:
             text = report.render(conn, self.run_id, self.table_names, source_ep, target_ep)
             markers.mark_replicated(conn, self.run_id, ",".join(sorted(self.wanted)) or "*")
         print(text, flush=True)

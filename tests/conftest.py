@@ -11,7 +11,7 @@ import uuid
 import psycopg2
 import pytest
 
-from so_luigi import embedded
+from so_luigi.testing import embedded
 from so_luigi.config import Endpoint, parse_url
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from so_luigi import bulk, sample
+from so_luigi import bulk
+from so_luigi.testing import sample
 from so_luigi.config import BulkSettings
 from conftest import ROOT, assert_same_tables, frozen_pages
 
@@ -18,7 +19,7 @@ TABLES = ["Users", "Votes", "Comments", "VoteTypes"]
 
 @pytest.fixture
 def sourced(pair):
-    sample.fill_postgres(pair.source(), scale=0.002, names=TABLES, log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.002, names=TABLES, log=lambda *a: None)
     return pair
 
 
@@ -177,8 +178,9 @@ def test_binary_is_chosen_only_where_the_types_travel_unchanged():
     table CSV again) and a PostgreSQL source; csv is the default."""
     from so_luigi.config import Endpoint, parse_url
     from so_luigi.dialects.base import Column, Table
-    pg_source = Endpoint(parse_url("postgresql://u@h/db", "source"), "public", "source")
-    ms_source = Endpoint(parse_url("mssql://u:p@h:1433/db", "source"), "dbo", "source")
+    from so_luigi.dialects import source
+    pg_source = source(Endpoint(parse_url("postgresql://u@h/db", "source"), "public", "source"))
+    ms_source = source(Endpoint(parse_url("mssql://u:p@h:1433/db", "source"), "dbo", "source"))
     same = Table("public", "t", [Column("Id", "integer", source_type="integer", pg_type="integer")])
     changed = Table("public", "t", [Column("Id", "integer", source_type="integer", pg_type="bigint")])
     binary = BulkSettings("/b", "/b", False, False, False, "binary")

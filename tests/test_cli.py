@@ -3,7 +3,7 @@ and secrets kept out of everything a run leaves behind."""
 import subprocess
 import sys
 
-from so_luigi import sample
+from so_luigi.testing import sample
 from conftest import ROOT, assert_same_tables
 
 
@@ -20,7 +20,7 @@ def test_demo_runs_the_whole_pipeline_on_embedded_pgserver():
 
 
 def test_report_reset_and_fresh_copy(pair):
-    sample.fill_postgres(pair.source(), scale=0.001, names=["Users", "Votes"], log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.001, names=["Users", "Votes"], log=lambda *a: None)
     assert pair.run("--chunk-rows", "2000").returncode == 0
     report = so_luigi("report", env=pair.env())
     assert report.returncode == 0 and "Votes" in report.stdout and "ok: count+checksum" in report.stdout
@@ -41,7 +41,7 @@ def test_report_reset_and_fresh_copy(pair):
 
 
 def test_no_password_anywhere(pair):
-    sample.fill_postgres(pair.source(), scale=0.001, names=["Users"], log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.001, names=["Users"], log=lambda *a: None)
     pair.query("target", "CREATE ROLE so_pw LOGIN PASSWORD 'Sup3r-Secret' SUPERUSER")
     try:
         host = pair.cluster.host
@@ -62,3 +62,31 @@ def test_no_password_anywhere(pair):
 def test_types_command_prints_the_table():
     out = so_luigi("types")
     assert out.returncode == 0 and "| datetime | timestamp(3) |" in out.stdout
+
+
+def test_a_dry_pass_writes_nothing_and_a_run_after_it_plans(pair):
+    """luigi-deps-tree walks requires() as a run's scheduling does: it shows the partitions the
+    source would give, and leaves the destination as it was (not even the marker schema)."""
+    sample.fill(pair.source(), scale=0.002, names=["Users", "Votes"], log=lambda *a: None)
+    tree = subprocess.run(["luigi-deps-tree", "--module", "so_luigi", "ReplicateAll", "--chunk-rows", "2000"],
+                          cwd=ROOT, env=pair.env(), capture_output=True, text=True, timeout=300)
+    assert tree.returncode == 0, tree.stderr[-3000:]
+    votes = pair.query("source", 'SELECT count(*) FROM "Votes"')[0][0]
+    shown = votes_partitions(tree.stdout)
+    assert votes > 4000 and shown == -(-votes // 2000), tree.stdout[-3000:]
+    assert pair.query("target", "SELECT count(*) FROM pg_namespace WHERE nspname = 'so_luigi'") == [(0,)]
+    assert pair.query("target", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+    assert pair.run("--chunk-rows", "2000").returncode == 0
+    assert_same_tables(pair, ["Users", "Votes"])
+    # once planned, a dry pass shows the stored plan, and still writes nothing
+    planned = pair.query("target", "SELECT count(*), max(planned_at) FROM so_luigi.tables")
+    tree = subprocess.run(["luigi-deps-tree", "--module", "so_luigi", "ReplicateAll", "--chunk-rows", "500"],
+                          cwd=ROOT, env=pair.env(), capture_output=True, text=True, timeout=300)
+    assert tree.returncode == 0 and votes_partitions(tree.stdout) == shown
+    assert pair.query("target", "SELECT count(*), max(planned_at) FROM so_luigi.tables") == planned
+
+
+def votes_partitions(tree):
+    """Votes' partitions in luigi-deps-tree's output: [LoadPartition-{..., 'table': 'Votes', 'partition': '3'} ..."""
+    import re
+    return len(set(re.findall(r"LoadPartition-\{[^}]*'table': 'Votes', 'partition': '(\d+)'", tree)))

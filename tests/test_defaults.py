@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from so_luigi import sample
+from so_luigi.testing import sample
 from so_luigi.config import LUIGI_DEFAULTS
 from conftest import assert_same_tables
 from test_errors import with_url
@@ -31,7 +31,7 @@ def test_a_failed_run_exits_non_zero_from_any_directory(pair, elsewhere):
 
 
 def test_a_good_run_exits_zero_from_any_directory(pair, elsewhere):
-    sample.fill_postgres(pair.source(), scale=0.001, names=["Users", "Badges"], log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.001, names=["Users", "Badges"], log=lambda *a: None)
     result = run_in(elsewhere, pair, "--chunk-rows", "2000")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("ok: count+checksum") == 2

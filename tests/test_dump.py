@@ -10,7 +10,8 @@ from datetime import datetime
 import pytest
 import sqlglot
 
-from so_luigi import dump, sample
+from so_luigi import dump
+from so_luigi.testing import sample
 from so_luigi.dialects import mssql
 from conftest import DUMP, ROOT, assert_same_tables
 

@@ -11,7 +11,8 @@ from decimal import Decimal
 import psycopg2
 import pytest
 
-from so_luigi import encode, typemap
+from so_luigi import encode
+from so_luigi.dialects import pg_types as typemap
 from so_luigi.dialects import postgres as pg
 from so_luigi.dialects.base import Column, Table
 from so_luigi.errors import DataError

@@ -2,7 +2,7 @@
 marked complete, and never a password in the output."""
 import pytest
 
-from so_luigi import sample
+from so_luigi.testing import sample
 from so_luigi.config import parse_url
 from so_luigi.errors import ConfigError
 
@@ -25,7 +25,7 @@ def assert_clean_failure(pair, result, *expected):
 
 @pytest.fixture
 def small(pair):
-    sample.fill_postgres(pair.source(), scale=0.001, names=["Users", "Badges", "VoteTypes"], log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.001, names=["Users", "Badges", "VoteTypes"], log=lambda *a: None)
     return pair
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from so_luigi import sample
+from so_luigi.testing import sample
 from conftest import ROOT, assert_same_tables
 
 TABLES = ["Users", "Votes", "Comments"]
@@ -31,7 +31,7 @@ def loaded(pair):
 
 @pytest.fixture
 def sourced(pair):
-    sample.fill_postgres(pair.source(), scale=0.003, names=TABLES, log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.003, names=TABLES, log=lambda *a: None)
     return pair
 
 

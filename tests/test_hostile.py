@@ -137,7 +137,7 @@ def test_ten_megabyte_values(pair):
 
 
 def test_long_names_never_collide_when_cut_and_too_long_source_names_are_refused():
-    from so_luigi import typemap
+    from so_luigi.dialects import pg_types as typemap
     from so_luigi.errors import SchemaError
     long = Table("dbo", "x" * 63, [Column("Id", "int", kind="int")], primary_key=["Id"])
     names = {pg.partition_name(long, n) for n in range(20)} | {long.name}

@@ -34,3 +34,26 @@ def test_importing_so_luigi_wraps_them():
              "assert s._partition_tasks is not before and s._get_run_by_other_worker.__module__ == 'so_luigi.tasks'")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_a_run_schedules_from_luigi_worker(tmp_path):
+    """Only a worker's scheduling plans (tasks.a_worker_is_scheduling looks for luigi.worker on
+    the stack); a dry pass walking requires() from elsewhere does not."""
+    probe = f"""
+import luigi, so_luigi.tasks as t
+seen = []
+class Probe(luigi.Task):
+    def requires(self):
+        seen.append(t.a_worker_is_scheduling())
+        return []
+    def output(self):
+        return luigi.LocalTarget({str(tmp_path / 'done')!r})
+    def run(self):
+        self.output().open('w').close()
+Probe().requires()
+assert luigi.build([Probe()], local_scheduler=True, log_level='WARNING')
+assert seen[0] is False and seen[1:] and all(seen[1:]), seen
+print('ok')
+"""
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("ok"), out.stderr[-2000:]

@@ -9,8 +9,8 @@ import urllib.request
 
 import pytest
 
-from so_luigi import sample
-from so_luigi.embedded import free_port
+from so_luigi.testing import sample
+from so_luigi.testing.embedded import free_port
 from conftest import ROOT, assert_same_tables
 
 
@@ -48,7 +48,7 @@ def replicate(pair, port, *args):
 
 def test_two_processes_share_the_partitions_through_luigid(pair, luigid):
     tables = ["Users", "Votes", "Comments"]
-    sample.fill_postgres(pair.source(), scale=0.01, names=tables, log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.01, names=tables, log=lambda *a: None)
     # as on two hosts: the same command twice, staying until the shared tasks are done
     first = replicate(pair, luigid, "--workers", "2", "--chunk-rows", "2500", "--worker-keep-alive")
     second = replicate(pair, luigid, "--workers", "2", "--chunk-rows", "2500", "--worker-keep-alive")

@@ -5,7 +5,8 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from so_luigi import sample, typemap
+from so_luigi.dialects import pg_types as typemap
+from so_luigi.testing import sample
 from so_luigi.dialects import mssql_ddl as ddl
 from so_luigi.dialects.base import Column, Index, Table
 from so_luigi.errors import SchemaError

@@ -18,7 +18,7 @@ from decimal import Decimal
 
 import pytest
 
-from so_luigi import sample
+from so_luigi.testing import sample
 from so_luigi.config import Endpoint, parse_url
 from conftest import DUMP
 
@@ -209,7 +209,7 @@ def normalise(value, ticks=False):
 
 def test_sample_from_sql_server_replicates_exactly(pair, mssql_source):
     url, ep = mssql_source
-    sample.fill_mssql(ep, scale=0.002, log=lambda *a: None)
+    sample.fill(ep, scale=0.002, log=lambda *a: None)
     result = pair.run("--workers", "2", "--chunk-rows", "3000", env=pair.env(SO_SOURCE_URL=url))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("ok: count+checksum") == len(sample.table_names())
@@ -310,7 +310,7 @@ def comparable(value, real=False):
 
 def test_postgres_to_sql_server_replicates_exactly_and_resumes(pair, mssql_target):
     url, _ = mssql_target
-    sample.fill_postgres(pair.source(), scale=0.002, log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.002, log=lambda *a: None)
     pair.query("source", HOSTILE_PG)
     env = pair.env(SO_TARGET_URL=url)
     result = pair.run("--workers", "2", "--chunk-rows", "3000", env=env)
@@ -343,7 +343,7 @@ def test_postgres_to_sql_server_replicates_exactly_and_resumes(pair, mssql_targe
 def test_sql_server_to_sql_server_replicates_exactly(pair, mssql_source, mssql_target):
     src_url, src_ep = mssql_source
     dst_url, _ = mssql_target
-    sample.fill_mssql(src_ep, scale=0.002, log=lambda *a: None)
+    sample.fill(src_ep, scale=0.002, log=lambda *a: None)
     create_all_types(src_ep)
     result = pair.run("--workers", "2", "--chunk-rows", "3000", env=pair.env(SO_SOURCE_URL=src_url, SO_TARGET_URL=dst_url))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -392,7 +392,7 @@ def test_kill_9_while_loading_into_sql_server_then_rerun_is_exact(pair, mssql_ta
     import sys
     import threading
     url, _ = mssql_target
-    sample.fill_postgres(pair.source(), scale=0.002, names=["Votes"], log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.002, names=["Votes"], log=lambda *a: None)
     cmd = [sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
            "--workers", "2", "--chunk-rows", "1500"]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

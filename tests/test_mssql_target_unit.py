@@ -14,10 +14,13 @@ import psycopg2
 import pytest
 import sqlglot
 
-from so_luigi import markers, mssql_load, report, sample
+from so_luigi import markers, report
+from so_luigi.config import Endpoint, parse_url
 from so_luigi.dialects import mssql
 from so_luigi.dialects import mssql_ddl as ddl
+from so_luigi.dialects import mssql_destination as mssql_load
 from so_luigi.dialects.base import Column, Table
+from so_luigi.testing import sample
 
 
 def pymssql_error(name, args):
@@ -185,7 +188,23 @@ def test_batches_stay_within_a_quarter_of_the_buffer():
 def test_seven_digit_time_types_are_read_as_text_from_sql_server():
     table = _table()
     table.columns.append(Column("T7", "datetime2", precision=7, source_type="datetime2(7)"))
-    sql, params = mssql_load._mssql_select(table, 5, None)
+    from so_luigi.dialects.mssql_source import MssqlSource
+    executed = []
+
+    class Cursor:
+        def execute(self, sql, params=()):
+            executed.append((sql, params))
+
+        def fetchmany(self, n):
+            return []
+
+    class Session:
+        def cursor(self):
+            return Cursor()
+    src = MssqlSource(Endpoint(parse_url("mssql://u:p@h:1433/db", "source"), "dbo", "source"))
+    src.session = lambda: contextlib.nullcontext(Session())
+    assert list(src.batches(table, 5, None, 100)) == []
+    [(sql, params)] = executed
     assert "CONVERT(varchar(40), [T7], 121)" in sql and "[When]," in sql and params == (5,)
     tsql(sql)
 
@@ -245,11 +264,11 @@ def test_every_marker_statement_parses_as_tsql(monkeypatch):
     markers.mark_replicated(conn, "run", "*")
     markers.report_rows(conn, "run")
     markers.reset(conn, "run", ["Posts", "Votes"])
-    monkeypatch.setattr(markers, "target_session", lambda ep: contextlib.nullcontext(conn))
+    monkeypatch.setattr(mssql_load.MssqlDestination, "session", lambda self: contextlib.nullcontext(conn))
     assert markers.count_attempt("run", "Posts", 0) == -1          # the recorder's row says 0 attempts
     for _, query in markers.MarkerTarget.QUERIES.values():
         cur.sql.append(query.format(m=markers.m()))
-    cur.sql.append(markers.MssqlFlavor.exists_sql)
+    cur.sql.append(mssql_load.MssqlDestination.exists_sql)
     f = markers.flavor()
     cur.sql.append(report.STATUS_SQL.format(m=markers.m(), elapsed=f.seconds_since(f.load_started)))
     statements = [s for text in cur.sql for s in text.split("; ") if s.strip()]
@@ -323,7 +342,9 @@ def test_side_table_and_prepare_statements(monkeypatch):
                             "[so_luigi_partition] int NOT NULL)")
     tsql(created)
     conn = RecorderConn()
-    mssql_load.prepare(conn, "dbo", table, "mssql")          # the recorder says the side table exists
+    table.dialect = "mssql"
+    mssql_load.MssqlDestination(Endpoint(parse_url("mssql://sa:pw@db:1433/so", "target"), "dbo", "target")).prepare(
+        conn, table)                                          # the recorder says the side table exists
     applied = conn.cur.sql[1:]
     assert applied == [mssql.unmask_sql("dbo", table, side, [None] * 4 + ["date"]), f"DROP TABLE {side}"]
     assert ", CAST([Day] AS date) FROM [so_luigi]" in applied[0]          # converted on the way in, no ALTER

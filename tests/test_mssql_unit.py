@@ -8,12 +8,13 @@ import re
 import pytest
 import sqlglot
 
-from so_luigi import planning, sample
+from so_luigi import planning
+from so_luigi.testing import sample
 from so_luigi.config import Endpoint, parse_url
 from so_luigi.dialects import mssql
 from so_luigi.dialects.base import mssql_ident
 from so_luigi.dialects.postgres import sql
-from so_luigi.embedded import free_port
+from so_luigi.testing.embedded import free_port
 from so_luigi.errors import ConnectError, TransientError
 
 CATALOG = ["mssql_tables.sql", "mssql_columns.sql", "mssql_primary_key.sql", "mssql_indexes.sql"]

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from so_luigi import sample
+from so_luigi.testing import sample
 from conftest import assert_same_tables, frozen_pages
 
 TABLES = sample.table_names(post_history=True)
@@ -16,7 +16,7 @@ def loaded_markers(pair):
 
 @pytest.mark.parametrize("mode", ["streaming", "bulk"])
 def test_generated_sample_copies_exactly_and_second_run_does_nothing(pair, mode):
-    sample.fill_postgres(pair.source(), scale=0.004, post_history=True, log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.004, post_history=True, log=lambda *a: None)
     result = pair.run("--workers", "3", "--chunk-rows", "7000", "--mode", mode)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ok: count+checksum" in result.stdout
@@ -61,7 +61,7 @@ def test_generated_sample_copies_exactly_and_second_run_does_nothing(pair, mode)
 def test_verify_tally_copies_exactly_without_counting_the_destination(pair):
     """--verify tally: the source is counted, the destination is not; each table's verdict says so."""
     from so_luigi import load
-    sample.fill_postgres(pair.source(), scale=0.002, names=["Users", "Votes", "Badges"], log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.002, names=["Users", "Votes", "Badges"], log=lambda *a: None)
     result = pair.run("--verify", "tally", "--chunk-rows", "2000", "--tables", "Users,Votes,Badges")
     assert result.returncode == 0, result.stderr[-3000:]
     assert_same_tables(pair, ["Users", "Votes", "Badges"])
@@ -69,8 +69,9 @@ def test_verify_tally_copies_exactly_without_counting_the_destination(pair):
     counts = {t: pair.query("source", f'SELECT count(*) FROM "{t}"')[0][0] for t in ("Users", "Votes", "Badges")}
     assert verdicts == [(t, "ok: count vs COPY tallies", counts[t]) for t in ("Badges", "Users", "Votes")]
     assert "ok: count vs COPY tallies" in result.stdout
-    assert load.tallied("tally", sample.table_def("Users", "public"))
-    assert not load.tallied("count", sample.table_def("Users", "public"))
+    dst = load.endpoints()[1]
+    assert dst.tallies(sample.table_def("Users", "public"), "tally")
+    assert not dst.tallies(sample.table_def("Users", "public"), "count")
 
 
 def test_subset_schemas_and_empty_table(pair):
@@ -102,7 +103,7 @@ def test_wide_tables_are_cut_by_size_and_each_is_completed_as_soon_as_it_is_load
     --chunk-rows) stays whole; with one worker, a table's completion (verify, key, ANALYZE) runs
     right after its last partition, before the next table's partitions, instead of all
     completions waiting for the last partition of the run."""
-    sample.fill_postgres(pair.source(), scale=0.003, names=["Posts", "Comments", "Votes"], log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.003, names=["Posts", "Comments", "Votes"], log=lambda *a: None)
     result = pair.run("--workers", "1", "--chunk-mb", "2", "--tables", "Posts,Comments,Votes")
     assert result.returncode == 0, result.stderr[-3000:]
     assert_same_tables(pair, ["Posts", "Comments", "Votes"])
@@ -130,7 +131,7 @@ def test_planning_a_table_takes_one_connection_to_each_server(pair, monkeypatch)
     from so_luigi.config import source_endpoint, target_endpoint
     from so_luigi.dialects import postgres as pg
 
-    sample.fill_postgres(pair.source(), scale=0.001, post_history=False, log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.001, post_history=False, log=lambda *a: None)
     with pg.session(target_endpoint()) as conn:
         markers.register_run(conn, "conns", source_endpoint(), target_endpoint())
     opened, connect = [], psycopg2.connect
@@ -141,7 +142,7 @@ def test_planning_a_table_takes_one_connection_to_each_server(pair, monkeypatch)
     assert sorted(opened) == ["so_luigi source", "so_luigi target"]
 
     opened.clear()
-    table = load.discover(source_endpoint(), ["Votes"])[0]
+    table = load.discover(*load.endpoints(), ["Votes"])[0]
     opened.clear()
     assert load.ensure_planned("conns", "Votes", 1000, "auto", "streaming", table=table) == weights
     assert opened == ["so_luigi target"]

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from so_luigi import sample
+from so_luigi.testing import sample
 from conftest import ROOT, assert_same_tables
 
 TABLES = sample.table_names()
@@ -37,7 +37,7 @@ def wait_for(predicate, timeout=120):
 
 @pytest.fixture
 def sourced(pair):
-    sample.fill_postgres(pair.source(), scale=0.006, log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.006, log=lambda *a: None)
     return pair
 
 

@@ -6,7 +6,6 @@ import operator
 import psycopg2
 import pytest
 
-from so_luigi import load
 from so_luigi.config import Endpoint, parse_url
 from so_luigi.dialects import postgres as pg
 from so_luigi.dialects.postgres import describe
@@ -75,15 +74,16 @@ def test_text_is_hashed_by_its_bytes_whatever_the_collation(conn):
 
 
 def test_each_table_gets_the_cheapest_hash_both_servers_agree_on(pair, conn):
-    source = Endpoint(parse_url(pair.source_url), "public", "source")
+    from so_luigi.dialects import source as source_for
+    source = source_for(Endpoint(parse_url(pair.source_url), "public", "source"))
     with_map = make(conn, "M1")
     with_date = make(conn, "M2", "a int4, b date", ("1, '2010-01-01'",))
     with_point = make(conn, "M3", "a int4, b point", ("1, '(1,2)'",))
     for table in (with_map, with_date, with_point):
         for c in table.columns:
             c.pg_type = c.source_type         # as typemap maps a PostgreSQL source
-    assert load.row_hash_method(source, conn, with_map) == "columns"
-    assert load.row_hash_method(source, conn, with_date) == "record"
-    assert load.row_hash_method(source, conn, with_point) == "text"     # point has no hash function
+    assert source.row_hash(with_map, conn.server_version) == "columns"
+    assert source.row_hash(with_date, conn.server_version) == "record"
+    assert source.row_hash(with_point, conn.server_version) == "text"     # point has no hash function
     with_point.columns[1].pg_type = "text"                               # a mapped type: binary COPY is off
-    assert load.row_hash_method(source, conn, with_point) == "text"
+    assert source.row_hash(with_point, conn.server_version) == "text"

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from so_luigi import sample
-from so_luigi.embedded import free_port
+from so_luigi.testing import sample
+from so_luigi.testing.embedded import free_port
 from conftest import assert_same_tables
 
 boto3 = pytest.importorskip("boto3", reason="S3 bulk files need the s3 extra: pip install -e '.[s3]'")
@@ -57,7 +57,7 @@ def objects(client, prefix=""):
 def test_bulk_files_on_s3_load_exactly_and_are_removed_when_complete(pair, s3):
     env, client = s3
     tables = ["Users", "Votes"]
-    sample.fill_postgres(pair.source(), scale=0.002, names=tables, log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.002, names=tables, log=lambda *a: None)
     result = pair.run("--mode", "bulk", "--chunk-rows", "8000", "--workers", "2",
                       env=pair.env(SO_BULK_DIR="s3://so-bulk/runs", **env))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -71,7 +71,7 @@ def test_bulk_files_on_s3_load_exactly_and_are_removed_when_complete(pair, s3):
 
 def test_kept_s3_files_stay_with_their_manifests(pair, s3):
     env, client = s3
-    sample.fill_postgres(pair.source(), scale=0.002, names=["Users"], log=lambda *a: None)
+    sample.fill(pair.source(), scale=0.002, names=["Users"], log=lambda *a: None)
     result = pair.run("--mode", "bulk", env=pair.env(SO_BULK_DIR="s3://so-bulk/kept", SO_BULK_KEEP_FILES="1", **env))
     assert result.returncode == 0, result.stderr[-3000:]
     kept = objects(client, "kept/")

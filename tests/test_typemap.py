@@ -6,7 +6,7 @@ import os
 import psycopg2
 import pytest
 
-from so_luigi import typemap
+from so_luigi.dialects import pg_types as typemap
 from so_luigi.dialects import postgres as pg
 from so_luigi.dialects.base import Column, Table
 from so_luigi.errors import ConfigError, SchemaError

@@ -1,45 +1,33 @@
-"""One module per database, each with the same functions: connect, schema_exists, list_tables,
-describe, count_and_boundaries."""
+"""The databases so_luigi speaks, each as a ``Source`` and a ``Destination`` (see ``base``).
+
+These two functions are the one place a dialect is chosen; everything above them talks to the
+protocols. Below them, per dialect: ``postgres`` and ``mssql`` (connections, catalog reads, SQL
+text), ``pg_types`` and ``mssql_ddl`` (each destination's type rules, as data).
+"""
+from .mssql_destination import MssqlDestination
+from .mssql_source import MssqlSource
+from .pg_destination import PostgresDestination
+from .pg_source import PostgresSource
+
+SOURCES = {"postgres": PostgresSource, "mssql": MssqlSource}
+DESTINATIONS = {"postgres": PostgresDestination, "mssql": MssqlDestination}
 
 
-def module(endpoint):
-    from . import mssql, postgres
-    return {"postgres": postgres, "mssql": mssql}[endpoint.url.dialect]
+def source(endpoint):
+    """The Source for ``endpoint`` (a config.Endpoint)."""
+    return SOURCES[endpoint.url.dialect](endpoint)
 
 
-def connect(endpoint):
-    return module(endpoint).connect(endpoint)
+def destination(endpoint):
+    """The Destination for ``endpoint`` (a config.Endpoint)."""
+    return DESTINATIONS[endpoint.url.dialect](endpoint)
 
 
-def find_tables(endpoint, conn, wanted=None):
-    """Base tables of the endpoint's schema, or the ``wanted`` subset; unknown names fail clearly."""
-    from ..errors import SchemaError
-    mod = module(endpoint)
-    if not mod.schema_exists(conn, endpoint.schema):
-        raise SchemaError(f"schema {endpoint.schema!r} not found in {endpoint.role} "
-                          f"{endpoint.url.redacted} (set [{endpoint.role}] schema)")
-    names = mod.list_tables(conn, endpoint.schema)
-    if not wanted:
-        if not names:
-            raise SchemaError(f"schema {endpoint.schema!r} of {endpoint.role} {endpoint.url.redacted} "
-                              "has no tables")
-        return names
-    missing = [w for w in wanted if w not in names]
-    if missing:
-        hints = []
-        for w in missing:
-            same = [n for n in names if n.lower() == w.lower()]
-            hints.append(f"{w!r}" + (f" (did you mean {same[0]!r}?)" if same else ""))
-        raise SchemaError(f"table {', '.join(hints)} not found in {endpoint.role} schema "
-                          f"{endpoint.schema!r}; tables there: {', '.join(names) or '(none)'}")
-    return list(wanted)
-
-
-def connect_target(endpoint, autocommit=False):
-    """A connection to the destination (PostgreSQL or SQL Server), in a transaction unless autocommit."""
-    return module(endpoint).connect(endpoint, autocommit=autocommit)
-
-
-def session(endpoint):
-    """A transaction on ``endpoint``: rolled back on any error, always closed."""
-    return module(endpoint).session(endpoint)
+def translate(exc, src, dst):
+    """A driver error raised while working as a one-line SoLuigiError naming its side, or None
+    for an error of no driver."""
+    sides = [side for side in (src, dst) if side.owns(exc)]
+    if not sides:
+        return None
+    role = sides[0].endpoint.role if len(sides) == 1 else "source or target"
+    return sides[0].translate(exc, role)

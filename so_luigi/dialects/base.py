@@ -1,9 +1,14 @@
-"""The neutral table model every dialect produces, and identifier quoting helpers.
+"""The neutral table model, the two protocols every dialect implements, and identifier quoting.
 
-A ``Table`` describes a source table as found in its catalog; ``typemap`` adds the PostgreSQL type
-of each column. It round-trips through JSON so the definition a run planned with is stored in the
-marker tables and reused by every later task of that run.
+A ``Table`` describes a source table as found in its catalog; the destination's type rules
+(``pg_types``, ``mssql_ddl``) add each column's destination type. It round-trips through JSON so
+the definition a run planned with is stored in the marker tables and reused by every later task.
+
+``Source`` and ``Destination`` are what ``load`` needs of a database: one subclass of each per
+dialect (``pg_source``, ``mssql_source``, ``pg_destination``, ``mssql_destination``), chosen in
+``dialects.source`` / ``dialects.destination`` and nowhere else.
 """
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 # a value a writer cannot send as it is: its row takes the slower, exact way (see mssql_ddl.carrier)
@@ -96,3 +101,214 @@ def pg_qualified(schema, name):
 
 def mssql_ident(name):
     return "[" + name.replace("]", "]]") + "]"
+
+
+# --- the protocols ------------------------------------------------------------------------------
+
+@dataclass
+class Slice:
+    """One partition as a destination writes it: its place in the plan and what the step knows."""
+    run_id: str
+    table: Table
+    partitions: int           # how many the table has
+    number: int
+    lo: int = None            # exclusive lower key bound, None = unbounded
+    hi: int = None            # inclusive upper key bound, None = unbounded
+    retry: bool = False       # an earlier attempt may have left rows (destinations that count attempts)
+    progress: object = None   # progress.Progress, or None
+    watch: object = None      # watch(backend pid): a context feeding progress from the server
+
+
+@dataclass
+class Written:
+    """What writing a partition did: rows read from the source and stored, and how."""
+    source_rows: int
+    rows: int
+    bytes: int
+    checksum: int = None      # of the rows as read, when the source's rows were hashed on the way
+    via: str = "stream"       # stream, server-file, client-file or bulk-copy: kept in the marker
+    changed: int = 0          # values changed by the [data] nul policy
+    how: str = ""             # logged once per table: which way the rows went
+
+
+class _Database:
+    dialect = ""              # postgres or mssql: the name the type rules are keyed by
+    checksum_family = ""      # servers of one family compute one content checksum server-side
+    driver = ""               # the top-level module of its driver's exceptions
+
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+        self.schema = endpoint.schema
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.endpoint})"
+
+    def owns(self, exc):
+        """Whether ``exc`` is an error of this database's driver."""
+        return type(exc).__module__.split(".")[0] == self.driver
+
+    def translate(self, exc, role):
+        """The driver error ``exc`` as a one-line SoLuigiError (``role``: source, target, or
+        both when the two are of one dialect)."""
+        raise NotImplementedError
+
+
+class Source(_Database):
+    """A database so_luigi copies from.
+
+    Every method opens its own connection unless it is given one: partitions are read by
+    many processes at once.
+    """
+    binary_copy = False       # its rows can travel in PostgreSQL's binary COPY format
+
+    # connections and catalog
+    def connect(self):
+        raise NotImplementedError
+
+    @contextmanager
+    def session(self):
+        conn = self.connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def schema_exists(self, conn, schema):
+        raise NotImplementedError
+
+    def list_tables(self, conn, schema):
+        raise NotImplementedError
+
+    def describe(self, conn, name):
+        """The Table ``name`` of the endpoint's schema, as its catalog defines it."""
+        raise NotImplementedError
+
+    def find_tables(self, conn, wanted=None):
+        """Base tables of the endpoint's schema, or the ``wanted`` subset; unknown names fail clearly."""
+        from ..errors import SchemaError
+        ep = self.endpoint
+        if not self.schema_exists(conn, ep.schema):
+            raise SchemaError(f"schema {ep.schema!r} not found in {ep.role} {ep.url.redacted} "
+                              f"(set [{ep.role}] schema)")
+        names = self.list_tables(conn, ep.schema)
+        if not wanted:
+            if not names:
+                raise SchemaError(f"schema {ep.schema!r} of {ep.role} {ep.url.redacted} has no tables")
+            return names
+        missing = [w for w in wanted if w not in names]
+        if missing:
+            hints = []
+            for w in missing:
+                same = [n for n in names if n.lower() == w.lower()]
+                hints.append(f"{w!r}" + (f" (did you mean {same[0]!r}?)" if same else ""))
+            raise SchemaError(f"table {', '.join(hints)} not found in {ep.role} schema "
+                              f"{ep.schema!r}; tables there: {', '.join(names) or '(none)'}")
+        return list(wanted)
+
+    # cutting
+    def measure(self, conn, table, rows_per_partition):
+        """(bytes on disk, row count, key boundaries, rows per partition): what planning needs.
+        ``rows_per_partition(rows, bytes)`` gives the step once the size and count are known."""
+        raise NotImplementedError
+
+    # reading
+    def copy_format(self, table):
+        """The COPY format its rows reach PostgreSQL in: binary (its own types unchanged) or text."""
+        return "text"
+
+    def copy_reader(self, table, lo, hi, checksum, buffer_bytes):
+        """``read(sink)`` writing the range as COPY ``copy_format`` data into ``sink``; returns
+        (rows, checksum of the rows as read or None, values changed). A reader writing from C
+        sets ``read.os_pipe`` (stream.stream then gives it an OS pipe)."""
+        raise NotImplementedError
+
+    def extract(self, table, lo, hi, fmt, fh, checksum):
+        """Write the range into the binary file ``fh`` as ``fmt`` (csv or binary); returns (rows,
+        checksum or None, bytes, values changed)."""
+        raise NotImplementedError
+
+    def batches(self, table, lo, hi, batch_rows):
+        """Lists of row tuples of the range, as the driver returns them; one list in memory at a time."""
+        raise NotImplementedError
+
+    # verification
+    def figures(self, table, method=None):
+        """(count, checksum): the checksum by ``method`` (a server-side one its destination
+        agreed to), None without one."""
+        raise NotImplementedError
+
+
+class Destination(_Database):
+    """A database so_luigi copies into, where its marker tables live too.
+
+    Besides the steps of a table, it holds the few pieces of marker SQL that differ between
+    dialects (``markers`` writes the rest once): ``ident``, ``now``, ``load_started``,
+    ``exists_sql``, ``lost``, ``seconds_since``, ``lock`` and ``marker_ddl``.
+    """
+    bulk_files = False        # can load partitions from extracted files (--mode bulk)
+    counts_attempts = False   # a partition's load might commit part of its rows: attempts are counted
+
+    def connect(self, autocommit=False):
+        raise NotImplementedError
+
+    def session(self):
+        """A transaction: rolled back on any error, always closed."""
+        raise NotImplementedError
+
+    def qualified(self, schema, name):
+        raise NotImplementedError
+
+    # planning
+    def map_types(self, tables, source, overrides=None):
+        """Fill each column's destination type; one SchemaError naming every column it cannot hold."""
+        raise NotImplementedError
+
+    def layout(self, table, partitions, layout, mode):
+        return "plain"
+
+    def create(self, cur, run_id, table):
+        """In the planning transaction: the schema, the table (replacing one an earlier run of
+        so_luigi created, refusing any other), and whatever its loads need beside it."""
+        raise NotImplementedError
+
+    # loading
+    def write(self, conn, cur, part, source, mode, buffer_bytes, checksum):
+        """Store ``part`` (a Slice) in the open transaction: streamed from ``source``, or in bulk
+        mode from its extracted file. Returns Written; the caller checks the counts, inserts the
+        marker and commits."""
+        raise NotImplementedError
+
+    # completing
+    def prepare(self, conn, table):
+        """Before verification, in its own committed transaction (nothing by default)."""
+
+    def checksum_method(self, source, table, conn):
+        """The server-side checksum both sides compute for ``table``, or None: then the source's
+        rows were hashed as they were read, and ``figures`` hashes the stored rows the same way."""
+        return None
+
+    def tallies(self, table, verify):
+        """Whether the rows each partition's COPY stored may stand for a count of the table."""
+        return False
+
+    def figures(self, table, verify, method):
+        """(count, checksum or None) of the stored table, computed as the source's side is."""
+        raise NotImplementedError
+
+    def finish_steps(self, table, partitions):
+        """(statements to run beside the verification scans, statements after it agrees)."""
+        raise NotImplementedError
+
+    # maintenance
+    def drop_tables(self, cur, names):
+        """``reset --drop-tables``: the tables and anything created beside them."""
+        raise NotImplementedError
+
+    def rows_in_flight(self, cur):
+        """[(table, rows)] of COPYs running now, for ``so-luigi status``."""
+        return []
+
+    def replace_table(self, table, rows):
+        """(Re)create ``table`` (a SQL Server definition) in the endpoint's schema with these
+        rows, keyed: for building a source (a dump, sample data). Returns (rows, bytes or None)."""
+        raise NotImplementedError

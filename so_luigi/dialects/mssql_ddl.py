@@ -8,7 +8,7 @@ A source table is what ``mssql.describe`` or ``postgres.describe`` made of it.
 import datetime as dt
 import re
 
-from .. import typemap
+from . import pg_types as typemap
 from ..errors import SchemaError
 from ..planning import ranged
 from .base import SIDE, mssql_ident
@@ -478,3 +478,14 @@ def clear_range_sql(schema, table, lo, hi):
     on the table is then the one it keeps, so it waits for other partitions' bulk (BU) locks
     instead of holding row locks they wait for (a deadlock when two retries run at once)."""
     return ranged(f"DELETE FROM {qualified(schema, table.name)} WITH (TABLOCKX)", mssql_ident, table.int_key, lo, hi)
+
+
+def declared_table_sql(schema, table, primary_key=False):
+    """CREATE TABLE with each column's type as the definition declares it (a SQL Server table's
+    own source_type): for building a source, not for a copy."""
+    cols = [f"{mssql_ident(c.name)} {c.source_type}" + (" IDENTITY(1,1)" if c.identity else "")
+            + (" NULL" if c.nullable else " NOT NULL") for c in table.columns]
+    if primary_key:
+        cols.append(f"CONSTRAINT {mssql_ident(table.pk_name)} PRIMARY KEY CLUSTERED "
+                    f"({', '.join(mssql_ident(c) for c in table.primary_key)})")
+    return f"CREATE TABLE {qualified(schema, table.name)} ({', '.join(cols)})"

@@ -10,7 +10,8 @@ from importlib import resources
 import psycopg2
 import psycopg2.errors
 
-from .. import planning, typemap
+from .. import planning
+from . import pg_types as typemap
 from ..errors import ConnectError, SchemaError, TransientError, one_line
 from .base import Column, Index, Table, percent_safe, pg_ident, pg_qualified
 

@@ -13,57 +13,7 @@ import random
 import uuid
 from datetime import datetime, timedelta
 
-from .dialects.base import Column, Table
-
-# (name, SQL Server type, nullable) in creation order; Id is always int IDENTITY primary key
-SCHEMA = {
-    "Badges": [("Name", "nvarchar(40)", False), ("UserId", "int", False), ("Date", "datetime", False)],
-    "Comments": [("CreationDate", "datetime", False), ("PostId", "int", False), ("Score", "int", True),
-                 ("Text", "nvarchar(700)", False), ("UserId", "int", True)],
-    "LinkTypes": [("Type", "varchar(50)", False)],
-    "PostLinks": [("CreationDate", "datetime", False), ("PostId", "int", False),
-                  ("RelatedPostId", "int", False), ("LinkTypeId", "int", False)],
-    "Posts": [("AcceptedAnswerId", "int", True), ("AnswerCount", "int", True),
-              ("Body", "nvarchar(max)", False), ("ClosedDate", "datetime", True),
-              ("CommentCount", "int", True), ("CommunityOwnedDate", "datetime", True),
-              ("CreationDate", "datetime", False), ("FavoriteCount", "int", True),
-              ("LastActivityDate", "datetime", False), ("LastEditDate", "datetime", True),
-              ("LastEditorDisplayName", "nvarchar(40)", True), ("LastEditorUserId", "int", True),
-              ("OwnerUserId", "int", True), ("ParentId", "int", True), ("PostTypeId", "int", False),
-              ("Score", "int", False), ("Tags", "nvarchar(150)", True), ("Title", "nvarchar(250)", True),
-              ("ViewCount", "int", False)],
-    "PostTypes": [("Type", "nvarchar(50)", False)],
-    "Users": [("AboutMe", "nvarchar(max)", True), ("Age", "int", True), ("CreationDate", "datetime", False),
-              ("DisplayName", "nvarchar(40)", False), ("DownVotes", "int", False),
-              ("EmailHash", "nvarchar(40)", True), ("LastAccessDate", "datetime", False),
-              ("Location", "nvarchar(100)", True), ("Reputation", "int", False), ("UpVotes", "int", False),
-              ("Views", "int", False), ("WebsiteUrl", "nvarchar(200)", True), ("AccountId", "int", True)],
-    "Votes": [("PostId", "int", False), ("UserId", "int", True), ("BountyAmount", "int", True),
-              ("VoteTypeId", "int", False), ("CreationDate", "datetime", False)],
-    "VoteTypes": [("Name", "varchar(50)", False)],
-    "PostHistory": [("PostHistoryTypeId", "int", False), ("PostId", "int", False),
-                    ("RevisionGUID", "uniqueidentifier", False), ("CreationDate", "datetime", False),
-                    ("UserId", "int", True), ("UserDisplayName", "nvarchar(40)", True),
-                    ("Comment", "nvarchar(max)", True), ("Text", "nvarchar(max)", True)],
-    "Tags": [("TagName", "nvarchar(150)", False), ("Count", "int", False), ("ExcerptPostId", "int", True),
-             ("WikiPostId", "int", True)],
-}
-
-PK_NAMES = {"Users": "PK_Users_Id", "VoteTypes": "PK_VoteType__Id"}
-
-ROWS_2010 = {"Badges": 1_102_019, "Comments": 3_875_183, "LinkTypes": 2, "PostLinks": 161_519,
-             "Posts": 3_729_195, "PostTypes": 8, "Users": 299_398, "Votes": 10_143_364, "VoteTypes": 15,
-             "PostHistory": 9_000_000}
-
-LOOKUPS = {
-    "LinkTypes": [(1, "Linked"), (3, "Duplicate")],
-    "PostTypes": list(enumerate(["Question", "Answer", "Wiki", "TagWikiExerpt", "TagWiki",
-                                 "ModeratorNomination", "WikiPlaceholder", "PrivilegeWiki"], start=1)),
-    "VoteTypes": [(1, "AcceptedByOriginator"), (2, "UpMod"), (3, "DownMod"), (4, "Offensive"),
-                  (5, "Favorite"), (6, "Close"), (7, "Reopen"), (8, "BountyStart"), (9, "BountyClose"),
-                  (10, "Deletion"), (11, "Undeletion"), (12, "Spam"), (13, "InformModerator"),
-                  (15, "ModeratorReview"), (16, "ApproveEditSuggestion")],
-}
+from ..stackoverflow import LOOKUPS, ROWS_2010, SCHEMA, table_def, table_names  # noqa: F401 -- part of the sample
 
 WORDS = ("the a to is in of and for how I it with this that on can not be use you do my SQL "
          "python java c# query table index select join where null value string error file list "
@@ -80,25 +30,6 @@ START = datetime(2008, 7, 31)
 SPAN = int((datetime(2010, 12, 31) - START).total_seconds())
 DATETIME_MIN = datetime(1753, 1, 1)
 DATETIME_MAX = datetime(9999, 12, 31, 23, 59, 59, 997000)
-
-
-def table_def(name, schema="dbo"):
-    """The sample table as a SQL Server catalog would describe it."""
-    cols = [Column(name="Id", data_type="int", nullable=False, identity=True, source_type="int")]
-    for cname, typ, nullable in SCHEMA[name]:
-        base = typ.split("(")[0]
-        length = None
-        if "(" in typ:
-            arg = typ.split("(")[1].rstrip(")")
-            length = -1 if arg == "max" else int(arg)
-        cols.append(Column(name=cname, data_type=base, nullable=nullable, length=length, source_type=typ))
-    pk = PK_NAMES.get(name, f"PK_{name}__Id")
-    return Table(schema=schema, name=name, columns=cols, primary_key=["Id"], pk_name=pk, dialect="mssql")
-
-
-def table_names(post_history=False):
-    """The nine StackOverflow2010 tables, and PostHistory when asked (Tags is for dumps only)."""
-    return [t for t in SCHEMA if t != "Tags" and (post_history or t != "PostHistory")]
 
 
 def row_count(name, scale):
@@ -237,66 +168,19 @@ def rows(name, scale=0.01, seed=42):
 
 # --- writers ------------------------------------------------------------------------------------
 
-def fill_postgres(endpoint, scale=0.01, seed=42, post_history=False, names=None, log=print):
-    """(Re)create the sample tables in a PostgreSQL schema, typed as so_luigi maps SQL Server's."""
-    from . import stream, typemap
-    from .dialects import postgres as pg
-    names = names or table_names(post_history)
-    conn = pg.connect(endpoint)
+def fill(endpoint, scale=0.01, seed=42, post_history=False, names=None, log=print):
+    """(Re)create the sample tables in ``endpoint``'s schema: in PostgreSQL typed as so_luigi maps
+    SQL Server's, in SQL Server as declared (with IDENTITY). Returns the rows written."""
+    from ..dialects import destination
+    dst = destination(endpoint)
     total = 0
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {pg.pg_ident(endpoint.schema)}")
-            for name in names:
-                table = table_def(name, endpoint.schema)
-                typemap.map_table(table, "mssql")
-                cur.execute(f"DROP TABLE IF EXISTS {pg.pg_qualified(endpoint.schema, name)}")
-                cur.execute(pg.create_table_sql(endpoint.schema, table))
-                count, nbytes = stream.copy_rows_into(cur, endpoint.schema, table, rows(name, scale, seed))
-                for statement in pg.finish_table_sql(endpoint.schema, table):
-                    cur.execute(statement)
-                conn.commit()
-                total += count
-                log(f"  {name:<12} {count:>10,} rows {nbytes / 1e6:>9.1f} MB")
-    finally:
-        conn.close()
+    for name in names or table_names(post_history):
+        count, nbytes = dst.replace_table(table_def(name, endpoint.schema), rows(name, scale, seed))
+        total += count
+        log(f"  {name:<12} {count:>10,} rows" + ("" if nbytes is None else f" {nbytes / 1e6:>9.1f} MB"))
     return total
 
 
 def mssql_create_sql(table, primary_key=True):
-    cols = []
-    for c in table.columns:
-        spec = f"[{c.name}] {c.source_type}" + (" IDENTITY(1,1)" if c.identity else "")
-        cols.append(spec + (" NULL" if c.nullable else " NOT NULL"))
-    if primary_key:
-        cols.append(f"CONSTRAINT [{table.pk_name}] PRIMARY KEY CLUSTERED ([Id])")
-    return f"CREATE TABLE [{table.schema}].[{table.name}] (" + ", ".join(cols) + ")"
-
-
-def fill_mssql(endpoint, scale=0.01, seed=42, post_history=False, names=None, log=print):
-    """The same sample into SQL Server (multi-row INSERTs: test data, not a fast path)."""
-    from .dialects import mssql
-    from .stream import batched
-    names = names or table_names(post_history)
-    conn = mssql.connect(endpoint, autocommit=True)
-    total = 0
-    try:
-        cur = conn.cursor()
-        for name in names:
-            table = table_def(name, endpoint.schema)
-            q = mssql.qualified(endpoint.schema, name)
-            cur.execute(f"IF OBJECT_ID(N'{q.replace(chr(39), chr(39) * 2)}', N'U') IS NOT NULL DROP TABLE {q}")
-            cur.execute(mssql_create_sql(table))
-            cur.execute(f"SET IDENTITY_INSERT {q} ON")
-            # INSERTs, not the bulk copy: it would renumber IDENTITY columns (test data only)
-            per = max(1, min(1000, 2000 // len(table.columns)))   # 2,100 parameters at most
-            count = 0
-            for batch in batched(rows(name, scale, seed), per):
-                cur.execute(mssql.insert_sql(table, len(batch)), tuple(v for row in batch for v in row))
-                count += len(batch)
-            cur.execute(f"SET IDENTITY_INSERT {q} OFF")
-            total += count
-            log(f"  {name:<12} {count:>10,} rows")
-    finally:
-        conn.close()
-    return total
+    from ..dialects import mssql_ddl
+    return mssql_ddl.declared_table_sql(table.schema, table, primary_key)

@@ -1,0 +1,364 @@
+"""SQL Server (2016+, Azure SQL, Babelfish) as the destination: tables created with their real
+types (``mssql_ddl``, the type rules), partitions written through the TDS bulk-load path, key,
+indexes and identity after verification, and the marker tables' DDL and locks.
+
+* ``create``: CREATE TABLE from the source catalog (``mssql_ddl``), and its side table;
+* ``write``:  rows read from the source cursor in batches go through pymssql's ``bulk_copy``
+              (TABLOCK, KEEPIDENTITY) in the partition's transaction;
+* finishing:  count and content checksum against the source, then primary key, indexes and the
+              identity reseed.
+
+Exactly once, two ways at the same time: rows and marker commit in one transaction, and a load
+that is not the partition's first attempt starts by deleting the partition's key range (each
+attempt is counted in ``partitions.attempts``, committed before its rows are sent). If the bulk
+load honours the transaction, as SQL Server documents, that delete finds nothing; if a driver
+ever committed a batch on its own and the process died, the next attempt deletes those rows
+before loading the range again. Either way a key range is never loaded twice. A first attempt
+skips the delete: the table has no key yet, so it would scan the whole heap, and its locks
+would conflict with the bulk-update locks of the table's other partitions loading in parallel.
+
+Values go as ``mssql.bulk_load`` sends them, around pymssql's bulk-copy traps: see that module
+and ``mssql_ddl.carrier``. Rows holding a value the bulk copy cannot deliver exactly (an empty
+string, a year before 1753, a non-UTC offset, non-ASCII text in a code-page column) are bulk
+copied into the table's side table in the marker schema (``empties_<table>``, with the partition
+number, its columns typed so the server can convert them) in the partition's transaction;
+before verification ``prepare`` moves them into the table in one INSERT ... SELECT that puts the
+empty strings back and converts the rest. Applying them once, from one session, keeps the
+parallel partition loads to bulk (BU) locks only, which never block each other.
+
+Runs against SQL Server and Babelfish for PostgreSQL alike (tests/test_mssql_integration.py
+with SO_TEST_MSSQL_URL).
+"""
+import datetime as dt
+import decimal
+import hashlib
+import struct
+
+from ..config import marker_schema
+from ..errors import SchemaError
+from . import mssql
+from . import mssql_ddl as ddl
+from . import pg_types
+from .base import Destination, Written, mssql_ident, percent_safe
+
+OWNER = "so_luigi run "
+SIDE_EXTRA = [("so_luigi_partition", "int")]
+
+# The same tables in SQL Server: key columns get bounded lengths (index keys stop at 900 bytes),
+# replications.tables is unbounded and so not a key (mark_replicated checks it under a lock).
+MSSQL_DDL = """
+IF OBJECT_ID(N'{m}.runs', N'U') IS NULL CREATE TABLE {m}.runs (
+    run_id        nvarchar(200) NOT NULL PRIMARY KEY,
+    source        nvarchar(1000) NOT NULL,
+    source_schema nvarchar(128) NOT NULL,
+    target_schema nvarchar(128) NOT NULL,
+    created_at    datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET());
+IF OBJECT_ID(N'{m}.tables', N'U') IS NULL CREATE TABLE {m}.tables (
+    run_id          nvarchar(200) NOT NULL,
+    table_name      nvarchar(128) NOT NULL,
+    definition      nvarchar(max) NOT NULL,
+    partitions      int NOT NULL,
+    source_rows     bigint NOT NULL,
+    source_bytes    bigint NULL,
+    planned_at      datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET(),
+    completed_at    datetimeoffset NULL,
+    rows            bigint NULL,
+    bytes           bigint NULL,
+    seconds         float NULL,
+    source_checksum decimal(38, 0) NULL,
+    target_checksum decimal(38, 0) NULL,
+    verdict         nvarchar(200) NULL,
+    PRIMARY KEY (run_id, table_name));
+IF OBJECT_ID(N'{m}.partitions', N'U') IS NULL CREATE TABLE {m}.partitions (
+    run_id     nvarchar(200) NOT NULL,
+    table_name nvarchar(128) NOT NULL,
+    partition  int NOT NULL,
+    lo         bigint NULL,
+    hi         bigint NULL,
+    rows       bigint NOT NULL,
+    attempts   int NOT NULL DEFAULT 0,      -- loads begun: a second one clears the key range first
+    PRIMARY KEY (run_id, table_name, partition));
+IF OBJECT_ID(N'{m}.loaded', N'U') IS NULL CREATE TABLE {m}.loaded (
+    run_id     nvarchar(200) NOT NULL,
+    table_name nvarchar(128) NOT NULL,
+    partition  int NOT NULL,
+    rows       bigint NOT NULL,
+    bytes      bigint NOT NULL,
+    seconds    float NOT NULL,
+    checksum   decimal(38, 0) NULL,
+    via        nvarchar(40) NOT NULL,
+    changed    bigint NOT NULL DEFAULT 0,
+    peak_kb    bigint NULL,
+    worker     nvarchar(300) NOT NULL,
+    loaded_at  datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET(),
+    PRIMARY KEY (run_id, table_name, partition));
+IF OBJECT_ID(N'{m}.replications', N'U') IS NULL CREATE TABLE {m}.replications (
+    run_id       nvarchar(200) NOT NULL,
+    tables       nvarchar(max) NOT NULL,
+    completed_at datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET());
+"""
+
+
+
+# --- the content checksum of rows read in Python -------------------------------------------------
+
+def _float4(v):
+    return repr(struct.unpack("f", struct.pack("f", v))[0])
+
+
+def canonical_encoders(table):
+    """Per column, the value as text for the content checksum when the two sides are different
+    databases: computed in Python from what each driver returns, the same function on both sides
+    (real columns compared at single precision: PostgreSQL prints them shortest, SQL Server
+    returns the stored float)."""
+    def for_column(col):
+        if col.data_type in ("real", "float4") or (col.data_type == "float" and (col.precision or 53) <= 24):
+            return _float4
+        return _canonical
+    return [for_column(c) for c in table.columns]
+
+
+def _canonical(v):
+    if isinstance(v, decimal.Decimal):
+        return format(v.normalize(), "f")   # money comes back from SQL Server with 4 decimals
+    if isinstance(v, bool):
+        return "t" if v else "f"
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v).hex()
+    if isinstance(v, dt.datetime) and v.tzinfo is not None:
+        return v.astimezone(dt.timezone.utc).isoformat(sep=" ")
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def rows_checksum(rows, encoders):
+    """Order-independent sum of each row's first 8 md5 bytes (as PostgreSQL's rows are summed)."""
+    total = 0
+    for row in rows:
+        text = "\x1f".join("\\N" if v is None else f(v) for f, v in zip(encoders, row))
+        total += int.from_bytes(hashlib.md5(text.encode("utf-8", "surrogatepass")).digest()[:8], "big", signed=True)
+    return total
+
+
+def batch_rows_for(buffer_bytes, source_rows, source_bytes):
+    """Rows per batch so a batch of average rows stays within a quarter of the buffer."""
+    avg = (source_bytes or 0) / max(source_rows or 1, 1) or 200
+    return int(max(100, min(100_000, buffer_bytes / 4 / avg)))
+
+
+def side_table(table_name):
+    """The table's side table for rows the bulk copy cannot carry exactly, in the marker schema."""
+    name = f"empties_{table_name}"
+    if len(name) > 128:
+        name = "empties_" + hashlib.sha1(table_name.encode("utf-8")).hexdigest()
+    return f"{mssql_ident(marker_schema())}.{mssql_ident(name)}"
+
+
+class MssqlDestination(Destination):
+    dialect = "mssql"
+    checksum_family = "tsql"
+    driver = "pymssql"
+    counts_attempts = True
+
+    # --- marker SQL ---------------------------------------------------------------------------
+    ident = staticmethod(mssql_ident)
+    now = "SYSDATETIMEOFFSET()"
+    load_started = ("coalesce(min(DATEADD(millisecond, -CAST(l.seconds * 1000 AS int), l.loaded_at)), "
+                    "t.planned_at)")
+    exists_sql = "SELECT CASE WHEN OBJECT_ID(%s, 'U') IS NULL THEN 0 ELSE 1 END"
+
+    @property
+    def lost(self):
+        import pymssql
+        return (pymssql.OperationalError, pymssql.InterfaceError)
+
+    @staticmethod
+    def seconds_since(column):
+        return f"DATEDIFF_BIG(millisecond, {column}, SYSDATETIMEOFFSET()) / 1000.0"
+
+    @staticmethod
+    def lock(cur, key):
+        """sp_getapplock owned by the transaction: released at commit or rollback, like
+        PostgreSQL's advisory xact locks. Resource names stop at 255 characters, so a digest."""
+        resource = "so_luigi:" + hashlib.sha1(key.encode("utf-8")).hexdigest()
+        cur.execute("DECLARE @r int; EXEC @r = sp_getapplock @Resource = %s, @LockMode = 'Exclusive', "
+                    "@LockOwner = 'Transaction', @LockTimeout = -1; "
+                    "IF @r < 0 RAISERROR('so_luigi: marker lock not granted', 16, 1)", (resource,))
+
+    @staticmethod
+    def marker_ddl(m):
+        name = marker_schema().replace("'", "''")
+        return [f"IF SCHEMA_ID(N'{name}') IS NULL EXEC(N'CREATE SCHEMA {m.replace(chr(39), chr(39) * 2)}')"] + \
+            [s.strip() for s in MSSQL_DDL.format(m=m).split(";\n") if s.strip()]
+
+    # --- connections --------------------------------------------------------------------------
+    def translate(self, exc, role):
+        return mssql.translate(exc, role)
+
+    def connect(self, autocommit=False):
+        return mssql.connect(self.endpoint, autocommit=autocommit)
+
+    def session(self):
+        return mssql.session(self.endpoint)
+
+    def qualified(self, schema, name):
+        return mssql.qualified(schema, name)
+
+    # --- planning -----------------------------------------------------------------------------
+    def map_types(self, tables, source, overrides=None):
+        # the PostgreSQL mapping too: it gives each column the value converter its checks use
+        pg_types.check_mappable(tables, source.dialect, pg_types.load_overrides() if overrides is None else overrides)
+        ddl.check_mappable(tables, source.dialect)
+
+    def create(self, cur, run_id, table):
+        cur.execute(ddl.create_schema_sql(self.schema))
+        self._drop_previous(cur, table.name)
+        cur.execute(ddl.create_table_sql(self.schema, table, table.dialect))
+        side = side_table(table.name)
+        cur.execute(f"DROP TABLE IF EXISTS {side}")
+        cur.execute(mssql.staging_table_sql(table, [load for _, load, _ in ddl.bulk_columns(table, table.dialect)],
+                                            side, SIDE_EXTRA))
+        sql, params = ddl.owner_mark_sql(self.schema, table.name, f"{OWNER}{run_id}")
+        cur.execute(sql, params)
+
+    def _drop_previous(self, cur, name):
+        """Replace a table an earlier so_luigi run created; never touch one it did not."""
+        cur.execute("SELECT OBJECT_ID(%s, 'U')", (mssql.qualified(self.schema, name),))
+        if cur.fetchone()[0] is None:
+            return
+        sql, params = ddl.owner_query_sql(self.schema, name)
+        cur.execute(sql, params)
+        row = cur.fetchone()
+        if not (row and str(row[0] or "").startswith(OWNER)):
+            raise SchemaError(f"destination table {self.schema}.{name} already exists and was not created by "
+                              f"so_luigi: drop it, or set [target] schema to another schema")
+        cur.execute(ddl.drop_table_sql(self.schema, name))
+
+    # --- loading ------------------------------------------------------------------------------
+    def write(self, conn, cur, part, source, mode, buffer_bytes, checksum):
+        """Bulk copy the range's rows (a retry clears the range first); the rows' checksum is
+        summed here, from the values as read, when the source cannot compute this server's."""
+        table = part.table
+        if part.retry:
+            sql, params = ddl.clear_range_sql(self.schema, table, part.lo, part.hi)
+            cur.execute(sql, params)
+            removed = cur.rowcount
+            cur.execute(f"DELETE FROM {percent_safe(side_table(table.name))} WITH (TABLOCKX) "
+                        f"WHERE {SIDE_EXTRA[0][0]} = %s", (part.number,))
+            removed += cur.rowcount
+            if removed > 0:
+                import logging
+                logging.getLogger("luigi-interface.so_luigi").warning(
+                    "%s partition %d: removed %d rows an interrupted earlier attempt left",
+                    table.name, part.number, removed)
+        cur.execute(f"SELECT source_rows, source_bytes FROM {mssql_ident(marker_schema())}.tables "
+                    "WHERE run_id = %s AND table_name = %s", (part.run_id, table.name))
+        batch = batch_rows_for(buffer_bytes, *cur.fetchone())
+        same = source.checksum_family == self.checksum_family
+        encoders = None if same or not checksum else canonical_encoders(table)
+        stats = {"rows": 0, "bytes": 0, "checksum": 0 if encoders else None}
+
+        def seen(rows):
+            if encoders:
+                stats["checksum"] += rows_checksum(rows, encoders)
+            stats["rows"] += len(rows)
+            stats["bytes"] += sum(len(v) for r in rows for v in r if isinstance(v, (str, bytes)))
+            if part.progress is not None:
+                part.progress.update(stats["rows"])
+        mssql.bulk_load(conn, self.schema, table, ddl.bulk_columns(table, table.dialect),
+                        source.batches(table, part.lo, part.hi, batch), batch,
+                        spill_bytes=buffer_bytes // 4, on_batch=seen,
+                        side=(side_table(table.name), (part.number,)))
+        return Written(stats["rows"], stats["rows"], stats["bytes"], stats["checksum"], "bulk-copy", 0,
+                       "rows go through the TDS bulk copy (pymssql bulk_copy, TABLOCK)")
+
+    # --- completing ---------------------------------------------------------------------------
+    def prepare(self, conn, table):
+        """Once every partition is in: the side table's rows into the table, converted by the
+        server as they go in. Its own transaction, and idempotent (the side table goes with the
+        insert), so a crash here is repeated harmlessly."""
+        cur = conn.cursor()
+        side = side_table(table.name)
+        cur.execute("SELECT OBJECT_ID(%s, 'U')", (side,))
+        if cur.fetchone()[0] is not None:
+            casts = ddl.side_casts(ddl.bulk_columns(table, table.dialect))
+            cur.execute(mssql.unmask_sql(self.schema, table, side, casts))
+            cur.execute(f"DROP TABLE {side}")
+        conn.commit()
+
+    def checksum_method(self, source, table, conn):
+        """Between two SQL Servers, the checksum both compute (mssql_ddl.checksum_sql); from a
+        PostgreSQL source, none: the rows were hashed as read, and are read back here to compare."""
+        return "json" if source.checksum_family == self.checksum_family else None
+
+    def figures(self, table, verify, method):
+        conn = mssql.connect(self.endpoint)
+        try:
+            cur = conn.cursor()
+            if verify == "full" and method:
+                cur.execute(ddl.checksum_sql(self.schema, table))
+                count, total = cur.fetchone()
+                return int(count), int(total)
+            if verify == "full":
+                encoders = canonical_encoders(table)
+                cur.execute(f"SELECT {', '.join(mssql_ident(c.name) for c in table.columns)} "
+                            f"FROM {mssql.qualified(self.schema, table.name)}")
+                count = total = 0
+                for rows in iter(lambda: cur.fetchmany(5000), []):
+                    count += len(rows)
+                    total += rows_checksum(rows, encoders)
+                return count, total
+            cur.execute(f"SELECT COUNT_BIG(*) FROM {mssql.qualified(self.schema, table.name)}")
+            return int(cur.fetchone()[0]), None
+        finally:
+            conn.close()
+
+    def finish_steps(self, table, partitions):
+        return [], ddl.finish_table_sql(self.schema, table) + [lambda cur: self._reseed(cur, table)]
+
+    def _reseed(self, cur, table):
+        """Each identity column's next value past the largest copied one, unless the bulk copy's
+        explicit values already moved it there (SQL Server keeps the largest value inserted under
+        IDENTITY_INSERT as the current one)."""
+        for col in table.identity_columns:
+            cur.execute(ddl.identity_sql(self.schema, table, col))
+            maximum, current = cur.fetchone()
+            if maximum is not None and (current is None or current < maximum):
+                cur.execute(ddl.reseed_sql(self.schema, table, maximum))
+
+    # --- maintenance --------------------------------------------------------------------------
+    def drop_tables(self, cur, names):
+        for name in names:
+            cur.execute(f"DROP TABLE IF EXISTS {mssql.qualified(self.schema, name)}")
+            cur.execute(f"DROP TABLE IF EXISTS {side_table(name)}")
+
+    def replace_table(self, table, rows):
+        """Dropped, created as declared, filled, then keyed; returns (rows, None). A definition
+        with IDENTITY columns is filled by INSERTs under IDENTITY_INSERT (the bulk copy would
+        renumber them: fine for test data, slow); one without (a dump, as SODDI loads it) by the
+        bulk copy."""
+        from ..stream import batched
+        conn = mssql.connect(self.endpoint, autocommit=True)
+        try:
+            q = mssql.qualified(self.schema, table.name)
+            cur = conn.cursor()
+            cur.execute(f"IF OBJECT_ID(N'{q.replace(chr(39), chr(39) * 2)}', N'U') IS NOT NULL DROP TABLE {q}")
+            cur.execute(ddl.declared_table_sql(self.schema, table))
+            if table.identity_columns:
+                cur.execute(f"SET IDENTITY_INSERT {q} ON")
+                per = max(1, min(1000, 2000 // len(table.columns)))   # 2,100 parameters at most
+                count = 0
+                for batch in batched(rows, per):
+                    cur.execute(mssql.insert_sql(table, len(batch)), tuple(v for row in batch for v in row))
+                    count += len(batch)
+                cur.execute(f"SET IDENTITY_INSERT {q} OFF")
+            else:
+                count = mssql.bulk_load(conn, self.schema, table, ddl.bulk_columns(table, "mssql"),
+                                        batched(rows, 5000), 5000)
+            if table.primary_key:
+                cur.execute(f"ALTER TABLE {q} ADD CONSTRAINT {mssql_ident(table.pk_name)} PRIMARY KEY CLUSTERED "
+                            f"({', '.join(mssql_ident(c) for c in table.primary_key)})")
+            return count, None
+        finally:
+            conn.close()

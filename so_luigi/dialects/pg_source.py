@@ -1,0 +1,118 @@
+"""PostgreSQL as a source: its catalog, its partitions cut along the key, and its rows read as
+COPY data (into the stream, a bulk file) or as row tuples (for a SQL Server destination).
+
+Reads run in read-only transactions. Rows into PostgreSQL travel as ``COPY TO STDOUT`` output,
+binary when the destination keeps every column's type (stream.binary_compatible), written from
+C straight into an OS pipe or the bulk file.
+"""
+import psycopg2
+
+from .. import planning
+from ..stream import binary_compatible
+from . import postgres as pg
+from .base import Source, pg_ident, pg_qualified
+
+
+class PostgresSource(Source):
+    dialect = "postgres"
+    checksum_family = "postgres"
+    driver = "psycopg2"
+    binary_copy = True
+
+    def translate(self, exc, role):
+        return pg.translate(exc)
+
+    def connect(self):
+        return pg.connect(self.endpoint)
+
+    def schema_exists(self, conn, schema):
+        return pg.schema_exists(conn, schema)
+
+    def list_tables(self, conn, schema):
+        return pg.list_tables(conn, schema)
+
+    def describe(self, conn, name):
+        return pg.describe(conn, self.endpoint.schema, name)
+
+    def measure(self, conn, table, rows_per_partition):
+        size = pg.table_bytes(conn, table)
+        rows, bounds, step = pg.count_and_boundaries(conn, table, lambda n: rows_per_partition(n, size))
+        return size, rows, bounds, step
+
+    def copy_format(self, table):
+        return "binary" if binary_compatible(table) else "text"
+
+    def copy_reader(self, table, lo, hi, checksum, buffer_bytes):
+        """COPY (SELECT range) TO STDOUT into the sink: psycopg2 writes each row from C."""
+        fmt = self.copy_format(table)
+
+        def read(sink):
+            conn = self.connect()
+            try:
+                conn.set_session(readonly=True)
+                with conn.cursor() as cur:
+                    cur.copy_expert(pg.copy_out_sql(table, lo, hi, fmt, cur), sink, size=256 * 1024)
+                    rows = cur.rowcount
+                conn.rollback()
+                return rows, None, 0
+            except psycopg2.Error as exc:
+                raise pg.translate(exc, conn) from exc     # says "source": the error itself may not
+            finally:
+                conn.close()
+        read.os_pipe = True
+        return read
+
+    def extract(self, table, lo, hi, fmt, sink, checksum):
+        with pg.session(self.endpoint) as conn:
+            conn.set_session(readonly=True)
+            with conn.cursor() as cur:
+                cur.copy_expert(pg.copy_out_sql(table, lo, hi, fmt, cur), sink, size=256 * 1024)
+                return cur.rowcount, None, 0
+
+    def batches(self, table, lo, hi, batch_rows):
+        """Through a server-side cursor: rows arrive as they are fetched. json comes as its
+        text and money as numeric, the values psycopg2 would otherwise parse or localise."""
+        def expr(c):
+            if c.data_type in ("json", "jsonb"):
+                return f"{pg_ident(c.name)}::text"
+            if c.data_type == "money":
+                return f"{pg_ident(c.name)}::numeric"
+            return pg_ident(c.name)
+        query, params = planning.ranged(f"SELECT {', '.join(expr(c) for c in table.columns)} "
+                                        f"FROM {pg_qualified(table.schema, table.name)}",
+                                        pg_ident, table.int_key, lo, hi)
+        conn = self.connect()
+        try:
+            cur = conn.cursor(name="so_luigi_partition")
+            cur.execute(query, params)
+            yield from iter(lambda: cur.fetchmany(batch_rows), [])
+        finally:
+            conn.close()
+
+    def figures(self, table, method=None):
+        q = pg_qualified(table.schema, table.name)
+        with pg.session(self.endpoint) as conn, conn.cursor() as cur:
+            cur.execute(pg.row_checksum_sql(table.schema, table.name, method, table) if method
+                        else f"SELECT count(*), NULL FROM {q}")
+            count, total = cur.fetchone()
+        return int(count), (None if total is None else int(total))
+
+    def row_hash(self, table, destination_version):
+        """How both PostgreSQL servers hash rows, when the destination keeps the source's types:
+        'columns' (each value's own hash function, XORed; PostgreSQL 11+) when every column type
+        has one in pg.HASH_EXTENDED, else 'record' (hash_record_extended, PostgreSQL 14+) when
+        this server can hash the row, else 'text' (the row's text)."""
+        if not binary_compatible(table) or destination_version < 110000:
+            return "text"
+        with pg.session(self.endpoint) as conn, conn.cursor() as cur:
+            if conn.server_version < 110000:
+                return "text"
+            if pg.column_hash_expr(table) is not None:
+                return "columns"
+            if conn.server_version < 140000 or destination_version < 140000:
+                return "text"
+            try:
+                cur.execute(f"SELECT hash_record_extended(r, 0) FROM {pg_qualified(table.schema, table.name)} r LIMIT 1")
+            except psycopg2.Error:          # a column type without a hash function
+                return "text"
+        return "record"
