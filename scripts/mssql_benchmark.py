@@ -31,7 +31,7 @@ import benchmark as bench  # noqa: E402
 
 from so_luigi.testing import embedded  # noqa: E402
 from so_luigi.config import Endpoint, parse_url  # noqa: E402
-from so_luigi.dialects import mssql, postgres as pg  # noqa: E402
+from so_luigi.dialects import mssql, mssql_bulk, postgres as pg  # noqa: E402
 from so_luigi.dialects import mssql_ddl as ddl  # noqa: E402
 
 
@@ -83,7 +83,7 @@ def bulk_one(args):
     read.execute(f"SELECT * FROM {pg.pg_qualified('public', name)}")
     if table.identity_columns:
         cur.execute(f"SET IDENTITY_INSERT {mssql.qualified('dbo', name)} ON")
-    rows = (tuple(mssql.bulk_value(v) if v is not None else None for v in row) for row in read)
+    rows = (tuple(mssql_bulk.bulk_value(v) if v is not None else None for v in row) for row in read)
     dst.bulk_copy(mssql.qualified("dbo", name), rows, batch_size=5000, tablock=True)
     dst.commit()
     dst.close()

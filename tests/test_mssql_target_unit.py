@@ -18,6 +18,7 @@ from so_luigi import markers, report
 from so_luigi.config import Endpoint, parse_url
 from so_luigi.dialects import mssql
 from so_luigi.dialects import mssql_ddl as ddl
+from so_luigi.dialects import mssql_bulk
 from so_luigi.dialects import mssql_destination as mssql_load
 from so_luigi.dialects.base import Column, Table
 from so_luigi.testing import sample
@@ -34,18 +35,18 @@ def tsql(text):
 
 def test_values_pymssql_bulk_copy_would_cut_or_refuse_go_as_text():
     tz = dt.timezone(dt.timedelta(hours=-5, minutes=-30))
-    assert mssql.bulk_value(dt.datetime(2010, 1, 2, 3, 4, 5, 123456)) == "2010-01-02 03:04:05.123456"
-    assert mssql.bulk_value(dt.datetime(1, 1, 1)) == "0001-01-01 00:00:00.000000"       # four-digit years
-    assert mssql.bulk_value(Decimal("0E-10")) == "0.0000000000" and mssql.bulk_value(Decimal("1E+2")) == "100"
-    assert mssql.bulk_value(dt.datetime(2010, 1, 2, 3, 4, 5, 7, tzinfo=tz)) == "2010-01-02 03:04:05.000007 -05:30"
-    assert mssql.bulk_value(dt.date(1, 1, 1)) == "0001-01-01"
-    assert mssql.bulk_value(dt.time(23, 59, 59, 999999)) == "23:59:59.999999"
-    assert mssql.bulk_value(dt.time(1, 2)) == "01:02:00.000000"
-    assert mssql.bulk_value(uuid.UUID(int=1)) == "00000000-0000-0000-0000-000000000001"
-    assert mssql.bulk_value(Decimal("922337203685477.5807")) == "922337203685477.5807"
-    assert mssql.bulk_value(memoryview(b"\x00\xff")) == b"\x00\xff"
+    assert mssql_bulk.bulk_value(dt.datetime(2010, 1, 2, 3, 4, 5, 123456)) == "2010-01-02 03:04:05.123456"
+    assert mssql_bulk.bulk_value(dt.datetime(1, 1, 1)) == "0001-01-01 00:00:00.000000"       # four-digit years
+    assert mssql_bulk.bulk_value(Decimal("0E-10")) == "0.0000000000" and mssql_bulk.bulk_value(Decimal("1E+2")) == "100"
+    assert mssql_bulk.bulk_value(dt.datetime(2010, 1, 2, 3, 4, 5, 7, tzinfo=tz)) == "2010-01-02 03:04:05.000007 -05:30"
+    assert mssql_bulk.bulk_value(dt.date(1, 1, 1)) == "0001-01-01"
+    assert mssql_bulk.bulk_value(dt.time(23, 59, 59, 999999)) == "23:59:59.999999"
+    assert mssql_bulk.bulk_value(dt.time(1, 2)) == "01:02:00.000000"
+    assert mssql_bulk.bulk_value(uuid.UUID(int=1)) == "00000000-0000-0000-0000-000000000001"
+    assert mssql_bulk.bulk_value(Decimal("922337203685477.5807")) == "922337203685477.5807"
+    assert mssql_bulk.bulk_value(memoryview(b"\x00\xff")) == b"\x00\xff"
     for kept in (1, 2**40, True, 1.5, "text", b"\x01"):
-        assert mssql.bulk_value(kept) is kept
+        assert mssql_bulk.bulk_value(kept) is kept
 
 
 def _carriers(*finals):
@@ -54,7 +55,7 @@ def _carriers(*finals):
 
 def test_rows_with_empty_strings_take_the_masked_path_and_keep_their_empties():
     rows = [(1, "a", b"x", None), (2, "", b"x", None), (3, "b", b"", ""), (4, None, None, None)]
-    direct, masked = mssql.bulk_rows(rows, _carriers("int", "nvarchar(10)", "varbinary(10)", "nvarchar(max)"))
+    direct, masked = mssql_bulk.bulk_rows(rows, _carriers("int", "nvarchar(10)", "varbinary(10)", "nvarchar(max)"))
     assert direct == [(1, "a", b"x", None), (4, None, None, None)]
     assert masked == [(2, None, b"x", None, "0100"), (3, "b", None, None, "0011")]
 
@@ -79,10 +80,10 @@ def test_values_freetds_would_convert_wrongly_take_the_side_table_as_text():
     ]
     for final, straight, sent, odd, as_text in cases:
         carriers = _carriers("int", final)
-        direct, side = mssql.bulk_rows([(1, straight), (2, odd)], carriers)
+        direct, side = mssql_bulk.bulk_rows([(1, straight), (2, odd)], carriers)
         assert direct == [(1, sent)], final
         assert side == [(2, as_text, "00")], final
-    assert mssql.bulk_rows([(1, "x", "naïve 日本語")], _carriers("int", "nvarchar(5)", "nvarchar(max)"))[1] == []
+    assert mssql_bulk.bulk_rows([(1, "x", "naïve 日本語")], _carriers("int", "nvarchar(5)", "nvarchar(max)"))[1] == []
 
 
 @pytest.mark.parametrize("read,sent", [
@@ -95,7 +96,7 @@ def test_values_freetds_would_convert_wrongly_take_the_side_table_as_text():
 ])
 def test_datetime_goes_as_its_nearest_tick_in_sql_servers_milliseconds(read, sent):
     """FreeTDS truncates to the 1/300 s tick below (seen: .079999 landed as .077)."""
-    assert mssql.bulk_rows([(read,)], _carriers("datetime"))[0] == [(sent,)]
+    assert mssql_bulk.bulk_rows([(read,)], _carriers("datetime"))[0] == [(sent,)]
 
 
 class BulkRecorder:
@@ -116,19 +117,19 @@ def test_bulk_load_streams_plain_rows_and_routes_empty_ones_through_the_masked_t
     conn = BulkRecorder()
     seen = []
     batches = iter([[(1, "a", b"x", None), (2, "", None, None)], [(3, "c", b"", dt.datetime(2010, 1, 1))]])
-    n = mssql.bulk_load(conn, "dbo", table, ddl.bulk_columns(table, "mssql"), batches, 500, on_batch=seen.append)
+    n = mssql_bulk.bulk_load(conn, "dbo", table, ddl.bulk_columns(table, "mssql"), batches, 500, on_batch=seen.append)
     assert n == 3 and [len(b) for b in seen] == [2, 1]
     assert conn.copies[0] == ("[dbo].[Odd]]Name]", [(1, "a", b"x", None)], 500, True)
     assert conn.copies[1] == ("#so_luigi_empties", [(2, None, None, None, "0100"),
                                                     (3, "c", None, "2010-01-01 00:00:00.000000", "0010")], 500, True)
     assert conn.cur.sql[:2] == ["SET IDENTITY_INSERT [dbo].[Odd]]Name] ON", "SET IDENTITY_INSERT [dbo].[Odd]]Name] OFF"]
     assert conn.cur.sql[2].startswith("CREATE TABLE #so_luigi_empties ([Id] int NULL, [Body] nvarchar(max) NULL")
-    assert conn.cur.sql[3:] == [mssql.unmask_sql("dbo", table), "DROP TABLE #so_luigi_empties"]
+    assert conn.cur.sql[3:] == [mssql_bulk.unmask_sql("dbo", table), "DROP TABLE #so_luigi_empties"]
 
 
 def test_bulk_load_with_a_side_table_leaves_empty_rows_there_with_their_partition():
     conn = BulkRecorder()
-    mssql.bulk_load(conn, "dbo", _table(), ddl.bulk_columns(_table(), "mssql"),
+    mssql_bulk.bulk_load(conn, "dbo", _table(), ddl.bulk_columns(_table(), "mssql"),
                     iter([[(1, "", None, None), (2, "b", None, None)]]), 500, side=("[so_luigi].[empties_T]", (7,)))
     assert [c[:2] for c in conn.copies] == [("[dbo].[Odd]]Name]", [(2, "b", None, None)]),
                                             ("[so_luigi].[empties_T]", [(1, None, None, None, "0100", 7)])]
@@ -137,7 +138,7 @@ def test_bulk_load_with_a_side_table_leaves_empty_rows_there_with_their_partitio
 
 def test_bulk_load_of_nothing_starts_no_bulk_copy():
     conn = BulkRecorder()
-    assert mssql.bulk_load(conn, "dbo", _table(), ddl.bulk_columns(_table(), "mssql"), iter([]), 500) == 0
+    assert mssql_bulk.bulk_load(conn, "dbo", _table(), ddl.bulk_columns(_table(), "mssql"), iter([]), 500) == 0
     assert conn.copies == [] and not any("CREATE" in s for s in conn.cur.sql)
 
 
@@ -150,7 +151,7 @@ def _table():
 
 
 def test_unmask_puts_empty_strings_back_in_one_insert_select():
-    sql = mssql.unmask_sql("dbo", _table())
+    sql = mssql_bulk.unmask_sql("dbo", _table())
     assert sql.startswith("SET IDENTITY_INSERT [dbo].[Odd]]Name] ON; INSERT INTO [dbo].[Odd]]Name] WITH (TABLOCK)")
     assert "CASE WHEN SUBSTRING(so_luigi_mask, 2, 1) = '1' THEN N'' ELSE [Body] END" in sql
     assert "CASE WHEN SUBSTRING(so_luigi_mask, 3, 1) = '1' THEN 0x ELSE [Blob] END" in sql
@@ -158,7 +159,7 @@ def test_unmask_puts_empty_strings_back_in_one_insert_select():
     for statement in sql.split("; "):
         tsql(statement.replace(" WITH (TABLOCK)", ""))      # sqlglot does not know INSERT's table hints
     table = _table()
-    staging = mssql.staging_table_sql(table, [ddl.column_type(c, "mssql") for c in table.columns])
+    staging = mssql_bulk.staging_table_sql(table, [ddl.column_type(c, "mssql") for c in table.columns])
     tsql(staging)
     assert "IDENTITY" not in staging and "NOT NULL" not in staging.replace("so_luigi_mask varchar(max) NOT NULL", "")
 
@@ -336,7 +337,7 @@ def test_side_table_and_prepare_statements(monkeypatch):
     side = mssql_load.side_table(table.name)
     assert side == "[so_luigi].[empties_Odd]]Name]"
     assert mssql_load.side_table("x" * 128).startswith("[so_luigi].[empties_") and len(side) < 140
-    created = mssql.staging_table_sql(table, [load for _, load, _ in ddl.bulk_columns(table, "mssql")], side,
+    created = mssql_bulk.staging_table_sql(table, [load for _, load, _ in ddl.bulk_columns(table, "mssql")], side,
                                       mssql_load.SIDE_EXTRA)
     assert created.endswith("[Day] varchar(40) NULL, so_luigi_mask varchar(max) NOT NULL, "
                             "[so_luigi_partition] int NOT NULL)")
@@ -346,7 +347,7 @@ def test_side_table_and_prepare_statements(monkeypatch):
     mssql_load.MssqlDestination(Endpoint(parse_url("mssql://sa:pw@db:1433/so", "target"), "dbo", "target")).prepare(
         conn, table)                                          # the recorder says the side table exists
     applied = conn.cur.sql[1:]
-    assert applied == [mssql.unmask_sql("dbo", table, side, [None] * 4 + ["date"]), f"DROP TABLE {side}"]
+    assert applied == [mssql_bulk.unmask_sql("dbo", table, side, [None] * 4 + ["date"]), f"DROP TABLE {side}"]
     assert ", CAST([Day] AS date) FROM [so_luigi]" in applied[0]          # converted on the way in, no ALTER
     for statement in applied[0].split("; "):
         tsql(statement.replace(" WITH (TABLOCK)", ""))

@@ -2,7 +2,8 @@
 
 These two functions are the one place a dialect is chosen; everything above them talks to the
 protocols. Below them, per dialect: ``postgres`` and ``mssql`` (connections, catalog reads, SQL
-text), ``pg_types`` and ``mssql_ddl`` (each destination's type rules, as data).
+text), ``mssql_bulk`` (SQL Server's writer, the TDS bulk copy), ``pg_types`` and ``mssql_ddl``
+(each destination's type rules, as data).
 """
 from .mssql_destination import MssqlDestination
 from .mssql_source import MssqlSource

@@ -221,7 +221,7 @@ def create_schema_sql(schema):
 
 # --- the bulk copy's blind spots ----------------------------------------------------------------
 # Destination tables are created with their real types and pymssql's bulk_copy sends each value as
-# ``mssql.bulk_value`` makes it; FreeTDS converts it to the column's type on the client (its
+# ``mssql_bulk.bulk_value`` makes it; FreeTDS converts it to the column's type on the client (its
 # convert.c). A few values come out wrong or not at all, each seen against a TDS server
 # (tests/test_mssql_integration.py):
 #   * date, datetime2, datetimeoffset before 1753: the year becomes 19xx or 20xx (store_year);

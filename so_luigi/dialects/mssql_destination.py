@@ -17,7 +17,7 @@ before loading the range again. Either way a key range is never loaded twice. A 
 skips the delete: the table has no key yet, so it would scan the whole heap, and its locks
 would conflict with the bulk-update locks of the table's other partitions loading in parallel.
 
-Values go as ``mssql.bulk_load`` sends them, around pymssql's bulk-copy traps: see that module
+Values go as ``mssql_bulk.bulk_load`` sends them, around pymssql's bulk-copy traps: see that module
 and ``mssql_ddl.carrier``. Rows holding a value the bulk copy cannot deliver exactly (an empty
 string, a year before 1753, a non-UTC offset, non-ASCII text in a code-page column) are bulk
 copied into the table's side table in the marker schema (``empties_<table>``, with the partition
@@ -36,7 +36,7 @@ import struct
 
 from ..config import marker_schema
 from ..errors import SchemaError
-from . import mssql
+from . import mssql, mssql_bulk
 from . import mssql_ddl as ddl
 from . import pg_types
 from .base import Destination, Written, mssql_ident, percent_safe
@@ -217,7 +217,7 @@ class MssqlDestination(Destination):
         cur.execute(ddl.create_table_sql(self.schema, table, table.dialect))
         side = side_table(table.name)
         cur.execute(f"DROP TABLE IF EXISTS {side}")
-        cur.execute(mssql.staging_table_sql(table, [load for _, load, _ in ddl.bulk_columns(table, table.dialect)],
+        cur.execute(mssql_bulk.staging_table_sql(table, [load for _, load, _ in ddl.bulk_columns(table, table.dialect)],
                                             side, SIDE_EXTRA))
         sql, params = ddl.owner_mark_sql(self.schema, table.name, f"{OWNER}{run_id}")
         cur.execute(sql, params)
@@ -266,7 +266,7 @@ class MssqlDestination(Destination):
             stats["bytes"] += sum(len(v) for r in rows for v in r if isinstance(v, (str, bytes)))
             if part.progress is not None:
                 part.progress.update(stats["rows"])
-        mssql.bulk_load(conn, self.schema, table, ddl.bulk_columns(table, table.dialect),
+        mssql_bulk.bulk_load(conn, self.schema, table, ddl.bulk_columns(table, table.dialect),
                         source.batches(table, part.lo, part.hi, batch), batch,
                         spill_bytes=buffer_bytes // 4, on_batch=seen,
                         side=(side_table(table.name), (part.number,)))
@@ -283,7 +283,7 @@ class MssqlDestination(Destination):
         cur.execute("SELECT OBJECT_ID(%s, 'U')", (side,))
         if cur.fetchone()[0] is not None:
             casts = ddl.side_casts(ddl.bulk_columns(table, table.dialect))
-            cur.execute(mssql.unmask_sql(self.schema, table, side, casts))
+            cur.execute(mssql_bulk.unmask_sql(self.schema, table, side, casts))
             cur.execute(f"DROP TABLE {side}")
         conn.commit()
 
@@ -350,11 +350,11 @@ class MssqlDestination(Destination):
                 per = max(1, min(1000, 2000 // len(table.columns)))   # 2,100 parameters at most
                 count = 0
                 for batch in batched(rows, per):
-                    cur.execute(mssql.insert_sql(table, len(batch)), tuple(v for row in batch for v in row))
+                    cur.execute(mssql_bulk.insert_sql(table, len(batch)), tuple(v for row in batch for v in row))
                     count += len(batch)
                 cur.execute(f"SET IDENTITY_INSERT {q} OFF")
             else:
-                count = mssql.bulk_load(conn, self.schema, table, ddl.bulk_columns(table, "mssql"),
+                count = mssql_bulk.bulk_load(conn, self.schema, table, ddl.bulk_columns(table, "mssql"),
                                         batched(rows, 5000), 5000)
             if table.primary_key:
                 cur.execute(f"ALTER TABLE {q} ADD CONSTRAINT {mssql_ident(table.pk_name)} PRIMARY KEY CLUSTERED "

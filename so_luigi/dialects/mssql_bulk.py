@@ -1,0 +1,180 @@
+"""Writing rows into SQL Server through the TDS bulk copy (pymssql's ``bulk_copy``): for the SQL
+Server destination and for building a SQL Server source (dumps, sample data).
+"""
+import datetime as dt
+import decimal
+import itertools
+import pickle
+import tempfile
+import uuid
+
+from .base import SIDE, mssql_ident
+from .mssql import qualified
+
+# pymssql's bulk_copy has traps (read in its _mssql.pyx): uuid.UUID, datetime.date and
+# datetime.time are refused; datetime is cut to milliseconds; Decimal is sent with a fixed
+# precision of 33 and money columns crash. ``bulk_value`` sends each of those as text, which
+# FreeTDS converts on the client. What it would still convert wrongly (years before 1753, offsets,
+# non-ASCII text in code-page columns, empty strings: mssql_ddl's carriers say which) sends its
+# row to a side table, typed so that the server converts it, and from there into the table in
+# one INSERT ... SELECT, never row by row.
+
+TEXT_TYPES = {"char", "nchar", "varchar", "nvarchar", "text", "ntext", "xml", "bpchar", "character",
+              "character varying", "json", "jsonb"}
+BINARY_TYPES = {"binary", "varbinary", "image", "bytea"}
+STAGING = "#so_luigi_empties"
+MASK = "so_luigi_mask"
+
+
+def bulk_value(v):
+    """A value as pymssql's bulk_copy can send it without loss: ISO text with four-digit years
+    and every fractional digit for time types, plain digits (never 1E-7) for decimals."""
+    if isinstance(v, dt.datetime):
+        text = v.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        if v.tzinfo is None:
+            return text
+        minutes = int(v.utcoffset().total_seconds() // 60)     # datetimeoffset's documented form
+        return f"{text} {'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    if isinstance(v, dt.time):
+        return v.isoformat(timespec="microseconds")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, decimal.Decimal):
+        return format(v, "f")
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    if isinstance(v, memoryview):
+        return bytes(v)
+    return v
+
+
+def bulk_rows(rows, carriers):
+    """(rows for the table, rows for the side table). ``carriers``: per column, what to send for a
+    value (mssql_ddl.carrier), or SIDE when the bulk copy cannot deliver it; a row holding any
+    such value goes to the side table as text, its empty strings as NULL and a mask ('0'/'1' per
+    column, '1' where the value was empty) appended."""
+    direct, side = [], []
+    for row in rows:
+        sent = [None if v is None else bulk_value(v) for v in row]
+        out = [v if v is None else carry(v) for v, carry in zip(sent, carriers)]
+        if not any(v is SIDE for v in out):
+            direct.append(tuple(out))
+            continue
+        empty = [v == "" or v == b"" for v in sent]
+        side.append(tuple(None if e else v for v, e in zip(sent, empty))
+                    + ("".join("1" if e else "0" for e in empty),))
+    return direct, side
+
+
+def staging_table_sql(table, types, name=STAGING, extra=()):
+    """A side table: the table's columns with ``types`` (mssql_ddl.load_type), every column
+    nullable, no identity, then the mask column and ``extra`` [name, type] columns (bulk_copy
+    binds by position)."""
+    cols = [f"{mssql_ident(c.name)} {t} NULL" for c, t in zip(table.columns, types)]
+    cols += [f"{MASK} varchar(max) NOT NULL"] + [f"{mssql_ident(n)} {t} NOT NULL" for n, t in extra]
+    return f"CREATE TABLE {name} ({', '.join(cols)})"
+
+
+def unmask_sql(schema, table, source=STAGING, casts=None):
+    """One INSERT ... SELECT from ``source``, '' (or 0x) where the mask says so, and each column
+    with a type in ``casts`` (per column, or None) CAST to it from its text. Text for code-page
+    columns is not cast: the INSERT converts it with the column's own collation."""
+    casts = casts or [None] * len(table.columns)
+
+    def value(i, c):
+        if c.data_type not in TEXT_TYPES | BINARY_TYPES:
+            expr = mssql_ident(c.name)
+        else:
+            empty = "0x" if c.data_type in BINARY_TYPES else "N''"
+            expr = f"CASE WHEN SUBSTRING({MASK}, {i}, 1) = '1' THEN {empty} ELSE {mssql_ident(c.name)} END"
+        return f"CAST({expr} AS {casts[i - 1]})" if casts[i - 1] else expr
+    q = qualified(schema, table.name)
+    cols = ", ".join(mssql_ident(c.name) for c in table.columns)
+    insert = (f"INSERT INTO {q} WITH (TABLOCK) ({cols}) SELECT "
+              f"{', '.join(value(i, c) for i, c in enumerate(table.columns, start=1))} FROM {source}")
+    if table.identity_columns:
+        return f"SET IDENTITY_INSERT {q} ON; {insert}; SET IDENTITY_INSERT {q} OFF"
+    return insert
+
+
+def _bulk_copy(conn, dest, rows, batch_rows):
+    """pymssql's bulk_copy of an iterator (TABLOCK; KEEPIDENTITY whenever the table has an
+    identity column), not started when there is no row at all."""
+    rows = iter(rows)
+    for first in rows:
+        conn.bulk_copy(dest, itertools.chain([first], rows), batch_size=batch_rows, tablock=True)
+        return
+
+
+class _Spill:
+    """Rows set aside: in memory up to ``max_bytes``, then in a temporary file."""
+
+    def __init__(self, max_bytes):
+        self.file = tempfile.SpooledTemporaryFile(max_size=max_bytes)
+        self.count = 0
+
+    def add(self, rows):
+        pickle.dump(rows, self.file)
+        self.count += len(rows)
+
+    def rows(self):
+        self.file.seek(0)
+        while True:
+            try:
+                yield from pickle.load(self.file)
+            except EOFError:
+                return
+
+
+def bulk_load(conn, schema, table, columns, batches, batch_rows, spill_bytes=16 << 20, on_batch=None,
+              side=None):
+    """Batches of row tuples into an existing table through the TDS bulk copy; returns the rows.
+
+    ``columns``: per column (destination type, side-table type, carrier), as
+    mssql_ddl.bulk_columns gives them. ``on_batch(rows)`` sees every batch as read (checksums,
+    progress). Rows holding a value the bulk copy cannot deliver are set aside (``spill_bytes`` in memory at most) and, after the others, bulk copied into
+    ``side`` = (table name, values appended to each row) for the caller to apply later, or
+    without ``side`` into a temporary table put into the table at once. Identity values are
+    kept (SET IDENTITY_INSERT, as freebcp -E does: pymssql asks FreeTDS for KEEPIDENTITY only
+    after FreeTDS has begun the bulk load). Runs in the connection's transaction, whatever it is.
+    """
+    spill = _Spill(spill_bytes)
+    total = [0]
+    carriers = [carry for _, _, carry in columns]
+
+    def direct():
+        for rows in batches:
+            if on_batch is not None:
+                on_batch(rows)
+            total[0] += len(rows)
+            plain, masked = bulk_rows(rows, carriers)
+            if masked:
+                spill.add(masked)
+            yield from plain
+    q = qualified(schema, table.name)
+    cur = conn.cursor()
+    try:
+        if table.identity_columns:
+            cur.execute(f"SET IDENTITY_INSERT {q} ON")
+        _bulk_copy(conn, q, direct(), batch_rows)
+        if table.identity_columns:
+            cur.execute(f"SET IDENTITY_INSERT {q} OFF")
+        if spill.count and side is not None:
+            name, extra = side
+            _bulk_copy(conn, name, (row + tuple(extra) for row in spill.rows()), batch_rows)
+        elif spill.count:
+            cur.execute(staging_table_sql(table, [load for _, load, _ in columns]))
+            _bulk_copy(conn, STAGING, spill.rows(), batch_rows)
+            cur.execute(unmask_sql(schema, table))
+            cur.execute(f"DROP TABLE {STAGING}")
+    finally:
+        spill.file.close()
+    return total[0]
+
+
+def insert_sql(table, rows):
+    """A multi-row INSERT of ``rows`` rows with %s parameters (2,100 parameters at most); the
+    sample generator's way in (test data only)."""
+    cols = ", ".join(mssql_ident(c.name) for c in table.columns)
+    one = "(" + ", ".join(["%s"] * len(table.columns)) + ")"
+    return f"INSERT INTO {qualified(table.schema, table.name)} ({cols}) VALUES " + ", ".join([one] * rows)
