@@ -42,7 +42,9 @@ from so_luigi.testing import embedded, sample  # noqa: E402
 from so_luigi.config import Endpoint, parse_url  # noqa: E402
 from so_luigi.dialects import postgres as pg  # noqa: E402
 
-TABLES = sample.table_names()
+# Votes again under a uuid key: a table without an integer key, cut by heap block (ctid) ranges
+UUID_TABLE = "VotesByUuid"
+TABLES = sample.table_names() + [UUID_TABLE]
 SELECTED = list(TABLES)     # what the methods copy (--tables); the source always holds them all
 
 
@@ -84,6 +86,10 @@ def ensure_source(cluster, scale, seed):
     print(f"source: generating {want} ...", flush=True)
     started = time.monotonic()
     sample.fill(Endpoint(parse_url(url), "public", "source"), scale=scale, seed=seed)
+    query(url, f'DROP TABLE IF EXISTS "{UUID_TABLE}"; '
+               f'CREATE TABLE "{UUID_TABLE}" AS SELECT md5("Id"::text)::uuid AS "Uid", "PostId", "UserId", '
+               f'"BountyAmount", "VoteTypeId", "CreationDate" FROM "Votes" ORDER BY "Id"; '
+               f'ALTER TABLE "{UUID_TABLE}" ADD PRIMARY KEY ("Uid")')
     query(url, "DROP TABLE IF EXISTS bench_meta; CREATE TABLE bench_meta (made text); "
                "INSERT INTO bench_meta VALUES (%s)", (want,))
     settle(url)
@@ -111,7 +117,7 @@ def fresh_db(cluster, name):
 def drop_db(cluster, name):
     """A measured copy is dropped at once: a few stale copies crowd the page cache and slow the
     next method by a third."""
-    query(cluster.url(), f'DROP DATABASE IF EXISTS "{name}"')
+    query(cluster.url(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     quiesce(cluster)
 
 
@@ -224,7 +230,7 @@ def row_path(source_url, limit_rows):
     out = {}
     target_conn = psycopg2.connect(source_url)
     writer = destination(Endpoint(parse_url(source_url), "public", "target"))
-    for name in SELECTED:
+    for name in [t for t in SELECTED if t != UUID_TABLE]:
         table = sample.table_def(name, "public")
         typemap.map_table(table, "mssql")
         src = psycopg2.connect(source_url)
@@ -387,6 +393,14 @@ def main():
             print(f"{t if n == 'raw binary pipe' else '':<11} {n:<24} {w:>7.2f} {size['rows'] / w:>10,.0f} "
                   f"{size['bytes'] / 1e6 / w:>7.1f} {f'{rss:.0f} MB' if rss else '-':>9} "
                   f"{w / base if base else 0:>13.2f}x {m['tables'].get(t, 0):>7.2f}")
+    if {"Votes", UUID_TABLE} <= set(SELECTED):
+        print(f"\nthe same rows under a uuid key ({UUID_TABLE}, cut by ctid ranges) against Votes (integer key), "
+              "microseconds per row")
+        for n, m in methods.items():
+            w = m.get("table_wall", m["tables"])
+            if w.get("Votes") and w.get(UUID_TABLE):
+                us = [1e6 * w[t] / table_sizes_cache[t]["rows"] for t in ("Votes", UUID_TABLE)]
+                print(f"{n:<26} Votes {us[0]:.2f} us/row, {UUID_TABLE} {us[1]:.2f} us/row ({us[1] / us[0]:.2f}x)")
     print("\nrow path (pymssql-shaped rows -> encoder -> COPY), one core; the raw text pipe's rows/s for "
           "the same table (its per-table seconds, keys and ANALYZE included) for comparison")
     text = methods.get("raw text pipe", {}).get("tables", {})

@@ -141,7 +141,7 @@ def main():
         for kind, name in made:
             try:
                 if kind == "pg":
-                    bench.query(cluster.url(), f'DROP DATABASE IF EXISTS "{name}"')
+                    bench.query(cluster.url(), f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 else:
                     mssql_admin(args.mssql, f"DROP DATABASE [{name}]")
             except Exception as exc:  # noqa: BLE001 -- a figure run leaves nothing behind if it can

@@ -73,19 +73,29 @@ def _compression(path):
 
 
 class BulkTarget(luigi.Target):
-    """A partition's manifest file: local path or smart_open URI."""
+    """A partition's manifest file (local path or smart_open URI), written for the partition as
+    planned now: ``planned()`` gives (plan id, lo, hi), None when the table is not planned. A
+    manifest of another plan (a table reset and planned again, a run of an earlier release) is
+    no target: the partition is extracted again, over it."""
 
-    def __init__(self, path):
+    def __init__(self, path, planned):
         self.path = path
+        self.planned = planned
 
     def exists(self):
-        if "://" not in self.path:
-            return os.path.exists(self.path)
+        if "://" not in self.path and not os.path.exists(self.path):
+            return False
         try:
-            with open_file(self.path, "rb"):
-                return True
+            with open_file(self.path, "rb") as fh:
+                manifest = json.loads(fh.read())
         except Exception:  # noqa: BLE001 -- smart_open raises per-scheme errors for "not there"
             return False
+        return cut_for(manifest, self.planned())
+
+
+def cut_for(manifest, planned):
+    """Whether a manifest was written for the partition ``planned`` = (plan id, lo, hi)."""
+    return planned is not None and [manifest.get(k) for k in ("plan", "lo", "hi")] == list(planned)
 
 
 def _bulk_error(settings, path, exc):
@@ -159,13 +169,14 @@ def read_manifest(files):
                         "delete it to extract the partition again") from None
 
 
-def remove_files(run_id, table):
-    """Delete a completed table's files: a local folder, or every object under its s3:// prefix;
-    other object stores keep them (the log says where)."""
+def remove_files(run_id, table=None, keep=None):
+    """Delete a table's files (every table's of the run when ``table`` is None): a local folder,
+    or every object under its s3:// prefix; other object stores keep them (the log says where).
+    A completed table's stay when ``[bulk] keep_files`` (``keep``)."""
     settings = bulk_settings()
-    if settings.keep_files:
+    if settings.keep_files if keep is None else keep:
         return
-    where = table_dir(settings, run_id, table)
+    where = table_dir(settings, run_id, table) if table else f"{settings.dir.rstrip('/')}/{_safe(run_id)}"
     if settings.is_local:
         shutil.rmtree(where, ignore_errors=True)
     elif where.startswith("s3://"):

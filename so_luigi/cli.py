@@ -102,7 +102,7 @@ def cmd_status(args):
 
 
 def cmd_reset(args):
-    from . import markers
+    from . import bulk, markers
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] or None
     conn = _target_conn()
     try:
@@ -114,8 +114,10 @@ def cmd_reset(args):
         markers.reset(conn, args.run_id, tables)
     finally:
         conn.close()
+    for table in tables or [None]:          # bulk files of the forgotten plans, wherever they are
+        bulk.remove_files(args.run_id, table, keep=False)
     what = ", ".join(tables) if tables else "all tables"
-    print(f"run {args.run_id!r}: markers of {what} removed; the next run copies them afresh")
+    print(f"run {args.run_id!r}: markers and bulk files of {what} removed; the next run copies them afresh")
     return 0
 
 

@@ -49,6 +49,9 @@ DEFAULT_SCHEMA = {"postgres": "public", "mssql": "dbo"}
 class source(luigi.Config):  # noqa: N801 -- the class name is the luigi.cfg section name
     url = luigi.Parameter(default="", description="source database URL (mssql:// or postgresql://)")
     schema = luigi.Parameter(default="", description="source schema (default dbo / public)")
+    snapshot_grace_minutes = luigi.FloatParameter(
+        default=30.0, description="PostgreSQL sources: how long the run's snapshot is kept once no process "
+                                  "of the run is alive, so a rerun resumes from the same moment")
 
 
 class target(luigi.Config):  # noqa: N801

@@ -32,6 +32,10 @@ class DataError(SoLuigiError):
     """A value the destination cannot hold (e.g. U+0000 in text)."""
 
 
+class SnapshotGone(SoLuigiError):
+    """The run's source snapshot cannot be imported any more (see ``snapshot``)."""
+
+
 class TransientError(SoLuigiError):
     """A failure a retry may cure: lost connection, server restart."""
 

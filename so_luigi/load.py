@@ -21,7 +21,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import bulk, markers
+from . import bulk, markers, snapshot
 from .config import bulk_settings, source_endpoint, target_endpoint
 from .dialects import destination, source
 from .dialects.base import Slice
@@ -33,9 +33,9 @@ from .testing import faults
 log = logging.getLogger("luigi-interface.so_luigi")  # shown wherever Luigi shows its own log
 
 
-def endpoints():
-    """(Source, Destination) as configured."""
-    return source(source_endpoint()), destination(target_endpoint())
+def endpoints(run_id=None):
+    """(Source, Destination) as configured; the source read at ``run_id``'s snapshot, if it has one."""
+    return source(source_endpoint(), snapshot.of_run(run_id) if run_id else None), destination(target_endpoint())
 
 
 # --- planning -----------------------------------------------------------------------------------
@@ -59,7 +59,7 @@ def cut(src, dst, table_name, chunk_rows, chunk_mb, table=None):
     with src.session() as conn:
         table = table or discover(src, dst, [table_name], conn=conn)[0]
         size, rows, bounds, step = src.measure(
-            conn, table, lambda n, size: rows_per_partition(n, size, chunk_rows, chunk_mb))
+            conn, table, lambda n, size: rows_per_partition(n, size, chunk_rows, chunk_mb), dst.cuts_by_position)
     return table, size, rows, step, plan(rows, bounds, step)
 
 
@@ -80,7 +80,7 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
     destination connection (not in a transaction) to plan through, left open. Each connection
     costs both servers a process start, so planning a table takes one per side.
     """
-    src, dst = endpoints()
+    src, dst = endpoints(run_id)
     table, size, row_count, step, ranges = cut(src, dst, table_name, chunk_rows, chunk_mb, table)
     table.layout = dst.layout(table, len(ranges), layout, mode)
     table.unlogged = unlogged
@@ -122,7 +122,7 @@ def ensure_planned(run_id, table_name, chunk_rows, layout, mode, unlogged=False,
     never mixes partitions read before and after a change of the table's definition.
     ``table``: the source table's definition, when the caller has just discovered it.
     """
-    src, dst = endpoints()
+    src, dst = endpoints(run_id)
     with dst.session() as conn:
         try:
             planned, _ = markers.planned_table(conn, run_id, table_name)
@@ -161,11 +161,11 @@ def definition_changes(planned, live):
 
 def extract_partition(run_id, table_name, partition, checksum=True):
     """Bulk mode: write one partition's rows as a file, then its manifest. Returns the manifest."""
-    src, dst = endpoints()
+    src, dst = endpoints(run_id)
     settings = bulk_settings()
     with dst.session() as conn:
         table, _ = markers.planned_table(conn, run_id, table_name)
-        lo, hi, _ = markers.partition_range(conn, run_id, table_name, partition)
+        plan_id, lo, hi = markers.partition_plan(conn, run_id, table_name, partition)
     fmt = bulk.file_format(settings, src, table)
     files = bulk.files_for(run_id, table_name, partition, settings, fmt)
     started = time.monotonic()
@@ -178,7 +178,8 @@ def extract_partition(run_id, table_name, partition, checksum=True):
         faults.pause("extract-write")       # written, not yet under its final name
         return rows, total, fh.tell() if local else sink.bytes, changed
     rows, total, nbytes, changed = bulk.write_atomically(files.data, settings, fill)
-    manifest = {"table": table_name, "partition": partition, "rows": rows, "bytes": nbytes, "changed": changed,
+    manifest = {"table": table_name, "partition": partition, "plan": plan_id, "lo": lo, "hi": hi,
+                "rows": rows, "bytes": nbytes, "changed": changed,
                 "checksum": None if total is None else str(total), "file": os.path.basename(files.data),
                 "format": fmt, "seconds": round(time.monotonic() - started, 3)}
     bulk.write_manifest(files, settings, manifest)
@@ -188,7 +189,7 @@ def extract_partition(run_id, table_name, partition, checksum=True):
 def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode="streaming", progress=None):
     """Load one partition (streamed from the source, or from its bulk file); its rows and its
     marker commit together. Returns stats, or None when it was already loaded."""
-    src, dst = endpoints()
+    src, dst = endpoints(run_id)
     buffer_bytes = int(buffer_mb * 1024 * 1024)
     with dst.session() as conn:
         cur = conn.cursor()
@@ -200,7 +201,8 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
         # a destination whose load might commit part of its rows counts attempts, committed
         retry = dst.counts_attempts and markers.count_attempt(run_id, table_name, partition) > 0
         part = Slice(run_id, table, partitions, partition, lo, hi, retry, progress,
-                     watch=lambda pid: watch_copy(markers.shared_connection, pid, progress))
+                     watch=lambda pid: watch_copy(markers.shared_connection, pid, progress),
+                     plan=markers.partition_plan(conn, run_id, table_name, partition))
         written = dst.write(conn, cur, part, src, mode, buffer_bytes, checksum)
         if written.source_rows != written.rows:
             raise VerificationError(f"{table_name} partition {partition}: read {written.source_rows} rows "
@@ -235,7 +237,7 @@ def claim_partition(conn, cur, run_id, table_name, partition, progress=None):
 
 def complete_table(run_id, table_name, verify="full"):
     """Verify against the source, then key, index, sequence, analyze and mark complete."""
-    src, dst = endpoints()
+    src, dst = endpoints(run_id)
     with dst.session() as conn:
         def figures(table):
             method = dst.checksum_method(src, table, conn) if verify == "full" else None

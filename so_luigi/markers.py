@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import threading
+import uuid
 
 import luigi
 
@@ -95,14 +96,22 @@ def is_planned(cur, run_id, table):
 
 
 def store_plan(cur, run_id, table_def, ranges, source_rows, chunk_rows, source_bytes=None):
+    """The table's definition and partitions, under a new plan id (bulk files record it)."""
     cur.execute(f"INSERT INTO {m()}.tables (run_id, table_name, definition, partitions, source_rows, "
-                "source_bytes) VALUES (%s, %s, %s, %s, %s, %s)",
-                (run_id, table_def.name, json.dumps(table_def.to_json()), len(ranges), source_rows, source_bytes))
+                "source_bytes, plan_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (run_id, table_def.name, json.dumps(table_def.to_json()), len(ranges), source_rows, source_bytes,
+                 uuid.uuid4().hex))
     last = source_rows - chunk_rows * (len(ranges) - 1)
-    cur.executemany(f"INSERT INTO {m()}.partitions (run_id, table_name, partition, lo, hi, rows) "
-                    "VALUES (%s, %s, %s, %s, %s, %s)",
-                    [(run_id, table_def.name, i, lo, hi, chunk_rows if i < len(ranges) - 1 else last)
-                     for i, (lo, hi) in enumerate(ranges)])
+    def bound(v):           # (integer, key values as JSON): one of them, or neither (unbounded)
+        return (None, json.dumps(v)) if isinstance(v, list) else (v, None)
+    cur.executemany(f"INSERT INTO {m()}.partitions (run_id, table_name, partition, lo, hi, rows, lo_key, hi_key) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    [(run_id, table_def.name, i, bound(lo)[0], bound(hi)[0], chunk_rows if i < len(ranges) - 1 else last,
+                      bound(lo)[1], bound(hi)[1]) for i, (lo, hi) in enumerate(ranges)])
+
+
+def _bounds(lo, hi, lo_key, hi_key):
+    return (json.loads(lo_key) if lo_key else lo), (json.loads(hi_key) if hi_key else hi)
 
 
 def planned_table(conn, run_id, table):
@@ -129,16 +138,28 @@ def partition_weights(conn, run_id, table):
         return [int(r[0]) for r in cur.fetchall()]
 
 
+def partition_plan(conn, run_id, table, partition):
+    """(plan id, lo, hi) of a planned partition, or None when it is not planned (read only)."""
+    with conn.cursor() as cur:
+        if not marker_table_exists(cur, "partitions"):
+            return None
+        cur.execute(f"SELECT t.plan_id, p.lo, p.hi, p.lo_key, p.hi_key FROM {m()}.partitions p JOIN {m()}.tables t "
+                    "ON t.run_id = p.run_id AND t.table_name = p.table_name "
+                    "WHERE p.run_id = %s AND p.table_name = %s AND p.partition = %s", (run_id, table, partition))
+        row = cur.fetchone()
+    return None if row is None else (row[0], *_bounds(*row[1:]))
+
+
 def partition_range(conn, run_id, table, partition):
     """(lo, hi, expected rows) of a planned partition."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT lo, hi, rows FROM {m()}.partitions WHERE run_id = %s AND table_name = %s "
+        cur.execute(f"SELECT lo, hi, rows, lo_key, hi_key FROM {m()}.partitions WHERE run_id = %s AND table_name = %s "
                     "AND partition = %s", (run_id, table, partition))
         row = cur.fetchone()
     if row is None:
         from .errors import SchemaError
         raise SchemaError(f"partition {partition} of {table} is not in the plan of run {run_id!r}")
-    return row
+    return (*_bounds(row[0], row[1], row[3], row[4]), row[2])
 
 
 # --- loaded partitions ----------------------------------------------------------------------
@@ -240,6 +261,34 @@ def report_rows(conn, run_id, tables=None):
     if tables is not None:
         rows = [r for r in rows if r[0] in tables]
     return rows
+
+
+def run_progress(conn, run_id, tables):
+    """(partitions loaded in the run, how many of ``tables`` are not complete)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {m()}.loaded WHERE run_id = %s", (run_id,))
+        loaded = cur.fetchone()[0]
+        cur.execute(f"SELECT table_name FROM {m()}.tables WHERE run_id = %s AND completed_at IS NOT NULL", (run_id,))
+        complete = {r[0] for r in cur.fetchall()}
+    return int(loaded), len([t for t in tables if t not in complete])
+
+
+def run_known(run_id):
+    """Whether the run is registered (read only: no marker table is created)."""
+    conn = shared_connection()
+    with conn.cursor() as cur:
+        if not marker_table_exists(cur, "runs"):
+            return False
+        cur.execute(f"SELECT 1 FROM {m()}.runs WHERE run_id = %s", (run_id,))
+        return cur.fetchone() is not None
+
+
+def consistency(conn, run_id):
+    """How the run read its source, in words (None before it was decided)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT source_read FROM {m()}.runs WHERE run_id = %s", (run_id,))
+        row = cur.fetchone()
+    return row[0] if row else None
 
 
 def reset(conn, run_id, tables=None):

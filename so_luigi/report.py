@@ -23,6 +23,9 @@ def render(conn, run_id, tables=None, source_ep=None, target_ep=None):
         lines.append(f"{name:<20} {nrows:>12,} {nbytes / 1e6:>10.1f} {seconds:>9.1f} {rate:>11,.0f} "
                      f"{loaded:>3}/{partitions:<3}  {status}")
     lines.append(f"{'total':<20} {total_rows:>12,} {total_bytes / 1e6:>10.1f}")
+    said = markers.consistency(conn, run_id)
+    if said:
+        lines.append(f"source: {said}")
     return "\n".join(lines)
 
 
@@ -37,8 +40,6 @@ GROUP BY t.table_name, t.partitions, t.source_rows, t.completed_at, t.verdict, t
 ORDER BY t.table_name
 """
 
-# COPYs running right now in the destination database, by relation (a partition's child counts
-# for its table): rows they hold are not committed, so no marker counts them yet
 def _eta(seconds):
     if seconds is None:
         return "-"

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import luigi
 
-from . import bulk, load, markers, report
+from . import bulk, load, markers, report, snapshot
 from .config import bulk_settings, retries, source_endpoint, target_endpoint
 from .dialects import translate
 from .errors import ConfigError, SoLuigiError, TransientError
@@ -176,7 +176,9 @@ class ExtractPartition(_HowMixin, SoTask):
         return self.weight
 
     def output(self):
-        return bulk.BulkTarget(bulk.files_for(self.run_id, self.table, self.partition).manifest)
+        return bulk.BulkTarget(bulk.files_for(self.run_id, self.table, self.partition).manifest,
+                               lambda: markers.partition_plan(markers.shared_connection(), self.run_id, self.table,
+                                                              self.partition))
 
     def do(self):
         manifest = load.extract_partition(self.run_id, self.table, self.partition,
@@ -290,6 +292,10 @@ class ReplicateAll(_HowMixin, SoTask):
     """
 
     tables = luigi.Parameter(default="", description="comma-separated subset of source tables (default: all)")
+    not_consistent = luigi.BoolParameter(default=False, significant=False,
+                                         description="resume even though the source snapshot the loaded "
+                                                     "partitions were read at is gone (the copy is then not "
+                                                     "consistent: the report says so)")
 
     @property
     def wanted(self):
@@ -331,10 +337,11 @@ class ReplicateAll(_HowMixin, SoTask):
                 src, dst = load.endpoints()
                 tables = load.discover(src, dst, self.wanted)
                 for_a_run = a_worker_is_scheduling()
+                self._names = [t.name for t in tables]
                 if for_a_run:
                     with dst.session() as conn:
                         markers.register_run(conn, self.run_id, source_ep, target_ep)
-                self._names = [t.name for t in tables]
+                    snapshot.ensure(self.run_id, src, dst, self._names, self.not_consistent)
                 # plan the tables side by side (the source counts and walks each key), not one by
                 # one as Luigi would ask each CompleteTable for its requirements; all at once (up
                 # to 8), so the biggest table's walk starts first instead of waiting its turn

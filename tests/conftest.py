@@ -38,8 +38,9 @@ class Pair:
         os.chmod(self.bulk_dir, 0o755)
 
     def env(self, **extra):
+        # a failed run's snapshot holder lets go a minute after (not the default half hour)
         env = dict(os.environ, SO_SOURCE_URL=self.source_url, SO_TARGET_URL=self.target_url,
-                   SO_BULK_DIR=self.bulk_dir, PYTHONUNBUFFERED="1")
+                   SO_BULK_DIR=self.bulk_dir, PYTHONUNBUFFERED="1", SO_SNAPSHOT_GRACE_MINUTES="1")
         for k in ("SO_SOURCE_SCHEMA", "SO_TARGET_SCHEMA", "SO_LUIGI_DEBUG", "SO_BULK_SERVER_DIR",
                   "SO_BULK_KEEP_FILES", "LUIGI_CONFIG_PATH"):
             env.pop(k, None)

@@ -206,3 +206,40 @@ def test_local_files_go_through_smart_open_gzip_at_its_fastest_level(tmp_path):
     bulk.write_atomically(plain, settings, lambda fh: fh.write(b"2,y\n"))
     with open(plain, "rb") as fh:
         assert fh.read() == b"2,y\n"
+
+
+def test_a_file_cut_for_another_plan_is_never_loaded_and_reset_removes_a_tables_files(sourced):
+    """Files kept from a plan that is gone (its markers deleted behind the files' back, as a reset
+    of another host or an earlier release left them) are extracted again, not loaded; `reset`
+    removes the files of the tables it forgets, kept or not."""
+    pair = sourced
+    cfg = config(pair, "[bulk]\nkeep_files = true\n")
+    env = pair.env(LUIGI_CONFIG_PATH=cfg)
+    assert pair.run("--mode", "bulk", "--chunk-rows", "3000", "--tables", "Users,Votes", env=env).returncode == 0
+    votes_dir = os.path.join(pair.bulk_dir, "default", "Votes")
+    old = sorted(os.listdir(votes_dir))
+    assert old and any(f.endswith(".csv") for f in old)
+    for name in ("loaded", "partitions", "tables", "replications"):
+        pair.query("target", f"DELETE FROM so_luigi.{name} WHERE run_id = 'default'"
+                             + (" AND table_name = 'Votes'" if name != "replications" else ""))
+    pair.query("source", 'UPDATE "Votes" SET "VoteTypeId" = "VoteTypeId" + 1 WHERE "Id" % 7 = 0')
+    # the first run's snapshot, from before the update, must not be the one the rerun reads at
+    pair.query("source", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE application_name = 'so_luigi snapshot holder' AND datname = current_database()")
+    # Users was read at the first run's snapshot, gone with that run: Votes comes from a new one
+    rerun = pair.run("--mode", "bulk", "--chunk-rows", "3000", "--tables", "Users,Votes", "--not-consistent", env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert_same_tables(pair, ["Users", "Votes"])            # the new rows, not the old files'
+    reset = subprocess.run([sys.executable, "-m", "so_luigi", "reset", "--tables", "Votes"], cwd=ROOT, env=env,
+                           capture_output=True, text=True)
+    assert reset.returncode == 0, reset.stderr
+    assert not os.path.exists(votes_dir) and os.listdir(os.path.join(pair.bulk_dir, "default", "Users"))
+
+
+def test_loading_a_file_of_another_plan_is_refused():
+    planned = ("p2", 100, 200)
+    assert bulk.cut_for({"plan": "p2", "lo": 100, "hi": 200}, planned)
+    assert not bulk.cut_for({"plan": "p1", "lo": 100, "hi": 200}, planned)
+    assert not bulk.cut_for({"plan": "p2", "lo": 100, "hi": 300}, planned)
+    assert not bulk.cut_for({"lo": 100, "hi": 200}, planned)              # an earlier release's manifest
+    assert not bulk.cut_for({"plan": "p2", "lo": 100, "hi": 200}, None)    # the table is not planned

@@ -26,10 +26,14 @@ def test_report_reset_and_fresh_copy(pair):
     assert report.returncode == 0 and "Votes" in report.stdout and "ok: count+checksum" in report.stdout
     first = pair.query("target", "SELECT table_name, partition, loaded_at FROM so_luigi.loaded ORDER BY 1, 2")
 
-    # a reset forgets the markers: the same command copies again, replacing the tables
+    # a reset forgets the markers: the same command copies again, replacing the tables; Users was
+    # read at the finished run's snapshot, so Votes from a new moment only when told
+    wait_for_no_holder(pair)                # the replicated run's snapshot is let go
     reset = so_luigi("reset", "--tables", "Votes", env=pair.env())
     assert reset.returncode == 0, reset.stderr
-    assert pair.run("--chunk-rows", "2000").returncode == 0
+    refused = pair.run("--chunk-rows", "2000")
+    assert refused.returncode != 0 and "--not-consistent" in refused.stderr
+    assert pair.run("--chunk-rows", "2000", "--not-consistent").returncode == 0
     second = pair.query("target", "SELECT table_name, partition, loaded_at FROM so_luigi.loaded ORDER BY 1, 2")
     assert [r for r in second if r[0] == "Users"] == [r for r in first if r[0] == "Users"]
     assert all(s[2] > f[2] for f, s in zip(first, second) if f[0] == "Votes")
@@ -90,3 +94,13 @@ def votes_partitions(tree):
     """Votes' partitions in luigi-deps-tree's output: [LoadPartition-{..., 'table': 'Votes', 'partition': '3'} ..."""
     import re
     return len(set(re.findall(r"LoadPartition-\{[^}]*'table': 'Votes', 'partition': '(\d+)'", tree)))
+
+
+def wait_for_no_holder(pair, seconds=30):
+    import time
+    deadline = time.monotonic() + seconds
+    sql = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'so_luigi snapshot holder' "
+           "AND datname = current_database()")
+    while pair.query("source", sql) != [(0,)]:
+        assert time.monotonic() < deadline, "the snapshot holder never let go"
+        time.sleep(0.2)

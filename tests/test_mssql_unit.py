@@ -204,3 +204,32 @@ class _ServerError(Exception):
 ])
 def test_server_errors_are_one_readable_line_with_their_number(args, expected):
     assert str(mssql.translate(_ServerError(*args), "target")) == expected
+
+
+def test_a_key_of_any_orderable_type_bounds_partitions_in_the_keys_order():
+    """(a, b) > (1, 'x') and (a, b) <= (5, 'y'), spelled out for T-SQL (which has no row-value
+    comparison), each value converted back from its text to the column's own type."""
+    from so_luigi.dialects.base import Column, Table
+    table = Table("dbo", "t", [Column("a", "int", source_type="int"),
+                               Column("b", "nvarchar", length=20, source_type="nvarchar(20)"),
+                               Column("d", "datetime2", precision=7, source_type="datetime2(7)")],
+                  primary_key=["a", "b"], cut="keys")
+    sql_text, params = mssql.select_sql(table, ["1", "x"], ["5", "y"])
+    assert ("WHERE (([a] > CONVERT(int, %s, 0)) OR ([a] = CONVERT(int, %s, 0) AND [b] > CONVERT(nvarchar(20), %s, 0)))"
+            in sql_text)
+    assert params == ("1", "1", "x", "5", "5", "y", "5", "y")
+    tsql(sql_text)
+    assert mssql.select_sql(table, None, None) == ("SELECT [a], [b], [d] FROM [dbo].[t]", None)
+    # a key type whose text does not come back exactly leaves the table one partition
+    assert mssql.ordered_key(table) is not None
+    table.primary_key = ["d", "a"]
+    assert mssql.ordered_key(table) is not None
+    table.columns.append(Column("f", "float", source_type="float"))
+    table.primary_key = ["f"]
+    assert mssql.ordered_key(table) is None
+
+
+def test_boundaries_of_any_key_round_trip_through_the_markers():
+    from so_luigi import markers
+    assert markers._bounds(None, None, '["1", "x"]', None) == (["1", "x"], None)
+    assert markers._bounds(5, 9, None, None) == (5, 9)

@@ -85,8 +85,8 @@ def test_subset_schemas_and_empty_table(pair):
     result = pair.run("--tables", "Empty,NoKey", "--chunk-rows", "1000", env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert pair.query("target", 'SELECT count(*) FROM "Copy"."Empty"') == [(0,)]
-    # a table without an integer key loads as one partition
-    assert pair.query("target", "SELECT count(*), sum(rows) FROM so_luigi.loaded WHERE table_name = 'NoKey'") == [(1, 5000)]
+    # a table without an integer key is cut by heap block ranges (test_any_key.py)
+    assert pair.query("target", "SELECT count(*), sum(rows) FROM so_luigi.loaded WHERE table_name = 'NoKey'") == [(5, 5000)]
     assert pair.query("target", "SELECT to_regclass('\"Copy\".\"Skipped\"')") == [(None,)]
     src = pair.query("source", 'SELECT a, b FROM "Src"."NoKey" ORDER BY a, b')
     assert src == pair.query("target", 'SELECT a, b FROM "Copy"."NoKey" ORDER BY a, b')

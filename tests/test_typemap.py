@@ -1,5 +1,5 @@
 """The SQL Server type table: every common type maps, the mapped types exist in PostgreSQL, the
-README shows the same table, and what cannot be mapped stops the run with its name."""
+docs/types.md shows the same table, and what cannot be mapped stops the run with its name."""
 import json
 import os
 
@@ -125,6 +125,6 @@ def test_shipped_override_file_is_valid():
 
 
 def test_readme_shows_the_whole_type_table():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+    with open(os.path.join(ROOT, "docs", "types.md"), encoding="utf-8") as fh:
         readme = fh.read()
     assert typemap.markdown_table() in readme

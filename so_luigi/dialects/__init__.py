@@ -14,9 +14,9 @@ SOURCES = {"postgres": PostgresSource, "mssql": MssqlSource}
 DESTINATIONS = {"postgres": PostgresDestination, "mssql": MssqlDestination}
 
 
-def source(endpoint):
-    """The Source for ``endpoint`` (a config.Endpoint)."""
-    return SOURCES[endpoint.url.dialect](endpoint)
+def source(endpoint, snapshot=None):
+    """The Source for ``endpoint`` (a config.Endpoint), reading at ``snapshot`` where it can."""
+    return SOURCES[endpoint.url.dialect](endpoint, snapshot)
 
 
 def destination(endpoint):

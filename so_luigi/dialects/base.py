@@ -50,6 +50,7 @@ class Table:
     dialect: str = ""         # the source's: SQL Server index names are per table, PostgreSQL's per schema
     layout: str = "plain"     # destination layout chosen when planned: plain or partitioned (see load.py)
     unlogged: bool = False    # loaded UNLOGGED, SET LOGGED when complete
+    cut: str = "key"          # partitions cut on the integer key, or by "ctid" (heap block) ranges
 
     @property
     def qualified(self):
@@ -117,6 +118,7 @@ class Slice:
     retry: bool = False       # an earlier attempt may have left rows (destinations that count attempts)
     progress: object = None   # progress.Progress, or None
     watch: object = None      # watch(backend pid): a context feeding progress from the server
+    plan: tuple = None        # (plan id, lo, hi): what a bulk file must have been cut for
 
 
 @dataclass
@@ -160,6 +162,7 @@ class Source(_Database):
     many processes at once.
     """
     binary_copy = False       # its rows can travel in PostgreSQL's binary COPY format
+    exports_snapshots = False  # every session of the run can read it at one moment (so_luigi.snapshot)
 
     # connections and catalog
     def connect(self):
@@ -205,10 +208,21 @@ class Source(_Database):
                               f"{ep.schema!r}; tables there: {', '.join(names) or '(none)'}")
         return list(wanted)
 
+    def can_import(self, snapshot):
+        """Whether a session can still read at ``snapshot`` (its holder alive)."""
+        return False
+
+    def consistency(self):
+        """How the run reads it, in words, when it cannot share a snapshot (for the report)."""
+        return "read live"
+
     # cutting
-    def measure(self, conn, table, rows_per_partition):
-        """(bytes on disk, row count, key boundaries, rows per partition): what planning needs.
-        ``rows_per_partition(rows, bytes)`` gives the step once the size and count are known."""
+    def measure(self, conn, table, rows_per_partition, by_position=False):
+        """(bytes on disk, row count, boundaries, rows per partition): what planning needs.
+        ``rows_per_partition(rows, bytes)`` gives the step once the size and count are known.
+        ``by_position``: the destination can take partitions that are no key range (it never
+        clears a range), so a table without a single integer key may be cut by where its rows
+        lie (``table.cut`` says how it was cut)."""
         raise NotImplementedError
 
     # reading
@@ -246,6 +260,7 @@ class Destination(_Database):
     ``exists_sql``, ``lost``, ``seconds_since``, ``lock`` and ``marker_ddl``.
     """
     bulk_files = False        # can load partitions from extracted files (--mode bulk)
+    cuts_by_position = False  # takes partitions that are not key ranges (Source.measure)
     counts_attempts = False   # a partition's load might commit part of its rows: attempts are counted
 
     def connect(self, autocommit=False):

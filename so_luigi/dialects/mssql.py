@@ -203,7 +203,9 @@ def resolve_column(table, name):
 def count_and_boundaries(conn, table, step_for):
     """(rows, boundaries, step): the exact count, then the keys closing each full chunk of
     ``step = step_for(rows)`` rows; for a big table with fresh statistics on its key, the
-    histogram's estimate and cuts instead (statistics_cuts), with no scan at all."""
+    histogram's estimate and cuts instead (statistics_cuts), with no scan at all. A primary key
+    that is not one integer (a uniqueidentifier, text, a date, several columns) is cut the same
+    way by its rows' order (``table.cut = "keys"``; each boundary the key's values as text)."""
     key = table.int_key
     q = qualified(table.schema, table.name)
     cur = conn.cursor()
@@ -214,10 +216,76 @@ def count_and_boundaries(conn, table, step_for):
     cur.execute(f"SELECT COUNT_BIG(*) FROM {q}")
     rows = cur.fetchone()[0]
     step = step_for(rows)
-    if key is None or rows <= step:
+    keys = None if key is not None else ordered_key(table)
+    if (key is None and keys is None) or rows <= step:
         return rows, [], step
-    cur.execute(boundaries_sql(mssql_ident, q, key, step))
-    return rows, [r[0] for r in cur.fetchall()], step
+    if key is not None:
+        cur.execute(boundaries_sql(mssql_ident, q, key, step))
+        return rows, [r[0] for r in cur.fetchall()], step
+    table.cut = "keys"
+    texts = ", ".join(f"CONVERT(nvarchar(4000), {mssql_ident(c.name)}, {KEY_STYLES.get(c.data_type, 0)})"
+                      for c in keys)
+    order = ", ".join(mssql_ident(c.name) for c in keys)
+    cur.execute(f"SELECT {texts} FROM (SELECT {order}, ROW_NUMBER() OVER (ORDER BY {order}) AS so_luigi_rn "
+                f"FROM {q}) numbered WHERE so_luigi_rn / {int(step)} * {int(step)} = so_luigi_rn ORDER BY so_luigi_rn")
+    return rows, [list(r) for r in cur.fetchall()], step
+
+
+# Key types a partition boundary can carry as text and back exactly, with the CONVERT style
+# that does it (121: ODBC canonical with every fractional digit; 1: 0x hex; 2: money's 4
+# decimals); any other type (float, time, datetimeoffset, ...) leaves the table one partition
+KEY_STYLES = {"tinyint": 0, "smallint": 0, "int": 0, "bigint": 0, "bit": 0, "decimal": 0, "numeric": 0,
+              "money": 2, "smallmoney": 2, "date": 121, "datetime": 121, "datetime2": 121, "smalldatetime": 121,
+              "char": 0, "nchar": 0, "varchar": 0, "nvarchar": 0, "uniqueidentifier": 0, "binary": 1, "varbinary": 1}
+
+
+def ordered_key(table):
+    """The primary key's columns when every one can bound a partition (KEY_STYLES), else None."""
+    cols = [table.column(k) for k in table.primary_key]
+    if not cols or any(c.data_type not in KEY_STYLES or c.length == -1 for c in cols):
+        return None
+    return cols
+
+
+def range_sql(select, table, lo, hi):
+    """``select`` limited to one partition, (lo, hi] in the key's order: on one integer key as
+    planning.ranged does, on any other key (``table.cut == "keys"``) by comparing the key's
+    columns in order, each boundary value converted back from its text to the column's type."""
+    if table.cut != "keys":
+        return ranged(select, mssql_ident, table.int_key, lo, hi)
+    cols = ordered_key(table)
+    where, params = [], []
+    if lo is not None:
+        sql, p = _lexical(cols, lo, ">")
+        where.append(sql)
+        params += p
+    if hi is not None:
+        sql, p = _lexical(cols, hi, "<")
+        eq, q = _equal(cols, hi)
+        where.append(f"({sql} OR {eq})")
+        params += p + q
+    if not where:
+        return select, None
+    return select.replace("%", "%%") + " WHERE " + " AND ".join(where), tuple(params)
+
+
+def _value(col):
+    return f"CONVERT({col.source_type}, %s, {KEY_STYLES[col.data_type]})"
+
+
+def _equal(cols, values):
+    return "(" + " AND ".join(f"{mssql_ident(c.name).replace('%', '%%')} = {_value(c)}" for c in cols) + ")", list(values)
+
+
+def _lexical(cols, values, op):
+    """(key) op (values) in the key's order: k1 op v1, or k1 = v1 and k2 op v2, and so on."""
+    terms, params = [], []
+    for i, col in enumerate(cols):
+        eq, p = _equal(cols[:i], values[:i]) if i else ("", [])
+        term = f"{mssql_ident(col.name).replace('%', '%%')} {op} {_value(col)}"
+        terms.append(f"({eq[1:-1]} AND {term})" if i else f"({term})")
+        params += p + [values[i]]
+    return "(" + " OR ".join(terms) + ")", params
 
 
 # The primary key's statistics (created with its index, so they share its id): the histogram's
@@ -284,4 +352,4 @@ def table_bytes(conn, table):
 def select_sql(table, lo, hi):
     """SELECT of one partition: (sql, params) for pymssql."""
     cols = ", ".join(mssql_ident(c.name) for c in table.columns)
-    return ranged(f"SELECT {cols} FROM {qualified(table.schema, table.name)}", mssql_ident, table.int_key, lo, hi)
+    return range_sql(f"SELECT {cols} FROM {qualified(table.schema, table.name)}", table, lo, hi)

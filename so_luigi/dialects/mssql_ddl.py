@@ -10,9 +10,8 @@ import re
 
 from . import pg_types as typemap
 from ..errors import SchemaError
-from ..planning import ranged
 from .base import SIDE, mssql_ident
-from .mssql import qualified
+from .mssql import qualified, range_sql
 
 OWNER_PROPERTY = "so_luigi"   # the extended property marking a table so_luigi created
 MAX_NAME = 128                # SQL Server identifiers (sysname) hold 128 UTF-16 code units
@@ -477,7 +476,7 @@ def clear_range_sql(schema, table, lo, hi):
     so it needs no ALTER permission and commits with the load. TABLOCKX: the delete's first lock
     on the table is then the one it keeps, so it waits for other partitions' bulk (BU) locks
     instead of holding row locks they wait for (a deadlock when two retries run at once)."""
-    return ranged(f"DELETE FROM {qualified(schema, table.name)} WITH (TABLOCKX)", mssql_ident, table.int_key, lo, hi)
+    return range_sql(f"DELETE FROM {qualified(schema, table.name)} WITH (TABLOCKX)", table, lo, hi)
 
 
 def declared_table_sql(schema, table, primary_key=False):

@@ -96,6 +96,12 @@ IF OBJECT_ID(N'{m}.replications', N'U') IS NULL CREATE TABLE {m}.replications (
     run_id       nvarchar(200) NOT NULL,
     tables       nvarchar(max) NOT NULL,
     completed_at datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET());
+IF COL_LENGTH(N'{m}.runs', N'source_snapshot') IS NULL ALTER TABLE {m}.runs ADD source_snapshot nvarchar(200) NULL;
+IF COL_LENGTH(N'{m}.runs', N'source_read') IS NULL ALTER TABLE {m}.runs ADD source_read nvarchar(400) NULL;
+IF COL_LENGTH(N'{m}.runs', N'seen_at') IS NULL ALTER TABLE {m}.runs ADD seen_at datetimeoffset NULL;
+IF COL_LENGTH(N'{m}.tables', N'plan_id') IS NULL ALTER TABLE {m}.tables ADD plan_id nvarchar(40) NULL;
+IF COL_LENGTH(N'{m}.partitions', N'lo_key') IS NULL ALTER TABLE {m}.partitions ADD lo_key nvarchar(max) NULL;
+IF COL_LENGTH(N'{m}.partitions', N'hi_key') IS NULL ALTER TABLE {m}.partitions ADD hi_key nvarchar(max) NULL;
 """
 
 

@@ -5,12 +5,27 @@ Into PostgreSQL the rows become COPY text (or CSV for a bulk file) through ``enc
 checksum is computed from those lines on the way (``stream.copy_rows``); into SQL Server they go
 as the driver returns them.
 """
+import os
+
 from .. import encode
 from ..errors import DataError
-from ..planning import ranged
 from ..stream import bad_unicode, copy_rows, row_encoder
 from . import mssql, mssql_ddl
 from .base import Source, mssql_ident
+
+
+_ISOLATION = {}     # (url, pid) -> the isolation level its reads use
+
+
+def _snapshot_allowed(conn):
+    """Whether the database allows SNAPSHOT isolation (sys.databases, SQL Server 2005+)."""
+    cur = conn.cursor()
+    try:
+        cur.execute("SELECT snapshot_isolation_state FROM sys.databases WHERE database_id = DB_ID()")
+        row = cur.fetchone()
+    except Exception:  # noqa: BLE001 -- a server without the column reads live
+        return False
+    return bool(row) and row[0] == 1
 
 
 class MssqlSource(Source):
@@ -21,8 +36,28 @@ class MssqlSource(Source):
     def translate(self, exc, role):
         return mssql.translate(exc, role)
 
+    def __init__(self, endpoint, snapshot=None):
+        super().__init__(endpoint)
+
     def connect(self):
-        return mssql.connect(self.endpoint)
+        """Reads in SNAPSHOT isolation where ALLOW_SNAPSHOT_ISOLATION is on: each statement (a
+        partition's SELECT) sees one moment; SQL Server cannot share one across sessions."""
+        conn = mssql.connect(self.endpoint)
+        key = (self.endpoint.url.raw, os.getpid())
+        if key not in _ISOLATION:
+            _ISOLATION[key] = "SNAPSHOT" if _snapshot_allowed(conn) else "READ COMMITTED"
+        if _ISOLATION[key] == "SNAPSHOT":
+            conn.cursor().execute("SET TRANSACTION ISOLATION LEVEL SNAPSHOT")
+        return conn
+
+    def consistency(self):
+        with self.session():
+            pass
+        if _ISOLATION[(self.endpoint.url.raw, os.getpid())] == "SNAPSHOT":
+            return ("not consistent across partitions: each partition read under SNAPSHOT isolation, "
+                    "at its own moment")
+        return ("not consistent: read live (READ COMMITTED); ALTER DATABASE ... SET "
+                "ALLOW_SNAPSHOT_ISOLATION ON reads each partition at one moment")
 
     def schema_exists(self, conn, schema):
         return mssql.schema_exists(conn, schema)
@@ -33,7 +68,7 @@ class MssqlSource(Source):
     def describe(self, conn, name):
         return mssql.describe(conn, self.endpoint.schema, name)
 
-    def measure(self, conn, table, rows_per_partition):
+    def measure(self, conn, table, rows_per_partition, by_position=False):
         size = mssql.table_bytes(conn, table)
         rows, bounds, step = mssql.count_and_boundaries(conn, table, lambda n: rows_per_partition(n, size))
         return size, rows, bounds, step
@@ -88,8 +123,8 @@ class MssqlSource(Source):
                 if c.data_type in ("datetime2", "datetimeoffset", "time") and (c.precision or 0) > 6:
                     return f"CONVERT(varchar(40), {mssql_ident(c.name)}, 121)"
                 return mssql_ident(c.name)
-            return ranged(f"SELECT {', '.join(expr(c) for c in table.columns)} "
-                          f"FROM {mssql.qualified(table.schema, table.name)}", mssql_ident, table.int_key, lo, hi)
+            return mssql.range_sql(f"SELECT {', '.join(expr(c) for c in table.columns)} "
+                                   f"FROM {mssql.qualified(table.schema, table.name)}", table, lo, hi)
         return self._rows(table, lo, hi, [batch_rows], select)
 
     def figures(self, table, method=None):

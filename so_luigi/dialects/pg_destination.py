@@ -13,7 +13,7 @@ import copy
 import psycopg2
 
 from .. import bulk
-from ..errors import SchemaError, one_line
+from ..errors import DataError, SchemaError, one_line
 from ..stream import chunk_size, stream
 from . import pg_types
 from . import postgres as pg
@@ -72,6 +72,13 @@ CREATE TABLE IF NOT EXISTS {m}.replications (
     tables       text NOT NULL,
     completed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (run_id, tables));
+-- how the run reads its source (so_luigi.snapshot): added to marker tables of earlier releases too
+ALTER TABLE {m}.runs ADD COLUMN IF NOT EXISTS source_snapshot text,         -- exported snapshot read at
+                     ADD COLUMN IF NOT EXISTS source_read text,          -- in words, for the report
+                     ADD COLUMN IF NOT EXISTS seen_at timestamptz;   -- a process of the run last alive
+ALTER TABLE {m}.tables ADD COLUMN IF NOT EXISTS plan_id text;        -- which plan a bulk file was cut for
+ALTER TABLE {m}.partitions ADD COLUMN IF NOT EXISTS lo_key text,     -- bounds on a key that is not one
+                           ADD COLUMN IF NOT EXISTS hi_key text;     -- integer: the key's values (JSON)
 """
 
 # COPYs running now into the destination database, for ``so-luigi status``
@@ -87,6 +94,7 @@ class PostgresDestination(Destination):
     checksum_family = "postgres"
     driver = "psycopg2"
     bulk_files = True
+    cuts_by_position = True   # a partition's rows and marker commit together: no range is ever cleared
 
     # --- marker SQL ---------------------------------------------------------------------------
     ident = staticmethod(pg_ident)
@@ -218,6 +226,10 @@ class PostgresDestination(Destination):
         Server-side when it can, inside a savepoint so a refusal costs nothing; else streamed.
         """
         manifest = bulk.read_manifest(bulk.files_for(part.run_id, part.table.name, part.number))
+        if not bulk.cut_for(manifest, part.plan):
+            raise DataError(f"{part.table.name} partition {part.number}: its bulk file was cut for another plan "
+                            f"of the table (plan {manifest.get('plan')}, keys {manifest.get('lo')}..{manifest.get('hi')}) "
+                            f"and is never loaded; rerun: the partition is extracted again")
         fmt = manifest.get("format", "csv")
         files = bulk.files_for(part.run_id, part.table.name, part.number, fmt=fmt)
         src_sum = None if manifest["checksum"] is None else int(manifest["checksum"])

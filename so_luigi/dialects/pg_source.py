@@ -1,13 +1,14 @@
 """PostgreSQL as a source: its catalog, its partitions cut along the key, and its rows read as
 COPY data (into the stream, a bulk file) or as row tuples (for a SQL Server destination).
 
-Reads run in read-only transactions. Rows into PostgreSQL travel as ``COPY TO STDOUT`` output,
+Reads run in read-only transactions; given the run's ``snapshot`` (so_luigi.snapshot), every
+connection imports it first, so every read of the run sees the source at one moment. Rows into PostgreSQL travel as ``COPY TO STDOUT`` output,
 binary when the destination keeps every column's type (stream.binary_compatible), written from
 C straight into an OS pipe or the bulk file.
 """
 import psycopg2
 
-from .. import planning
+from ..errors import SnapshotGone
 from ..stream import binary_compatible
 from . import postgres as pg
 from .base import Source, pg_ident, pg_qualified
@@ -22,8 +23,37 @@ class PostgresSource(Source):
     def translate(self, exc, role):
         return pg.translate(exc)
 
+    exports_snapshots = True
+
+    def __init__(self, endpoint, snapshot=None):
+        super().__init__(endpoint)
+        self.snapshot = snapshot
+
     def connect(self):
-        return pg.connect(self.endpoint)
+        """A read-only session, in a transaction at the run's snapshot when it has one."""
+        conn = pg.connect(self.endpoint)
+        if not self.snapshot:
+            conn.set_session(readonly=True)
+            return conn
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET TRANSACTION SNAPSHOT %s", (self.snapshot,))
+        except psycopg2.Error as exc:
+            conn.close()
+            raise SnapshotGone(f"source snapshot {self.snapshot} is gone ({pg.translate(exc)}): its holder "
+                               "exited; rerun ReplicateAll, which says how to go on") from None
+        return conn
+
+    def can_import(self, snapshot):
+        try:
+            type(self)(self.endpoint, snapshot).connect().close()
+            return True
+        except SnapshotGone:
+            return False
+
+    def consistency(self):
+        return "read live"
 
     def schema_exists(self, conn, schema):
         return pg.schema_exists(conn, schema)
@@ -34,9 +64,16 @@ class PostgresSource(Source):
     def describe(self, conn, name):
         return pg.describe(conn, self.endpoint.schema, name)
 
-    def measure(self, conn, table, rows_per_partition):
+    def measure(self, conn, table, rows_per_partition, by_position=False):
+        """A table without a single integer key is cut into ranges of heap blocks (ctid ranges,
+        read by TID range scans, PostgreSQL 14+) when the destination takes such partitions.
+        Exact only at one snapshot, where every row version lies at one place: the run's."""
         size = pg.table_bytes(conn, table)
-        rows, bounds, step = pg.count_and_boundaries(conn, table, lambda n: rows_per_partition(n, size))
+        if table.int_key is None and by_position and conn.server_version >= 140000:
+            table.cut = "ctid"
+            rows, bounds, step = pg.block_boundaries(conn, table, lambda n: rows_per_partition(n, size))
+        else:
+            rows, bounds, step = pg.count_and_boundaries(conn, table, lambda n: rows_per_partition(n, size))
         return size, rows, bounds, step
 
     def copy_format(self, table):
@@ -49,7 +86,6 @@ class PostgresSource(Source):
         def read(sink):
             conn = self.connect()
             try:
-                conn.set_session(readonly=True)
                 with conn.cursor() as cur:
                     cur.copy_expert(pg.copy_out_sql(table, lo, hi, fmt, cur), sink, size=256 * 1024)
                     rows = cur.rowcount
@@ -63,11 +99,9 @@ class PostgresSource(Source):
         return read
 
     def extract(self, table, lo, hi, fmt, sink, checksum):
-        with pg.session(self.endpoint) as conn:
-            conn.set_session(readonly=True)
-            with conn.cursor() as cur:
-                cur.copy_expert(pg.copy_out_sql(table, lo, hi, fmt, cur), sink, size=256 * 1024)
-                return cur.rowcount, None, 0
+        with self.session() as conn, conn.cursor() as cur:
+            cur.copy_expert(pg.copy_out_sql(table, lo, hi, fmt, cur), sink, size=256 * 1024)
+            return cur.rowcount, None, 0
 
     def batches(self, table, lo, hi, batch_rows):
         """Through a server-side cursor: rows arrive as they are fetched. json comes as its
@@ -78,9 +112,8 @@ class PostgresSource(Source):
             if c.data_type == "money":
                 return f"{pg_ident(c.name)}::numeric"
             return pg_ident(c.name)
-        query, params = planning.ranged(f"SELECT {', '.join(expr(c) for c in table.columns)} "
-                                        f"FROM {pg_qualified(table.schema, table.name)}",
-                                        pg_ident, table.int_key, lo, hi)
+        query, params = pg.range_sql(f"SELECT {', '.join(expr(c) for c in table.columns)} "
+                                     f"FROM {pg_qualified(table.schema, table.name)}", table, lo, hi)
         conn = self.connect()
         try:
             cur = conn.cursor(name="so_luigi_partition")
@@ -91,7 +124,7 @@ class PostgresSource(Source):
 
     def figures(self, table, method=None):
         q = pg_qualified(table.schema, table.name)
-        with pg.session(self.endpoint) as conn, conn.cursor() as cur:
+        with self.session() as conn, conn.cursor() as cur:
             cur.execute(pg.row_checksum_sql(table.schema, table.name, method, table) if method
                         else f"SELECT count(*), NULL FROM {q}")
             count, total = cur.fetchone()
@@ -104,7 +137,7 @@ class PostgresSource(Source):
         this server can hash the row, else 'text' (the row's text)."""
         if not binary_compatible(table) or destination_version < 110000:
             return "text"
-        with pg.session(self.endpoint) as conn, conn.cursor() as cur:
+        with self.session() as conn, conn.cursor() as cur:
             if conn.server_version < 110000:
                 return "text"
             if pg.column_hash_expr(table) is not None:

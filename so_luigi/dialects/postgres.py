@@ -431,11 +431,35 @@ def row_checksum_sql(schema, name, method="text", table=None):
 
 def copy_out_sql(table, lo, hi, fmt, cursor):
     """COPY (SELECT ... range ...) TO STDOUT in fmt (binary, text or csv), the range bound by mogrify."""
-    from ..planning import ranged
     cols = ", ".join(pg_ident(c.name) for c in table.columns)
-    select = cursor.mogrify(*ranged(f"SELECT {cols} FROM {pg_qualified(table.schema, table.name)}",
-                                    pg_ident, table.int_key, lo, hi))
+    select = cursor.mogrify(*range_sql(f"SELECT {cols} FROM {pg_qualified(table.schema, table.name)}", table, lo, hi))
     return f"COPY ({select.decode()}) TO STDOUT WITH (FORMAT {fmt})"
+
+
+def range_sql(select, table, lo, hi):
+    """``select`` limited to one partition: (lo, hi] of the key, or for a table cut by ctid the
+    heap blocks [lo, hi) (``ctid >= '(lo,0)' AND ctid < '(hi,0)'``, a TID range scan)."""
+    if table.cut != "ctid":
+        return planning.ranged(select, pg_ident, table.int_key, lo, hi)
+    where = ([f"ctid >= '({int(lo)},0)'::tid"] if lo is not None else []) + \
+        ([f"ctid < '({int(hi)},0)'::tid"] if hi is not None else [])
+    return select + (" WHERE " + " AND ".join(where) if where else ""), None     # no parameters: '%' stays
+
+
+def block_boundaries(conn, table, step_for):
+    """(rows, first blocks of partitions 2..n, step): the heap cut into block ranges of about
+    ``step = step_for(rows)`` rows each (rows counted exactly: one scan)."""
+    q = pg_qualified(table.schema, table.name)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*), pg_relation_size(%s::regclass) / current_setting('block_size')::int "
+                    f"FROM {percent_safe(q)}", (q,))
+        rows, pages = cur.fetchone()
+    step = step_for(rows)
+    parts = -(-rows // step) if rows else 1
+    if parts <= 1 or pages <= 1:
+        return rows, [], step
+    per = -(-pages // parts)
+    return rows, [per * i for i in range(1, parts) if per * i < pages], step
 
 
 def copy_in_sql(schema, table, fmt, freeze=False, source="STDIN"):

@@ -44,7 +44,7 @@ class Cluster:
         conn = psycopg2.connect(self.url())
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')   # a snapshot holder may linger
             cur.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'")
         conn.close()
         return self.url(name)

@@ -1,0 +1,221 @@
+"""One moment of a PostgreSQL source for the whole run.
+
+The first process that schedules a run starts a holder (``python -m so_luigi.snapshot``), a
+process of its own session: it opens a REPEATABLE READ transaction on the source, exports its
+snapshot (``pg_export_snapshot()``) and keeps the transaction open. The snapshot's name goes
+into the run's marker row (``runs.source_snapshot``), and every source read of the run (planning's
+counts, each partition, the verification's counts and checksums, on any worker and any host
+sharing the luigid) begins with ``SET TRANSACTION SNAPSHOT``: the copy equals the source as of
+that moment, whatever commits meanwhile.
+
+The holder outlives the process that started it, so a killed run resumes from the same moment.
+It lets go when the run is replicated, reset or given another snapshot, when the source drops
+its session, or when no process of the run has been seen for ``[source] snapshot_grace_minutes``
+(every process scheduling the run marks ``runs.seen_at`` every few seconds). A run resumed after
+its snapshot is gone would mix moments: ``ensure`` refuses it unless the user accepts that
+(``--not-consistent``), and the run's row then says the copy is not consistent.
+
+Holding a snapshot keeps the source's VACUUM from removing rows deleted after it, for as long
+as the run lasts (and an ``idle_in_transaction_session_timeout`` on the source ends it).
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from . import markers
+from .config import marker_schema, source, source_endpoint, target_endpoint
+from .dialects import destination, source as source_for
+from .errors import ConfigError, SnapshotGone
+
+HEARTBEAT_SECONDS = 5
+HOLDER_NAME = "so_luigi snapshot holder"      # its application_name on the source
+
+
+def grace_seconds():
+    return 60 * float(os.environ.get("SO_SNAPSHOT_GRACE_MINUTES") or source().snapshot_grace_minutes)
+
+
+# --- the run's side -----------------------------------------------------------------------------
+
+def ensure(run_id, src, dst, tables, not_consistent=False):
+    """The snapshot the run reads ``src`` at (its name), starting a holder when the run has none
+    alive; None for a source that cannot share one (then ``src.consistency()`` says how it is
+    read). Refuses to resume from a new moment what was partly read at an older one, unless
+    ``not_consistent``. Marks the run as alive from this process while it lives. Under the
+    run's snapshot lock: processes scheduling one run at once agree on one snapshot."""
+    if not src.exports_snapshots:
+        with dst.session() as conn:
+            _record(conn, run_id, None, src.consistency())
+        return None
+    with dst.session() as conn:
+        cur = conn.cursor()
+        markers.lock(cur, "snapshot", run_id)
+        cur.execute(f"SELECT source_snapshot, source_read FROM {markers.m()}.runs WHERE run_id = %s", (run_id,))
+        snapshot, consistency = cur.fetchone()
+        if snapshot and src.can_import(snapshot):
+            conn.rollback()
+            _of_run[_key(run_id)] = snapshot
+            _beat(run_id)
+            return snapshot
+        if snapshot:
+            loaded, unfinished = markers.run_progress(conn, run_id, tables)
+            if loaded and unfinished and not not_consistent:
+                raise SnapshotGone(
+                    f"run {run_id!r}: the source snapshot {snapshot} that its {loaded} loaded partition(s) were "
+                    f"read at is gone (its holder let go: the run was replicated, or idle longer than [source] "
+                    f"snapshot_grace_minutes, or the source restarted), and {unfinished} table(s) are not "
+                    f"complete; start over with `so-luigi reset --run-id {run_id}`, or finish from a new moment "
+                    f"with --not-consistent (the copy is then not consistent)")
+            if loaded and unfinished:
+                consistency = "not consistent: partitions read at different moments (resumed with --not-consistent)"
+        snapshot, exported_at = start_holder(run_id)
+        if not (consistency or "").startswith("not consistent"):
+            consistency = f"consistent: the source as of snapshot {snapshot} (exported {exported_at})"
+        _record(conn, run_id, snapshot, consistency)
+    _beat(run_id)
+    return snapshot
+
+
+def _key(run_id):
+    return os.getpid(), target_endpoint().url.raw, run_id
+
+
+def _recorded(run_id):
+    with markers.shared_connection().cursor() as cur:
+        cur.execute(f"SELECT source_snapshot FROM {markers.m()}.runs WHERE run_id = %s", (run_id,))
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def _record(conn, run_id, snapshot, consistency):
+    """In ``conn``'s transaction, committed."""
+    _of_run[_key(run_id)] = snapshot
+    cur = conn.cursor()
+    cur.execute(f"UPDATE {markers.m()}.runs SET source_snapshot = %s, source_read = %s, seen_at = {markers.flavor().now} "
+                "WHERE run_id = %s", (snapshot, consistency, run_id))
+    conn.commit()
+
+
+_of_run = {}
+
+
+def of_run(run_id):
+    """The run's recorded snapshot (None when it has none), read once per process."""
+    key = _key(run_id)
+    if key not in _of_run:
+        _of_run[key] = _recorded(run_id) if markers.run_known(run_id) else None
+    return _of_run[key]
+
+
+_beating = {}
+
+
+def _beat(run_id):
+    """A thread marking the run alive (runs.seen_at) while this process lives."""
+    if (os.getpid(), run_id) in _beating:
+        return
+    dst = markers.flavor()
+
+    def beat():
+        conn = None
+        while True:
+            try:
+                conn = conn or dst.connect(autocommit=True)
+                cur = conn.cursor()
+                cur.execute(f"UPDATE {markers.m()}.runs SET seen_at = {dst.now} WHERE run_id = %s", (run_id,))
+            except Exception:  # noqa: BLE001 -- a lost connection is opened again at the next beat
+                conn = None
+            time.sleep(HEARTBEAT_SECONDS)
+    thread = threading.Thread(target=beat, name="so_luigi-heartbeat", daemon=True)
+    thread.start()
+    _beating[(os.getpid(), run_id)] = thread
+
+
+def start_holder(run_id):
+    """Start the holder process; (snapshot name, when exported) once it has exported one."""
+    src_ep, dst_ep = source_endpoint(), target_endpoint()
+    env = dict(os.environ, SO_SOURCE_URL=src_ep.url.raw, SO_SOURCE_SCHEMA=src_ep.schema,
+               SO_TARGET_URL=dst_ep.url.raw, SO_TARGET_SCHEMA=dst_ep.schema, SO_MARKER_SCHEMA=marker_schema(),
+               SO_SNAPSHOT_GRACE_MINUTES=str(grace_seconds() / 60))
+    holder = subprocess.Popen([sys.executable, "-m", "so_luigi.snapshot", run_id], env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              start_new_session=True, text=True)
+    line = holder.stdout.readline().strip()
+    holder.stdout.close()
+    if not line.startswith("{"):
+        holder.wait(timeout=30)
+        raise ConfigError(f"source snapshot for run {run_id!r}: {line or 'the holder process exited'}")
+    said = json.loads(line)
+    return said["snapshot"], said["exported_at"]
+
+
+# --- the holder ---------------------------------------------------------------------------------
+
+def hold(run_id, poll_seconds=2.0):
+    """Export a snapshot, say its name on stdout, then keep it until the run no longer needs it."""
+    src, dst = source_for(source_endpoint()), destination(target_endpoint())
+    try:
+        conn = src.connect()
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f"SET application_name = '{HOLDER_NAME}'")
+        conn.autocommit = False
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_export_snapshot(), to_char(clock_timestamp() AT TIME ZONE 'UTC', "
+                        "'YYYY-MM-DD HH24:MI:SS \"UTC\"')")
+            snapshot, exported_at = cur.fetchone()
+    except Exception as exc:  # noqa: BLE001 -- said to the run, which raises it
+        print(f"cannot export a snapshot of the source: {str(exc).strip().splitlines()[0]}", flush=True)
+        return 1
+    print(json.dumps({"snapshot": snapshot, "exported_at": exported_at, "pid": os.getpid(),
+                      "host": socket.gethostname()}), flush=True)
+    sys.stdout.close()
+    grace = grace_seconds()
+    watch = None
+    started = time.monotonic()
+    recorded = [False, started]
+    while True:
+        time.sleep(poll_seconds)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")             # the transaction, and so the snapshot, still there
+        except Exception:  # noqa: BLE001 -- the source dropped the session: nothing left to hold
+            return 0
+        try:
+            watch = watch or dst.connect(autocommit=True)
+            if not _still_needed(watch, dst, run_id, snapshot, grace, recorded):
+                break
+        except Exception:  # noqa: BLE001 -- the destination away: hold on, within the grace period
+            watch = None
+            if time.monotonic() - started > grace:
+                break
+            continue
+        started = time.monotonic()
+    conn.close()
+    return 0
+
+
+def _still_needed(conn, dst, run_id, snapshot, grace, recorded):
+    """Whether the run still reads at ``snapshot``. ``recorded``: a one-element list, set once the
+    run's row names it (until then, for a minute, the run is still recording it)."""
+    cur = conn.cursor()
+    m = markers.m()
+    cur.execute(f"SELECT source_snapshot, {dst.seconds_since('seen_at')} FROM {m}.runs WHERE run_id = %s", (run_id,))
+    row = cur.fetchone()
+    if row is not None and row[0] == snapshot:
+        recorded[0] = True
+    elif not recorded[0] and time.monotonic() - recorded[1] < 60:
+        return True
+    if row is None or row[0] != snapshot or row[1] is None or float(row[1]) > grace:
+        return False
+    cur.execute(f"SELECT count(*) FROM {m}.replications WHERE run_id = %s", (run_id,))
+    return cur.fetchone()[0] == 0
+
+
+if __name__ == "__main__":
+    sys.exit(hold(sys.argv[1]))
