@@ -283,12 +283,13 @@ def run_known(run_id):
         return cur.fetchone() is not None
 
 
-def consistency(conn, run_id):
-    """How the run read its source, in words (None before it was decided)."""
+def source_reading(conn, run_id):
+    """(the source snapshot the run reads at, how it reads its source in words): (None, None)
+    before it was decided (so_luigi.snapshot)."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT source_read FROM {m()}.runs WHERE run_id = %s", (run_id,))
+        cur.execute(f"SELECT source_snapshot, source_read FROM {m()}.runs WHERE run_id = %s", (run_id,))
         row = cur.fetchone()
-    return row[0] if row else None
+    return (row[0], row[1]) if row else (None, None)
 
 
 def reset(conn, run_id, tables=None):

@@ -23,7 +23,7 @@ def render(conn, run_id, tables=None, source_ep=None, target_ep=None):
         lines.append(f"{name:<20} {nrows:>12,} {nbytes / 1e6:>10.1f} {seconds:>9.1f} {rate:>11,.0f} "
                      f"{loaded:>3}/{partitions:<3}  {status}")
     lines.append(f"{'total':<20} {total_rows:>12,} {total_bytes / 1e6:>10.1f}")
-    said = markers.consistency(conn, run_id)
+    said = markers.source_reading(conn, run_id)[1]
     if said:
         lines.append(f"source: {said}")
     return "\n".join(lines)

@@ -52,10 +52,8 @@ def ensure(run_id, src, dst, tables, not_consistent=False):
             _record(conn, run_id, None, src.consistency())
         return None
     with dst.session() as conn:
-        cur = conn.cursor()
-        markers.lock(cur, "snapshot", run_id)
-        cur.execute(f"SELECT source_snapshot, source_read FROM {markers.m()}.runs WHERE run_id = %s", (run_id,))
-        snapshot, consistency = cur.fetchone()
+        markers.lock(conn.cursor(), "snapshot", run_id)
+        snapshot, consistency = markers.source_reading(conn, run_id)
         if snapshot and src.can_import(snapshot):
             conn.rollback()
             _of_run[_key(run_id)] = snapshot
@@ -84,13 +82,6 @@ def _key(run_id):
     return os.getpid(), target_endpoint().url.raw, run_id
 
 
-def _recorded(run_id):
-    with markers.shared_connection().cursor() as cur:
-        cur.execute(f"SELECT source_snapshot FROM {markers.m()}.runs WHERE run_id = %s", (run_id,))
-        row = cur.fetchone()
-    return row[0] if row else None
-
-
 def _record(conn, run_id, snapshot, consistency):
     """In ``conn``'s transaction, committed."""
     _of_run[_key(run_id)] = snapshot
@@ -107,7 +98,8 @@ def of_run(run_id):
     """The run's recorded snapshot (None when it has none), read once per process."""
     key = _key(run_id)
     if key not in _of_run:
-        _of_run[key] = _recorded(run_id) if markers.run_known(run_id) else None
+        known = markers.run_known(run_id)
+        _of_run[key] = markers.source_reading(markers.shared_connection(), run_id)[0] if known else None
     return _of_run[key]
 
 

@@ -163,6 +163,11 @@ class Source(_Database):
     """
     binary_copy = False       # its rows can travel in PostgreSQL's binary COPY format
     exports_snapshots = False  # every session of the run can read it at one moment (so_luigi.snapshot)
+    catalog = None            # the dialect's module: schema_exists, list_tables, describe, table_bytes
+
+    def __init__(self, endpoint, snapshot=None):
+        super().__init__(endpoint)
+        self.snapshot = snapshot  # the run's, for a source that exports_snapshots
 
     # connections and catalog
     def connect(self):
@@ -177,14 +182,14 @@ class Source(_Database):
             conn.close()
 
     def schema_exists(self, conn, schema):
-        raise NotImplementedError
+        return self.catalog.schema_exists(conn, schema)
 
     def list_tables(self, conn, schema):
-        raise NotImplementedError
+        return self.catalog.list_tables(conn, schema)
 
     def describe(self, conn, name):
         """The Table ``name`` of the endpoint's schema, as its catalog defines it."""
-        raise NotImplementedError
+        return self.catalog.describe(conn, self.schema, name)
 
     def find_tables(self, conn, wanted=None):
         """Base tables of the endpoint's schema, or the ``wanted`` subset; unknown names fail clearly."""

@@ -32,15 +32,18 @@ with SO_TEST_MSSQL_URL).
 import datetime as dt
 import decimal
 import hashlib
+import logging
 import struct
 
 from ..config import marker_schema
 from ..errors import SchemaError
+from ..stream import batched
 from . import mssql, mssql_bulk
 from . import mssql_ddl as ddl
 from . import pg_types
 from .base import Destination, Written, mssql_ident, percent_safe
 
+log = logging.getLogger("luigi-interface.so_luigi")
 OWNER = "so_luigi run "
 SIDE_EXTRA = [("so_luigi_partition", "int")]
 
@@ -254,8 +257,7 @@ class MssqlDestination(Destination):
                         f"WHERE {SIDE_EXTRA[0][0]} = %s", (part.number,))
             removed += cur.rowcount
             if removed > 0:
-                import logging
-                logging.getLogger("luigi-interface.so_luigi").warning(
+                log.warning(
                     "%s partition %d: removed %d rows an interrupted earlier attempt left",
                     table.name, part.number, removed)
         cur.execute(f"SELECT source_rows, source_bytes FROM {mssql_ident(marker_schema())}.tables "
@@ -344,7 +346,6 @@ class MssqlDestination(Destination):
         with IDENTITY columns is filled by INSERTs under IDENTITY_INSERT (the bulk copy would
         renumber them: fine for test data, slow); one without (a dump, as SODDI loads it) by the
         bulk copy."""
-        from ..stream import batched
         conn = mssql.connect(self.endpoint, autocommit=True)
         try:
             q = mssql.qualified(self.schema, table.name)

@@ -9,7 +9,7 @@ import os
 
 from .. import encode
 from ..errors import DataError
-from ..stream import bad_unicode, copy_rows, row_encoder
+from ..stream import bad_unicode, chunk_size, copy_rows, row_encoder
 from . import mssql, mssql_ddl
 from .base import Source, mssql_ident
 
@@ -32,12 +32,10 @@ class MssqlSource(Source):
     dialect = "mssql"
     checksum_family = "tsql"
     driver = "pymssql"
+    catalog = mssql
 
     def translate(self, exc, role):
         return mssql.translate(exc, role)
-
-    def __init__(self, endpoint, snapshot=None):
-        super().__init__(endpoint)
 
     def connect(self):
         """Reads in SNAPSHOT isolation where ALLOW_SNAPSHOT_ISOLATION is on: each statement (a
@@ -58,15 +56,6 @@ class MssqlSource(Source):
                     "at its own moment")
         return ("not consistent: read live (READ COMMITTED); ALTER DATABASE ... SET "
                 "ALLOW_SNAPSHOT_ISOLATION ON reads each partition at one moment")
-
-    def schema_exists(self, conn, schema):
-        return mssql.schema_exists(conn, schema)
-
-    def list_tables(self, conn, schema):
-        return mssql.list_tables(conn, schema)
-
-    def describe(self, conn, name):
-        return mssql.describe(conn, self.endpoint.schema, name)
 
     def measure(self, conn, table, rows_per_partition, by_position=False):
         size = mssql.table_bytes(conn, table)
@@ -91,7 +80,6 @@ class MssqlSource(Source):
 
     def copy_reader(self, table, lo, hi, checksum, buffer_bytes):
         """COPY text lines encoded in Python, in batches resized to about a chunk each."""
-        from ..stream import chunk_size
         encoder, batch = row_encoder(table), [1000]
 
         def read(sink):

@@ -12,9 +12,9 @@ import copy
 
 import psycopg2
 
-from .. import bulk
+from .. import bulk, encode
 from ..errors import DataError, SchemaError, one_line
-from ..stream import chunk_size, stream
+from ..stream import batched, chunk_size, copy_rows, stream
 from . import pg_types
 from . import postgres as pg
 from .base import Destination, Written, percent_safe, pg_ident, pg_qualified
@@ -313,8 +313,6 @@ class PostgresDestination(Destination):
 
     def copy_rows(self, cur, table, rows, buffer_bytes=32 << 20, batch_rows=2000):
         """COPY Python row tuples (in column order) into an existing table; returns (rows, bytes)."""
-        from .. import encode
-        from ..stream import batched, copy_rows
         encoder = encode.make_row_encoder(table)
         (count, _, _), _, nbytes = stream(
             lambda sink: copy_rows(batched(rows, batch_rows), encoder, sink, False, table),

@@ -2,8 +2,8 @@
 COPY data (into the stream, a bulk file) or as row tuples (for a SQL Server destination).
 
 Reads run in read-only transactions; given the run's ``snapshot`` (so_luigi.snapshot), every
-connection imports it first, so every read of the run sees the source at one moment. Rows into PostgreSQL travel as ``COPY TO STDOUT`` output,
-binary when the destination keeps every column's type (stream.binary_compatible), written from
+connection imports it first, so every read of the run sees the source at one moment. Rows into
+PostgreSQL travel as ``COPY TO STDOUT`` output, binary when the destination keeps every column's type (stream.binary_compatible), written from
 C straight into an OS pipe or the bulk file.
 """
 import psycopg2
@@ -19,15 +19,11 @@ class PostgresSource(Source):
     checksum_family = "postgres"
     driver = "psycopg2"
     binary_copy = True
+    exports_snapshots = True
+    catalog = pg
 
     def translate(self, exc, role):
         return pg.translate(exc)
-
-    exports_snapshots = True
-
-    def __init__(self, endpoint, snapshot=None):
-        super().__init__(endpoint)
-        self.snapshot = snapshot
 
     def connect(self):
         """A read-only session, in a transaction at the run's snapshot when it has one."""
@@ -51,18 +47,6 @@ class PostgresSource(Source):
             return True
         except SnapshotGone:
             return False
-
-    def consistency(self):
-        return "read live"
-
-    def schema_exists(self, conn, schema):
-        return pg.schema_exists(conn, schema)
-
-    def list_tables(self, conn, schema):
-        return pg.list_tables(conn, schema)
-
-    def describe(self, conn, name):
-        return pg.describe(conn, self.endpoint.schema, name)
 
     def measure(self, conn, table, rows_per_partition, by_position=False):
         """A table without a single integer key is cut into ranges of heap blocks (ctid ranges,
