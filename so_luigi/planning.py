@@ -63,6 +63,20 @@ def cdf_cuts(points, step, total):
     return found
 
 
+def point_cuts(keys, counts, step, total):
+    """Keys cutting about ``total`` rows into chunks of ``step`` where no key can be interpolated
+    (text, a uuid, a date): at the statistics' own points, ``keys`` in order with ``counts`` the
+    rows up to and with each, the first point reaching each multiple of ``step``; never the last
+    point (the rest is the last range) and never a point twice."""
+    found, j = [], 0
+    for i in range(1, -(-int(total) // int(step))):
+        while j < len(keys) - 1 and counts[j] < i * step:
+            j += 1
+        if j < len(keys) - 1 and (not found or found[-1] != j):
+            found.append(j)
+    return [keys[j] for j in found]
+
+
 def ranged(select, quote, key, lo, hi):
     """``select`` limited to the key range (lo, hi]: (SQL, params), params None when the whole
     table is read. Values are always parameters, never interpolated. With parameters, a '%' in

@@ -132,11 +132,11 @@ class _Histogram:
 
     def execute(self, sql, params=None):
         self.sent.append(sql)
-        if sql == mssql.STATISTICS_SQL and isinstance(self.steps, Exception):
+        if "dm_db_stats_histogram" in sql and isinstance(self.steps, Exception):
             raise self.steps
 
     def fetchall(self):
-        return self.steps if self.sent[-1] == mssql.STATISTICS_SQL else [(b,) for b in self.bounds]
+        return self.steps if "dm_db_stats_histogram" in self.sent[-1] else [(b,) for b in self.bounds]
 
     def fetchone(self):
         return (self.count,)
@@ -173,6 +173,21 @@ def test_a_big_table_is_cut_from_fresh_statistics_else_its_rows_are_numbered(mon
     # one partition by the statistics: counted exactly, never numbered
     conn = _Histogram(fresh, count=4002)
     assert mssql.count_and_boundaries(conn, table, lambda est: 5000) == (4002, [], 5000)
+
+
+def test_a_key_of_any_type_is_cut_at_its_histogram_points(monkeypatch):
+    """A composite (nvarchar, int) key: the histogram of its first column, read as text, gives
+    one-value prefixes as cuts; the table is marked cut by keys."""
+    from so_luigi.dialects.base import Column, Table
+    table = Table(schema="dbo", name="T", columns=[Column("code", "nvarchar", False, 20, source_type="nvarchar(20)"),
+                                                   Column("n", "int", False, source_type="int")],
+                  primary_key=["code", "n"])
+    fresh = [(k, 1000.0, 4000, 0) for k in ("a", "b", "c", "d")]
+    conn = _Histogram(fresh)
+    monkeypatch.setattr(planning, "STATISTICS_FROM_ROWS", 1000)
+    assert mssql.count_and_boundaries(conn, table, lambda est: 1000) == (4000, [["a"], ["b"], ["c"]], 1000)
+    assert table.cut == "keys" and len(conn.sent) == 1
+    assert "CAST(h.range_high_key AS nvarchar(20)), 0)" in conn.sent[0]
 
 
 def test_key_columns_are_resolved_as_the_server_compares_names():

@@ -112,6 +112,17 @@ def test_cuts_from_statistics_interpolate_between_points_and_never_repeat_a_key(
     assert planning.cdf_cuts([(5, 0), (9, 2)], 1, 2) == [7]
 
 
+def test_keys_that_cannot_be_interpolated_are_cut_at_the_statistics_points():
+    keys = ["a", "b", "c", "d", "e"]
+    # 100 rows evenly over five points: a cut at each point reaching 25, 50, 75
+    assert planning.point_cuts(keys, [20, 40, 60, 80, 100], 25, 100) == ["b", "c", "d"]
+    # one heavy point holds several chunks: cut once there, never twice at one key
+    assert planning.point_cuts(keys, [10, 90, 95, 98, 100], 20, 100) == ["b"]
+    # the last point is never a cut (the rest is the last range), even when statistics fall short
+    assert planning.point_cuts(keys, [10, 20, 30, 40, 50], 25, 100) == ["c"]
+    assert planning.point_cuts(["x"], [1000], 10, 1000) == []
+
+
 def _skewed_table(conn, name, rows):
     """Keys whose gaps grow along the table (g*g): cuts spaced evenly by key would be far off."""
     with conn.cursor() as cur:

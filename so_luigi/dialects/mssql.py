@@ -209,14 +209,16 @@ def count_and_boundaries(conn, table, step_for):
     key = table.int_key
     q = qualified(table.schema, table.name)
     cur = conn.cursor()
-    if key is not None:
-        estimated = statistics_cuts(cur, q, step_for)
+    keys = None if key is not None else ordered_key(table)
+    if key is not None or keys is not None:
+        estimated = statistics_cuts(cur, q, step_for, keys)
         if estimated is not None:
+            if keys is not None:
+                table.cut = "keys"
             return estimated
     cur.execute(f"SELECT COUNT_BIG(*) FROM {q}")
     rows = cur.fetchone()[0]
     step = step_for(rows)
-    keys = None if key is not None else ordered_key(table)
     if (key is None and keys is None) or rows <= step:
         return rows, [], step
     if key is not None:
@@ -274,12 +276,15 @@ def _value(col):
 
 
 def _equal(cols, values):
+    cols = cols[:len(values)]
     return "(" + " AND ".join(f"{mssql_ident(c.name).replace('%', '%%')} = {_value(c)}" for c in cols) + ")", list(values)
 
 
 def _lexical(cols, values, op):
-    """(key) op (values) in the key's order: k1 op v1, or k1 = v1 and k2 op v2, and so on."""
+    """(key) op (values) in the key's order: k1 op v1, or k1 = v1 and k2 op v2, and so on; ``values``
+    may bound a prefix of the key's columns (a cut from statistics)."""
     terms, params = [], []
+    cols = cols[:len(values)]
     for i, col in enumerate(cols):
         eq, p = _equal(cols[:i], values[:i]) if i else ("", [])
         term = f"{mssql_ident(col.name).replace('%', '%%')} {op} {_value(col)}"
@@ -291,24 +296,35 @@ def _lexical(cols, values, op):
 # The primary key's statistics (created with its index, so they share its id): the histogram's
 # points as (key, rows up to and with it), and how many rows changed since they were taken.
 # sys.dm_db_stats_histogram needs SQL Server 2016 SP1 CU2 or Azure SQL; where it is missing
-# (Babelfish, older builds) the statement fails and the rows are numbered instead.
-STATISTICS_SQL = """
-SELECT CAST(h.range_high_key AS bigint), h.range_rows + h.equal_rows, p.rows, p.modification_counter
+# (Babelfish, older builds) the statement fails and the rows are numbered instead. {key} is
+# the histogram's key (an sql_variant of the key's first column) as the planner takes it: a
+# bigint, or the text that bounds a range (KEY_STYLES).
+_STATISTICS = """
+SELECT {key}, h.range_rows + h.equal_rows, p.rows, p.modification_counter
 FROM sys.indexes i
 CROSS APPLY sys.dm_db_stats_properties(i.object_id, i.index_id) p
 CROSS APPLY sys.dm_db_stats_histogram(i.object_id, i.index_id) h
 WHERE i.object_id = OBJECT_ID(%s) AND i.is_primary_key = 1
 ORDER BY h.step_number
 """
+STATISTICS_SQL = _STATISTICS.format(key="CAST(h.range_high_key AS bigint)")
 
 
-def statistics_cuts(cur, q, step_for):
+def statistics_cuts(cur, q, step_for, keys=None):
     """(estimated rows, cuts, step) from the key's histogram, or None when the table is small
     (numbering it is cheap and exact), the statistics are missing or stale (more than a tenth of
-    the rows changed since), or the server cannot say."""
+    the rows changed since), or the server cannot say. An integer key is cut between the
+    histogram's points as well (cdf_cuts); any other key (``keys``, its columns) at the points
+    themselves, each cut a one-value prefix of the key: the histogram describes its first column
+    only, and (lo, hi] on a prefix still takes every row once (range_sql)."""
     import pymssql
+    statement = STATISTICS_SQL
+    if keys is not None:
+        first = keys[0]
+        statement = _STATISTICS.format(key=f"CONVERT(nvarchar(4000), CAST(h.range_high_key AS {first.source_type}), "
+                                           f"{KEY_STYLES[first.data_type]})")
     try:
-        cur.execute(STATISTICS_SQL, (q,))
+        cur.execute(statement, (q,))
         steps = cur.fetchall()
     except pymssql.Error:
         return None
@@ -317,12 +333,14 @@ def statistics_cuts(cur, q, step_for):
     rows, changed = steps[0][2] or 0, steps[0][3] or 0
     if rows < planning.STATISTICS_FROM_ROWS or changed > rows / 10:
         return None
-    points = list(zip([int(k) for k, *_ in steps], itertools.accumulate(float(n) for _, n, *_ in steps)))
-    total = int(round(points[-1][1]))
+    counts = list(itertools.accumulate(float(n) for _, n, *_ in steps))
+    total = int(round(counts[-1]))
     step = step_for(total)
     if total <= step:
         return None                 # one partition: the exact count is the cheaper answer
-    return total, planning.cdf_cuts(points, step, total), step
+    if keys is None:
+        return total, planning.cdf_cuts(list(zip([int(k) for k, *_ in steps], counts)), step, total), step
+    return total, [[k] for k in planning.point_cuts([k for k, *_ in steps], counts, step, total)], step
 
 
 def table_bytes(conn, table):

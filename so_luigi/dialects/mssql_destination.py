@@ -13,7 +13,9 @@ that is not the partition's first attempt starts by deleting the partition's key
 attempt is counted in ``partitions.attempts``, committed before its rows are sent). If the bulk
 load honours the transaction, as SQL Server documents, that delete finds nothing; if a driver
 ever committed a batch on its own and the process died, the next attempt deletes those rows
-before loading the range again. Either way a key range is never loaded twice. A first attempt
+before loading the range again. Either way a key range is never loaded twice. (A partition of a
+PostgreSQL table cut by ctid ranges has no key range to delete: the transaction alone keeps it
+once, and a driver that broke it would show as a count mismatch at verification.) A first attempt
 skips the delete: the table has no key yet, so it would scan the whole heap, and its locks
 would conflict with the bulk-update locks of the table's other partitions loading in parallel.
 
@@ -169,6 +171,8 @@ class MssqlDestination(Destination):
     checksum_family = "tsql"
     driver = "pymssql"
     counts_attempts = True
+    cuts_by_position = True   # a ctid range has no key to clear on a retry: the transaction alone
+                              # keeps it once, and verification would catch a driver that did not
 
     # --- marker SQL ---------------------------------------------------------------------------
     ident = staticmethod(mssql_ident)
@@ -250,9 +254,11 @@ class MssqlDestination(Destination):
         summed here, from the values as read, when the source cannot compute this server's."""
         table = part.table
         if part.retry:
-            sql, params = ddl.clear_range_sql(self.schema, table, part.lo, part.hi)
-            cur.execute(sql, params)
-            removed = cur.rowcount
+            removed = 0
+            if table.cut != "ctid":     # rows cut by where they lay in the source have no range here
+                sql, params = ddl.clear_range_sql(self.schema, table, part.lo, part.hi)
+                cur.execute(sql, params)
+                removed = cur.rowcount
             cur.execute(f"DELETE FROM {percent_safe(side_table(table.name))} WITH (TABLOCKX) "
                         f"WHERE {SIDE_EXTRA[0][0]} = %s", (part.number,))
             removed += cur.rowcount
