@@ -82,6 +82,7 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
     """
     src, dst = endpoints(run_id)
     table, size, row_count, step, ranges = cut(src, dst, table_name, chunk_rows, chunk_mb, table)
+    dst.carry(table)
     table.layout = dst.layout(table, len(ranges), layout, mode)
     table.unlogged = unlogged
     session = _borrowed(target_conn) if target_conn is not None else dst.session()
@@ -244,8 +245,86 @@ def complete_table(run_id, table_name, verify="full"):
             counted = (lambda: (None, None)) if dst.tallies(table, verify) else \
                 lambda: dst.figures(table, verify, method)
             return both_sides(lambda: src.figures(table, method), counted)
-        return verify_and_finish(conn, run_id, table_name, verify, figures, dst.finish_steps,
+        return verify_and_finish(conn, run_id, table_name, verify, figures,
+                                 lambda table, partitions: dst.finish_steps(table, partitions,
+                                                                            src.sequence_positions(table)),
                                  lambda table: dst.prepare(conn, table))
+
+
+# --- foreign keys ---------------------------------------------------------------------------------
+
+def foreign_keys(run_id, names):
+    """The foreign keys of the run's planned tables ``names`` that the run can add: (table, key
+    name, referenced table) for each key whose referenced table is copied too."""
+    _, dst = endpoints(run_id)
+    found = []
+    with dst.session() as conn:
+        for name in names:
+            table, _ = markers.planned_table(conn, run_id, name)
+            found += [(name, fk.name, fk.ref_table) for fk in table.foreign_keys
+                      if fk.ref_schema == table.schema and fk.ref_table in names]
+        conn.rollback()
+    return found
+
+
+def leave_out_constraints(table):
+    """--no-constraints: foreign keys and CHECK constraints stay out, listed as left out."""
+    for con in [c for c in table.constraints if c.kind in ("foreign_key", "check")]:
+        table.not_carried.append([f"{con.kind.replace('_', ' ')} {con.name} ({con.definition})",
+                                  "left out: --no-constraints"])
+    table.constraints = [c for c in table.constraints if c.kind not in ("foreign_key", "check")]
+
+
+def _foreign_key(conn, run_id, table_name, name):
+    table, _ = markers.planned_table(conn, run_id, table_name)
+    return table, next(fk for fk in table.foreign_keys if fk.name == name)
+
+
+def foreign_key_done(run_id, table_name, name):
+    """Whether the key is in the destination as the source has it: validated, unless the
+    source's is NOT VALID."""
+    _, dst = endpoints(run_id)
+    with dst.session() as conn:
+        table, fk = _foreign_key(conn, run_id, table_name, name)
+        state = dst.constraint_state(conn.cursor(), table, name)
+        conn.rollback()
+    return state == ("valid" if fk.validated else "not valid")
+
+
+def add_foreign_key(run_id, table_name, name):
+    """Once both tables are complete: the key added NOT VALID (a brief lock, no scan, committed),
+    then VALIDATE CONSTRAINT (one scan that lets writes in). A rerun after a failed validation
+    finds the key there and validates it again."""
+    _, dst = endpoints(run_id)
+    faults.pause("foreign-key")
+    with dst.session() as conn:
+        cur = conn.cursor()
+        markers.lock(cur, run_id, table_name, "foreign key", name)
+        table, fk = _foreign_key(conn, run_id, table_name, name)
+        state = dst.constraint_state(cur, table, name)
+        if state is None:
+            dst.add_foreign_key(cur, table, fk)
+            conn.commit()
+            cur = conn.cursor()
+            markers.lock(cur, run_id, table_name, "foreign key", name)
+            state = "not valid"
+        if fk.validated and state == "not valid":
+            try:
+                dst.validate_constraint(cur, table, name)
+            except Exception as exc:  # noqa: BLE001 -- the rows that break it, in one line
+                conn.rollback()
+                raise VerificationError(
+                    f"foreign key {name} of {table_name} does not hold in the destination: {_first_words(exc)}; "
+                    "correct those rows there and rerun: the run resumes at this step") from None
+        conn.commit()
+    log.info("foreign key %s of %s: added%s", name, table_name, "" if fk.validated else " NOT VALID, as in the source")
+
+
+def _first_words(exc):
+    """What breaks a constraint, in one line: the server's detail (the key), else its message."""
+    diag = getattr(exc, "diag", None)
+    said = getattr(diag, "message_detail", None) or getattr(diag, "message_primary", None) or str(exc)
+    return " ".join(said.split()).rstrip(".")
 
 
 def both_sides(source_fn, target_fn):

@@ -26,7 +26,39 @@ def render(conn, run_id, tables=None, source_ep=None, target_ep=None):
     said = markers.source_reading(conn, run_id)[1]
     if said:
         lines.append(f"source: {said}")
+    lines += schema_lines(conn, run_id, [r[0] for r in rows])
     return "\n".join(lines)
+
+
+def schema_lines(conn, run_id, names):
+    """What became of each table's indexes and constraints: how many the copy carries, how its
+    foreign keys stand, and every object it does not carry, with the reason."""
+    dst = markers.flavor()
+    carried, keys, missing = 0, {"valid": 0, "not valid": 0, None: 0}, []
+    for name in names:
+        table, _ = markers.planned_table(conn, run_id, name)
+        carried += len(table.indexes) + len([c for c in table.constraints if c.kind != "foreign_key"])
+        missing += [f"  {name}: {what}: {why}" for what, why in table.not_carried]
+        for fk in table.foreign_keys:
+            if fk.ref_schema != table.schema or fk.ref_table not in names:
+                missing.append(f"  {name}: foreign key {fk.name}: references {fk.ref_schema}.{fk.ref_table}, "
+                               "which this run does not copy")
+            else:
+                with conn.cursor() as cur:
+                    keys[dst.constraint_state(cur, table, fk.name)] += 1
+    conn.rollback()
+    lines = []
+    if carried or any(keys.values()):
+        fk_words = f"; foreign keys: {keys['valid']} validated" if any(keys.values()) else ""
+        if keys["not valid"]:
+            fk_words += f", {keys['not valid']} NOT VALID"
+        if keys[None]:
+            fk_words += f", {keys[None]} still to add"
+        lines.append(f"schema: {carried} indexes and constraints besides the keys{fk_words}")
+    if missing:
+        lines.append(f"not carried ({len(missing)}):")
+        lines += missing
+    return lines
 
 
 STATUS_SQL = """

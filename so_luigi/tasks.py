@@ -1,7 +1,8 @@
 """The Luigi tasks: thin wrappers that pass parameters to ``load`` and name their markers.
 
     ReplicateAll ──requires──> CompleteTable(table) ──requires──> LoadPartition(table, partition)
-                                                                 └─(bulk)─requires──> ExtractPartition
+          │                                                      └─(bulk)─requires──> ExtractPartition
+          └──requires──> ForeignKey(table, key) ──requires──> CompleteTable(both tables)
 
 The graph is static: ReplicateAll finds the tables and CompleteTable plans its table when Luigi
 schedules them, so every process that schedules ReplicateAll against one luigid sees the same
@@ -22,7 +23,7 @@ import luigi
 from . import bulk, load, markers, report, snapshot
 from .config import bulk_settings, retries, source_endpoint, target_endpoint
 from .dialects import translate
-from .errors import ConfigError, SoLuigiError, TransientError
+from .errors import ConfigError, SchemaError, SoLuigiError, TransientError
 from .progress import Progress
 
 log = logging.getLogger("luigi-interface.so_luigi")  # shown wherever Luigi shows its own log
@@ -283,6 +284,37 @@ class CompleteTable(_HowMixin, SoTask):
             bulk.remove_files(self.run_id, self.table)
 
 
+class ForeignKeyTarget(luigi.Target):
+    """In the destination's catalog: the key is there, validated as the source's is."""
+
+    def __init__(self, run_id, table, name):
+        self.run_id, self.table, self.name = run_id, table, name
+
+    def exists(self):
+        return load.foreign_key_done(self.run_id, self.table, self.name)
+
+
+class ForeignKey(_HowMixin, SoTask):
+    """One foreign key, added once its table and the table it references are complete: NOT
+    VALID (a brief lock, no scan), then VALIDATE CONSTRAINT (a scan that lets writes in). Its
+    target is the destination's catalog, so a rerun after a failed validation validates again."""
+
+    table = luigi.Parameter()
+    name = luigi.Parameter()
+    references = luigi.Parameter()
+    uses = {"target_connections": 1}
+
+    def requires(self):
+        return [CompleteTable(run_id=self.run_id, table=t, **_how(self))
+                for t in dict.fromkeys([self.table, self.references])]
+
+    def output(self):
+        return ForeignKeyTarget(self.run_id, self.table, self.name)
+
+    def do(self):
+        load.add_foreign_key(self.run_id, self.table, self.name)
+
+
 class ReplicateAll(_HowMixin, SoTask):
     """Copy every table of the source schema (or ``--tables``) and print the per-table report.
 
@@ -296,6 +328,9 @@ class ReplicateAll(_HowMixin, SoTask):
                                          description="resume even though the source snapshot the loaded "
                                                      "partitions were read at is gone (the copy is then not "
                                                      "consistent: the report says so)")
+    no_constraints = luigi.BoolParameter(default=False, significant=False,
+                                         description="leave foreign keys and CHECK constraints out (for users "
+                                                     "who add them later); the report lists them")
 
     @property
     def wanted(self):
@@ -315,7 +350,27 @@ class ReplicateAll(_HowMixin, SoTask):
         return done
 
     def requires(self):
-        return [CompleteTable(run_id=self.run_id, table=n, **_how(self)) for n in self.table_names]
+        tables = [CompleteTable(run_id=self.run_id, table=n, **_how(self)) for n in self.table_names]
+        return tables + [ForeignKey(run_id=self.run_id, table=t, name=k, references=r, **_how(self))
+                         for t, k, r in self.foreign_keys]
+
+    @property
+    def foreign_keys(self):
+        """(table, key, referenced table) of the planned tables; none in a dry pass before planning."""
+        if getattr(self, "_fks", None) is None:
+            with plainly():
+                names = self.table_names
+                if not a_worker_is_scheduling():       # a dry pass reads only what is planned
+                    with markers.shared_connection().cursor() as cur:
+                        if not markers.marker_table_exists(cur, "tables"):
+                            return []
+                try:
+                    self._fks = load.foreign_keys(self.run_id, names)
+                except SchemaError:
+                    if a_worker_is_scheduling():
+                        raise
+                    self._fks = []
+        return self._fks
 
     def check_options(self):
         if self.chunk_rows < 1 or self.buffer_mb < 1 or self.chunk_mb < 1:
@@ -336,6 +391,9 @@ class ReplicateAll(_HowMixin, SoTask):
                 source_ep, target_ep = source_endpoint(), target_endpoint()
                 src, dst = load.endpoints()
                 tables = load.discover(src, dst, self.wanted)
+                if self.no_constraints:
+                    for table in tables:
+                        load.leave_out_constraints(table)
                 for_a_run = a_worker_is_scheduling()
                 self._names = [t.name for t in tables]
                 if for_a_run:

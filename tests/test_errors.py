@@ -81,7 +81,7 @@ def test_destination_that_cannot_be_written(small):
 def test_unmappable_type_stops_before_any_data_moves(small):
     small.query("source", "CREATE TYPE mood AS ENUM ('ok', 'sad'); "
                           'CREATE TABLE "Feelings" ("Id" int PRIMARY KEY, "m" mood)')
-    assert_clean_failure(small, small.run(), "public.Feelings.m (mood)", "type_overrides.json")
+    assert_clean_failure(small, small.run(), "public.Feelings.m (public.mood)", "type_overrides.json")
     assert small.query("target", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
 
 

@@ -624,3 +624,29 @@ def test_a_table_keyed_by_anything_is_cut_from_its_histogram(pair, mssql_source,
         assert sum(counts) == 30000 and all(counts), counts
     finally:
         conn.close()
+
+
+def test_postgres_definitions_into_sql_server_are_listed_not_dropped(pair, mssql_target):
+    """Into SQL Server, a PostgreSQL table's plain indexes and UNIQUE constraints are built; its
+    other indexes, CHECK and foreign-key constraints and defaults are PostgreSQL expressions, not
+    translated: each is named in the report with the reason."""
+    url, _ = mssql_target
+    pair.query("source", """
+        CREATE TABLE "P" (id int PRIMARY KEY, code varchar(10) NOT NULL CONSTRAINT p_code_key UNIQUE,
+                          tags jsonb, n int DEFAULT 7 CONSTRAINT p_n_check CHECK (n >= 0));
+        CREATE INDEX p_tags_gin ON "P" USING gin (tags);
+        CREATE INDEX p_n ON "P" (n);
+        CREATE TABLE "C" (id int PRIMARY KEY, p int CONSTRAINT c_p_fk REFERENCES "P" (id));
+        INSERT INTO "P" SELECT g, 'c' || g, '{}', g FROM generate_series(1, 50) g;
+        INSERT INTO "C" SELECT g, g FROM generate_series(1, 50) g;""")
+    result = pair.run("--workers", "2", env=pair.env(SO_TARGET_URL=url))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    why = "a PostgreSQL definition, not translated for SQL Server"
+    for line in ["P: index p_tags_gin (USING gin (tags))", "P: check p_n_check (CHECK ((n >= 0)))",
+                 "P: default of n (7)", 'C: foreign key c_p_fk (FOREIGN KEY (p) REFERENCES public."P"(id))']:
+        assert f"  {line}: {why}" in out, out
+    indexes = {r[0].lower() for r in mssql_query(url, "SELECT i.name FROM sys.indexes i WHERE i.object_id = "
+                                                      "OBJECT_ID('dbo.P') AND i.is_primary_key = 0 AND i.type > 0")}
+    # Babelfish keeps an index's name with a hash of its table after it
+    assert {n for n in indexes if n.startswith(("p_code_key", "p_n"))} == indexes and len(indexes) == 2, indexes

@@ -29,14 +29,42 @@ class Column:
     source_type: str = ""     # the full type as declared, for messages and the type report
     pg_type: str = ""         # filled by typemap.map_table
     kind: str = ""            # value converter kind, filled by typemap.map_table
-    collation: str = ""       # SQL Server text columns: carried to a SQL Server destination
+    collation: str = ""       # SQL Server text columns: carried to a SQL Server destination;
+                              # PostgreSQL: a collation other than the type's, qualified
+    default: str = ""         # the column's DEFAULT expression as the source prints it
+    sequence: dict = None     # PostgreSQL: the sequence an identity or serial column draws from
+                              # (name, type, start, increment, min, max, cache, cycle)
+    identity_kind: str = ""   # PostgreSQL identity: "a" GENERATED ALWAYS, "d" BY DEFAULT; "" serial
 
 
 @dataclass
 class Index:
     name: str
-    columns: list             # [[column, "ASC"|"DESC"], ...]
+    columns: list             # [[column, "ASC"|"DESC"], ...] of a plain index (no expression)
     unique: bool = False
+    definition: str = ""      # PostgreSQL: pg_get_indexdef after "USING " (method, operator classes,
+                              # collations, NULLS order, expressions, INCLUDE, predicate)
+    plain: bool = True        # btree on columns alone, as any destination can build it
+
+
+@dataclass
+class Constraint:
+    """A constraint besides the primary key: what the destination needs to rebuild it, in the
+    source's words (``definition``) and, for a foreign key, in parts every dialect can spell."""
+    name: str
+    kind: str                 # "check", "unique", "exclude" or "foreign_key"
+    definition: str           # as the source prints it (PostgreSQL: pg_get_constraintdef)
+    validated: bool = True    # False: NOT VALID in the source, and so in the copy
+    deferrable: bool = False
+    deferred: bool = False
+    index: str = ""           # unique: its index's definition after "USING "
+    columns: list = field(default_factory=list)
+    ref_schema: str = ""      # foreign key: the referenced table
+    ref_table: str = ""
+    ref_columns: list = field(default_factory=list)
+    match: str = ""           # "FULL", or "" for MATCH SIMPLE
+    on_update: str = "NO ACTION"
+    on_delete: str = "NO ACTION"
 
 
 @dataclass
@@ -51,6 +79,8 @@ class Table:
     layout: str = "plain"     # destination layout chosen when planned: plain or partitioned (see load.py)
     unlogged: bool = False    # loaded UNLOGGED, SET LOGGED when complete
     cut: str = "key"          # partitions cut on the integer key, or by "ctid" (heap block) ranges
+    constraints: list = field(default_factory=list)   # Constraint, besides the primary key
+    not_carried: list = field(default_factory=list)   # [[object, why]]: what the copy leaves out
 
     @property
     def qualified(self):
@@ -71,6 +101,10 @@ class Table:
         return col.name if col.data_type in INTEGER_TYPES else None
 
     @property
+    def foreign_keys(self):
+        return [c for c in self.constraints if c.kind == "foreign_key"]
+
+    @property
     def identity_columns(self):
         return [c.name for c in self.columns if c.identity]
 
@@ -82,6 +116,7 @@ class Table:
         data = dict(data)
         data["columns"] = [Column(**c) for c in data["columns"]]
         data["indexes"] = [Index(**i) for i in data.get("indexes", [])]
+        data["constraints"] = [Constraint(**c) for c in data.get("constraints", [])]
         return cls(**data)
 
 
@@ -256,6 +291,11 @@ class Source(_Database):
         agreed to), None without one."""
         raise NotImplementedError
 
+    def sequence_positions(self, table):
+        """{column: (last value, is_called)} of the sequences the table's columns draw from, as
+        they stand now, for the copy's sequences to take; {} where the source has none to give."""
+        return {}
+
 
 class Destination(_Database):
     """A database so_luigi copies into, where its marker tables live too.
@@ -286,6 +326,21 @@ class Destination(_Database):
     def layout(self, table, partitions, layout, mode):
         return "plain"
 
+    def carry(self, table):
+        """Take out of ``table`` the indexes, constraints and defaults this destination cannot
+        build as the source defines them, each listed in ``table.not_carried`` with the reason."""
+
+    def constraint_state(self, cur, table, name):
+        """None when the table has no constraint ``name``; else "valid" or "not valid"."""
+        raise NotImplementedError
+
+    def add_foreign_key(self, cur, table, fk):
+        """ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID: a brief lock, no scan."""
+        raise NotImplementedError
+
+    def validate_constraint(self, cur, table, name):
+        raise NotImplementedError
+
     def create(self, cur, run_id, table):
         """In the planning transaction: the schema, the table (replacing one an earlier run of
         so_luigi created, refusing any other), and whatever its loads need beside it."""
@@ -315,8 +370,9 @@ class Destination(_Database):
         """(count, checksum or None) of the stored table, computed as the source's side is."""
         raise NotImplementedError
 
-    def finish_steps(self, table, partitions):
-        """(statements to run beside the verification scans, statements after it agrees)."""
+    def finish_steps(self, table, partitions, positions=None):
+        """(statements to run beside the verification scans, statements after it agrees);
+        ``positions``: the source's Source.sequence_positions."""
         raise NotImplementedError
 
     # maintenance

@@ -178,7 +178,8 @@ def _table_problems(table, source_dialect):
         except _Refused as why:
             problems.append(f"{_described(col, table)}: {why}")
     # (max) types cannot be index keys: found now, not after the load when the index is built
-    keyed = set(table.primary_key) | {c for idx in table.indexes for c, _ in idx.columns}
+    keyed = (set(table.primary_key) | {c for idx in table.indexes for c, _ in idx.columns}
+             | {c for con in table.constraints if con.kind == "unique" for c in con.columns})
     for name in sorted(keyed):
         if _is_max(types.get(name, "")):
             problems.append(f"{table.qualified}.{name} is in a key or index, which SQL Server "

@@ -43,7 +43,7 @@ from ..stream import batched
 from . import mssql, mssql_bulk
 from . import mssql_ddl as ddl
 from . import pg_types
-from .base import Destination, Written, mssql_ident, percent_safe
+from .base import Destination, Index, Written, mssql_ident, percent_safe
 
 log = logging.getLogger("luigi-interface.so_luigi")
 OWNER = "so_luigi run "
@@ -224,6 +224,25 @@ class MssqlDestination(Destination):
         pg_types.check_mappable(tables, source.dialect, pg_types.load_overrides() if overrides is None else overrides)
         ddl.check_mappable(tables, source.dialect)
 
+    def carry(self, table):
+        """From PostgreSQL: plain indexes only; its constraints, defaults and other indexes are
+        PostgreSQL's expressions, which so_luigi does not translate into T-SQL."""
+        if table.dialect != "postgres":
+            return
+        why = "a PostgreSQL definition, not translated for SQL Server"
+        for idx in [i for i in table.indexes if not i.plain]:
+            table.not_carried.append([f"index {idx.name} (USING {idx.definition})", why])
+        for con in table.constraints:
+            if con.kind == "unique":        # columns only: a unique index there, as before
+                table.indexes.append(Index(name=con.name, columns=[[c, "ASC"] for c in con.columns], unique=True))
+                continue
+            table.not_carried.append([f"{con.kind.replace('_', ' ')} {con.name} ({con.definition})", why])
+        for col in [c for c in table.columns if c.default]:
+            table.not_carried.append([f"default of {col.name} ({col.default})", why])
+            col.default = ""
+        table.indexes = [i for i in table.indexes if i.plain]
+        table.constraints = []
+
     def create(self, cur, run_id, table):
         cur.execute(ddl.create_schema_sql(self.schema))
         self._drop_previous(cur, table.name)
@@ -328,7 +347,7 @@ class MssqlDestination(Destination):
         finally:
             conn.close()
 
-    def finish_steps(self, table, partitions):
+    def finish_steps(self, table, partitions, positions=None):
         return [], ddl.finish_table_sql(self.schema, table) + [lambda cur: self._reseed(cur, table)]
 
     def _reseed(self, cur, table):

@@ -150,12 +150,33 @@ class PostgresDestination(Destination):
             return "plain"
         if any(idx.unique and key not in [c for c, _ in idx.columns] for idx in table.indexes):
             return "plain"
+        if any(c.kind in ("unique", "exclude") for c in table.constraints):
+            return "plain"
         return "partitioned"
+
+    def constraint_state(self, cur, table, name):
+        cur.execute("SELECT convalidated FROM pg_constraint WHERE conrelid = to_regclass(%s) AND conname = %s",
+                    (pg_qualified(self.schema, table.name), name))
+        row = cur.fetchone()
+        return None if row is None else ("valid" if row[0] else "not valid")
+
+    def add_foreign_key(self, cur, table, fk):
+        cols = ", ".join(pg_ident(c) for c in fk.columns)
+        refs = ", ".join(pg_ident(c) for c in fk.ref_columns)
+        timing = (" DEFERRABLE" + (" INITIALLY DEFERRED" if fk.deferred else "")) if fk.deferrable else ""
+        match = f" MATCH {fk.match}" if fk.match else ""
+        cur.execute(f"ALTER TABLE {pg_qualified(self.schema, table.name)} ADD CONSTRAINT {pg_ident(fk.name)} "
+                    f"FOREIGN KEY ({cols}) REFERENCES {pg_qualified(self.schema, fk.ref_table)} ({refs}){match} "
+                    f"ON UPDATE {fk.on_update} ON DELETE {fk.on_delete}{timing} NOT VALID")
+
+    def validate_constraint(self, cur, table, name):
+        cur.execute(f"ALTER TABLE {pg_qualified(self.schema, table.name)} VALIDATE CONSTRAINT {pg_ident(name)}")
 
     def create(self, cur, run_id, table):
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {pg_ident(self.schema)}")
         self._drop_previous(cur, table.name)
-        cur.execute(pg.create_table_sql(self.schema, table))
+        for statement in pg.create_table_statements(self.schema, table):
+            cur.execute(statement)
         cur.execute(f"COMMENT ON TABLE {percent_safe(pg_qualified(self.schema, table.name))} IS %s",
                     (f"{OWNER_COMMENT}{run_id}",))
 
@@ -169,6 +190,11 @@ class PostgresDestination(Destination):
         if not (comment or "").startswith(OWNER_COMMENT):
             raise SchemaError(f"destination table {self.schema}.{name} already exists and was not created by "
                               f"so_luigi: drop it, or set [target] schema to another schema")
+        # foreign keys of other tables referencing it go first (their step adds them again)
+        cur.execute("SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype = 'f' "
+                    "AND confrelid = to_regclass(%s) AND conrelid <> confrelid", (pg_qualified(self.schema, name),))
+        for child, constraint in cur.fetchall():
+            cur.execute(f"ALTER TABLE {child} DROP CONSTRAINT {pg_ident(constraint)}")
         cur.execute(f"DROP TABLE {pg_qualified(self.schema, name)}")
 
     # --- loading ------------------------------------------------------------------------------
@@ -285,8 +311,8 @@ class PostgresDestination(Destination):
             count, total = cur.fetchone()
         return int(count), (None if total is None else int(total))
 
-    def finish_steps(self, table, partitions):
-        return pg.finish_table_steps(self.schema, table, partitions)
+    def finish_steps(self, table, partitions, positions=None):
+        return pg.finish_table_steps(self.schema, table, partitions, positions)
 
     # --- maintenance --------------------------------------------------------------------------
     def drop_tables(self, cur, names):
@@ -304,7 +330,8 @@ class PostgresDestination(Destination):
         with pg.session(self.endpoint) as conn, conn.cursor() as cur:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {pg_ident(self.schema)}")
             cur.execute(f"DROP TABLE IF EXISTS {pg_qualified(self.schema, table.name)}")
-            cur.execute(pg.create_table_sql(self.schema, table))
+            for statement in pg.create_table_statements(self.schema, table):
+                cur.execute(statement)
             count, nbytes = self.copy_rows(cur, table, rows)
             for statement in pg.finish_table_sql(self.schema, table):
                 cur.execute(statement)

@@ -114,6 +114,26 @@ class PostgresSource(Source):
             count, total = cur.fetchone()
         return int(count), (None if total is None else int(total))
 
+    def sequence_positions(self, table):
+        """Read outside the snapshot: a sequence is not transactional, so its position is the
+        one it has now, at least as far as any row the copy holds (as pg_dump takes it)."""
+        wanted = [c.name for c in table.columns if c.identity and c.sequence]
+        if not wanted:
+            return {}
+        q = pg_qualified(table.schema, table.name)
+        positions = {}
+        with pg.session(self.endpoint) as conn, conn.cursor() as cur:
+            for name in wanted:
+                # pg_sequences: no privilege on the sequence needed (SELECT on the table is all a
+                # reader has); its last_value is NULL for a sequence never drawn from, or one the
+                # role may not read: then the copy's continues after the largest value copied
+                cur.execute("SELECT s.last_value FROM pg_sequences s WHERE format('%%I.%%I', s.schemaname, "
+                            "s.sequencename) = pg_get_serial_sequence(%s, %s)", (q, name))
+                row = cur.fetchone()
+                if row and row[0] is not None:
+                    positions[name] = (row[0], True)
+        return positions
+
     def row_hash(self, table, destination_version):
         """How both PostgreSQL servers hash rows, when the destination keeps the source's types:
         'columns' (each value's own hash function, XORed; PostgreSQL 11+) when every column type

@@ -13,7 +13,7 @@ import psycopg2.errors
 from .. import planning
 from . import pg_types as typemap
 from ..errors import ConnectError, SchemaError, TransientError, one_line
-from .base import Column, Index, Table, percent_safe, pg_ident, pg_qualified
+from .base import Column, Constraint, Index, Table, percent_safe, pg_ident, pg_qualified
 
 SESSION_SETTINGS = ("SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'; SET extra_float_digits = 1; "
                     "SET bytea_output = 'hex'; SET IntervalStyle = 'postgres'; "
@@ -112,30 +112,65 @@ def list_tables(conn, schema):
 
 
 def describe(conn, schema, name):
-    """The Table as found in pg_catalog; kind is left empty for types outside pg_catalog."""
+    """The Table as found in pg_catalog; kind is left empty for types outside pg_catalog.
+
+    Read with an empty search_path (as pg_dump reads), so every name outside pg_catalog in a
+    default, an index or a constraint comes schema-qualified; the caller's is put back after."""
     params = {"schema": schema, "table": name}
     with conn.cursor() as cur:
-        cur.execute(sql("pg_columns.sql"), params)
-        rows = cur.fetchall()
-        if not rows:
-            raise SchemaError(f"table {schema}.{name} not found in the source")
-        columns = []
-        for attname, typname, declared, nullable, identity, builtin, generated in rows:
-            if generated:
-                raise SchemaError(f"{schema}.{name}.{attname} is a generated column, which so_luigi "
-                                  "cannot copy yet; exclude the table with --tables")
-            kind = (typemap.PG_KINDS.get(typname, "text") if builtin else "")
-            columns.append(Column(name=attname, data_type=typname, nullable=nullable,
-                                  identity=identity, source_type=declared, kind=kind))
-        cur.execute(sql("pg_indexes.sql"), params)
-        table = Table(schema=schema, name=name, columns=columns, dialect="postgres")
-        for idx_name, primary, unique, keys, plain in cur.fetchall():
-            cols = [k.rsplit(" ", 1) for k in keys]
-            if primary:
-                table.primary_key = [c for c, _ in cols]
-                table.pk_name = idx_name
-            elif plain:
-                table.indexes.append(Index(name=idx_name, columns=cols, unique=unique))
+        local = not conn.autocommit
+        cur.execute("SELECT current_setting('search_path'), set_config('search_path', '', %s)", (local,))
+        search_path = cur.fetchone()[0]
+        try:
+            table = _described(cur, schema, name, params)
+        finally:
+            cur.execute("SELECT set_config('search_path', %s, %s)", (search_path, local))
+    return table
+
+
+_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+
+def _described(cur, schema, name, params):
+    cur.execute(sql("pg_columns.sql"), params)
+    rows = cur.fetchall()
+    if not rows:
+        raise SchemaError(f"table {schema}.{name} not found in the source")
+    columns = []
+    for (attname, typname, declared, nullable, identity, builtin, generated, default, collation, kind_of_identity,
+         seq_name, *seq) in rows:
+        if generated:
+            raise SchemaError(f"{schema}.{name}.{attname} is a generated column, which so_luigi "
+                              "cannot copy yet; exclude the table with --tables")
+        kind = (typemap.PG_KINDS.get(typname, "text") if builtin else "")
+        sequence = None
+        if seq_name and seq[0]:
+            sequence = dict(zip(("name", "type", "start", "increment", "min", "max", "cache", "cycle"),
+                                [seq_name, *seq]))
+        columns.append(Column(name=attname, data_type=typname, nullable=nullable, identity=identity,
+                              source_type=declared, kind=kind, collation=collation or "",
+                              default="" if identity else (default or ""),
+                              sequence=sequence, identity_kind=kind_of_identity or ""))
+    table = Table(schema=schema, name=name, columns=columns, dialect="postgres")
+    cur.execute(sql("pg_indexes.sql"), params)
+    for idx_name, primary, unique, keys, plain, method, definition in cur.fetchall():
+        cols = [k.rsplit(" ", 1) for k in keys]
+        if primary:
+            table.primary_key = [c for c, _ in cols]
+            table.pk_name = idx_name
+        else:
+            table.indexes.append(Index(name=idx_name, columns=cols if plain else [], unique=unique,
+                                       definition=definition, plain=plain))
+    cur.execute(sql("pg_constraints.sql"), params)
+    for (con_name, contype, definition, validated, deferrable, deferred, index, cols, ref_schema, ref_table,
+         ref_cols, match, on_update, on_delete) in cur.fetchall():
+        kind = {"c": "check", "u": "unique", "x": "exclude", "f": "foreign_key"}[contype]
+        table.constraints.append(Constraint(
+            name=con_name, kind=kind, definition=definition, validated=validated, deferrable=deferrable,
+            deferred=deferred, index=index.split(" USING ", 1)[1] if index else "", columns=list(cols),
+            ref_schema=ref_schema or "", ref_table=ref_table or "", ref_columns=list(ref_cols or []),
+            match="FULL" if match == "f" else "", on_update=_ACTIONS.get(on_update, "NO ACTION"),
+            on_delete=_ACTIONS.get(on_delete, "NO ACTION")))
     return table
 
 
@@ -238,16 +273,27 @@ def table_bytes(conn, table):
 # --- destination DDL --------------------------------------------------------------------------
 
 def create_table_sql(schema, table):
-    """CREATE TABLE with mapped types, NOT NULL and identity; keys and indexes come after the load.
+    """CREATE TABLE with mapped types, NOT NULL, identity, and from a PostgreSQL source its
+    columns' defaults and collations; keys and indexes come after the load.
 
     A partitioned layout is ranged on the integer key; its partitions are created by the loads.
     """
     cols = []
+    same = table.dialect == "postgres"
     for c in table.columns:
         spec = f"{pg_ident(c.name)} {c.pg_type}"
-        if c.identity:
+        if same and c.collation:
+            spec += f" COLLATE {c.collation}"
+        if c.identity and same and c.sequence and not c.identity_kind:      # a serial: its own sequence
+            spec += f" DEFAULT nextval('{_literal(pg_qualified(schema, c.sequence['name']))}'::regclass)"
+        elif c.identity:
+            # BY DEFAULT while loading (COPY gives every value); ALWAYS is set when finished
             spec += " GENERATED BY DEFAULT AS IDENTITY"
-        if not c.nullable or c.identity:
+            if same and c.sequence:
+                spec += f" (SEQUENCE NAME {pg_qualified(schema, c.sequence['name'])}{_sequence_options(c.sequence)})"
+        elif same and c.default:
+            spec += f" DEFAULT {c.default}"
+        if not c.nullable or c.identity and not (same and c.sequence and not c.identity_kind):
             spec += " NOT NULL"
         cols.append(spec)
     partitioned = table.layout == "partitioned"
@@ -255,6 +301,28 @@ def create_table_sql(schema, table):
     tail = f" PARTITION BY RANGE ({pg_ident(table.int_key)})" if partitioned else ""
     return (f"CREATE {unlogged}TABLE {pg_qualified(schema, table.name)} (\n    " + ",\n    ".join(cols)
             + f"\n){tail}")
+
+
+def create_table_statements(schema, table):
+    """create_table_sql, preceded by the sequences its serial columns draw from and followed by
+    their ownership (dropping the table drops them)."""
+    serials = [c for c in table.columns
+               if table.dialect == "postgres" and c.identity and c.sequence and not c.identity_kind]
+    q = pg_qualified(schema, table.name)
+    return ([f"CREATE SEQUENCE {pg_qualified(schema, c.sequence['name'])} AS {c.sequence['type']}"
+             f"{_sequence_options(c.sequence)}" for c in serials]
+            + [create_table_sql(schema, table)]
+            + [f"ALTER SEQUENCE {pg_qualified(schema, c.sequence['name'])} OWNED BY {q}.{pg_ident(c.name)}"
+               for c in serials])
+
+
+def _literal(text):
+    return text.replace("'", "''")
+
+
+def _sequence_options(seq):
+    return (f" START WITH {int(seq['start'])} INCREMENT BY {int(seq['increment'])} MINVALUE {int(seq['min'])}"
+            f" MAXVALUE {int(seq['max'])} CACHE {int(seq['cache'])}{' CYCLE' if seq['cycle'] else ' NO CYCLE'}")
 
 
 def partition_name(table, partition):
@@ -301,13 +369,13 @@ def index_name(table, name):
     return fit_name(f"{table.name}_{name}" if table.dialect == "mssql" else name)
 
 
-def finish_table_sql(schema, table, partitions=1):
+def finish_table_sql(schema, table, partitions=1, positions=None):
     """Statements that turn a loaded heap into the finished table: key, indexes, sequences."""
-    beside, after = finish_table_steps(schema, table, partitions)
+    beside, after = finish_table_steps(schema, table, partitions, positions)
     return beside + after
 
 
-def finish_table_steps(schema, table, partitions=1):
+def finish_table_steps(schema, table, partitions=1, positions=None):
     """finish_table_sql in two lists: what may run while another session counts or checksums the
     table, then what needs it alone.
 
@@ -317,8 +385,16 @@ def finish_table_steps(schema, table, partitions=1):
     second build, no scan, the key columns are NOT NULL already). An unlogged table (SET LOGGED
     rewrites it) and a partitioned one (whose key cannot take an index) are finished after the
     verification, as one list.
+
+    From a PostgreSQL source every index is built as the source defines it (its access method,
+    operator classes, collations, order, expressions, INCLUDE and predicate), and the table's
+    UNIQUE, EXCLUDE and CHECK constraints are added (a UNIQUE one on its index built beside, as
+    the key is); foreign keys wait for a step of their own (tasks.ForeignKey). ``positions``:
+    {column: (last_value, is_called)} of the source's sequences, which the copy's take; without
+    them (a SQL Server source) a sequence continues after the column's maximum.
     """
     q = pg_qualified(schema, table.name)
+    same = table.dialect == "postgres"
     beside, after = [], []
     if table.unlogged:
         # SET LOGGED rewrites the table into the WAL: the price of an unlogged load
@@ -337,11 +413,41 @@ def finish_table_steps(schema, table, partitions=1):
             beside.append(f"CREATE UNIQUE INDEX {name} ON {q} ({cols})")
             after.append(f"ALTER TABLE {q} ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}")
     for idx in table.indexes:
-        cols = ", ".join(f"{pg_ident(c)} {d}" for c, d in idx.columns)
         unique = "UNIQUE " if idx.unique else ""
+        if same and idx.definition:
+            build.append(f"CREATE {unique}INDEX {pg_ident(idx.name)} ON {q} USING {idx.definition}")
+            continue
+        cols = ", ".join(f"{pg_ident(c)} {d}" for c, d in idx.columns)
         build.append(f"CREATE {unique}INDEX {pg_ident(index_name(table, idx.name))} ON {q} ({cols})")
+    for con in table.constraints:
+        name = pg_ident(con.name)
+        if con.kind == "unique" and con.index and not alone:
+            beside.append(f"CREATE UNIQUE INDEX {name} ON {q} USING {con.index}")
+            timing = (" DEFERRABLE" + (" INITIALLY DEFERRED" if con.deferred else "")) if con.deferrable else ""
+            after.append(f"ALTER TABLE {q} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}{timing}")
+        elif con.kind in ("unique", "exclude", "check"):
+            after.append(f"ALTER TABLE {q} ADD CONSTRAINT {name} {con.definition}")
     build.append(f"ANALYZE {q}")
-    for col in table.identity_columns:
+    positions = positions or {}
+    for col in table.columns:
+        if col.identity and col.sequence:
+            seq, top = f"'{_literal(pg_qualified(schema, col.sequence['name']))}'", f"max({pg_ident(col.name)})"
+            ascending = int(col.sequence["increment"]) > 0
+            if col.name in positions:
+                # the source's position; an ascending one never behind the largest value copied
+                # (a source loaded with explicit ids may never have drawn from its sequence)
+                last, called = int(positions[col.name][0]), "true" if positions[col.name][1] else "false"
+                after.append(f"SELECT setval({seq}, greatest({last}, coalesce({top}, {last})), "
+                             f"coalesce({top} > {last}, false) OR {called}) FROM {q}" if ascending else
+                             f"SELECT setval({seq}, {last}, {called})")
+            elif ascending:
+                # no position from the source: after the largest value copied, if the sequence
+                # can hold it; an empty table's sequence stays at its start
+                after.append(f"SELECT setval({seq}, {top}, true) FROM {q} "
+                             f"HAVING {top} BETWEEN {int(col.sequence['min'])} AND {int(col.sequence['max'])}")
+        if same and col.identity_kind == "a":
+            after.append(f"ALTER TABLE {q} ALTER COLUMN {pg_ident(col.name)} SET GENERATED ALWAYS")
+    for col in [c.name for c in table.columns if c.identity and not c.sequence]:
         # setval(max) makes the next generated value max+1; a table with no positive id starts at 1
         after.append(f"SELECT setval(pg_get_serial_sequence('{q.replace(chr(39), chr(39) * 2)}', "
                      f"'{col.replace(chr(39), chr(39) * 2)}'), "

@@ -1,19 +1,35 @@
 -- Columns of one table in order: name, base type, declared type, nullability, identity
 -- (an IDENTITY column, or a serial whose default draws from a sequence), whether the type is
--- built in, and whether the column is generated.
+-- built in, whether the column is generated, its DEFAULT expression (not an identity's), its
+-- collation when not its type's (qualified), the identity kind (a always, d by default), and
+-- the sequence it draws from (an identity's, or a serial's: owned by the column) with its
+-- options. Read with an empty search_path, so every name outside pg_catalog comes qualified.
 SELECT a.attname,
        t.typname,
        format_type(a.atttypid, a.atttypmod),
        NOT a.attnotnull,
        a.attidentity <> '' OR coalesce(pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%', false),
        tn.nspname = 'pg_catalog',
-       a.attgenerated <> ''
+       a.attgenerated <> '',
+       pg_get_expr(d.adbin, d.adrelid),
+       CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+            THEN format('%%I.%%I', cn.nspname, co.collname) END,
+       a.attidentity,
+       s.relname,
+       format_type(sq.seqtypid, NULL), sq.seqstart, sq.seqincrement, sq.seqmin, sq.seqmax, sq.seqcache, sq.seqcycle
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_type t ON t.oid = a.atttypid
 JOIN pg_namespace tn ON tn.oid = t.typnamespace
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+LEFT JOIN pg_collation co ON co.oid = a.attcollation
+LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+LEFT JOIN pg_depend dep ON dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+     AND dep.refobjid = c.oid AND dep.refobjsubid = a.attnum AND dep.deptype IN ('a', 'i')
+     AND EXISTS (SELECT 1 FROM pg_class sc WHERE sc.oid = dep.objid AND sc.relkind = 'S')
+LEFT JOIN pg_class s ON s.oid = dep.objid
+LEFT JOIN pg_sequence sq ON sq.seqrelid = s.oid
 WHERE n.nspname = %(schema)s AND c.relname = %(table)s
   AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum;

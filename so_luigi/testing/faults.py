@@ -4,7 +4,7 @@ import os
 import sys
 import time
 
-POINTS = ("plan-commit", "load-commit", "index-build", "complete-commit", "extract-write")
+POINTS = ("plan-commit", "load-commit", "index-build", "complete-commit", "extract-write", "foreign-key")
 
 
 def pause(point):
