@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from . import bulk, markers, snapshot
 from .config import bulk_settings, source_endpoint, target_endpoint
 from .dialects import destination, source
-from .dialects.base import Slice
+from .dialects.base import Slice, same_name
 from .errors import SchemaError, VerificationError
 from .planning import plan, rows_per_partition
 from .progress import watch_copy
@@ -251,6 +251,59 @@ def complete_table(run_id, table_name, verify="full"):
                                  lambda table: dst.prepare(conn, table))
 
 
+# --- the schema alone ------------------------------------------------------------------------------
+
+def create_schema(run_id, tables):
+    """--schema-only: every table (``tables``, discovered and type-mapped) created in the
+    destination with its key, indexes, constraints and defaults, then the foreign keys among
+    them; no rows, no markers but the run's. Each table in one transaction, replacing one an
+    earlier so_luigi run made; refused for a run that has planned tables (it would drop them).
+    Returns the lines of its report."""
+    src, dst = endpoints(run_id)
+    names = [t.name for t in tables]
+    with dst.session() as conn:
+        cur = conn.cursor()
+        planned = [n for n in names if markers.is_planned(cur, run_id, n)]
+        conn.rollback()
+        if planned:
+            raise SchemaError(f"run {run_id!r} has planned {', '.join(planned)}: --schema-only creates tables "
+                              f"afresh; pass another --run-id, or `so-luigi reset --run-id {run_id}` first")
+        built = 0
+        for table in tables:
+            dst.carry(table)
+            cur = conn.cursor()
+            markers.lock(cur, "schema", dst.schema)
+            dst.create(cur, run_id, table)
+            beside, after = dst.finish_steps(table, 1)
+            _finish(cur, beside + after, pause=False)
+            conn.commit()
+            dst.prepare(conn, table)
+            built += len(table.indexes) + len([c for c in table.constraints if c.kind != "foreign_key"])
+        keys = 0
+        for table in tables:
+            for fk in table.foreign_keys:
+                ref = same_name(fk.ref_table, names)
+                if ref is None or not same_name(fk.ref_schema, [table.schema]):
+                    table.not_carried.append([f"foreign key {fk.name}", f"references {fk.ref_schema}.{fk.ref_table}, "
+                                                                        "which this run does not copy"])
+                    continue
+                referenced = next(t for t in tables if t.name == ref)
+                fk.ref_table = ref
+                fk.ref_columns = [same_name(c, [col.name for col in referenced.columns]) or c for c in fk.ref_columns]
+                cur = conn.cursor()
+                dst.add_foreign_key(cur, table, fk)
+                if fk.validated and dst.constraint_state(cur, table, fk.name) == "not valid":
+                    dst.validate_constraint(cur, table, fk.name)
+                conn.commit()
+                keys += 1
+    lines = [f"so_luigi run {run_id!r}, schema only: {len(tables)} tables created without rows; "
+             f"{built} indexes and constraints besides the keys; {keys} foreign keys"]
+    missing = [f"  {t.name}: {what}: {why}" for t in tables for what, why in t.not_carried]
+    if missing:
+        lines += [f"not carried ({len(missing)}):"] + missing
+    return lines
+
+
 # --- foreign keys ---------------------------------------------------------------------------------
 
 def foreign_keys(run_id, names):
@@ -261,8 +314,8 @@ def foreign_keys(run_id, names):
     with dst.session() as conn:
         for name in names:
             table, _ = markers.planned_table(conn, run_id, name)
-            found += [(name, fk.name, fk.ref_table) for fk in table.foreign_keys
-                      if fk.ref_schema == table.schema and fk.ref_table in names]
+            found += [(name, fk.name, same_name(fk.ref_table, names)) for fk in table.foreign_keys
+                      if same_name(fk.ref_schema, [table.schema]) and same_name(fk.ref_table, names)]
         conn.rollback()
     return found
 
@@ -275,9 +328,17 @@ def leave_out_constraints(table):
     table.constraints = [c for c in table.constraints if c.kind not in ("foreign_key", "check")]
 
 
-def _foreign_key(conn, run_id, table_name, name):
+def _foreign_key(conn, run_id, table_name, name, references=None):
+    """The table and its key ``name``; with ``references`` (the referenced table as the run
+    names it), the key's referenced table and columns spelled as that table's definition does."""
     table, _ = markers.planned_table(conn, run_id, table_name)
-    return table, next(fk for fk in table.foreign_keys if fk.name == name)
+    fk = next(fk for fk in table.foreign_keys if fk.name == name)
+    if references is not None:
+        referenced, _ = markers.planned_table(conn, run_id, references)
+        columns = [c.name for c in referenced.columns]
+        fk.ref_table = references
+        fk.ref_columns = [same_name(c, columns) or c for c in fk.ref_columns]
+    return table, fk
 
 
 def foreign_key_done(run_id, table_name, name):
@@ -291,7 +352,7 @@ def foreign_key_done(run_id, table_name, name):
     return state == ("valid" if fk.validated else "not valid")
 
 
-def add_foreign_key(run_id, table_name, name):
+def add_foreign_key(run_id, table_name, name, references):
     """Once both tables are complete: the key added NOT VALID (a brief lock, no scan, committed),
     then VALIDATE CONSTRAINT (one scan that lets writes in). A rerun after a failed validation
     finds the key there and validates it again."""
@@ -300,30 +361,36 @@ def add_foreign_key(run_id, table_name, name):
     with dst.session() as conn:
         cur = conn.cursor()
         markers.lock(cur, run_id, table_name, "foreign key", name)
-        table, fk = _foreign_key(conn, run_id, table_name, name)
+        table, fk = _foreign_key(conn, run_id, table_name, name, references)
         state = dst.constraint_state(cur, table, name)
-        if state is None:
-            dst.add_foreign_key(cur, table, fk)
-            conn.commit()
-            cur = conn.cursor()
-            markers.lock(cur, run_id, table_name, "foreign key", name)
-            state = "not valid"
-        if fk.validated and state == "not valid":
-            try:
+        try:
+            if state is None:
+                dst.add_foreign_key(cur, table, fk)       # PostgreSQL: NOT VALID; SQL Server: checked
+                conn.commit()
+                cur = conn.cursor()
+                markers.lock(cur, run_id, table_name, "foreign key", name)
+                state = dst.constraint_state(cur, table, name)
+            if fk.validated and state == "not valid":
                 dst.validate_constraint(cur, table, name)
-            except Exception as exc:  # noqa: BLE001 -- the rows that break it, in one line
+        except Exception as exc:
+            if not dst.owns(exc):
+                raise
+            try:
                 conn.rollback()
-                raise VerificationError(
-                    f"foreign key {name} of {table_name} does not hold in the destination: {_first_words(exc)}; "
-                    "correct those rows there and rerun: the run resumes at this step") from None
+            except Exception:  # noqa: BLE001 -- a server that ended the transaction with the error
+                pass
+            raise VerificationError(
+                f"foreign key {name} of {table_name} does not hold in the destination: {_first_words(exc, dst)}; "
+                "correct those rows there and rerun: the run resumes at this step") from None
         conn.commit()
     log.info("foreign key %s of %s: added%s", name, table_name, "" if fk.validated else " NOT VALID, as in the source")
 
 
-def _first_words(exc):
-    """What breaks a constraint, in one line: the server's detail (the key), else its message."""
+def _first_words(exc, dst):
+    """What breaks a constraint, in one line: PostgreSQL's detail (the key), else the server's
+    message as the destination words it."""
     diag = getattr(exc, "diag", None)
-    said = getattr(diag, "message_detail", None) or getattr(diag, "message_primary", None) or str(exc)
+    said = getattr(diag, "message_detail", None) or str(dst.translate(exc, "target")).split(": ", 1)[-1]
     return " ".join(said.split()).rstrip(".")
 
 

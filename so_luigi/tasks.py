@@ -312,7 +312,7 @@ class ForeignKey(_HowMixin, SoTask):
         return ForeignKeyTarget(self.run_id, self.table, self.name)
 
     def do(self):
-        load.add_foreign_key(self.run_id, self.table, self.name)
+        load.add_foreign_key(self.run_id, self.table, self.name, self.references)
 
 
 class ReplicateAll(_HowMixin, SoTask):
@@ -328,6 +328,9 @@ class ReplicateAll(_HowMixin, SoTask):
                                          description="resume even though the source snapshot the loaded "
                                                      "partitions were read at is gone (the copy is then not "
                                                      "consistent: the report says so)")
+    schema_only = luigi.BoolParameter(default=False, significant=False,
+                                      description="create every table with its keys, indexes, constraints and "
+                                                  "defaults, and no rows")
     no_constraints = luigi.BoolParameter(default=False, significant=False,
                                          description="leave foreign keys and CHECK constraints out (for users "
                                                      "who add them later); the report lists them")
@@ -342,6 +345,8 @@ class ReplicateAll(_HowMixin, SoTask):
     def complete(self):
         with plainly():
             self.check_options()          # before any connection: bad options need no server to say so
+        if self.schema_only:
+            return False                  # creates the schema afresh each time: no marker says done
         done = super().complete()
         if done:
             # a finished run_id pointed at another source must say so, not report "done"
@@ -350,6 +355,8 @@ class ReplicateAll(_HowMixin, SoTask):
         return done
 
     def requires(self):
+        if self.schema_only:
+            return []
         tables = [CompleteTable(run_id=self.run_id, table=n, **_how(self)) for n in self.table_names]
         return tables + [ForeignKey(run_id=self.run_id, table=t, name=k, references=r, **_how(self))
                          for t, k, r in self.foreign_keys]
@@ -396,6 +403,8 @@ class ReplicateAll(_HowMixin, SoTask):
                         load.leave_out_constraints(table)
                 for_a_run = a_worker_is_scheduling()
                 self._names = [t.name for t in tables]
+                if self.schema_only:
+                    return self._names              # do() creates them: nothing is planned
                 if for_a_run:
                     with dst.session() as conn:
                         markers.register_run(conn, self.run_id, source_ep, target_ep)
@@ -414,6 +423,14 @@ class ReplicateAll(_HowMixin, SoTask):
 
     def do(self):
         source_ep, target_ep = source_endpoint(), target_endpoint()
+        if self.schema_only:
+            tables = load.discover(*load.endpoints(), self.wanted)
+            for table in tables if self.no_constraints else []:
+                load.leave_out_constraints(table)
+            with load.endpoints()[1].session() as conn:
+                markers.register_run(conn, self.run_id, source_ep, target_ep)
+            print("\n".join(load.create_schema(self.run_id, tables)), flush=True)
+            return
         with load.endpoints()[1].session() as conn:
             text = report.render(conn, self.run_id, self.table_names, source_ep, target_ep)
             markers.mark_replicated(conn, self.run_id, ",".join(sorted(self.wanted)) or "*")

@@ -497,9 +497,10 @@ def test_tables_keyed_by_anything_are_cut_into_key_ranges(pair, mssql_source, ms
             assert multiset(src) == multiset(dst), name
 
 
-def killed_at_load_commit_then_rerun(env):
-    """A run killed (SIGKILL, its whole process group) with a partition's rows sent but not
-    committed, then the same command again: the rerun's result."""
+def killed_at_load_commit_then_rerun(env, point="load-commit", meanwhile=None):
+    """A run killed (SIGKILL, its whole process group) at ``point`` (by default with a
+    partition's rows sent but not committed), ``meanwhile()`` run before the kill, then the same
+    command again: the rerun's result."""
     import signal
     import subprocess
     import sys
@@ -507,19 +508,21 @@ def killed_at_load_commit_then_rerun(env):
     cmd = [sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
            "--workers", "2", "--chunk-rows", "700"]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen(cmd, cwd=root, env={**env, "SO_LUIGI_PAUSE_AT": "load-commit"}, start_new_session=True,
+    proc = subprocess.Popen(cmd, cwd=root, env={**env, "SO_LUIGI_PAUSE_AT": point}, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     paused, said = threading.Event(), []
 
     def read():
         for line in proc.stderr:
             said.append(line)
-            if "paused at load-commit" in line:
+            if f"paused at {point}" in line:
                 paused.set()
     threading.Thread(target=read, daemon=True).start()
     if not paused.wait(120):
         os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("the run never reached load-commit: " + "".join(said[-30:]))
+        pytest.fail(f"the run never reached {point}: " + "".join(said[-30:]))
+    if meanwhile is not None:
+        meanwhile()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
@@ -650,3 +653,130 @@ def test_postgres_definitions_into_sql_server_are_listed_not_dropped(pair, mssql
                                                       "OBJECT_ID('dbo.P') AND i.is_primary_key = 0 AND i.type > 0")}
     # Babelfish keeps an index's name with a hash of its table after it
     assert {n for n in indexes if n.startswith(("p_code_key", "p_n"))} == indexes and len(indexes) == 2, indexes
+
+
+SCHEMA_OBJECTS_SQL = """
+CREATE TABLE dbo.Parent (Id int NOT NULL CONSTRAINT PK_Parent PRIMARY KEY,
+    Code nvarchar(10) NOT NULL CONSTRAINT UQ_Parent_Code UNIQUE,
+    Score int NOT NULL CONSTRAINT DF_Parent_Score DEFAULT ((0)),
+    Active bit NOT NULL CONSTRAINT DF_Parent_Active DEFAULT ((1)),
+    Created datetime NOT NULL CONSTRAINT DF_Parent_Created DEFAULT (getdate()),
+    G uniqueidentifier NULL CONSTRAINT DF_Parent_G DEFAULT (newid()),
+    CONSTRAINT CK_Parent_Score CHECK (Score >= 0),
+    CONSTRAINT CK_Parent_Code CHECK (len(Code) > 1),
+    CONSTRAINT CK_Parent_Pattern CHECK (Code LIKE '[a-z]%'));
+CREATE INDEX IX_Parent_Score ON dbo.Parent (Score DESC) INCLUDE (Code) WHERE Score > 10;
+CREATE TABLE dbo.Child (Id int NOT NULL CONSTRAINT PK_Child PRIMARY KEY, ParentId int NULL,
+    CONSTRAINT FK_Child_Parent FOREIGN KEY (ParentId) REFERENCES dbo.Parent (Id) ON DELETE CASCADE);
+"""
+
+
+def fill_schema_objects(url):
+    mssql_exec(url, SCHEMA_OBJECTS_SQL)
+    # Created on a datetime tick: Babelfish keeps getdate()'s milliseconds off SQL Server's 1/300 s
+    mssql_exec(url, "INSERT INTO dbo.Parent (Id, Code, Score, Created) VALUES " +
+               ", ".join(f"({i}, N'c{i}', {i % 40}, '2010-01-01T00:00:00')" for i in range(1, 101)))
+    mssql_exec(url, "INSERT INTO dbo.Child VALUES " + ", ".join(f"({i}, {1 + i % 100})" for i in range(1, 301)))
+
+
+def filtered_indexes_shown():
+    """Whether the server's catalog says which index is filtered (Babelfish's sys.indexes does not)."""
+    with database("source") as (url, _):
+        mssql_exec(url, "CREATE TABLE dbo.F (a int NULL); CREATE INDEX IX_F ON dbo.F (a) WHERE a > 0")
+        return bool(mssql_query(url, "SELECT COUNT(*) FROM sys.indexes WHERE has_filter = 1")[0][0])
+
+
+def test_sql_server_constraints_defaults_and_indexes_into_postgres(pair, mssql_source):
+    """Foreign keys with their actions, CHECK constraints and defaults that translate, INCLUDE
+    and DESC (and the filter, where the server's catalog shows it) come over; a CHECK with no
+    PostgreSQL form is listed in the report, with why."""
+    url, _ = mssql_source
+    fill_schema_objects(url)
+    result = pair.run("--workers", "2", env=pair.env(SO_SOURCE_URL=url))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "foreign keys: 1 validated" in result.stdout, result.stdout
+    assert re.search(r"Parent: check ck_parent_pattern .*: not translated", result.stdout, re.I), result.stdout
+    fk = pair.query("target", "SELECT conname, confdeltype, convalidated, pg_get_constraintdef(oid) FROM pg_constraint "
+                              "WHERE contype = 'f'")
+    assert [(n.lower(), d, v) for n, d, v, _ in fk] == [("fk_child_parent", "c", True)], fk
+    checks = {n.lower(): d for n, d in pair.query("target", "SELECT conname, pg_get_constraintdef(oid) FROM "
+                                                            "pg_constraint WHERE contype = 'c' AND conrelid <> 0")}
+    assert set(checks) == {"ck_parent_score", "ck_parent_code"}, checks
+    assert '"Score" >= 0' in checks["ck_parent_score"] and "length(rtrim" in checks["ck_parent_code"]
+    with pytest.raises(Exception, match="ck_parent_score"):
+        pair.query("target", """INSERT INTO "Parent" ("Id", "Code", "Score") VALUES (999, 'zz', -1)""")
+    pair.query("target", """INSERT INTO "Parent" ("Id", "Code") VALUES (1000, 'new')""")
+    row = pair.query("target", 'SELECT "Score", "Active", "Created" IS NOT NULL, "G" IS NOT NULL FROM "Parent" '
+                               'WHERE "Id" = 1000')
+    assert row == [(0, True, True, True)]
+    index = [d for (d,) in pair.query("target", "SELECT indexdef FROM pg_indexes WHERE indexname ILIKE '%ix_parent_score%'")]
+    assert len(index) == 1 and '("Score" DESC) INCLUDE ("Code")' in index[0], index
+    if filtered_indexes_shown():
+        assert index[0].endswith('WHERE ("Score" > 10)'), index
+    else:
+        pytest.skip(f"{SERVER.version.splitlines()[0]}: sys.indexes shows no filter (has_filter, filter_definition), "
+                    "so a filtered index comes over unfiltered; on SQL Server this test checks the WHERE")
+
+
+def test_sql_server_constraints_defaults_and_indexes_into_sql_server(pair, mssql_source, mssql_target):
+    """SQL Server into SQL Server keeps them as they are: foreign keys, every CHECK, defaults,
+    INCLUDE columns."""
+    url, _ = mssql_source
+    target, _ = mssql_target
+    fill_schema_objects(url)
+    result = pair.run("--workers", "2", env=pair.env(SO_SOURCE_URL=url, SO_TARGET_URL=target))
+    assert result.returncode == 0, result.stderr[-3000:]
+    checks = sorted(n.lower() for (n,) in mssql_query(target, "SELECT name FROM sys.check_constraints"))
+    if SERVER.babelfish:        # its catalog prints the LIKE check as PostgreSQL's text: listed, not built
+        assert re.search(r"Parent: check ck_parent_pattern .*PostgreSQL's words", result.stdout), result.stdout
+        assert checks == ["ck_parent_code", "ck_parent_score"]
+    else:
+        assert "not carried" not in result.stdout, result.stdout
+        assert checks == ["ck_parent_code", "ck_parent_pattern", "ck_parent_score"]
+    fks = mssql_query(target, "SELECT name, delete_referential_action_desc, CAST(is_not_trusted AS int) "
+                              "FROM sys.foreign_keys")
+    assert [(n.lower(), a, t) for n, a, t in fks] == [("fk_child_parent", "CASCADE", 0)], fks
+    assert mssql_query(target, "SELECT COUNT(*) FROM sys.default_constraints "
+                               "WHERE parent_object_id = OBJECT_ID('dbo.Parent')")[0][0] == 4
+    mssql_exec(target, "INSERT INTO dbo.Parent (Id, Code) VALUES (1000, N'new')")
+    assert mssql_query(target, "SELECT Score, Active FROM dbo.Parent WHERE Id = 1000") == [(0, True)]
+    included = mssql_query(target, "SELECT COUNT(*) FROM sys.index_columns ic JOIN sys.indexes i ON i.object_id = "
+                                   "ic.object_id AND i.index_id = ic.index_id WHERE ic.is_included_column = 1 "
+                                   "AND i.object_id = OBJECT_ID('dbo.Parent')")[0][0]
+    assert included == 1
+
+
+def test_a_foreign_key_that_does_not_hold_in_sql_server_fails_in_one_line_then_resumes(pair, mssql_source, mssql_target):
+    """Rows changed in the destination before the foreign keys are added: the key is refused in
+    one line naming it; after the rows are put right, a rerun adds it and ends."""
+    url, _ = mssql_source
+    target, _ = mssql_target
+    fill_schema_objects(url)
+    env = pair.env(SO_SOURCE_URL=url, SO_TARGET_URL=target)
+    failed = killed_at_load_commit_then_rerun(
+        env, "foreign-key", lambda: mssql_exec(target, "DELETE FROM dbo.Parent WHERE Id = 7"))
+    assert failed.returncode != 0
+    said = [line for line in failed.stderr.splitlines() if "does not hold" in line]
+    assert said and re.search(r"foreign key fk_child_parent of Child does not hold in the destination: .+; "
+                              r"correct those rows there and rerun", said[0], re.I), failed.stderr[-3000:]
+    assert mssql_query(target, "SELECT COUNT(*) FROM sys.foreign_keys")[0][0] == 0
+    mssql_exec(target, "INSERT INTO dbo.Parent (Id, Code, Score, Created) SELECT 7, N'c7', 7, '2010-01-01T00:00:00'")
+    again = pair.run("--workers", "2", "--chunk-rows", "700", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert mssql_query(target, "SELECT COUNT(*) FROM sys.foreign_keys WHERE is_not_trusted = 0")[0][0] == 1
+
+
+def test_schema_only_into_sql_server(pair, mssql_source, mssql_target):
+    """--schema-only: the tables with their keys, indexes, checks, defaults and foreign keys, no rows."""
+    url, _ = mssql_source
+    target, _ = mssql_target
+    fill_schema_objects(url)
+    result = pair.run("--schema-only", env=pair.env(SO_SOURCE_URL=url, SO_TARGET_URL=target))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "schema only: 2 tables created without rows" in result.stdout and "1 foreign keys" in result.stdout
+    assert mssql_query(target, "SELECT COUNT(*) FROM sys.foreign_keys")[0][0] == 1
+    assert mssql_query(target, "SELECT COUNT(*) FROM sys.default_constraints "
+                               "WHERE parent_object_id = OBJECT_ID('dbo.Parent')")[0][0] == 4
+    assert mssql_query(target, "SELECT COUNT(*) FROM sys.check_constraints "
+                               "WHERE parent_object_id = OBJECT_ID('dbo.Parent')")[0][0] == (2 if SERVER.babelfish else 3)
+    assert mssql_query(target, "SELECT (SELECT COUNT(*) FROM dbo.Parent) + (SELECT COUNT(*) FROM dbo.Child)") == [(0,)]

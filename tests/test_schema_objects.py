@@ -173,3 +173,25 @@ def test_a_foreign_key_that_does_not_hold_fails_in_one_line_and_resumes_after_th
     assert again.returncode == 0, again.stderr[-3000:]
     assert catalog(pair, "target", CONSTRAINTS) == [r for r in catalog(pair, "source", CONSTRAINTS)
                                                     if r[1] != "child_outside_fk"]
+
+
+def test_schema_only_creates_every_object_and_no_rows(schema_pair):
+    pair = schema_pair
+    out = subprocess.run(luigi_cmd("--schema-only"), cwd=ROOT, env=pair.env(), capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "schema only: 3 tables created without rows" in out.stdout and "3 foreign keys" in out.stdout, out.stdout
+    assert "Child: foreign key child_outside_fk: references public.Outside" in out.stdout
+    assert catalog(pair, "target", INDEXES) == catalog(pair, "source", INDEXES)
+    assert catalog(pair, "target", CONSTRAINTS) == [r for r in catalog(pair, "source", CONSTRAINTS)
+                                                    if r[1] != "child_outside_fk"]
+    assert [pair.query("target", f'SELECT count(*) FROM "{t}"')[0][0] for t in TABLES] == [0, 0, 0]
+    # again: the same schema, made afresh; then a run that copies the rows over it
+    again = subprocess.run(luigi_cmd("--schema-only"), cwd=ROOT, env=pair.env(), capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert catalog(pair, "target", INDEXES) == catalog(pair, "source", INDEXES)
+    copy = subprocess.run(luigi_cmd(), cwd=ROOT, env=pair.env(), capture_output=True, text=True, timeout=600)
+    assert copy.returncode == 0, copy.stderr[-3000:]
+    assert [pair.query("target", f'SELECT count(*) FROM "{t}"')[0][0] for t in TABLES] == [290, 201, 100]
+    assert catalog(pair, "target", INDEXES) == catalog(pair, "source", INDEXES)

@@ -45,6 +45,9 @@ class Index:
     definition: str = ""      # PostgreSQL: pg_get_indexdef after "USING " (method, operator classes,
                               # collations, NULLS order, expressions, INCLUDE, predicate)
     plain: bool = True        # btree on columns alone, as any destination can build it
+    include: list = field(default_factory=list)   # SQL Server: INCLUDE columns
+    where: str = ""           # SQL Server: a filtered index's predicate (in the destination's
+                              # words once Destination.carry has translated it)
 
 
 @dataclass
@@ -118,6 +121,16 @@ class Table:
         data["indexes"] = [Index(**i) for i in data.get("indexes", [])]
         data["constraints"] = [Constraint(**c) for c in data.get("constraints", [])]
         return cls(**data)
+
+
+def same_name(name, names):
+    """``name`` as ``names`` spell it: the exact one, else the only one equal ignoring case (SQL
+    Server compares names by its collation, and Babelfish's catalog prints them lower-case);
+    None when there is none."""
+    if name in names:
+        return name
+    same = [n for n in names if n.casefold() == (name or "").casefold()]
+    return same[0] if len(same) == 1 else None
 
 
 def pg_ident(name):

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from .. import planning
 from ..errors import ConnectError, SchemaError, TransientError
 from ..planning import boundaries_sql, ranged
-from .base import Column, Index, Table, mssql_ident
+from .base import Column, Constraint, Index, Table, mssql_ident
 from .postgres import sql
 
 
@@ -176,13 +176,56 @@ def describe(conn, schema, name):
         table.primary_key.append(resolve_column(table, column))
     cur.execute(sql("mssql_indexes.sql"), params)
     by_name = {}
-    for idx_name, unique, column, descending, filtered in cur.fetchall():
-        if filtered:
-            continue
-        idx = by_name.setdefault(idx_name, Index(name=idx_name, columns=[], unique=bool(unique)))
-        idx.columns.append([resolve_column(table, column), "DESC" if descending else "ASC"])
+    for idx_name, unique, column, descending, included, where, _ in cur.fetchall():
+        idx = by_name.setdefault(idx_name, Index(name=idx_name, columns=[], unique=bool(unique), where=where or "",
+                                                 plain=not where))
+        if included:
+            idx.include.append(resolve_column(table, column))
+            idx.plain = False
+        else:
+            idx.columns.append([resolve_column(table, column), "DESC" if descending else "ASC"])
     table.indexes = list(by_name.values())
+    cur.execute(sql("mssql_defaults.sql"), params)
+    for column, _, definition in cur.fetchall():
+        col = table.column(resolve_column(table, column))
+        if not col.identity:
+            col.default = definition
+    _constraints(cur, table, params)
     return table
+
+
+_ACTIONS = {"NO_ACTION": "NO ACTION", "CASCADE": "CASCADE", "SET_NULL": "SET NULL", "SET_DEFAULT": "SET DEFAULT"}
+
+
+def _constraints(cur, table, params):
+    """CHECK constraints and foreign keys (mssql_constraints.sql); a disabled one is not enforced
+    in the source, so it is not carried, and said so."""
+    cur.execute(sql("mssql_constraints.sql"), params)
+    by_name = {}
+    for (name, kind, definition, untrusted, disabled, column, ref_schema, ref_table, ref_column,
+         on_update, on_delete, _) in cur.fetchall():
+        if disabled:
+            if name not in by_name:
+                table.not_carried.append([f"{'check' if kind == 'C' else 'foreign key'} {name}",
+                                          "disabled in the source"])
+                by_name[name] = None
+            continue
+        if kind == "C":
+            table.constraints.append(Constraint(name=name, kind="check", definition=definition,
+                                                validated=not untrusted))
+            continue
+        fk = by_name.get(name)
+        if fk is None:
+            fk = by_name[name] = Constraint(name=name, kind="foreign_key", definition="", validated=not untrusted,
+                                            ref_schema=ref_schema, ref_table=ref_table,
+                                            on_update=_ACTIONS.get(on_update, "NO ACTION"),
+                                            on_delete=_ACTIONS.get(on_delete, "NO ACTION"))
+            table.constraints.append(fk)
+        fk.columns.append(resolve_column(table, column))
+        fk.ref_columns.append(ref_column)
+    for fk in table.foreign_keys:
+        fk.definition = (f"FOREIGN KEY ({', '.join(fk.columns)}) REFERENCES {fk.ref_schema}.{fk.ref_table} "
+                         f"({', '.join(fk.ref_columns)})")
 
 
 def resolve_column(table, name):

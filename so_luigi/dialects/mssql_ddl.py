@@ -361,6 +361,8 @@ def create_table_sql(schema, table, source_dialect):
         final = column_type(c, source_dialect, table)
         spec = f"{mssql_ident(c.name)} {final}{_collate(c, final)}"
         spec += " IDENTITY(1,1) NOT NULL" if c.identity else (" NULL" if c.nullable else " NOT NULL")
+        if c.default and source_dialect == "mssql" and not c.identity:
+            spec += f" DEFAULT {c.default}"         # T-SQL as the source's catalog prints it
         cols.append(spec)
     return f"CREATE TABLE {qualified(schema, table.name)} (\n    " + ",\n    ".join(cols) + "\n)"
 
@@ -379,10 +381,11 @@ def _index_sql(q, table, idx):
     cols = ", ".join(f"{mssql_ident(c)} {d}" for c, d in idx.columns)
     unique = "UNIQUE " if idx.unique else ""
     nullable = [c for c, _ in idx.columns if table.column(c).nullable]
-    where = ""
+    where = f" WHERE {idx.where}" if idx.where else ""      # a SQL Server source's filter, as it is
     if idx.unique and nullable and table.dialect == "postgres":
         where = " WHERE " + " AND ".join(f"{mssql_ident(c)} IS NOT NULL" for c in nullable)
-    return f"CREATE {unique}NONCLUSTERED INDEX {mssql_ident(idx.name)} ON {q} ({cols}){where}"
+    include = f" INCLUDE ({', '.join(mssql_ident(c) for c in idx.include)})" if idx.include else ""
+    return f"CREATE {unique}NONCLUSTERED INDEX {mssql_ident(idx.name)} ON {q} ({cols}){include}{where}"
 
 
 def identity_sql(schema, table, col):
@@ -417,7 +420,21 @@ def finish_table_sql(schema, table):
         cols = ", ".join(mssql_ident(c) for c in table.primary_key)
         out.append(f"ALTER TABLE {q} ADD CONSTRAINT {mssql_ident(_pk_name(table))} PRIMARY KEY CLUSTERED ({cols})")
     out += [_index_sql(q, table, idx) for idx in table.indexes]
+    # a SQL Server source's CHECK constraints as its catalog prints them (PostgreSQL's are not
+    # carried: Destination.carry); an untrusted one stays untrusted (WITH NOCHECK)
+    out += [f"ALTER TABLE {q}{'' if con.validated else ' WITH NOCHECK'} ADD CONSTRAINT {mssql_ident(con.name)} "
+            f"CHECK {con.definition}" for con in table.constraints if con.kind == "check"]
     return out
+
+
+def foreign_key_sql(schema, table, fk, ref_columns):
+    """ALTER TABLE ... ADD CONSTRAINT ... FOREIGN KEY: checked as it is added (WITH CHECK, SQL
+    Server's default), unless the source's key is not trusted (WITH NOCHECK)."""
+    cols = ", ".join(mssql_ident(c) for c in fk.columns)
+    refs = ", ".join(mssql_ident(c) for c in ref_columns)
+    return (f"ALTER TABLE {qualified(schema, table.name)}{'' if fk.validated else ' WITH NOCHECK'} ADD CONSTRAINT "
+            f"{mssql_ident(fk.name)} FOREIGN KEY ({cols}) REFERENCES {qualified(schema, fk.ref_table)} ({refs}) "
+            f"ON DELETE {fk.on_delete} ON UPDATE {fk.on_update}")
 
 
 # --- ownership mark ------------------------------------------------------------------------------

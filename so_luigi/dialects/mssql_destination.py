@@ -227,6 +227,14 @@ class MssqlDestination(Destination):
     def carry(self, table):
         """From PostgreSQL: plain indexes only; its constraints, defaults and other indexes are
         PostgreSQL's expressions, which so_luigi does not translate into T-SQL."""
+        if table.dialect == "mssql":
+            # Babelfish's catalog prints some CHECK definitions in PostgreSQL's words (x ~~ 'a%',
+            # 'a'::text): not T-SQL, so not carried; SQL Server's are T-SQL
+            for con in [c for c in table.constraints if c.kind == "check" and ("::" in c.definition or "~" in c.definition)]:
+                table.not_carried.append([f"check {con.name} ({con.definition})",
+                                          "the source's catalog prints it in PostgreSQL's words, not T-SQL"])
+                table.constraints.remove(con)
+            return
         if table.dialect != "postgres":
             return
         why = "a PostgreSQL definition, not translated for SQL Server"
@@ -242,6 +250,21 @@ class MssqlDestination(Destination):
             col.default = ""
         table.indexes = [i for i in table.indexes if i.plain]
         table.constraints = []
+
+    def constraint_state(self, cur, table, name):
+        cur.execute("SELECT CAST(is_not_trusted AS int) FROM sys.foreign_keys WHERE parent_object_id = OBJECT_ID(%s) "
+                    "AND name = %s", (mssql.qualified(self.schema, table.name), name))
+        row = cur.fetchone()
+        return None if row is None else ("not valid" if row[0] else "valid")
+
+    def add_foreign_key(self, cur, table, fk):
+        """Checked as it is added (SQL Server has no NOT VALID then VALIDATE in one pass that
+        lets writes in; Babelfish takes no WITH [NO]CHECK at all)."""
+        cur.execute(ddl.foreign_key_sql(self.schema, table, fk, fk.ref_columns))
+
+    def validate_constraint(self, cur, table, name):
+        cur.execute(f"ALTER TABLE {mssql.qualified(self.schema, table.name)} WITH CHECK CHECK CONSTRAINT "
+                    f"{mssql_ident(name)}")
 
     def create(self, cur, run_id, table):
         cur.execute(ddl.create_schema_sql(self.schema))

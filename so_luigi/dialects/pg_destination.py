@@ -15,7 +15,7 @@ import psycopg2
 from .. import bulk, encode
 from ..errors import DataError, SchemaError, one_line
 from ..stream import batched, chunk_size, copy_rows, stream
-from . import pg_types
+from . import pg_types, tsql_expr
 from . import postgres as pg
 from .base import Destination, Written, percent_safe, pg_ident, pg_qualified
 
@@ -153,6 +153,39 @@ class PostgresDestination(Destination):
         if any(c.kind in ("unique", "exclude") for c in table.constraints):
             return "plain"
         return "partitioned"
+
+    def carry(self, table):
+        """From SQL Server: defaults, CHECK constraints and filtered indexes' predicates in
+        PostgreSQL's words where tsql_expr finds a faithful form; each one it cannot translate
+        is listed, with the reason (a filtered index goes whole: unfiltered it could refuse rows)."""
+        if table.dialect != "mssql":
+            return
+        booleans = [c.name for c in table.columns if c.pg_type == "boolean"]
+        for col in [c for c in table.columns if c.default]:
+            try:
+                col.default = tsql_expr.default_for(col.default, col.name, table, col.name in booleans)
+            except tsql_expr.Untranslatable as why:
+                table.not_carried.append([f"default of {col.name} ({col.default})", f"not translated: {why}"])
+                col.default = ""
+        kept = []
+        for idx in table.indexes:
+            try:
+                idx.where = idx.where and tsql_expr.translate(idx.where, table, booleans)
+                kept.append(idx)
+            except tsql_expr.Untranslatable as why:
+                table.not_carried.append([f"index {idx.name} (WHERE {idx.where})", f"not translated: {why}"])
+        table.indexes = kept
+        carried = []
+        for con in table.constraints:
+            if con.kind == "check":
+                try:
+                    con.definition = (f"CHECK ({tsql_expr.translate(con.definition, table, booleans)})"
+                                      + ("" if con.validated else " NOT VALID"))
+                except tsql_expr.Untranslatable as why:
+                    table.not_carried.append([f"check {con.name} ({con.definition})", f"not translated: {why}"])
+                    continue
+            carried.append(con)
+        table.constraints = carried
 
     def constraint_state(self, cur, table, name):
         cur.execute("SELECT convalidated FROM pg_constraint WHERE conrelid = to_regclass(%s) AND conname = %s",

@@ -1,0 +1,91 @@
+"""T-SQL expressions as SQL Server's catalog prints them, in PostgreSQL's words, or refused with
+the reason (the object is then listed as not carried)."""
+import pytest
+
+from so_luigi.dialects import tsql_expr
+from so_luigi.dialects.base import Column, Table
+
+T = Table(schema="dbo", name="T", columns=[Column("Score", "int"), Column("Name", "nvarchar"),
+                                           Column("Active", "bit"), Column("Created", "datetime")])
+
+
+@pytest.mark.parametrize("tsql,pg", [
+    ("([Score]>=(0))", '("Score" >= (0))'),
+    ("([score]<>(1) AND [Name] IS NOT NULL)", '("Score" <> (1) AND "Name" IS NOT NULL)'),
+    ("([Name] like N'a%')", '("Name" LIKE \'a%\')'),
+    ("([Score] IN ((1), (2), (3)))", '("Score" IN ((1), (2), (3)))'),
+    ("([Score] between (1) and (10))", '("Score" BETWEEN (1) AND (10))'),
+    ("(len([Name])>(2))", '(length(rtrim("Name")) > (2))'),
+    ("([Active]=(1))", '("Active" = true)'),
+    ("(isnull([Score],(0))>(5))", '(coalesce("Score", (0)) > (5))'),
+    ("([Created]<getdate())", '("Created" < LOCALTIMESTAMP)'),
+    ("([Name]<>N'it''s')", '("Name" <> \'it\'\'s\')'),
+    # as Babelfish prints them: names bare and lower-case, resolved as SQL Server compares names
+    ("((score >= 0))", '(("Score" >= 0))'),
+    ("(((len(name) > 2) OR (name IS NULL)))", '(((length(rtrim("Name")) > 2) OR ("Name" IS NULL)))'),
+])
+def test_translated(tsql, pg):
+    assert tsql_expr.translate(tsql, T, ["Active"]) == pg
+
+
+@pytest.mark.parametrize("tsql,why", [
+    ("([Name] like '[a-c]%')", "character class"),
+    ("([Name]+'x'='ax')", "+ on strings"),
+    ("(datepart(year,[Created])>(2000))", "datepart() has no PostgreSQL counterpart"),
+    ("([Missing]>(0))", "'Missing' is not a column of T"),
+    ("(([Score]>(0))", "unbalanced"),
+])
+def test_refused_with_the_reason(tsql, why):
+    with pytest.raises(tsql_expr.Untranslatable, match=why.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
+        tsql_expr.translate(tsql, T)
+
+
+@pytest.mark.parametrize("tsql,boolean,pg", [
+    ("((0))", True, "false"), ("((1))", False, "((1))"), ("(getdate())", False, "(LOCALTIMESTAMP)"),
+    ("(newid())", False, "(gen_random_uuid())"), ("(N'none')", False, "('none')"),
+    ("(getutcdate())", False, "((now() AT TIME ZONE 'UTC'))"),
+])
+def test_defaults(tsql, boolean, pg):
+    assert tsql_expr.default_for(tsql, "Active" if boolean else "Score", T, boolean) == pg
+
+
+def test_a_sql_server_definition_becomes_postgresql_ddl_that_runs(pair):
+    """What SQL Server's catalog says of a table (as mssql.describe reads it: defaults, a CHECK,
+    a filtered index with INCLUDE and DESC), carried by the PostgreSQL destination and run on a
+    real PostgreSQL: each object there as translated; what has no form is listed, not built."""
+    import psycopg2
+    from so_luigi.dialects import pg_types, postgres
+    from so_luigi.dialects.base import Constraint, Index
+    from so_luigi.dialects.pg_destination import PostgresDestination
+    table = Table(schema="dbo", name="T", dialect="mssql", primary_key=["Id"], pk_name="PK_T", columns=[
+        Column("Id", "int", False, source_type="int"), Column("Score", "int", False, source_type="int",
+                                                               default="((0))"),
+        Column("Name", "nvarchar", True, 40, source_type="nvarchar(40)", default="(N'none')"),
+        Column("Active", "bit", False, source_type="bit", default="((1))"),
+        Column("Created", "datetime", False, source_type="datetime", default="(getdate())"),
+        Column("Odd", "int", True, source_type="int", default="(datepart(year,getdate()))")])
+    table.indexes = [Index("IX_T_Score", [["Score", "DESC"]], include=["Name"], where="([Score]>(10))", plain=False),
+                     Index("IX_T_Odd", [["Odd", "ASC"]], where="([Name] like '[a-c]%')", plain=False)]
+    table.constraints = [Constraint("CK_T_Score", "check", "([Score]>=(0))"),
+                         Constraint("CK_T_Active", "check", "([Active]=(1) OR [Score]>(5))", validated=False)]
+    pg_types.map_table(table, "mssql")
+    dst = PostgresDestination(pair.target())
+    dst.carry(table)
+    assert [what for what, _ in table.not_carried] == [
+        "default of Odd ((datepart(year,getdate())))", "index IX_T_Odd (WHERE ([Name] like '[a-c]%'))"]
+    conn = psycopg2.connect(pair.target_url)
+    try:
+        with conn.cursor() as cur:
+            for statement in postgres.create_table_statements("public", table) + postgres.finish_table_sql("public", table):
+                cur.execute(statement)
+            cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'T' AND indexname LIKE '%%IX_T_Score'")
+            assert cur.fetchone()[0].endswith('("Score" DESC) INCLUDE ("Name") WHERE ("Score" > 10)')
+            cur.execute("""INSERT INTO "T" ("Id") VALUES (1) RETURNING "Score", "Name", "Active", "Created" IS NOT NULL""")
+            assert cur.fetchone() == (0, "none", True, True)
+            cur.execute("SELECT conname, convalidated FROM pg_constraint WHERE contype = 'c' AND conrelid = '\"T\"'::regclass")
+            assert sorted(cur.fetchall()) == [("CK_T_Active", False), ("CK_T_Score", True)]
+            with pytest.raises(psycopg2.errors.CheckViolation):
+                cur.execute("""INSERT INTO "T" ("Id", "Score") VALUES (2, -1)""")
+    finally:
+        conn.rollback()
+        conn.close()
