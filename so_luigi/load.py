@@ -379,11 +379,21 @@ def add_foreign_key(run_id, table_name, name, references):
                 conn.rollback()
             except Exception:  # noqa: BLE001 -- a server that ended the transaction with the error
                 pass
+            if not _rows_break_it(exc):
+                raise dst.translate(exc, "target") from None
             raise VerificationError(
                 f"foreign key {name} of {table_name} does not hold in the destination: {_first_words(exc, dst)}; "
                 "correct those rows there and rerun: the run resumes at this step") from None
         conn.commit()
     log.info("foreign key %s of %s: added%s", name, table_name, "" if fk.validated else " NOT VALID, as in the source")
+
+
+def _rows_break_it(exc):
+    """Whether a driver error says rows break a foreign key (SQLSTATE 23503; SQL Server's 547)."""
+    if getattr(exc, "pgcode", None) == "23503":
+        return True
+    return "FOREIGN KEY" in str(exc).upper() and ("547" in str(exc) or "conflicted" in str(exc).lower()
+                                                   or "violates" in str(exc).lower())
 
 
 def _first_words(exc, dst):
@@ -437,6 +447,7 @@ def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, p
         raise VerificationError(f"{table_name}: {loaded} of {partitions} partitions loaded")
     if prepare is not None:
         prepare(table)
+    refused = list(table.not_carried)
     beside, after = finish_steps(table, partitions)
     failed = None
     if beside:
@@ -476,6 +487,8 @@ def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, p
     if not beside and not _claim_completion(conn, cur, run_id, table_name):
         return None
     _finish(cur, after, pause=not beside)
+    if table.not_carried != refused:        # objects the destination refused while finishing
+        markers.update_definition(cur, run_id, table)
     markers.mark_complete(cur, run_id, table_name, dst_count, nbytes, src_sum, dst_sum, verdict)
     faults.pause("complete-commit")
     conn.commit()

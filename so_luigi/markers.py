@@ -110,6 +110,13 @@ def store_plan(cur, run_id, table_def, ranges, source_rows, chunk_rows, source_b
                       bound(lo)[1], bound(hi)[1]) for i, (lo, hi) in enumerate(ranges)])
 
 
+def update_definition(cur, run_id, table_def):
+    """The stored definition, after completing the table learned what the destination refused
+    (``not_carried``): the report reads it there."""
+    cur.execute(f"UPDATE {m()}.tables SET definition = %s WHERE run_id = %s AND table_name = %s",
+                (json.dumps(table_def.to_json()), run_id, table_def.name))
+
+
 def _bounds(lo, hi, lo_key, hi_key):
     return (json.loads(lo_key) if lo_key else lo), (json.loads(hi_key) if hi_key else hi)
 

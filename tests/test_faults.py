@@ -105,14 +105,19 @@ def test_source_changed_between_failed_run_and_rerun_is_refused_until_reset(sour
 
 def kill_after_first_votes_partition(pair, *args):
     """Run Votes alone, kill -9 once its partition 0 is committed; returns the command to rerun."""
+    import tempfile
     cmd = luigi_cmd("--tables", "Votes", "--workers", "1", *args)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=pair.env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while ("Votes", 0) not in loaded(pair) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    with tempfile.TemporaryFile("w+") as said:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=pair.env(), start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=said)
+        deadline = time.monotonic() + 120
+        while ("Votes", 0) not in loaded(pair) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if ("Votes", 0) not in loaded(pair):
+            said.seek(0)
+            pytest.fail("Votes partition 0 was never committed; the run said: " + said.read()[-3000:])
     return cmd
 
 

@@ -195,3 +195,27 @@ def test_schema_only_creates_every_object_and_no_rows(schema_pair):
     assert copy.returncode == 0, copy.stderr[-3000:]
     assert [pair.query("target", f'SELECT count(*) FROM "{t}"')[0][0] for t in TABLES] == [290, 201, 100]
     assert catalog(pair, "target", INDEXES) == catalog(pair, "source", INDEXES)
+
+
+def test_objects_the_destination_refuses_are_listed_and_the_copy_goes_on(pair):
+    """A default, a CHECK and an index calling a function only the source has: the rows are
+    copied and verified, and each of the three is listed with the destination's words."""
+    pair.query("source", """
+        CREATE FUNCTION public.shout(t text) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT upper(t)';
+        CREATE TABLE "Loud" (id int PRIMARY KEY, word text DEFAULT public.shout('hi'),
+                             CONSTRAINT loud_word_check CHECK (public.shout(word) <> 'NO'));
+        CREATE INDEX loud_shout ON "Loud" (public.shout(word));
+        CREATE INDEX loud_word ON "Loud" (word);
+        INSERT INTO "Loud" SELECT g, 'w' || g FROM generate_series(1, 100) g;""")
+    out = subprocess.run([sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
+                          "--tables", "Loud"], cwd=ROOT, env=pair.env(), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ok: count+checksum" in out.stdout
+    refused = [line for line in out.stdout.splitlines() if "the destination refused it" in line]
+    assert len(refused) == 3, out.stdout
+    assert all("public.shout" in line and "does not exist" in line for line in refused), refused
+    assert pair.query("target", "SELECT indexname FROM pg_indexes WHERE tablename = 'Loud' ORDER BY 1") == \
+        [("Loud_pkey",), ("loud_word",)]
+    report = subprocess.run([sys.executable, "-m", "so_luigi", "report"], cwd=ROOT, env=pair.env(),
+                            capture_output=True, text=True)
+    assert report.stdout.count("the destination refused it") == 3, report.stdout

@@ -28,7 +28,24 @@ def test_translated(tsql, pg):
     assert tsql_expr.translate(tsql, T, ["Active"]) == pg
 
 
+def test_literals_are_kept_to_the_byte():
+    assert tsql_expr.translate("([Name]<>'a ( b , c )')", T) == "(\"Name\" <> 'a ( b , c )')"
+
+
+def test_text_compared_under_a_case_insensitive_collation_is_refused():
+    ci = Table(schema="dbo", name="U", columns=[Column("Code", "nvarchar", collation="SQL_Latin1_General_CP1_CI_AS")])
+    with pytest.raises(tsql_expr.Untranslatable, match="case-insensitive collation"):
+        tsql_expr.translate("([Code] IN (N'A', N'B'))", ci)
+    assert tsql_expr.translate("([Code] IS NOT NULL)", ci) == '("Code" IS NOT NULL)'
+    assert tsql_expr.default_for("(N'A')", "Code", ci, False) == "('A')"      # a default compares nothing
+    cs = Table(schema="dbo", name="U", columns=[Column("Code", "nvarchar", collation="Latin1_General_100_BIN2")])
+    assert tsql_expr.translate("([Code]=N'A')", cs) == "(\"Code\" = 'A')"
+
+
 @pytest.mark.parametrize("tsql,why", [
+    ("([Name] like 'a\\%')", "backslash"),
+    ("(datalength([Name])>(2))", "datalength() has no PostgreSQL counterpart"),
+    ("(ltrim([Name],'x')='a')", "ltrim with 2 arguments"),
     ("([Name] like '[a-c]%')", "character class"),
     ("([Name]+'x'='ax')", "+ on strings"),
     ("(datepart(year,[Created])>(2000))", "datepart() has no PostgreSQL counterpart"),
@@ -76,8 +93,13 @@ def test_a_sql_server_definition_becomes_postgresql_ddl_that_runs(pair):
     conn = psycopg2.connect(pair.target_url)
     try:
         with conn.cursor() as cur:
-            for statement in postgres.create_table_statements("public", table) + postgres.finish_table_sql("public", table):
+            for statement in postgres.create_table_statements("public", table):
                 cur.execute(statement)
+            for statement, what in postgres.default_statements("public", table):
+                postgres.optional(statement, what, table)(cur)
+            for statement in postgres.finish_table_sql("public", table):
+                statement(cur) if callable(statement) else cur.execute(statement)
+            assert len(table.not_carried) == 2              # the destination refused nothing
             cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'T' AND indexname LIKE '%%IX_T_Score'")
             assert cur.fetchone()[0].endswith('("Score" DESC) INCLUDE ("Name") WHERE ("Score" > 10)')
             cur.execute("""INSERT INTO "T" ("Id") VALUES (1) RETURNING "Score", "Name", "Active", "Created" IS NOT NULL""")

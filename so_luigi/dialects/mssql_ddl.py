@@ -359,7 +359,8 @@ def create_table_sql(schema, table, source_dialect):
     cols = []
     for c in table.columns:
         final = column_type(c, source_dialect, table)
-        spec = f"{mssql_ident(c.name)} {final}{_collate(c, final)}"
+        collate = _collate(c, final) if source_dialect == "mssql" else ""     # PostgreSQL's: Destination.carry
+        spec = f"{mssql_ident(c.name)} {final}{collate}"
         spec += " IDENTITY(1,1) NOT NULL" if c.identity else (" NULL" if c.nullable else " NOT NULL")
         if c.default and source_dialect == "mssql" and not c.identity:
             spec += f" DEFAULT {c.default}"         # T-SQL as the source's catalog prints it

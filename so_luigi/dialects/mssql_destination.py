@@ -248,6 +248,9 @@ class MssqlDestination(Destination):
         for col in [c for c in table.columns if c.default]:
             table.not_carried.append([f"default of {col.name} ({col.default})", why])
             col.default = ""
+        for col in [c for c in table.columns if c.collation]:
+            table.not_carried.append([f"collation of {col.name} ({col.collation})", why])
+            col.collation = ""
         table.indexes = [i for i in table.indexes if i.plain]
         table.constraints = []
 
@@ -288,7 +291,23 @@ class MssqlDestination(Destination):
         if not (row and str(row[0] or "").startswith(OWNER)):
             raise SchemaError(f"destination table {self.schema}.{name} already exists and was not created by "
                               f"so_luigi: drop it, or set [target] schema to another schema")
+        self._drop_referencing_keys(cur, name)
         cur.execute(ddl.drop_table_sql(self.schema, name))
+
+    def _drop_referencing_keys(self, cur, name):
+        """Foreign keys of other tables that reference ``name`` go first (their step adds them
+        again), only from tables so_luigi created; another's stops, naming it."""
+        cur.execute("SELECT OBJECT_SCHEMA_NAME(parent_object_id), OBJECT_NAME(parent_object_id), name FROM sys.foreign_keys "
+                    "WHERE referenced_object_id = OBJECT_ID(%s) AND parent_object_id <> referenced_object_id",
+                    (mssql.qualified(self.schema, name),))
+        for schema, child, constraint in cur.fetchall():
+            sql, params = ddl.owner_query_sql(schema, child)
+            cur.execute(sql, params)
+            row = cur.fetchone()
+            if not (row and str(row[0] or "").startswith(OWNER)):
+                raise SchemaError(f"destination table {self.schema}.{name} is referenced by foreign key {constraint} "
+                                  f"of {schema}.{child}, which so_luigi did not create: drop that key to replace the table")
+            cur.execute(f"ALTER TABLE {mssql.qualified(schema, child)} DROP CONSTRAINT {mssql_ident(constraint)}")
 
     # --- loading ------------------------------------------------------------------------------
     def write(self, conn, cur, part, source, mode, buffer_bytes, checksum):
@@ -386,6 +405,7 @@ class MssqlDestination(Destination):
     # --- maintenance --------------------------------------------------------------------------
     def drop_tables(self, cur, names):
         for name in names:
+            self._drop_referencing_keys(cur, name)
             cur.execute(f"DROP TABLE IF EXISTS {mssql.qualified(self.schema, name)}")
             cur.execute(f"DROP TABLE IF EXISTS {side_table(name)}")
 

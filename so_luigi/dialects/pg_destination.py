@@ -198,9 +198,11 @@ class PostgresDestination(Destination):
         refs = ", ".join(pg_ident(c) for c in fk.ref_columns)
         timing = (" DEFERRABLE" + (" INITIALLY DEFERRED" if fk.deferred else "")) if fk.deferrable else ""
         match = f" MATCH {fk.match}" if fk.match else ""
+        # a partitioned table takes no NOT VALID key (before PostgreSQL 18): added checked there
+        not_valid = "" if table.layout == "partitioned" else " NOT VALID"
         cur.execute(f"ALTER TABLE {pg_qualified(self.schema, table.name)} ADD CONSTRAINT {pg_ident(fk.name)} "
                     f"FOREIGN KEY ({cols}) REFERENCES {pg_qualified(self.schema, fk.ref_table)} ({refs}){match} "
-                    f"ON UPDATE {fk.on_update} ON DELETE {fk.on_delete}{timing} NOT VALID")
+                    f"ON UPDATE {fk.on_update} ON DELETE {fk.on_delete}{timing}{not_valid}")
 
     def validate_constraint(self, cur, table, name):
         cur.execute(f"ALTER TABLE {pg_qualified(self.schema, table.name)} VALIDATE CONSTRAINT {pg_ident(name)}")
@@ -210,6 +212,8 @@ class PostgresDestination(Destination):
         self._drop_previous(cur, table.name)
         for statement in pg.create_table_statements(self.schema, table):
             cur.execute(statement)
+        for statement, what in pg.default_statements(self.schema, table):
+            pg.optional(statement, what, table)(cur)
         cur.execute(f"COMMENT ON TABLE {percent_safe(pg_qualified(self.schema, table.name))} IS %s",
                     (f"{OWNER_COMMENT}{run_id}",))
 
@@ -223,12 +227,20 @@ class PostgresDestination(Destination):
         if not (comment or "").startswith(OWNER_COMMENT):
             raise SchemaError(f"destination table {self.schema}.{name} already exists and was not created by "
                               f"so_luigi: drop it, or set [target] schema to another schema")
-        # foreign keys of other tables referencing it go first (their step adds them again)
-        cur.execute("SELECT conrelid::regclass::text, conname FROM pg_constraint WHERE contype = 'f' "
-                    "AND confrelid = to_regclass(%s) AND conrelid <> confrelid", (pg_qualified(self.schema, name),))
-        for child, constraint in cur.fetchall():
-            cur.execute(f"ALTER TABLE {child} DROP CONSTRAINT {pg_ident(constraint)}")
+        self._drop_referencing_keys(cur, name)
         cur.execute(f"DROP TABLE {pg_qualified(self.schema, name)}")
+
+    def _drop_referencing_keys(self, cur, name):
+        """Foreign keys of other so_luigi tables that reference ``name`` go first (their step
+        adds them again); one of a table so_luigi did not create stops, naming it."""
+        cur.execute("SELECT conrelid::regclass::text, conname, coalesce(obj_description(conrelid, 'pg_class'), '') "
+                    "FROM pg_constraint WHERE contype = 'f' AND conparentid = 0 AND confrelid = to_regclass(%s) "
+                    "AND conrelid <> confrelid", (pg_qualified(self.schema, name),))
+        for child, constraint, comment in cur.fetchall():
+            if not comment.startswith(OWNER_COMMENT):
+                raise SchemaError(f"destination table {self.schema}.{name} is referenced by foreign key {constraint} "
+                                  f"of {child}, which so_luigi did not create: drop that key to replace the table")
+            cur.execute(f"ALTER TABLE {child} DROP CONSTRAINT {pg_ident(constraint)}")
 
     # --- loading ------------------------------------------------------------------------------
     def _into(self, cur, part):
@@ -350,6 +362,9 @@ class PostgresDestination(Destination):
     # --- maintenance --------------------------------------------------------------------------
     def drop_tables(self, cur, names):
         for name in names:
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (pg_qualified(self.schema, name),))
+            if cur.fetchone()[0]:
+                self._drop_referencing_keys(cur, name)
             cur.execute(f"DROP TABLE IF EXISTS {pg_qualified(self.schema, name)}")
 
     def rows_in_flight(self, cur):
@@ -367,7 +382,7 @@ class PostgresDestination(Destination):
                 cur.execute(statement)
             count, nbytes = self.copy_rows(cur, table, rows)
             for statement in pg.finish_table_sql(self.schema, table):
-                cur.execute(statement)
+                statement(cur) if callable(statement) else cur.execute(statement)
             conn.commit()
         return count, nbytes
 

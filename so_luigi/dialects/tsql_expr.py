@@ -33,8 +33,7 @@ NILADIC = {"getdate": "LOCALTIMESTAMP", "sysdatetime": "LOCALTIMESTAMP", "curren
            "sysdatetimeoffset": "now()", "newid": "gen_random_uuid()", "newsequentialid": "gen_random_uuid()"}
 # functions of arguments: name -> template over the translated arguments
 FUNCTIONS = {"upper": "upper({0})", "lower": "lower({0})", "ltrim": "ltrim({0})", "rtrim": "rtrim({0})",
-             "abs": "abs({0})", "len": "length(rtrim({0}))", "datalength": "octet_length({0})",
-             "isnull": "coalesce({0}, {1})", "coalesce": None}
+             "abs": "abs({0})", "len": "length(rtrim({0}))", "isnull": "coalesce({0}, {1})", "coalesce": None}
 
 
 def tokens(text):
@@ -49,14 +48,29 @@ def tokens(text):
     return out
 
 
-def translate(text, table, boolean_columns=()):
+def translate(text, table, boolean_columns=(), compares_text=True):
     """``text`` (T-SQL) as a PostgreSQL expression over ``table``'s columns. Columns in
-    ``boolean_columns`` (bit, which becomes boolean) compare with true/false, not 1/0."""
+    ``boolean_columns`` (bit, which becomes boolean) compare with true/false, not 1/0. With
+    ``compares_text`` (a CHECK, a filter; not a default), a text literal in a table with a
+    case-insensitive collation is refused: its comparisons would change meaning."""
     toks = tokens(text)
+    if compares_text and any(kind == "string" for kind, _ in toks):
+        insensitive = [c.name for c in table.columns if re.search(r"_CI(_|$)", c.collation or "", re.I)]
+        if insensitive:
+            raise Untranslatable(f"it compares text, which SQL Server does by a case-insensitive collation "
+                                 f"({table.column(insensitive[0]).collation}) and PostgreSQL does not")
     out, i = _sequence(toks, 0, table, set(boolean_columns))
     if i != len(toks):
         raise Untranslatable(f"unbalanced parentheses in {text}")
-    return " ".join(out).replace("( ", "(").replace(" )", ")").replace(" ,", ",")
+    return _joined(out)
+
+
+def _joined(parts):
+    """Tokens with a space between, none before a comma."""
+    text = ""
+    for part in parts:
+        text += part if not text or part == "," else " " + part
+    return text
 
 
 def _sequence(toks, i, table, booleans, stop=(")",)):
@@ -70,7 +84,7 @@ def _sequence(toks, i, table, booleans, stop=(")",)):
             inner, i = _sequence(toks, i + 1, table, booleans)
             if i >= len(toks) or toks[i][1] != ")":
                 raise Untranslatable("unbalanced parentheses")
-            out.append("(" + " ".join(inner) + ")")
+            out.append("(" + _joined(inner) + ")")
             i += 1
         elif kind == "op" and text == ",":
             out.append(",")
@@ -101,6 +115,8 @@ def _sequence(toks, i, table, booleans, stop=(")",)):
                 out.append(text.upper())
                 if text.upper() == "LIKE" and i + 1 < len(toks) and "[" in toks[i + 1][1]:
                     raise Untranslatable("LIKE with a character class ([...]), which PostgreSQL's LIKE lacks")
+                if text.upper() == "LIKE" and i + 1 < len(toks) and "\\" in toks[i + 1][1]:
+                    raise Untranslatable("LIKE with a backslash, PostgreSQL's LIKE escape")
                 i += 1
             elif word in NILADIC and (word == "current_timestamp" or following == "("):
                 if word != "current_timestamp":
@@ -112,10 +128,9 @@ def _sequence(toks, i, table, booleans, stop=(")",)):
             elif word in FUNCTIONS and following == "(":
                 args, i = _arguments(toks, i + 2, table, booleans)
                 template = FUNCTIONS[word] or f"{word}(" + ", ".join("{%d}" % n for n in range(len(args))) + ")"
-                try:
-                    out.append(template.format(*args))
-                except IndexError:
-                    raise Untranslatable(f"{text} with {len(args)} arguments") from None
+                if len(set(re.findall(r"\{(\d+)\}", template))) != len(args):
+                    raise Untranslatable(f"{text} with {len(args)} arguments")
+                out.append(template.format(*args))
             elif following == "(":
                 raise Untranslatable(f"the function {text}() has no PostgreSQL counterpart here")
             else:
@@ -129,7 +144,7 @@ def _arguments(toks, i, table, booleans):
     args = []
     while True:
         arg, i = _sequence(toks, i, table, booleans, stop=(")", ","))
-        args.append(" ".join(arg))
+        args.append(_joined(arg))
         if i >= len(toks):
             raise Untranslatable("unbalanced parentheses")
         if toks[i][1] == ")":
@@ -175,4 +190,4 @@ def default_for(text, column, table, boolean):
         constant = _bit(text)
         if constant is not None:
             return constant
-    return translate(text, table, [column] if boolean else [])
+    return translate(text, table, [column] if boolean else [], compares_text=False)

@@ -25,10 +25,14 @@ JOIN pg_namespace tn ON tn.oid = t.typnamespace
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 LEFT JOIN pg_collation co ON co.oid = a.attcollation
 LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
-LEFT JOIN pg_depend dep ON dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
-     AND dep.refobjid = c.oid AND dep.refobjsubid = a.attnum AND dep.deptype IN ('a', 'i')
-     AND EXISTS (SELECT 1 FROM pg_class sc WHERE sc.oid = dep.objid AND sc.relkind = 'S')
-LEFT JOIN pg_class s ON s.oid = dep.objid
+LEFT JOIN LATERAL (
+     -- one sequence per column: an identity's own, else the owned one its default draws from
+     SELECT sc.oid, sc.relname FROM pg_depend dep JOIN pg_class sc ON sc.oid = dep.objid AND sc.relkind = 'S'
+     WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+       AND dep.refobjid = c.oid AND dep.refobjsubid = a.attnum AND dep.deptype IN ('a', 'i')
+       AND (dep.deptype = 'i' OR EXISTS (SELECT 1 FROM pg_depend dd WHERE dd.classid = 'pg_attrdef'::regclass
+                                         AND dd.objid = d.oid AND dd.refobjid = sc.oid))
+     ORDER BY dep.deptype DESC LIMIT 1) s ON true
 LEFT JOIN pg_sequence sq ON sq.seqrelid = s.oid
 WHERE n.nspname = %(schema)s AND c.relname = %(table)s
   AND a.attnum > 0 AND NOT a.attisdropped

@@ -20,7 +20,12 @@ SELECT ic.relname,
          AND NOT EXISTS (SELECT 1 FROM unnest(i.indcollation::oid[]) AS co(oid)
                          WHERE co.oid <> 0 AND co.oid <> 100),
        am.amname,
-       substr(pg_get_indexdef(i.indexrelid), strpos(pg_get_indexdef(i.indexrelid), ' USING ') + 7)
+       -- after "ON [ONLY] schema.table USING ": names may hold " USING " themselves
+       substr(pg_get_indexdef(i.indexrelid),
+              strpos(pg_get_indexdef(i.indexrelid), format(' ON %%s%%I.%%I USING ',
+                     CASE WHEN c.relkind = 'p' THEN 'ONLY ' ELSE '' END, n.nspname, c.relname))
+              + length(format(' ON %%s%%I.%%I USING ', CASE WHEN c.relkind = 'p' THEN 'ONLY ' ELSE '' END,
+                              n.nspname, c.relname)))
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_am am ON am.oid = ic.relam
