@@ -35,6 +35,8 @@ class Column:
     sequence: dict = None     # PostgreSQL: the sequence an identity or serial column draws from
                               # (name, type, start, increment, min, max, cache, cycle)
     identity_kind: str = ""   # PostgreSQL identity: "a" GENERATED ALWAYS, "d" BY DEFAULT; "" serial
+    seed: int = None          # SQL Server IDENTITY(seed, increment), when not (1, 1)
+    increment: int = None
 
 
 @dataclass

@@ -159,7 +159,7 @@ def describe(conn, schema, name):
     if not rows:
         raise SchemaError(f"table {schema}.{name} not found in the source")
     columns = []
-    for cname, dtype, nullable, length, precision, scale, fsp, identity, computed, collation in rows:
+    for cname, dtype, nullable, length, precision, scale, fsp, identity, computed, collation, seed, step in rows:
         dtype = dtype.lower()
         if computed:
             raise SchemaError(f"{schema}.{name}.{cname} is a computed column, which so_luigi cannot "
@@ -168,7 +168,9 @@ def describe(conn, schema, name):
         columns.append(Column(
             name=cname, data_type=dtype, nullable=bool(nullable), length=length,
             precision=fsp if is_time else precision, scale=scale, identity=bool(identity),
-            source_type=_source_type(dtype, length, precision, scale, fsp), collation=collation or ""))
+            source_type=_source_type(dtype, length, precision, scale, fsp), collation=collation or "",
+            **({"seed": int(seed), "increment": int(step)} if identity and seed is not None and (seed, step) != (1, 1)
+               else {})))
     table = Table(schema=schema, name=name, columns=columns, dialect="mssql")
     cur.execute(sql("mssql_primary_key.sql"), params)
     for constraint, column in cur.fetchall():

@@ -361,11 +361,16 @@ def create_table_sql(schema, table, source_dialect):
         final = column_type(c, source_dialect, table)
         collate = _collate(c, final) if source_dialect == "mssql" else ""     # PostgreSQL's: Destination.carry
         spec = f"{mssql_ident(c.name)} {final}{collate}"
-        spec += " IDENTITY(1,1) NOT NULL" if c.identity else (" NULL" if c.nullable else " NOT NULL")
+        spec += f" IDENTITY({_seeded(c)}) NOT NULL" if c.identity else (" NULL" if c.nullable else " NOT NULL")
         if c.default and source_dialect == "mssql" and not c.identity:
             spec += f" DEFAULT {c.default}"         # T-SQL as the source's catalog prints it
         cols.append(spec)
     return f"CREATE TABLE {qualified(schema, table.name)} (\n    " + ",\n    ".join(cols) + "\n)"
+
+
+def _seeded(col):
+    """IDENTITY's (seed, increment): a SQL Server source's own, else (1, 1)."""
+    return f"{int(col.seed)},{int(col.increment)}" if col.seed is not None else "1,1"
 
 
 def drop_table_sql(schema, name):

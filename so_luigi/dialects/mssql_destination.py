@@ -400,7 +400,13 @@ class MssqlDestination(Destination):
             cur.execute(ddl.identity_sql(self.schema, table, col))
             maximum, current = cur.fetchone()
             if maximum is not None and (current is None or current < maximum):
-                cur.execute(ddl.reseed_sql(self.schema, table, maximum))
+                # Babelfish counts no bulk-copied row as drawn from the identity, so its next value
+                # after RESEED m is m itself (SQL Server's for a table never inserted into): one
+                # increment further there leaves a gap, never a duplicate
+                cur.execute("SELECT CAST(SERVERPROPERTY('babelfish') AS nvarchar(100)), IDENT_INCR(%s)",
+                            (mssql.qualified(self.schema, table.name),))
+                babelfish, step = cur.fetchone()
+                cur.execute(ddl.reseed_sql(self.schema, table, maximum + (int(step or 1) if babelfish else 0)))
 
     # --- maintenance --------------------------------------------------------------------------
     def drop_tables(self, cur, names):

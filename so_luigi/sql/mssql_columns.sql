@@ -1,4 +1,6 @@
--- Columns of one table in order. Identity is only in sys.columns, joined by object and column id.
+-- Columns of one table in order. Identity is only in sys.columns, joined by object and column id;
+-- its seed and increment from IDENT_SEED / IDENT_INCR (a table has one identity at most; Babelfish's
+-- sys.identity_columns repeats its rows).
 SELECT c.COLUMN_NAME,
        c.DATA_TYPE,
        CASE WHEN c.IS_NULLABLE = 'YES' THEN 1 ELSE 0 END,
@@ -8,7 +10,9 @@ SELECT c.COLUMN_NAME,
        c.DATETIME_PRECISION,
        CAST(CASE WHEN sc.is_identity = 1 THEN 1 ELSE 0 END AS int),
        CAST(CASE WHEN sc.is_computed = 1 THEN 1 ELSE 0 END AS int),
-       c.COLLATION_NAME
+       c.COLLATION_NAME,
+       CASE WHEN sc.is_identity = 1 THEN CAST(IDENT_SEED(%(qualified)s) AS bigint) END,
+       CASE WHEN sc.is_identity = 1 THEN CAST(IDENT_INCR(%(qualified)s) AS bigint) END
 FROM INFORMATION_SCHEMA.COLUMNS c
 LEFT JOIN sys.columns sc
        ON sc.object_id = OBJECT_ID(QUOTENAME(c.TABLE_SCHEMA) + '.' + QUOTENAME(c.TABLE_NAME))
