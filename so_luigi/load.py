@@ -201,6 +201,7 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
         started = time.monotonic()
         # a destination whose load might commit part of its rows counts attempts, committed
         retry = dst.counts_attempts and markers.count_attempt(run_id, table_name, partition) > 0
+        watermark = src.watermark(table)      # before the read: a later sync's proof of no change
         part = Slice(run_id, table, partitions, partition, lo, hi, retry, progress,
                      watch=lambda pid: watch_copy(markers.shared_connection, pid, progress),
                      plan=markers.partition_plan(conn, run_id, table_name, partition))
@@ -211,6 +212,8 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
         seconds = time.monotonic() - started
         first = markers.insert_loaded(cur, run_id, table_name, partition, written.rows, written.bytes, seconds,
                                       written.checksum, written.via, written.changed)
+        if watermark is not None:
+            markers.record_proof(cur, run_id, table_name, partition, written.rows, watermark)
         faults.pause("load-commit")
         conn.commit()
     if first:
@@ -240,15 +243,21 @@ def complete_table(run_id, table_name, verify="full"):
     """Verify against the source, then key, index, sequence, analyze and mark complete."""
     src, dst = endpoints(run_id)
     with dst.session() as conn:
-        def figures(table):
-            method = dst.checksum_method(src, table, conn) if verify == "full" else None
-            counted = (lambda: (None, None)) if dst.tallies(table, verify) else \
-                lambda: dst.figures(table, verify, method)
-            return both_sides(lambda: src.figures(table, method), counted)
-        return verify_and_finish(conn, run_id, table_name, verify, figures,
+        return verify_and_finish(conn, run_id, table_name, verify, table_figures(src, dst, conn, verify),
                                  lambda table, partitions: dst.finish_steps(table, partitions,
                                                                             src.sequence_positions(table)),
                                  lambda table: dst.prepare(conn, table))
+
+
+def table_figures(src, dst, conn, verify):
+    """``figures(table)``: ((source count, checksum), (destination count, checksum)), measured on
+    both servers at once, as ``verify`` asks (see verify_and_finish)."""
+    def figures(table):
+        method = dst.checksum_method(src, table, conn) if verify == "full" else None
+        counted = (lambda: (None, None)) if dst.tallies(table, verify) else \
+            lambda: dst.figures(table, verify, method)
+        return both_sides(lambda: src.figures(table, method), counted)
+    return figures
 
 
 # --- the schema alone ------------------------------------------------------------------------------

@@ -304,14 +304,165 @@ def reset(conn, run_id, tables=None):
     with conn.cursor() as cur:
         if tables:
             names = ", ".join(["%s"] * len(tables))
-            for name in ("loaded", "partitions", "tables"):
-                cur.execute(f"DELETE FROM {m()}.{name} WHERE run_id = %s AND table_name IN ({names})",
-                            (run_id, *tables))
+            for name in ("loaded", "partitions", "tables", "synced", "proofs"):
+                if marker_table_exists(cur, name):
+                    cur.execute(f"DELETE FROM {m()}.{name} WHERE run_id = %s AND table_name IN ({names})",
+                                (run_id, *tables))
             cur.execute(f"DELETE FROM {m()}.replications WHERE run_id = %s", (run_id,))
         else:
-            for name in ("loaded", "partitions", "tables", "replications", "runs"):
-                cur.execute(f"DELETE FROM {m()}.{name} WHERE run_id = %s", (run_id,))
+            for name in ("loaded", "partitions", "tables", "replications", "synced", "proofs", "syncs", "runs"):
+                if marker_table_exists(cur, name):
+                    cur.execute(f"DELETE FROM {m()}.{name} WHERE run_id = %s", (run_id,))
     conn.commit()
+
+
+# --- re-syncs (so_luigi.sync) ------------------------------------------------------------------
+
+def unfinished_sync(cur, run_id):
+    """(generation, pass, source snapshot) of the run's sync that has not finished, or None."""
+    cur.execute(f"SELECT generation, pass, source_snapshot FROM {m()}.syncs WHERE run_id = %s "
+                "AND finished_at IS NULL ORDER BY generation DESC", (run_id,))
+    row = cur.fetchone()
+    return None if row is None else (int(row[0]), int(row[1]), row[2])
+
+
+def start_sync(cur, run_id, snapshot):
+    """A new sync of the run: its generation (1 for the first)."""
+    cur.execute(f"SELECT coalesce(max(generation), 0) + 1 FROM {m()}.syncs WHERE run_id = %s", (run_id,))
+    generation = int(cur.fetchone()[0])
+    cur.execute(f"INSERT INTO {m()}.syncs (run_id, generation, pass, source_snapshot) VALUES (%s, %s, 1, %s)",
+                (run_id, generation, snapshot))
+    return generation
+
+
+def new_sync_pass(cur, run_id, generation, snapshot):
+    """The sync begins again from ``snapshot``: steps done at the old one no longer count."""
+    cur.execute(f"UPDATE {m()}.syncs SET pass = pass + 1, source_snapshot = %s WHERE run_id = %s "
+                "AND generation = %s", (snapshot, run_id, generation))
+
+
+def sync_pass(cur, run_id, generation):
+    cur.execute(f"SELECT pass FROM {m()}.syncs WHERE run_id = %s AND generation = %s", (run_id, generation))
+    return int(cur.fetchone()[0])
+
+
+def is_synced(cur, run_id, generation, table, item, any_pass=False):
+    """Whether the sync's step ``item`` of ``table`` is done (in its current pass, unless ``any_pass``)."""
+    cur.execute(f"SELECT 1 FROM {m()}.synced s JOIN {m()}.syncs g ON g.run_id = s.run_id "
+                "AND g.generation = s.generation WHERE s.run_id = %s AND s.generation = %s "
+                "AND s.table_name = %s AND s.item = %s" + ("" if any_pass else " AND s.pass = g.pass"),
+                (run_id, generation, table, item))
+    return cur.fetchone() is not None
+
+
+def insert_synced(cur, run_id, generation, table, item, outcome, proof=None, rows=None, changes=(0, 0, 0),
+                  seconds=0.0):
+    """A done step of the sync, in its current pass; ``changes``: rows (inserted, updated, deleted)."""
+    cur.execute(f"INSERT INTO {m()}.synced (run_id, generation, pass, table_name, item, outcome, proof, rows, "
+                "inserted, updated, deleted, seconds) "
+                f"SELECT run_id, generation, pass, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM {m()}.syncs "
+                "WHERE run_id = %s AND generation = %s",
+                (table, item, outcome, proof, rows, *changes, seconds, run_id, generation))
+
+
+def forget_synced_partitions(cur, run_id, generation, table):
+    """The table's partitions are checked again (its verification after the sync failed)."""
+    cur.execute(f"DELETE FROM {m()}.synced WHERE run_id = %s AND generation = %s AND table_name = %s "
+                "AND item LIKE 'partition %%'", (run_id, generation, table))
+
+
+def finish_sync(cur, run_id, generation):
+    cur.execute(f"UPDATE {m()}.syncs SET finished_at = {flavor().now} WHERE run_id = %s AND generation = %s "
+                "AND finished_at IS NULL", (run_id, generation))
+
+
+def sync_figures(conn, run_id, generation):
+    """{table: {item kind: figures}} of a sync, every pass: per table (partitions checked in the
+    last pass, partitions recopied, inserted, updated, deleted, seconds of its partition steps,
+    proofs used, the table step's outcome)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT s.table_name, s.item, s.outcome, s.proof, s.inserted, s.updated, s.deleted, s.seconds, "
+                    f"CASE WHEN s.pass = g.pass THEN 1 ELSE 0 END, s.rows FROM {m()}.synced s JOIN {m()}.syncs g "
+                    "ON g.run_id = s.run_id AND g.generation = s.generation "
+                    "WHERE s.run_id = %s AND s.generation = %s ORDER BY s.table_name, s.pass", (run_id, generation))
+        rows = cur.fetchall()
+    out = {}
+    for table, item, outcome, proof, ins, upd, dele, seconds, current, nrows in rows:
+        t = out.setdefault(table, {"checked": 0, "recopied": 0, "inserted": 0, "updated": 0, "deleted": 0,
+                                   "seconds": 0.0, "proofs": set(), "verdict": None, "split": 0})
+        if item.startswith("partition "):
+            t["checked"] += int(current)
+            t["recopied"] += outcome == "recopied"
+            t["proofs"].add(proof)
+            t["inserted"] += int(ins)
+            t["updated"] += int(upd)
+            t["deleted"] += int(dele)
+            t["seconds"] += float(seconds)
+        elif item == "plan":
+            t["split"] = int(nrows or 0)      # new partitions planned past the old last key
+        elif item == "table" and current:
+            t["verdict"] = outcome
+            t["seconds"] += float(seconds)
+    return out
+
+
+def partition_step(cur, run_id, table):
+    """Rows per partition of the table's plan (its first partition's)."""
+    cur.execute(f"SELECT rows FROM {m()}.partitions WHERE run_id = %s AND table_name = %s AND partition = 0",
+                (run_id, table))
+    return int(cur.fetchone()[0])
+
+
+def split_last(cur, run_id, table, last, top, ranges, sizes):
+    """The plan's open last range closed at ``top``; ``ranges`` (integer keys) planned after it."""
+    cur.execute(f"UPDATE {m()}.partitions SET hi = %s WHERE run_id = %s AND table_name = %s AND partition = %s",
+                (top, run_id, table, last))
+    cur.executemany(f"INSERT INTO {m()}.partitions (run_id, table_name, partition, lo, hi, rows) "
+                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                    [(run_id, table, last + 1 + i, lo, hi, n) for i, ((lo, hi), n) in enumerate(zip(ranges, sizes))])
+    cur.execute(f"UPDATE {m()}.tables SET partitions = %s WHERE run_id = %s AND table_name = %s",
+                (last + 1 + len(ranges), run_id, table))
+    cur.execute(f"DELETE FROM {m()}.proofs WHERE run_id = %s AND table_name = %s AND partition = %s",
+                (run_id, table, last))
+
+
+def collapse_partitions(cur, run_id, table, rows):
+    """A table recopied whole: one partition, of every row, replaces its plan (and markers)."""
+    for name in ("loaded", "proofs", "partitions"):
+        cur.execute(f"DELETE FROM {m()}.{name} WHERE run_id = %s AND table_name = %s", (run_id, table))
+    cur.execute(f"INSERT INTO {m()}.partitions (run_id, table_name, partition, lo, hi, rows) "
+                "VALUES (%s, %s, 0, NULL, NULL, %s)", (run_id, table, rows))
+    cur.execute(f"UPDATE {m()}.tables SET partitions = 1 WHERE run_id = %s AND table_name = %s", (run_id, table))
+
+
+def update_figures(cur, run_id, table, rows, nbytes, source_checksum, target_checksum, verdict):
+    """A synced table's figures, as its verification found them."""
+    cur.execute(f"UPDATE {m()}.tables SET rows = %s, bytes = %s, source_checksum = %s, target_checksum = %s, "
+                "verdict = %s WHERE run_id = %s AND table_name = %s",
+                (rows, nbytes, source_checksum, target_checksum, verdict, run_id, table))
+
+
+def replace_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum, via, changed=0):
+    """A recopied partition's marker, in its recopy's transaction."""
+    cur.execute(f"DELETE FROM {m()}.loaded WHERE run_id = %s AND table_name = %s AND partition = %s",
+                (run_id, table, partition))
+    insert_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum, via, changed)
+
+
+def proof(cur, run_id, table, partition):
+    """(rows, rowversion watermark) recorded for a partition when it was last read, or None."""
+    cur.execute(f"SELECT rows, watermark FROM {m()}.proofs WHERE run_id = %s AND table_name = %s AND partition = %s",
+                (run_id, table, partition))
+    row = cur.fetchone()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def record_proof(cur, run_id, table, partition, rows, watermark):
+    cur.execute(f"DELETE FROM {m()}.proofs WHERE run_id = %s AND table_name = %s AND partition = %s",
+                (run_id, table, partition))
+    if watermark is not None:
+        cur.execute(f"INSERT INTO {m()}.proofs (run_id, table_name, partition, rows, watermark) "
+                    "VALUES (%s, %s, %s, %s, %s)", (run_id, table, partition, rows, watermark))
 
 
 # --- the luigi Target -----------------------------------------------------------------------
@@ -350,7 +501,7 @@ def marker_table_exists(cur, name):
 class MarkerTarget(luigi.Target):
     """A row in the marker tables; exists() is one indexed lookup in the destination.
 
-    kind is 'loaded', 'complete' or 'replicated'. A marker table not created yet means
+    kind is 'loaded', 'complete', 'replicated' or 'synced'. A marker table not created yet means
     nothing exists yet.
     """
 
@@ -359,6 +510,10 @@ class MarkerTarget(luigi.Target):
                                "AND completed_at IS NOT NULL"),
         "loaded": ("loaded", "SELECT 1 FROM {m}.loaded WHERE run_id = %s AND table_name = %s AND partition = %s"),
         "replicated": ("replications", "SELECT 1 FROM {m}.replications WHERE run_id = %s AND tables = %s"),
+        # a step of a sync (run_id, generation, table, item), done in the sync's current pass
+        "synced": ("synced", "SELECT 1 FROM {m}.synced s JOIN {m}.syncs g ON g.run_id = s.run_id "
+                             "AND g.generation = s.generation AND g.pass = s.pass "
+                             "WHERE s.run_id = %s AND s.generation = %s AND s.table_name = %s AND s.item = %s"),
     }
 
     def __init__(self, kind, *key):

@@ -9,7 +9,7 @@ sharing the luigid) begins with ``SET TRANSACTION SNAPSHOT``: the copy equals th
 that moment, whatever commits meanwhile.
 
 The holder outlives the process that started it, so a killed run resumes from the same moment.
-It lets go when the run is replicated, reset or given another snapshot, when the source drops
+It lets go when the run is replicated (a sync's: when the sync finishes), reset or given another snapshot, when the source drops
 its session, or when no process of the run has been seen for ``[source] snapshot_grace_minutes``
 (every process scheduling the run marks ``runs.seen_at`` every few seconds). A run resumed after
 its snapshot is gone would mix moments: ``ensure`` refuses it unless the user accepts that
@@ -76,6 +76,15 @@ def ensure(run_id, src, dst, tables, not_consistent=False):
         _record(conn, run_id, snapshot, consistency)
     _beat(run_id)
     return snapshot
+
+
+def record(conn, run_id, snapshot, consistency):
+    """The snapshot ``run_id`` reads at from now on (a sync's), and how it reads, in words."""
+    _record(conn, run_id, snapshot, consistency)
+
+
+def keep_alive(run_id):
+    _beat(run_id)
 
 
 def _key(run_id):
@@ -206,7 +215,12 @@ def _still_needed(conn, dst, run_id, snapshot, grace, recorded):
     if row is None or row[0] != snapshot or row[1] is None or float(row[1]) > grace:
         return False
     cur.execute(f"SELECT count(*) FROM {m}.replications WHERE run_id = %s", (run_id,))
-    return cur.fetchone()[0] == 0
+    if cur.fetchone()[0] == 0:
+        return True
+    # a replicated run's snapshot is a sync's: held until that sync finishes
+    cur.execute(f"SELECT count(*) FROM {m}.syncs WHERE run_id = %s AND finished_at IS NULL "
+                "AND source_snapshot = %s", (run_id, snapshot))
+    return cur.fetchone()[0] > 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 import luigi
 
-from . import bulk, load, markers, report, snapshot
+from . import bulk, load, markers, report, snapshot, sync
 from .config import bulk_settings, retries, source_endpoint, target_endpoint
 from .dialects import translate
 from .errors import ConfigError, SchemaError, SoLuigiError, TransientError
@@ -315,6 +315,100 @@ class ForeignKey(_HowMixin, SoTask):
         load.add_foreign_key(self.run_id, self.table, self.name, self.references)
 
 
+# --- re-sync (so_luigi.sync) -----------------------------------------------------------------------
+
+_sync_plans = {}    # (run_id, generation, table) -> weights of the units a sync checks
+
+
+class SyncPartition(_HowMixin, SoTask):
+    """One partition of a sync: compared with the source (count and checksum, or rowversion),
+    recopied in one destination transaction when it differs."""
+
+    table = luigi.Parameter()
+    partition = luigi.IntParameter()
+    generation = luigi.IntParameter(description="the run's sync this step belongs to")
+    weight = luigi.IntParameter(default=0, significant=False, description="expected MB (scheduling order)")
+
+    @property
+    def priority(self):
+        return self.weight
+
+    def output(self):
+        return markers.MarkerTarget("synced", self.run_id, self.generation, self.table,
+                                    sync.partition_item(self.partition))
+
+    def do(self):
+        progress = Progress(self, f"{self.table} partition {self.partition}")
+        outcome = sync.sync_partition(self.run_id, self.table, self.partition, self.generation, self.buffer_mb,
+                                      progress)
+        if outcome:
+            progress.finish(f"{self.table} partition {self.partition}: {outcome}")
+
+
+class SyncTable(_HowMixin, SoTask):
+    """Every partition of a table synced, then the table verified against the source."""
+
+    table = luigi.Parameter()
+    generation = luigi.IntParameter(description="the run's sync this step belongs to")
+
+    @property
+    def priority(self):
+        try:
+            return max(self.weights, default=0) + 1
+        except Exception:  # noqa: BLE001 -- reported once, by requires()
+            return 0
+
+    @property
+    def weights(self):
+        """Expected MB of each unit checked (planning rows past the old last key first)."""
+        key = (self.run_id, self.generation, self.table)
+        if key not in _sync_plans:
+            with plainly():
+                if not a_worker_is_scheduling():
+                    return planned_weights(self.run_id, self.table) or []
+                _sync_plans[key] = sync.plan(self.run_id, self.table, self.generation, self.chunk_rows)
+        return _sync_plans[key]
+
+    def requires(self):
+        return [SyncPartition(run_id=self.run_id, table=self.table, partition=i, generation=self.generation,
+                              weight=mb, **_how(self)) for i, mb in enumerate(self.weights)]
+
+    def output(self):
+        return markers.MarkerTarget("synced", self.run_id, self.generation, self.table, "table")
+
+    def do(self):
+        sync.verify_table(self.run_id, self.table, self.generation, self.verify)
+
+
+def synced_or_copied(task, table, generation):
+    """A sync's step for ``table``: SyncTable when the run completed it before, else the
+    full copy's CompleteTable (a table new in the source, or one the copy had not finished)."""
+    with plainly(), markers.shared_connection().cursor() as cur:
+        complete = markers.is_complete(cur, task.run_id, table)
+    if complete:
+        return SyncTable(run_id=task.run_id, table=table, generation=generation, **_how(task))
+    return CompleteTable(run_id=task.run_id, table=table, **_how(task))
+
+
+class SyncForeignKey(_HowMixin, SoTask):
+    """A foreign key in place and validated once both its tables are synced (a recopy drops it)."""
+
+    table = luigi.Parameter()
+    name = luigi.Parameter()
+    references = luigi.Parameter()
+    generation = luigi.IntParameter()
+    uses = {"target_connections": 1}
+
+    def requires(self):
+        return [synced_or_copied(self, t, self.generation) for t in dict.fromkeys([self.table, self.references])]
+
+    def output(self):
+        return markers.MarkerTarget("synced", self.run_id, self.generation, self.table, f"foreign key {self.name}")
+
+    def do(self):
+        sync.foreign_key(self.run_id, self.table, self.name, self.references, self.generation)
+
+
 class ReplicateAll(_HowMixin, SoTask):
     """Copy every table of the source schema (or ``--tables``) and print the per-table report.
 
@@ -334,6 +428,10 @@ class ReplicateAll(_HowMixin, SoTask):
     no_constraints = luigi.BoolParameter(default=False, significant=False,
                                          description="leave foreign keys and CHECK constraints out (for users "
                                                      "who add them later); the report lists them")
+    sync = luigi.BoolParameter(default=False, significant=False,
+                               description="bring the run's finished copy up to date: compare every partition "
+                                           "with the source and recopy only those that differ; tables new in "
+                                           "the source are copied whole")
 
     @property
     def wanted(self):
@@ -345,8 +443,8 @@ class ReplicateAll(_HowMixin, SoTask):
     def complete(self):
         with plainly():
             self.check_options()          # before any connection: bad options need no server to say so
-        if self.schema_only:
-            return False                  # creates the schema afresh each time: no marker says done
+        if self.schema_only or self.sync:
+            return False                  # each time afresh: no marker says done
         done = super().complete()
         if done:
             # a finished run_id pointed at another source must say so, not report "done"
@@ -357,6 +455,11 @@ class ReplicateAll(_HowMixin, SoTask):
     def requires(self):
         if self.schema_only:
             return []
+        if self.sync:
+            names = self.table_names
+            return [synced_or_copied(self, n, self._generation) for n in names] + \
+                [SyncForeignKey(run_id=self.run_id, table=t, name=k, references=r, generation=self._generation,
+                                **_how(self)) for t, k, r in self.foreign_keys]
         tables = [CompleteTable(run_id=self.run_id, table=n, **_how(self)) for n in self.table_names]
         return tables + [ForeignKey(run_id=self.run_id, table=t, name=k, references=r, **_how(self))
                          for t, k, r in self.foreign_keys]
@@ -386,6 +489,8 @@ class ReplicateAll(_HowMixin, SoTask):
         if self.mode == "bulk" and not dst.bulk_files:
             raise ConfigError("--mode bulk stages files for PostgreSQL's COPY; into SQL Server use "
                               "--mode streaming (rows go through the TDS bulk copy)")
+        if self.sync and self.schema_only:
+            raise ConfigError("--sync brings a copy's rows up to date and --schema-only copies no rows: pass one")
         if self.mode == "bulk" and bulk_settings().format == "binary" and not src.binary_copy:
             raise ConfigError("[bulk] format = binary (SO_BULK_FORMAT) is PostgreSQL's own COPY format and "
                               "needs a PostgreSQL source: use csv")
@@ -405,7 +510,14 @@ class ReplicateAll(_HowMixin, SoTask):
                 self._names = [t.name for t in tables]
                 if self.schema_only:
                     return self._names              # do() creates them: nothing is planned
-                if for_a_run:
+                if for_a_run and self.sync:
+                    with dst.session() as conn:
+                        markers.ensure_schema(conn)
+                    self._generation = sync.begin(self.run_id, src, dst, source_ep, target_ep)
+                    self._gone = [] if self.wanted else self.gone_tables(self._names)
+                elif self.sync:
+                    self._generation = sync.peek(self.run_id)
+                elif for_a_run:
                     with dst.session() as conn:
                         markers.register_run(conn, self.run_id, source_ep, target_ep)
                     snapshot.ensure(self.run_id, src, dst, self._names, self.not_consistent)
@@ -413,16 +525,46 @@ class ReplicateAll(_HowMixin, SoTask):
                 # one as Luigi would ask each CompleteTable for its requirements; all at once (up
                 # to 8), so the biggest table's walk starts first instead of waiting its turn
                 with ThreadPoolExecutor(max_workers=max(1, min(8, len(self._names)))) as pool:
-                    for name, weights in zip(self._names, pool.map(
-                            lambda t: plan_weights(CompleteTable(run_id=self.run_id, table=t.name, **_how(self)), t,
-                                                   for_a_run),
-                            tables)):
-                        (_planned if for_a_run else _previewed)[(self.run_id, name)] = weights
+                    for name, weights in zip(self._names, pool.map(lambda t: self.plan_one(t, for_a_run), tables)):
+                        if self.sync and for_a_run and name in self._synced:
+                            _sync_plans[(self.run_id, self._generation, name)] = weights
+                        else:
+                            (_planned if for_a_run else _previewed)[(self.run_id, name)] = weights
                 log.info("replicating %d table(s) from %s into %s", len(self._names), source_ep, target_ep)
         return self._names
 
+    @property
+    def _synced(self):
+        """Tables this sync checks partition by partition: those the run completed before."""
+        if getattr(self, "_complete_before", None) is None:
+            with markers.shared_connection().cursor() as cur:
+                self._complete_before = {n for n in self._names if markers.is_complete(cur, self.run_id, n)}
+        return self._complete_before
+
+    def plan_one(self, table, for_a_run):
+        """The expected MB of the units of ``table``: planning its sync (a table the run completed
+        before) or its copy."""
+        if self.sync and for_a_run and table.name in self._synced:
+            return sync.plan(self.run_id, table.name, self._generation, self.chunk_rows)
+        return plan_weights(CompleteTable(run_id=self.run_id, table=table.name, **_how(self)), table, for_a_run)
+
+    def gone_tables(self, names):
+        """Tables the run copied that the source no longer has."""
+        with markers.shared_connection().cursor() as cur:
+            cur.execute(f"SELECT table_name FROM {markers.m()}.tables WHERE run_id = %s", (self.run_id,))
+            return sorted(r[0] for r in cur.fetchall() if r[0] not in names)
+
     def do(self):
         source_ep, target_ep = source_endpoint(), target_endpoint()
+        if self.sync:
+            names = self.table_names
+            with load.endpoints()[1].session() as conn:
+                copied = [n for n in names if n not in self._synced]
+                text = sync.render(conn, self.run_id, self._generation, names, copied, self._gone,
+                                   source_ep, target_ep)
+                sync.finish(conn, self.run_id, self._generation)
+            print(text, flush=True)
+            return
         if self.schema_only:
             tables = load.discover(*load.endpoints(), self.wanted)
             for table in tables if self.no_constraints else []:

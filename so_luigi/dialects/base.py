@@ -169,6 +169,8 @@ class Slice:
     progress: object = None   # progress.Progress, or None
     watch: object = None      # watch(backend pid): a context feeding progress from the server
     plan: tuple = None        # (plan id, lo, hi): what a bulk file must have been cut for
+    replace: bool = False     # a sync's recopy: the range was just cleared in this transaction,
+                              # the table stands finished (no FREEZE, no new child, no side table)
 
 
 @dataclass
@@ -311,6 +313,26 @@ class Source(_Database):
         they stand now, for the copy's sequences to take; {} where the source has none to give."""
         return {}
 
+    # re-syncing (so_luigi.sync)
+    def range_figures(self, table, lo, hi, method):
+        """(count, checksum by ``method``) of one partition, computed by the server."""
+        raise NotImplementedError
+
+    def tail(self, conn, table, after, step):
+        """(rows with an integer key above ``after`` (None: all), the keys closing each full
+        ``step`` of them): where a sync plans rows past the old last key."""
+        raise NotImplementedError
+
+    def watermark(self, table):
+        """A proof of change cheaper than a checksum: the value that every row written from
+        now on will carry at least in the table's ``rowversion`` column (SQL Server's
+        MIN_ACTIVE_ROWVERSION()), or None when the table or the server offers none."""
+        return None
+
+    def changed_since(self, table, lo, hi, watermark):
+        """(rows of the partition, how many carry a rowversion at or above ``watermark``)."""
+        raise NotImplementedError
+
 
 class Destination(_Database):
     """A database so_luigi copies into, where its marker tables live too.
@@ -389,6 +411,38 @@ class Destination(_Database):
         """(statements to run beside the verification scans, statements after it agrees);
         ``positions``: the source's Source.sequence_positions."""
         raise NotImplementedError
+
+    # re-syncing (so_luigi.sync)
+    def range_figures(self, table, lo, hi, method):
+        """(count, checksum) of one stored partition, as ``figures`` computes the table's."""
+        raise NotImplementedError
+
+    def source_figures(self, source, table, lo, hi, method, buffer_bytes):
+        """(count, checksum) of the source's partition, computed so as to compare with
+        range_figures: by the source server with ``method``, else from its rows as read."""
+        raise NotImplementedError
+
+    def clear_range(self, cur, table, lo, hi):
+        """Delete the stored partition in the open transaction; returns the rows deleted."""
+        raise NotImplementedError
+
+    def note_before(self, cur, table, lo, hi):
+        """Keep each stored row's key and hash of the partition, for ``changes`` after its recopy."""
+        raise NotImplementedError
+
+    def changes(self, cur, table, lo, hi):
+        """(inserted, updated, deleted) rows of the partition since ``note_before``: by key; a
+        table without a key has no updates, only rows that came and went."""
+        raise NotImplementedError
+
+    def release_foreign_keys(self, cur, table):
+        """Drop the table's foreign keys and those of other so_luigi tables referencing it (a
+        recopy deletes and inserts rows; the sync's foreign-key steps add them again, validated)."""
+        raise NotImplementedError
+
+    def sequence_steps(self, table, positions):
+        """Statements that move the table's identities and sequences past the rows it holds now."""
+        return []
 
     # maintenance
     def drop_tables(self, cur, names):

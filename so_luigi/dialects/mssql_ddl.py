@@ -474,6 +474,19 @@ def checksum_sql(schema, table):
     bytes, each as 0x00 for NULL or 0x01, its length and its bytes, so no two rows run together.
     The aggregate is over a derived table: SQL Server refuses a subquery inside SUM().
     """
+    return (f"SELECT COUNT_BIG(*), ISNULL(SUM(h), 0) FROM (SELECT {row_hash_sql(table)} AS h "
+            f"FROM {qualified(schema, table.name)} AS t) AS r")
+
+
+def range_checksum_sql(schema, table, lo, hi):
+    """(sql, params): checksum_sql over one partition."""
+    inner, params = range_sql(f"SELECT {row_hash_sql(table)} AS h FROM {qualified(schema, table.name)} AS t",
+                              table, lo, hi)
+    return f"SELECT COUNT_BIG(*), ISNULL(SUM(h), 0) FROM ({inner}) AS r", params
+
+
+def row_hash_sql(table):
+    """checksum_sql's hash of one row of the table aliased ``t``, a DECIMAL(38,0)."""
     numbered = list(enumerate(table.columns, start=1))
     binary = {"binary", "varbinary", "image", "timestamp", "rowversion"}
     # money as the decimal it is: Babelfish 4.3's FOR JSON crashes on money's extremes
@@ -489,9 +502,7 @@ def checksum_sql(schema, table):
         if c.data_type in binary:
             col = f"CAST(t.{mssql_ident(c.name)} AS varbinary(max))"
             parts.append(f"ISNULL(0x01 + CAST(CAST(DATALENGTH({col}) AS bigint) AS binary(8)) + {col}, 0x00)")
-    head = f"CAST(CAST(SUBSTRING(HASHBYTES('SHA2_256', {' + '.join(parts)}), 1, 8) AS BIGINT) AS DECIMAL(38,0))"
-    return (f"SELECT COUNT_BIG(*), ISNULL(SUM(h), 0) FROM (SELECT {head} AS h "
-            f"FROM {qualified(schema, table.name)} AS t) AS r")
+    return f"CAST(CAST(SUBSTRING(HASHBYTES('SHA2_256', {' + '.join(parts)}), 1, 8) AS BIGINT) AS DECIMAL(38,0))"
 
 
 def clear_range_sql(schema, table, lo, hi):

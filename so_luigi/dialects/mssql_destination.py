@@ -107,6 +107,36 @@ IF COL_LENGTH(N'{m}.runs', N'seen_at') IS NULL ALTER TABLE {m}.runs ADD seen_at 
 IF COL_LENGTH(N'{m}.tables', N'plan_id') IS NULL ALTER TABLE {m}.tables ADD plan_id nvarchar(40) NULL;
 IF COL_LENGTH(N'{m}.partitions', N'lo_key') IS NULL ALTER TABLE {m}.partitions ADD lo_key nvarchar(max) NULL;
 IF COL_LENGTH(N'{m}.partitions', N'hi_key') IS NULL ALTER TABLE {m}.partitions ADD hi_key nvarchar(max) NULL;
+IF OBJECT_ID(N'{m}.syncs', N'U') IS NULL CREATE TABLE {m}.syncs (
+    run_id          nvarchar(200) NOT NULL,
+    generation      int NOT NULL,
+    pass            int NOT NULL DEFAULT 1,
+    source_snapshot nvarchar(200) NULL,
+    started_at      datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET(),
+    finished_at     datetimeoffset NULL,
+    PRIMARY KEY (run_id, generation));
+IF OBJECT_ID(N'{m}.synced', N'U') IS NULL CREATE TABLE {m}.synced (
+    run_id     nvarchar(200) NOT NULL,
+    generation int NOT NULL,
+    pass       int NOT NULL,
+    table_name nvarchar(128) NOT NULL,
+    item       nvarchar(300) NOT NULL,
+    outcome    nvarchar(200) NOT NULL,
+    proof      nvarchar(40) NULL,
+    rows       bigint NULL,
+    inserted   bigint NOT NULL DEFAULT 0,
+    updated    bigint NOT NULL DEFAULT 0,
+    deleted    bigint NOT NULL DEFAULT 0,
+    seconds    float NOT NULL DEFAULT 0,
+    synced_at  datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET(),
+    PRIMARY KEY (run_id, generation, pass, table_name, item));
+IF OBJECT_ID(N'{m}.proofs', N'U') IS NULL CREATE TABLE {m}.proofs (
+    run_id     nvarchar(200) NOT NULL,
+    table_name nvarchar(128) NOT NULL,
+    partition  int NOT NULL,
+    rows       bigint NOT NULL,
+    watermark  bigint NOT NULL,
+    PRIMARY KEY (run_id, table_name, partition));
 """
 
 
@@ -344,7 +374,7 @@ class MssqlDestination(Destination):
         mssql_bulk.bulk_load(conn, self.schema, table, ddl.bulk_columns(table, table.dialect),
                         source.batches(table, part.lo, part.hi, batch), batch,
                         spill_bytes=buffer_bytes // 4, on_batch=seen,
-                        side=(side_table(table.name), (part.number,)))
+                        side=None if part.replace else (side_table(table.name), (part.number,)))
         return Written(stats["rows"], stats["rows"], stats["bytes"], stats["checksum"], "bulk-copy", 0,
                        "rows go through the TDS bulk copy (pymssql bulk_copy, TABLOCK)")
 
@@ -391,6 +421,94 @@ class MssqlDestination(Destination):
 
     def finish_steps(self, table, partitions, positions=None):
         return [], ddl.finish_table_sql(self.schema, table) + [lambda cur: self._reseed(cur, table)]
+
+    # --- re-syncing ---------------------------------------------------------------------------
+    def _read_back(self, select, params, table):
+        """(rows, checksum) of rows read back and hashed as the source's were on the way in."""
+        encoders = canonical_encoders(table)
+        conn = mssql.connect(self.endpoint)
+        try:
+            cur = conn.cursor()
+            cur.execute(select, params)
+            count = total = 0
+            for rows in iter(lambda: cur.fetchmany(5000), []):
+                count += len(rows)
+                total += rows_checksum(rows, encoders)
+            return count, total
+        finally:
+            conn.close()
+
+    def range_figures(self, table, lo, hi, method):
+        if method:
+            conn = mssql.connect(self.endpoint)
+            try:
+                cur = conn.cursor()
+                cur.execute(*ddl.range_checksum_sql(self.schema, table, lo, hi))
+                count, total = cur.fetchone()
+                return int(count), int(total)
+            finally:
+                conn.close()
+        return self._read_back(*mssql.range_sql(
+            f"SELECT {', '.join(mssql_ident(c.name) for c in table.columns)} "
+            f"FROM {mssql.qualified(self.schema, table.name)}", table, lo, hi), table)
+
+    def source_figures(self, source, table, lo, hi, method, buffer_bytes):
+        if method:
+            return source.range_figures(table, lo, hi, method)
+        encoders, count, total = canonical_encoders(table), 0, 0
+        for rows in source.batches(table, lo, hi, 5000):
+            count += len(rows)
+            total += rows_checksum(rows, encoders)
+        return count, total
+
+    def clear_range(self, cur, table, lo, hi):
+        cur.execute(*ddl.clear_range_sql(self.schema, table, lo, hi))
+        return cur.rowcount
+
+    def _hashed(self, table, lo, hi, into=""):
+        keys = ", ".join(mssql_ident(c) for c in table.primary_key)
+        return mssql.range_sql(f"SELECT {keys + ', ' if keys else ''}{ddl.row_hash_sql(table)} AS so_h{into} "
+                               f"FROM {mssql.qualified(self.schema, table.name)} AS t", table, lo, hi)
+
+    def note_before(self, cur, table, lo, hi):
+        cur.execute("IF OBJECT_ID('tempdb..#so_luigi_before') IS NOT NULL DROP TABLE #so_luigi_before")
+        if table.primary_key:
+            cur.execute(*self._hashed(table, lo, hi, " INTO #so_luigi_before"))
+        else:
+            sql, params = self._hashed(table, lo, hi)
+            cur.execute(f"SELECT so_h, COUNT_BIG(*) AS so_n INTO #so_luigi_before FROM ({sql}) AS h GROUP BY so_h",
+                        params)
+
+    def changes(self, cur, table, lo, hi):
+        sql, params = self._hashed(table, lo, hi)
+        if table.primary_key:
+            on = " AND ".join(f"a.{mssql_ident(c)} = b.{mssql_ident(c)}" for c in table.primary_key)
+            cur.execute(f"SELECT ISNULL(SUM(CASE WHEN b.so_h IS NULL THEN 1 ELSE 0 END), 0), "
+                        f"ISNULL(SUM(CASE WHEN a.so_h <> b.so_h THEN 1 ELSE 0 END), 0), "
+                        f"ISNULL(SUM(CASE WHEN a.so_h IS NULL THEN 1 ELSE 0 END), 0) "
+                        f"FROM ({sql}) AS a FULL OUTER JOIN #so_luigi_before AS b ON {on}", params)
+        else:
+            cur.execute(f"SELECT ISNULL(SUM(CASE WHEN ISNULL(a.so_n, 0) > ISNULL(b.so_n, 0) "
+                        f"THEN ISNULL(a.so_n, 0) - ISNULL(b.so_n, 0) ELSE 0 END), 0), 0, "
+                        f"ISNULL(SUM(CASE WHEN ISNULL(b.so_n, 0) > ISNULL(a.so_n, 0) "
+                        f"THEN ISNULL(b.so_n, 0) - ISNULL(a.so_n, 0) ELSE 0 END), 0) "
+                        f"FROM (SELECT so_h, COUNT_BIG(*) AS so_n FROM ({sql}) AS h GROUP BY so_h) AS a "
+                        f"FULL OUTER JOIN #so_luigi_before AS b ON a.so_h = b.so_h", params)
+        found = tuple(int(v) for v in cur.fetchone())
+        cur.execute("DROP TABLE #so_luigi_before")
+        return found
+
+    def release_foreign_keys(self, cur, table):
+        q = mssql.qualified(self.schema, table.name)
+        cur.execute("SELECT name FROM sys.foreign_keys WHERE parent_object_id = OBJECT_ID(%s)", (q,))
+        own = {fk.name.casefold() for fk in table.foreign_keys}
+        for (name,) in cur.fetchall():
+            if name.casefold() in own:
+                cur.execute(f"ALTER TABLE {q} DROP CONSTRAINT {mssql_ident(name)}")
+        self._drop_referencing_keys(cur, table.name)
+
+    def sequence_steps(self, table, positions):
+        return [lambda cur: self._reseed(cur, table)]
 
     def _reseed(self, cur, table):
         """Each identity column's next value past the largest copied one, unless the bulk copy's

@@ -79,6 +79,37 @@ ALTER TABLE {m}.runs ADD COLUMN IF NOT EXISTS source_snapshot text,         -- e
 ALTER TABLE {m}.tables ADD COLUMN IF NOT EXISTS plan_id text;        -- which plan a bulk file was cut for
 ALTER TABLE {m}.partitions ADD COLUMN IF NOT EXISTS lo_key text,     -- bounds on a key that is not one
                            ADD COLUMN IF NOT EXISTS hi_key text;     -- integer: the key's values (JSON)
+-- re-syncs (so_luigi.sync): one row per ``--sync`` of a run, then one per step it took
+CREATE TABLE IF NOT EXISTS {m}.syncs (
+    run_id          text NOT NULL,
+    generation      integer NOT NULL,     -- the run's first sync is 1
+    pass            integer NOT NULL DEFAULT 1,   -- begun again from a new source snapshot
+    source_snapshot text,
+    started_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at     timestamptz,
+    PRIMARY KEY (run_id, generation));
+CREATE TABLE IF NOT EXISTS {m}.synced (
+    run_id     text NOT NULL,
+    generation integer NOT NULL,
+    pass       integer NOT NULL,
+    table_name text NOT NULL,
+    item       text NOT NULL,             -- 'plan', 'partition N', 'table', 'foreign key NAME'
+    outcome    text NOT NULL,             -- same, recopied, split, or the table's verdict
+    proof      text,                      -- checksum or rowversion
+    rows       bigint,
+    inserted   bigint NOT NULL DEFAULT 0,
+    updated    bigint NOT NULL DEFAULT 0,
+    deleted    bigint NOT NULL DEFAULT 0,
+    seconds    double precision NOT NULL DEFAULT 0,
+    synced_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (run_id, generation, pass, table_name, item));
+CREATE TABLE IF NOT EXISTS {m}.proofs (
+    run_id     text NOT NULL,
+    table_name text NOT NULL,
+    partition  integer NOT NULL,
+    rows       bigint NOT NULL,           -- the range's rows when last read or checked
+    watermark  bigint NOT NULL,           -- SQL Server's MIN_ACTIVE_ROWVERSION() just before
+    PRIMARY KEY (run_id, table_name, partition));
 """
 
 # COPYs running now into the destination database, for ``so-luigi status``
@@ -87,6 +118,13 @@ SELECT c.relname, p.tuples_processed
 FROM pg_stat_progress_copy p JOIN pg_class c ON c.oid = p.relid
 WHERE p.datname = current_database() AND p.command = 'COPY FROM'
 """
+
+
+class _Discard:
+    """A sink that keeps nothing: the rows were read for their checksum alone."""
+
+    def write(self, data, rows=None):
+        return len(data)
 
 
 class PostgresDestination(Destination):
@@ -252,6 +290,8 @@ class PostgresDestination(Destination):
         * a plain table of several partitions: loaded side by side by parallel workers, without FREEZE.
         """
         table = part.table
+        if part.replace:                # a sync's recopy: rows routed by the table, as they stand
+            return table, False, lambda: None
         if table.layout == "partitioned":
             child = copy.copy(table)
             child.name = pg.partition_name(table, part.number)
@@ -279,7 +319,7 @@ class PostgresDestination(Destination):
                     buffer_bytes, part.progress)
             written = Written(src_rows, stored, nbytes, src_sum, "stream", changed,
                               "rows stream from the source cursor into COPY FROM STDIN")
-        if part.table.layout == "partitioned":
+        if part.table.layout == "partitioned" and not part.replace:
             cur.execute(pg.attach_partition_sql(self.schema, part.table, part.number, part.lo, part.hi))
         return written
 
@@ -358,6 +398,73 @@ class PostgresDestination(Destination):
 
     def finish_steps(self, table, partitions, positions=None):
         return pg.finish_table_steps(self.schema, table, partitions, positions)
+
+    # --- re-syncing ---------------------------------------------------------------------------
+    def _figures_sql(self, table, method):
+        if method:
+            return pg.row_checksum_sql(self.schema, table.name, method, table)
+        return pg.checksum_sql(self.schema, table)
+
+    def range_figures(self, table, lo, hi, method):
+        with pg.session(self.endpoint) as conn, conn.cursor() as cur:
+            cur.execute(*pg.range_sql(self._figures_sql(table, method), table, lo, hi))
+            count, total = cur.fetchone()
+        return int(count), int(total)
+
+    def source_figures(self, source, table, lo, hi, method, buffer_bytes):
+        """The server's checksum between two PostgreSQL servers; from SQL Server, the md5 of
+        each row's COPY text line as the stream computes it, its lines thrown away."""
+        if method:
+            return source.range_figures(table, lo, hi, method)
+        rows, total, _ = source.copy_reader(table, lo, hi, True, buffer_bytes)(_Discard())
+        return int(rows), int(total or 0)
+
+    def clear_range(self, cur, table, lo, hi):
+        cur.execute(*pg.range_sql(f"DELETE FROM {pg_qualified(self.schema, table.name)}", table, lo, hi))
+        return cur.rowcount
+
+    def _hashed(self, table, lo, hi):
+        """(SQL, params): the partition's key columns and a 64-bit hash of each whole row."""
+        keys = ", ".join(pg_ident(c) for c in table.primary_key)
+        select = (f"SELECT {keys + ', ' if keys else ''}hashtextextended(r::text, 0) AS so_h "
+                  f"FROM {pg_qualified(self.schema, table.name)} r")
+        return pg.range_sql(select, table, lo, hi)
+
+    def note_before(self, cur, table, lo, hi):
+        sql, params = self._hashed(table, lo, hi)
+        if not table.primary_key:
+            sql = f"SELECT so_h, count(*) AS so_n FROM ({sql}) h GROUP BY so_h"
+        cur.execute("DROP TABLE IF EXISTS pg_temp.so_luigi_before")
+        cur.execute(f"CREATE TEMP TABLE so_luigi_before ON COMMIT DROP AS {sql}", params)
+
+    def changes(self, cur, table, lo, hi):
+        sql, params = self._hashed(table, lo, hi)
+        if table.primary_key:
+            on = " AND ".join(f"a.{pg_ident(c)} = b.{pg_ident(c)}" for c in table.primary_key)
+            cur.execute(f"SELECT count(*) FILTER (WHERE b.so_h IS NULL), "
+                        f"count(*) FILTER (WHERE a.so_h <> b.so_h), count(*) FILTER (WHERE a.so_h IS NULL) "
+                        f"FROM ({sql}) a FULL JOIN so_luigi_before b ON {on}", params)
+        else:
+            cur.execute(f"SELECT coalesce(sum(greatest(coalesce(a.so_n, 0) - coalesce(b.so_n, 0), 0)), 0), 0, "
+                        f"coalesce(sum(greatest(coalesce(b.so_n, 0) - coalesce(a.so_n, 0), 0)), 0) "
+                        f"FROM (SELECT so_h, count(*) AS so_n FROM ({sql}) h GROUP BY so_h) a "
+                        f"FULL JOIN so_luigi_before b ON a.so_h = b.so_h", params)
+        found = tuple(int(v) for v in cur.fetchone())
+        cur.execute("DROP TABLE so_luigi_before")
+        return found
+
+    def release_foreign_keys(self, cur, table):
+        q = pg_qualified(self.schema, table.name)
+        cur.execute("SELECT conname FROM pg_constraint WHERE contype = 'f' AND conparentid = 0 "
+                    "AND conrelid = to_regclass(%s)", (q,))
+        own = {fk.name for fk in table.foreign_keys}
+        for (name,) in cur.fetchall():
+            if name in own:
+                cur.execute(f"ALTER TABLE {q} DROP CONSTRAINT {pg_ident(name)}")
+        self._drop_referencing_keys(cur, table.name)
+
+    def sequence_steps(self, table, positions):
+        return pg.sequence_sql(self.schema, table, positions)
 
     # --- maintenance --------------------------------------------------------------------------
     def drop_tables(self, cur, names):

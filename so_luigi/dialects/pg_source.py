@@ -114,6 +114,15 @@ class PostgresSource(Source):
             count, total = cur.fetchone()
         return int(count), (None if total is None else int(total))
 
+    def range_figures(self, table, lo, hi, method):
+        with self.session() as conn, conn.cursor() as cur:
+            cur.execute(*pg.range_sql(pg.row_checksum_sql(table.schema, table.name, method, table), table, lo, hi))
+            count, total = cur.fetchone()
+        return int(count), int(total)
+
+    def tail(self, conn, table, after, step):
+        return pg.tail_boundaries(conn, table, after, step)
+
     def sequence_positions(self, table):
         """Read outside the snapshot: a sequence is not transactional, so its position is the
         one it has now, at least as far as any row the copy holds (as pg_dump takes it)."""

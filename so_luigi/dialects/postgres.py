@@ -250,12 +250,24 @@ def row_estimate(cur, q):
     return None if value is None else int(value)
 
 
-def offset_boundaries(cur, q, key, chunk_rows):
+def tail_boundaries(conn, table, after, step):
+    """(rows with a key above ``after``, the keys closing each full ``step`` of them): the
+    rows a sync finds past the old last key, cut as offset_boundaries cuts a table."""
+    key, q = table.int_key, pg_qualified(table.schema, table.name)
+    k, t = percent_safe(pg_ident(key)), percent_safe(q)
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {t}" + ("" if after is None else f" WHERE {k} > %s"),
+                    () if after is None else (after,))
+        rows = cur.fetchone()[0]
+        return rows, (offset_boundaries(cur, q, key, step, after) if rows > step else [])
+
+
+def offset_boundaries(cur, q, key, chunk_rows, after=None):
     """The keys closing each full chunk, as boundaries_sql's ROW_NUMBER would find them, by
     stepping chunk_rows keys at a time along the key's index (an index-only scan read once):
     about 2.7 times faster than numbering every row (Votes at scale 0.5: 0.6 s instead of 1.6 s)."""
     k, t = percent_safe(pg_ident(key)), percent_safe(q)
-    found, prev = [], None
+    found, prev = [], after
     while True:
         where = "" if prev is None else f" WHERE {k} > %s"
         cur.execute(f"SELECT {k} FROM {t}{where} ORDER BY {k} OFFSET %s LIMIT 1",
@@ -265,6 +277,42 @@ def offset_boundaries(cur, q, key, chunk_rows):
             return found
         found.append(row[0])
         prev = row[0]
+
+
+def sequence_sql(schema, table, positions=None):
+    """Statements moving the table's sequences and identities past its rows (see finish_table_steps)."""
+    q = pg_qualified(schema, table.name)
+    out = []
+    positions = positions or {}
+    for col in table.columns:
+        if col.identity and col.sequence:
+            seq, top = f"'{_literal(pg_qualified(schema, col.sequence['name']))}'", f"max({pg_ident(col.name)})"
+            ascending = int(col.sequence["increment"]) > 0
+            if col.name in positions:
+                # the source's position; an ascending one never behind the largest value copied
+                # (a source loaded with explicit ids may never have drawn from its sequence)
+                last, called = int(positions[col.name][0]), "true" if positions[col.name][1] else "false"
+                out.append(f"SELECT setval({seq}, greatest({last}, coalesce({top}, {last})), "
+                           f"coalesce({top} > {last}, false) OR {called}) FROM {q}" if ascending else
+                           f"SELECT setval({seq}, {last}, {called})")
+            elif ascending:
+                # no position from the source: after the largest value copied, if the sequence
+                # can hold it; an empty table's sequence stays at its start
+                out.append(f"SELECT setval({seq}, {top}, true) FROM {q} "
+                           f"HAVING {top} BETWEEN {int(col.sequence['min'])} AND {int(col.sequence['max'])}")
+    for c in [c for c in table.columns if c.identity and not c.sequence and c.seed is not None]:
+        # a SQL Server IDENTITY(seed, increment): past the copied values in its direction, else at its seed
+        edge = "max" if int(c.increment) > 0 else "min"
+        out.append(f"SELECT setval(pg_get_serial_sequence('{_literal(q)}', '{_literal(c.name)}'), "
+                   f"{edge}({pg_ident(c.name)}), true) FROM {q} "
+                   f"HAVING {edge}({pg_ident(c.name)}) {'>=' if edge == 'max' else '<='} {int(c.seed)}")
+    for col in [c.name for c in table.columns if c.identity and not c.sequence and c.seed is None]:
+        # setval(max) makes the next generated value max+1; a table with no positive id starts at 1
+        out.append(f"SELECT setval(pg_get_serial_sequence('{q.replace(chr(39), chr(39) * 2)}', "
+                   f"'{col.replace(chr(39), chr(39) * 2)}'), "
+                   f"greatest(coalesce(max({pg_ident(col)}), 1), 1), coalesce(max({pg_ident(col)}) >= 1, false)) "
+                   f"FROM {q}")
+    return out
 
 
 def table_bytes(conn, table):
@@ -468,37 +516,10 @@ def finish_table_steps(schema, table, partitions=1, positions=None):
         elif con.kind in ("unique", "exclude", "check"):
             after.append(optional(f"ALTER TABLE {q} ADD CONSTRAINT {name} {con.definition}", what, table))
     build.append(f"ANALYZE {q}")
-    positions = positions or {}
-    for col in table.columns:
-        if col.identity and col.sequence:
-            seq, top = f"'{_literal(pg_qualified(schema, col.sequence['name']))}'", f"max({pg_ident(col.name)})"
-            ascending = int(col.sequence["increment"]) > 0
-            if col.name in positions:
-                # the source's position; an ascending one never behind the largest value copied
-                # (a source loaded with explicit ids may never have drawn from its sequence)
-                last, called = int(positions[col.name][0]), "true" if positions[col.name][1] else "false"
-                after.append(f"SELECT setval({seq}, greatest({last}, coalesce({top}, {last})), "
-                             f"coalesce({top} > {last}, false) OR {called}) FROM {q}" if ascending else
-                             f"SELECT setval({seq}, {last}, {called})")
-            elif ascending:
-                # no position from the source: after the largest value copied, if the sequence
-                # can hold it; an empty table's sequence stays at its start
-                after.append(f"SELECT setval({seq}, {top}, true) FROM {q} "
-                             f"HAVING {top} BETWEEN {int(col.sequence['min'])} AND {int(col.sequence['max'])}")
-        if same and col.identity_kind == "a":
-            after.append(f"ALTER TABLE {q} ALTER COLUMN {pg_ident(col.name)} SET GENERATED ALWAYS")
-    for c in [c for c in table.columns if c.identity and not c.sequence and c.seed is not None]:
-        # a SQL Server IDENTITY(seed, increment): past the copied values in its direction, else at its seed
-        edge = "max" if int(c.increment) > 0 else "min"
-        after.append(f"SELECT setval(pg_get_serial_sequence('{_literal(q)}', '{_literal(c.name)}'), "
-                     f"{edge}({pg_ident(c.name)}), true) FROM {q} "
-                     f"HAVING {edge}({pg_ident(c.name)}) {'>=' if edge == 'max' else '<='} {int(c.seed)}")
-    for col in [c.name for c in table.columns if c.identity and not c.sequence and c.seed is None]:
-        # setval(max) makes the next generated value max+1; a table with no positive id starts at 1
-        after.append(f"SELECT setval(pg_get_serial_sequence('{q.replace(chr(39), chr(39) * 2)}', "
-                     f"'{col.replace(chr(39), chr(39) * 2)}'), "
-                     f"greatest(coalesce(max({pg_ident(col)}), 1), 1), coalesce(max({pg_ident(col)}) >= 1, false)) "
-                     f"FROM {q}")
+    after += sequence_sql(schema, table, positions)
+    if same:
+        after += [f"ALTER TABLE {q} ALTER COLUMN {pg_ident(c.name)} SET GENERATED ALWAYS"
+                  for c in table.columns if c.identity_kind == "a"]
     return beside, after
 
 

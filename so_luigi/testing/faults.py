@@ -4,7 +4,8 @@ import os
 import sys
 import time
 
-POINTS = ("plan-commit", "load-commit", "index-build", "complete-commit", "extract-write", "foreign-key")
+POINTS = ("plan-commit", "load-commit", "index-build", "complete-commit", "extract-write", "foreign-key",
+          "sync-commit")
 
 
 def pause(point):

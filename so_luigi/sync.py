@@ -1,0 +1,337 @@
+"""Re-sync: bring a finished copy up to date by recopying only the partitions that changed.
+
+``ReplicateAll --sync`` runs one *generation* of a run's syncs (``markers`` tables ``syncs`` and
+``synced``), with these steps, each one destination transaction with its marker:
+
+* ``begin``:          the generation (a new one, or the unfinished one a killed sync left), read at
+                      a new source snapshot; a generation whose snapshot is gone begins a new
+                      *pass* from a new one, in which every step is done again;
+* ``plan``:           once per table: rows past the old last key fill the open last range up
+                      to the plan's step, then become new partitions of that step;
+* ``sync_partition``: the source's and the destination's count and checksum of one key range,
+                      computed as the full copy's verification computes them; where they
+                      differ (or a ``rowversion`` proves a change), the range is recopied in one
+                      transaction: DELETE, COPY, its ``loaded`` marker and its ``synced`` one. In
+                      PostgreSQL the deleted rows stay visible to readers until the commit, so
+                      no reader sees the range empty;
+* ``verify_table``:   the whole table verified against the source as after a full copy, its
+                      sequences moved past its rows.
+
+A table without a key range to cut on (cut by heap position, ``table.cut == "ctid"``) is one
+unit: checked whole, recopied whole into one partition. Tables new in the source are copied
+whole by the usual steps; tables gone from the source are reported and left alone.
+"""
+import logging
+import time
+
+from . import markers, snapshot
+from .dialects.base import Slice
+from .errors import ConfigError, VerificationError
+from .load import both_sides, endpoints, table_figures, _finish
+from .testing import faults
+
+log = logging.getLogger("luigi-interface.so_luigi")
+
+
+def partition_item(n):
+    return f"partition {n}"
+
+
+# --- the generation -------------------------------------------------------------------------------
+
+def begin(run_id, src, dst, source_ep, target_ep):
+    """The generation this process syncs (starting one, or joining the unfinished one), with
+    the source snapshot it reads at recorded for every process of the run."""
+    with dst.session() as conn:
+        cur = conn.cursor()
+        markers.lock(cur, "sync", run_id)
+        if not markers.check_run(cur, run_id, source_ep, target_ep) or not _replicated(cur, run_id):
+            raise ConfigError(f"--sync brings a finished copy up to date, and run {run_id!r} has none in "
+                              f"{target_ep}: run ReplicateAll without --sync first")
+        current = markers.unfinished_sync(cur, run_id)
+        held = None
+        if src.exports_snapshots:
+            if current and current[2] and src.can_import(current[2]):
+                held = current[2]
+            else:
+                held, exported_at = snapshot.start_holder(run_id)
+        if current is None:
+            generation = markers.start_sync(cur, run_id, held)
+            log.info("sync %d of run %r begins", generation, run_id)
+        else:
+            generation = current[0]
+            if held != current[2]:
+                markers.new_sync_pass(cur, run_id, generation, held)
+                log.info("sync %d of run %r: its source snapshot is gone; every partition is checked again "
+                         "at a new one", generation, run_id)
+            else:
+                log.info("sync %d of run %r resumes", generation, run_id)
+        if held is None:
+            words = src.consistency()
+        elif held == (current or (None, None, None))[2]:
+            words = markers.source_reading(conn, run_id)[1]
+        else:
+            words = f"consistent: the source as of snapshot {held} (exported {exported_at}, for sync {generation})"
+        snapshot.record(conn, run_id, held, words)
+    snapshot.keep_alive(run_id)
+    return generation
+
+
+def peek(run_id):
+    """The generation a sync would run now, read only (a dry pass): the unfinished one, else the next."""
+    with markers.shared_connection().cursor() as cur:
+        if not markers.marker_table_exists(cur, "syncs"):
+            return 1
+        current = markers.unfinished_sync(cur, run_id)
+        if current:
+            return current[0]
+        cur.execute(f"SELECT coalesce(max(generation), 0) + 1 FROM {markers.m()}.syncs WHERE run_id = %s", (run_id,))
+        return int(cur.fetchone()[0])
+
+
+def _replicated(cur, run_id):
+    cur.execute(f"SELECT count(*) FROM {markers.m()}.replications WHERE run_id = %s", (run_id,))
+    return cur.fetchone()[0] > 0
+
+
+def finish(conn, run_id, generation):
+    with conn.cursor() as cur:
+        markers.finish_sync(cur, run_id, generation)
+    conn.commit()
+
+
+# --- planning: rows past the old last key -----------------------------------------------------------
+
+def plan(run_id, table_name, generation, chunk_rows):
+    """Expected MB of each unit the table is checked in, splitting rows past its old last key
+    into new partitions first (once per generation)."""
+    src, dst = endpoints(run_id)
+    with dst.session() as conn:
+        cur = conn.cursor()
+        markers.lock(cur, run_id, table_name)
+        table, partitions = markers.planned_table(conn, run_id, table_name)
+        if not markers.is_synced(cur, run_id, generation, table_name, "plan", any_pass=True):
+            added = _split_tail(conn, cur, src, dst, run_id, table, partitions, chunk_rows) \
+                if table.cut == "key" and table.int_key else 0
+            markers.insert_synced(cur, run_id, generation, table_name, "plan", "split" if added else "kept",
+                                  rows=added)
+            conn.commit()
+            if added:
+                log.info("sync %d: %s has %d new partition(s) past its old last key", generation, table_name, added)
+        weights = markers.partition_weights(conn, run_id, table_name)
+        conn.rollback()
+    return [sum(weights)] if table.cut == "ctid" else weights
+
+
+def _split_tail(conn, cur, src, dst, run_id, table, partitions, chunk_rows):
+    """The open last range cut again at the plan's step, as the source holds it now: rows past
+    its old last key fill it up to a partition's worth, then make new partitions (a few new rows
+    stay in it: no sync leaves a trail of tiny partitions). Returns how many were added."""
+    last = partitions - 1
+    lo, _, _ = markers.partition_range(conn, run_id, table.name, last)
+    step = markers.partition_step(cur, run_id, table.name) if partitions > 1 else chunk_rows
+    with src.session() as sconn:
+        rows, cuts = src.tail(sconn, table, lo, step)
+    cuts = [c for i, c in enumerate(cuts, start=1) if i * step < rows]
+    if not cuts:
+        return 0
+    edges = cuts + [None]
+    ranges = list(zip(edges[:-1], edges[1:]))
+    sizes = [step] * (len(ranges) - 1) + [rows - step * len(ranges)]
+    markers.split_last(cur, run_id, table.name, last, cuts[0], ranges, sizes)
+    return len(ranges)
+
+
+# --- one partition ------------------------------------------------------------------------------------
+
+def sync_partition(run_id, table_name, partition, generation, buffer_mb, progress=None):
+    """Compare one partition with the source and recopy it when it differs. Returns the
+    outcome ("same" or "recopied"), or None when another process synced it meanwhile."""
+    src, dst = endpoints(run_id)
+    started = time.monotonic()
+    buffer_bytes = int(buffer_mb * 1024 * 1024)
+    with dst.session() as conn:
+        table, partitions = markers.planned_table(conn, run_id, table_name)
+        lo, hi, expected = markers.partition_range(conn, run_id, table_name, partition)
+        stored = markers.proof(conn.cursor(), run_id, table_name, partition)
+        method = dst.checksum_method(src, table, conn)
+        conn.rollback()
+    whole = table.cut == "ctid"
+    if whole:
+        lo = hi = None
+    watermark = src.watermark(table)                 # before any read of the range
+    if stored is not None and watermark is not None and not whole:
+        rows, changed = src.changed_since(table, lo, hi, stored[1])
+        proof, same = "rowversion", rows == stored[0] and changed == 0
+    else:
+        (rows, src_sum), (dst_rows, dst_sum) = both_sides(
+            lambda: dst.source_figures(src, table, lo, hi, method, buffer_bytes),
+            lambda: dst.range_figures(table, lo, hi, method))
+        proof, same = "checksum", (rows, src_sum) == (dst_rows, dst_sum)
+    item = partition_item(partition)
+    if same:
+        with dst.session() as conn:
+            cur = conn.cursor()
+            if not _claim(conn, cur, run_id, generation, table_name, partition):
+                return None
+            if watermark is not None and not whole:
+                markers.record_proof(cur, run_id, table_name, partition, rows, watermark)
+            markers.insert_synced(cur, run_id, generation, table_name, item, "same", proof, rows,
+                                  seconds=time.monotonic() - started)
+            conn.commit()
+        return "same"
+    if progress is not None:
+        progress.expected = rows
+    return _recopy(src, dst, run_id, generation, table, partitions, partition, lo, hi, proof, buffer_bytes,
+                   progress, started)
+
+
+def _claim(conn, cur, run_id, generation, table_name, partition):
+    """The partition's lock in ``conn``'s transaction; False (rolled back) when another process
+    synced it meanwhile."""
+    markers.lock(cur, run_id, table_name, partition)
+    if markers.is_synced(cur, run_id, generation, table_name, partition_item(partition)):
+        conn.rollback()
+        return False
+    return True
+
+
+def _recopy(src, dst, run_id, generation, table, partitions, partition, lo, hi, proof, buffer_bytes, progress,
+            started):
+    """One transaction: the range's stored rows noted and deleted, the source's copied in, the
+    changes counted, the partition's markers replaced."""
+    whole = table.cut == "ctid"
+    with dst.session() as conn:
+        cur = conn.cursor()
+        dst.release_foreign_keys(cur, table)       # its own transaction: the sync's key steps add them back
+        conn.commit()
+    with dst.session() as conn:
+        cur = conn.cursor()
+        if not _claim(conn, cur, run_id, generation, table.name, partition):
+            return None
+        watermark = None if whole else src.watermark(table)
+        dst.note_before(cur, table, lo, hi)
+        dst.clear_range(cur, table, lo, hi)
+        part = Slice(run_id, table, partitions, partition, lo, hi, progress=progress, replace=True)
+        written = dst.write(conn, cur, part, src, "streaming", buffer_bytes, True)
+        if written.source_rows != written.rows:
+            raise VerificationError(f"{table.name} partition {partition}: read {written.source_rows} rows from the "
+                                    f"source but the destination stored {written.rows}")
+        changes = dst.changes(cur, table, lo, hi)
+        seconds = time.monotonic() - started
+        if whole:
+            markers.collapse_partitions(cur, run_id, table.name, written.rows)
+        markers.replace_loaded(cur, run_id, table.name, 0 if whole else partition, written.rows, written.bytes,
+                               seconds, written.checksum, written.via, written.changed)
+        if watermark is not None:
+            markers.record_proof(cur, run_id, table.name, partition, written.rows, watermark)
+        markers.insert_synced(cur, run_id, generation, table.name, partition_item(partition), "recopied", proof,
+                              written.rows, changes, seconds)
+        faults.pause("sync-commit")
+        conn.commit()
+    inserted, updated, deleted = changes
+    log.info("%s partition %d recopied (%s differed): %d rows; %d inserted, %d updated, %d deleted",
+             table.name, partition, proof, written.rows, inserted, updated, deleted)
+    return "recopied"
+
+
+# --- the table ------------------------------------------------------------------------------------------
+
+def verify_table(run_id, table_name, generation, verify="full"):
+    """Every partition synced: the table verified against the source as after a full copy,
+    its sequences moved past its rows, and its figures and the sync's table marker committed.
+    A disagreement (the source changed during a sync that reads it live, or someone wrote into
+    the destination) sends the table's partitions back to be checked at the next run."""
+    src, dst = endpoints(run_id)
+    started = time.monotonic()
+    with dst.session() as conn:
+        cur = conn.cursor()
+        table, partitions = markers.planned_table(conn, run_id, table_name)
+        loaded, rows, nbytes, streamed_sum = markers.loaded_totals(cur, run_id, table_name)
+        conn.rollback()
+        (src_count, src_sum), (dst_count, dst_sum) = table_figures(src, dst, conn, verify)(table)
+        if src_sum is None and verify == "full":
+            src_sum = streamed_sum
+        tally = dst_count is None
+        if tally:
+            dst_count = rows
+        problem = None
+        if loaded != partitions:
+            problem = f"{loaded} of {partitions} partitions have a loaded marker"
+        elif not src_count == dst_count == rows:
+            problem = (f"row counts differ: source {src_count}, destination {dst_count}"
+                       f"{' (its COPY tallies)' if tally else ''}, loaded markers {rows}")
+        elif verify == "full" and src_sum != dst_sum:
+            problem = f"content checksum differs (source {src_sum}, destination {dst_sum}) over {dst_count} rows"
+        if problem:
+            markers.forget_synced_partitions(cur, run_id, generation, table_name)
+            conn.commit()
+            raise VerificationError(
+                f"{table_name} after sync {generation}: {problem}; the source changed while it was read live, or "
+                "the destination was written to: rerun the same command, which checks its partitions again")
+        verdict = ("ok: count+checksum" if verify == "full" else
+                   "ok: count vs COPY tallies" if tally else "ok: count only")
+        steps = dst.sequence_steps(table, src.sequence_positions(table))
+        markers.lock(cur, run_id, table_name)
+        if markers.is_synced(cur, run_id, generation, table_name, "table"):
+            conn.rollback()
+            return None
+        _finish(cur, steps, pause=False)
+        markers.update_figures(cur, run_id, table_name, dst_count, nbytes, src_sum, dst_sum, verdict)
+        markers.insert_synced(cur, run_id, generation, table_name, "table", verdict, rows=dst_count,
+                              seconds=time.monotonic() - started)
+        conn.commit()
+    log.info("sync %d: %s verified: %d rows, %s", generation, table_name, dst_count, verdict)
+    return verdict
+
+
+def foreign_key(run_id, table_name, name, references, generation):
+    """The key back in place and validated after both its tables are synced (a recopy drops it)."""
+    from .load import add_foreign_key
+    add_foreign_key(run_id, table_name, name, references)
+    _, dst = endpoints(run_id)
+    with dst.session() as conn:
+        cur = conn.cursor()
+        markers.lock(cur, run_id, table_name, "foreign key", name)
+        if not markers.is_synced(cur, run_id, generation, table_name, f"foreign key {name}"):
+            markers.insert_synced(cur, run_id, generation, table_name, f"foreign key {name}", "in place")
+        conn.commit()
+
+
+# --- the report --------------------------------------------------------------------------------------------
+
+def render(conn, run_id, generation, names, copied, gone, source_ep=None, target_ep=None):
+    """The sync's summary: per table, partitions checked and recopied, rows inserted, updated and
+    deleted, the proof used, seconds; tables copied whole and tables gone from the source."""
+    figures = markers.sync_figures(conn, run_id, generation)
+    head = f"so_luigi run {run_id!r}, sync {generation}"
+    if source_ep and target_ep:
+        head += f": {source_ep} -> {target_ep}"
+    lines = [head, f"{'table':<20} {'checked':>8} {'recopied':>8} {'inserted':>10} {'updated':>10} {'deleted':>10} "
+                   f"{'seconds':>8}  proof; verification"]
+    recopied = changed = 0
+    for name in names:
+        if name in copied:
+            continue
+        t = figures.get(name)
+        if t is None:
+            lines.append(f"{name:<20} not synced")
+            continue
+        proofs = "+".join(sorted(p for p in t["proofs"] if p)) or "-"
+        split = f"; {t['split']} new partition(s) past the old last key" if t["split"] else ""
+        lines.append(f"{name:<20} {t['checked']:>8,} {t['recopied']:>8,} {t['inserted']:>10,} {t['updated']:>10,} "
+                     f"{t['deleted']:>10,} {t['seconds']:>8.1f}  {proofs}; {t['verdict'] or 'not verified'}{split}")
+        recopied += t["recopied"]
+        changed += t["inserted"] + t["updated"] + t["deleted"]
+    for name in copied:
+        lines.append(f"{name:<20} new in the source: copied whole (see `so-luigi report --run-id {run_id}`)")
+    if gone:
+        lines.append(f"gone from the source, left in the destination: {', '.join(gone)}")
+    if recopied == 0 and not copied:
+        lines.append("nothing to do: every partition already equals the source")
+    else:
+        lines.append(f"{recopied} partition(s) recopied, {changed:,} row(s) changed")
+    said = markers.source_reading(conn, run_id)[1]
+    if said:
+        lines.append(f"source: {said}")
+    return "\n".join(lines)
