@@ -68,7 +68,7 @@ def begin(run_id, src, dst, source_ep, target_ep):
                 log.info("sync %d of run %r resumes", generation, run_id)
         if held is None:
             words = src.consistency()
-        elif held == (current or (None, None, None))[2]:
+        elif current is not None and held == current[2]:      # the sync's own snapshot, still held
             words = markers.source_reading(conn, run_id)[1]
         else:
             words = f"consistent: the source as of snapshot {held} (exported {exported_at}, for sync {generation})"

@@ -456,8 +456,9 @@ class ReplicateAll(_HowMixin, SoTask):
         if self.schema_only:
             return []
         if self.sync:
-            names = self.table_names
-            return [synced_or_copied(self, n, self._generation) for n in names] + \
+            how = _how(self)
+            return [SyncTable(run_id=self.run_id, table=n, generation=self._generation, **how) if n in self._synced
+                    else CompleteTable(run_id=self.run_id, table=n, **how) for n in self.table_names] + \
                 [SyncForeignKey(run_id=self.run_id, table=t, name=k, references=r, generation=self._generation,
                                 **_how(self)) for t, k, r in self.foreign_keys]
         tables = [CompleteTable(run_id=self.run_id, table=n, **_how(self)) for n in self.table_names]
