@@ -3,9 +3,11 @@ source and destination database per test."""
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 
 import psycopg2
@@ -16,6 +18,33 @@ from so_luigi.config import Endpoint, parse_url
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DUMP = os.path.join(ROOT, "..", "shared", "data", "stackexchange", "bicycles.meta.stackexchange.com")
+
+
+def paused_at(cmd, env, point, timeout=300):
+    """``cmd`` started in its own process group with ``SO_LUIGI_PAUSE_AT=point``, returned once it
+    says it paused there (kill it with ``kill_group``); the test fails with the run's last words
+    if it never does. The wait is long because only a broken run uses it up: on a loaded machine
+    a healthy one has taken over two minutes to get there."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**env, "SO_LUIGI_PAUSE_AT": point}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    paused, said = threading.Event(), []
+
+    def read():
+        for line in proc.stderr:
+            said.append(line)
+            if f"paused at {point}" in line:
+                paused.set()
+    threading.Thread(target=read, daemon=True).start()
+    if not paused.wait(timeout):
+        kill_group(proc)
+        pytest.fail(f"the run never reached {point}: " + "".join(said[-30:]))
+    return proc
+
+
+def kill_group(proc):
+    """SIGKILL to a run and every process it started (Luigi's workers), as a kill -9 of the job."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.fixture(scope="session")

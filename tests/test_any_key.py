@@ -1,15 +1,12 @@
 """Tables without a single integer key, from PostgreSQL: a uuid key, a composite key and no key at
 all (duplicate rows kept) are cut into parallel partitions by heap block (ctid) ranges, read at
 the run's snapshot; killed mid-run and resumed, they come out exact, nothing loaded twice."""
-import os
-import signal
 import subprocess
 import sys
-import threading
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, kill_group, paused_at
 
 TABLES = ["ByUuid", "ByPair", "NoKey"]
 
@@ -59,19 +56,9 @@ def test_tables_without_an_integer_key_are_cut_by_ctid_and_copied_exactly(keyed)
 
 def test_killed_mid_run_and_resumed_exact(keyed):
     pair = keyed
-    proc = subprocess.Popen(luigi_cmd(), cwd=ROOT, env=pair.env(SO_LUIGI_PAUSE_AT="load-commit"),
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    hit = threading.Event()
-
-    def read():
-        for line in proc.stderr:
-            if "paused at load-commit" in line:
-                hit.set()
-    threading.Thread(target=read, daemon=True).start()
-    assert hit.wait(120)
+    proc = paused_at(luigi_cmd(), pair.env(), "load-commit")
     before = pair.query("target", "SELECT table_name, partition, loaded_at FROM so_luigi.loaded")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_group(proc)
     rerun = subprocess.run(luigi_cmd(), cwd=ROOT, env=pair.env(), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert_exact(pair)

@@ -5,13 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 from so_luigi.testing import sample
-from conftest import ROOT, assert_same_tables
+from conftest import ROOT, assert_same_tables, kill_group, paused_at
 
 TABLES = ["Users", "Votes", "Comments"]
 
@@ -35,32 +34,15 @@ def sourced(pair):
     return pair
 
 
-def run_until(pair, env, args, seen, timeout=120):
-    """Start a run; return the process once ``seen(line)`` matched a line of its stderr."""
-    proc = subprocess.Popen(luigi_cmd(*args), cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    hit = threading.Event()
-
-    def read():
-        for line in proc.stderr:
-            if seen(line):
-                hit.set()
-    threading.Thread(target=read, daemon=True).start()
-    assert hit.wait(timeout), "the run never reached the point"
-    return proc
-
-
 @pytest.mark.parametrize("point,mode", [("plan-commit", "streaming"), ("load-commit", "streaming"),
                                         ("index-build", "streaming"), ("complete-commit", "streaming"),
                                         ("load-commit", "bulk"), ("extract-write", "bulk"),
                                         ("complete-commit", "bulk")])
 def test_kill_9_at_a_named_moment_then_rerun_is_exact(sourced, point, mode):
     pair = sourced
-    env = pair.env(SO_LUIGI_PAUSE_AT=point)
-    proc = run_until(pair, env, ["--mode", mode], lambda line: f"paused at {point}" in line)
+    proc = paused_at(luigi_cmd("--mode", mode), pair.env(), point)
     before = loaded(pair)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_group(proc)
     rerun = subprocess.run(luigi_cmd("--mode", mode), cwd=ROOT, env=pair.env(), capture_output=True, text=True,
                            timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -86,9 +68,7 @@ def test_two_runs_at_once_share_the_work_and_say_so(sourced):
 
 def test_source_changed_between_failed_run_and_rerun_is_refused_until_reset(sourced):
     pair = sourced
-    proc = run_until(pair, pair.env(SO_LUIGI_PAUSE_AT="load-commit"), [], lambda l: "paused at load-commit" in l)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_group(paused_at(luigi_cmd(), pair.env(), "load-commit"))
     pair.query("source", 'ALTER TABLE "Votes" ADD COLUMN "Note" text')
     refused = subprocess.run(luigi_cmd(), cwd=ROOT, env=pair.env(), capture_output=True, text=True, timeout=600)
     assert refused.returncode != 0
@@ -268,8 +248,7 @@ def test_readers_are_let_in_while_the_key_is_built_beside_verification(sourced):
     """The key and indexes are built while another session counts the table: the statements of
     that step must leave readers in, or the count would wait for a transaction that waits for it."""
     pair = sourced
-    proc = run_until(pair, pair.env(SO_LUIGI_PAUSE_AT="index-build"), ["--tables", "Votes", "--workers", "1"],
-                     lambda line: "paused at index-build" in line)
+    proc = paused_at(luigi_cmd("--tables", "Votes", "--workers", "1"), pair.env(), "index-build")
     try:
         held = pair.query("target", "SELECT l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
                                     "WHERE c.relname = 'Votes' AND l.granted AND l.pid <> pg_backend_pid()")
@@ -277,5 +256,4 @@ def test_readers_are_let_in_while_the_key_is_built_beside_verification(sourced):
         assert pair.query("target", "SET lock_timeout = '5s'; SELECT count(*) FROM \"Votes\"") == \
             pair.query("source", 'SELECT count(*) FROM "Votes"')
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_group(proc)

@@ -20,7 +20,7 @@ import pytest
 
 from so_luigi.testing import sample
 from so_luigi.config import Endpoint, parse_url
-from conftest import DUMP
+from conftest import DUMP, ROOT, kill_group, paused_at
 
 URL = os.environ.get("SO_TEST_MSSQL_URL", "")
 pytestmark = pytest.mark.skipif(not URL, reason="SQL Server integration suite: set SO_TEST_MSSQL_URL "
@@ -396,25 +396,14 @@ def test_the_seventh_digit_of_time_types(pair, mssql_source, mssql_target):
 def test_kill_9_while_loading_into_sql_server_then_rerun_is_exact(pair, mssql_target):
     """Killed with a partition's rows sent but not committed: the rerun's second attempt of that
     partition clears its range, loads it once, and nothing is duplicated."""
-    import os
-    import signal
     import subprocess
     import sys
-    import threading
     url, _ = mssql_target
     sample.fill(pair.source(), scale=0.002, names=["Votes"], log=lambda *a: None)
     cmd = [sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
            "--workers", "2", "--chunk-rows", "1500"]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen(cmd, cwd=root, env=pair.env(SO_TARGET_URL=url, SO_LUIGI_PAUSE_AT="load-commit"),
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    paused = threading.Event()
-    threading.Thread(target=lambda: [paused.set() for line in proc.stderr if "paused at load-commit" in line],
-                     daemon=True).start()
-    assert paused.wait(120), "the run never reached load-commit"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    rerun = subprocess.run(cmd, cwd=root, env=pair.env(SO_TARGET_URL=url), capture_output=True, text=True, timeout=600)
+    kill_group(paused_at(cmd, pair.env(SO_TARGET_URL=url), "load-commit"))
+    rerun = subprocess.run(cmd, cwd=ROOT, env=pair.env(SO_TARGET_URL=url), capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "ok: count+checksum" in rerun.stdout
     src = pair.query("source", 'SELECT "Id", "PostId", "VoteTypeId" FROM "Votes" ORDER BY "Id"')
@@ -503,31 +492,15 @@ def killed_at_load_commit_then_rerun(env, point="load-commit", meanwhile=None):
     """A run killed (SIGKILL, its whole process group) at ``point`` (by default with a
     partition's rows sent but not committed), ``meanwhile()`` run before the kill, then the same
     command again: the rerun's result."""
-    import signal
     import subprocess
     import sys
-    import threading
     cmd = [sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
            "--workers", "2", "--chunk-rows", "700"]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen(cmd, cwd=root, env={**env, "SO_LUIGI_PAUSE_AT": point}, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    paused, said = threading.Event(), []
-
-    def read():
-        for line in proc.stderr:
-            said.append(line)
-            if f"paused at {point}" in line:
-                paused.set()
-    threading.Thread(target=read, daemon=True).start()
-    if not paused.wait(120):
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail(f"the run never reached {point}: " + "".join(said[-30:]))
+    proc = paused_at(cmd, env, point)
     if meanwhile is not None:
         meanwhile()
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    kill_group(proc)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_keyed_by_anything_from_sql_server_killed_and_resumed_exact(pair, mssql_source):

@@ -2,8 +2,6 @@
 invariants every source transaction keeps hold in the destination, a killed run resumes at the
 same moment, and a resume after the snapshot is gone refuses, or goes on only when told to and
 says the copy is not consistent."""
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -12,7 +10,7 @@ import time
 import psycopg2
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, kill_group, paused_at
 
 ACCOUNTS, BALANCE = 20_000, 100
 
@@ -113,18 +111,7 @@ def test_a_copy_while_others_write_equals_the_source_at_one_moment(bank):
 
 
 def run_until_paused(pair, point, *args):
-    proc = subprocess.Popen(luigi_cmd(*args), cwd=ROOT, env=pair.env(SO_LUIGI_PAUSE_AT=point),
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    hit = threading.Event()
-
-    def read():
-        for line in proc.stderr:
-            if f"paused at {point}" in line:
-                hit.set()
-    threading.Thread(target=read, daemon=True).start()
-    assert hit.wait(120), "the run never paused"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_group(paused_at(luigi_cmd(*args), pair.env(), point))
 
 
 def test_a_killed_run_resumes_at_the_same_moment(bank):

@@ -3,15 +3,12 @@ inserted in the first, a middle and the last partition of a big table, in a one-
 and in a table without a key; only the partitions that differ are recopied, new rows past the
 old last key become new partitions, and the destination comes out equal to the source. A second
 sync finds nothing; a sync killed mid-way finishes on rerun; a run never copied is refused."""
-import os
-import signal
 import subprocess
 import sys
-import threading
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, kill_group, paused_at
 
 TABLES = ["Big", "Small", "NoKey"]
 
@@ -112,20 +109,10 @@ def test_sync_recopies_only_what_changed_and_comes_out_exact(copied):
 def test_a_sync_killed_mid_way_finishes_on_rerun(copied):
     pair = copied
     change_source(pair)
-    proc = subprocess.Popen(luigi_cmd("--sync"), cwd=ROOT, env=pair.env(SO_LUIGI_PAUSE_AT="sync-commit"),
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    hit = threading.Event()
-
-    def read():
-        for line in proc.stderr:
-            if "paused at sync-commit" in line:
-                hit.set()
-    threading.Thread(target=read, daemon=True).start()
-    assert hit.wait(120)
+    proc = paused_at(luigi_cmd("--sync"), pair.env(), "sync-commit")
     done_before = pair.query("target", "SELECT table_name, item, synced_at FROM so_luigi.synced "
                                        "WHERE item LIKE 'partition %%'")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_group(proc)
     rerun = run(pair, "--sync")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "sync 1" in rerun.stdout                          # the same sync, finished
