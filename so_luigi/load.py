@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from . import bulk, markers, snapshot
 from .config import bulk_settings, source_endpoint, target_endpoint
 from .dialects import destination, source
-from .dialects.base import Slice, same_name
+from .dialects.base import NOT_COPIED, Slice, same_name
 from .errors import SchemaError, VerificationError
 from .planning import plan, rows_per_partition
 from .progress import watch_copy
@@ -291,10 +291,10 @@ def create_schema(run_id, tables):
         keys = 0
         for table in tables:
             for fk in table.foreign_keys:
-                ref = same_name(fk.ref_table, names)
-                if ref is None or not same_name(fk.ref_schema, [table.schema]):
-                    table.not_carried.append([f"foreign key {fk.name}", f"references {fk.ref_schema}.{fk.ref_table}, "
-                                                                        "which this run does not copy"])
+                ref = table.referenced(fk, names)
+                if ref is None:
+                    table.not_carried.append([f"foreign key {fk.name}",
+                                              f"references {fk.ref_schema}.{fk.ref_table}, {NOT_COPIED}"])
                     continue
                 referenced = next(t for t in tables if t.name == ref)
                 fk.ref_table = ref
@@ -323,8 +323,8 @@ def foreign_keys(run_id, names):
     with dst.session() as conn:
         for name in names:
             table, _ = markers.planned_table(conn, run_id, name)
-            found += [(name, fk.name, same_name(fk.ref_table, names)) for fk in table.foreign_keys
-                      if same_name(fk.ref_schema, [table.schema]) and same_name(fk.ref_table, names)]
+            found += [(name, fk.name, table.referenced(fk, names)) for fk in table.foreign_keys
+                      if table.referenced(fk, names)]
         conn.rollback()
     return found
 

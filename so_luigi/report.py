@@ -1,6 +1,6 @@
 """The per-table summary printed at the end of a run and by `so-luigi report`."""
 from . import markers
-from .dialects.base import same_name
+from .dialects.base import NOT_COPIED
 
 
 def render(conn, run_id, tables=None, source_ep=None, target_ep=None):
@@ -41,9 +41,8 @@ def schema_lines(conn, run_id, names):
         carried += len(table.indexes) + len([c for c in table.constraints if c.kind != "foreign_key"])
         missing += [f"  {name}: {what}: {why}" for what, why in table.not_carried]
         for fk in table.foreign_keys:
-            if not (same_name(fk.ref_schema, [table.schema]) and same_name(fk.ref_table, names)):
-                missing.append(f"  {name}: foreign key {fk.name}: references {fk.ref_schema}.{fk.ref_table}, "
-                               "which this run does not copy")
+            if table.referenced(fk, names) is None:
+                missing.append(f"  {name}: foreign key {fk.name}: references {fk.ref_schema}.{fk.ref_table}, {NOT_COPIED}")
             else:
                 with conn.cursor() as cur:
                     keys[dst.constraint_state(cur, table, fk.name)] += 1

@@ -109,6 +109,11 @@ class Table:
     def foreign_keys(self):
         return [c for c in self.constraints if c.kind == "foreign_key"]
 
+    def referenced(self, fk, names):
+        """The table foreign key ``fk`` references, as the run's table ``names`` spell it; None
+        when the run does not copy it (another schema, or a table left out)."""
+        return same_name(fk.ref_table, names) if same_name(fk.ref_schema, [self.schema]) else None
+
     @property
     def identity_columns(self):
         return [c.name for c in self.columns if c.identity]
@@ -123,6 +128,9 @@ class Table:
         data["indexes"] = [Index(**i) for i in data.get("indexes", [])]
         data["constraints"] = [Constraint(**c) for c in data.get("constraints", [])]
         return cls(**data)
+
+
+NOT_COPIED = "which this run does not copy"     # why a foreign key is not carried
 
 
 def same_name(name, names):

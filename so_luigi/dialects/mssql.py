@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from .. import planning
 from ..errors import ConnectError, SchemaError, TransientError
 from ..planning import boundaries_sql, ranged
-from .base import Column, Constraint, Index, Table, mssql_ident
+from .base import Column, Constraint, Index, Table, mssql_ident, same_name
 from .postgres import sql
 
 
@@ -236,13 +236,11 @@ def resolve_column(table, name):
     views need not agree on case (Babelfish's KEY_COLUMN_USAGE says ``id`` where COLUMNS says
     ``Id``): an exact match first, else the one column equal ignoring case."""
     names = [c.name for c in table.columns]
-    if name in names:
-        return name
-    same = [n for n in names if n.casefold() == name.casefold()]
-    if len(same) != 1:
+    found = same_name(name, names)
+    if found is None:
         raise SchemaError(f"{table.qualified}: key or index column {name!r} is not one of its columns "
                           f"({', '.join(names)})")
-    return same[0]
+    return found
 
 
 def count_and_boundaries(conn, table, step_for):
