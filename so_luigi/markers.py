@@ -467,19 +467,18 @@ def record_proof(cur, run_id, table, partition, rows, watermark):
 
 # --- the luigi Target -----------------------------------------------------------------------
 
-_conn = {"pid": None, "conn": None}
-_conn_lock = threading.Lock()
-os.register_at_fork(after_in_child=lambda: globals().update(_conn_lock=threading.Lock()))
+_local = threading.local()
 
 
 def shared_connection():
-    """This process's autocommit destination connection for marker checks and progress queries
-    (a forked worker opens its own; threads share it, the driver serializes their queries)."""
-    with _conn_lock:
-        if _conn["pid"] != os.getpid() or _conn["conn"] is None or getattr(_conn["conn"], "closed", False):
-            _conn["conn"] = flavor().connect(autocommit=True)
-            _conn["pid"] = os.getpid()
-        return _conn["conn"]
+    """This thread's autocommit destination connection for marker checks and progress queries,
+    opened on first use (a forked worker, or another thread, opens its own: a pymssql
+    connection used by two threads at once hangs)."""
+    conn, f = getattr(_local, "conn", None), flavor()
+    owner = (os.getpid(), str(f.endpoint.url.raw))
+    if getattr(_local, "owner", None) != owner or conn is None or getattr(conn, "closed", False):
+        _local.conn, _local.owner = f.connect(autocommit=True), owner
+    return _local.conn
 
 
 _present = set()    # (pid, marker table) the catalog has shown to exist: tables are never dropped
@@ -532,7 +531,7 @@ class MarkerTarget(luigi.Target):
                     cur.execute(query.format(m=m()), self.key)
                     return cur.fetchone() is not None
             except f.lost:
-                _conn["conn"] = None          # a server restart: reconnect once
+                _local.conn = None            # a server restart: reconnect once
                 if attempt == 2:
                     raise
 

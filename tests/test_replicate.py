@@ -134,6 +134,7 @@ def test_planning_a_table_takes_one_connection_to_each_server(pair, monkeypatch)
     sample.fill(pair.source(), scale=0.001, post_history=False, log=lambda *a: None)
     with pg.session(target_endpoint()) as conn:
         markers.register_run(conn, "conns", source_endpoint(), target_endpoint())
+    markers.shared_connection()         # the process's marker connection, open before planning
     opened, connect = [], psycopg2.connect
     monkeypatch.setattr(psycopg2, "connect", lambda *a, **k: opened.append(k["application_name"]) or connect(*a, **k))
 
