@@ -157,6 +157,13 @@ def main():
             seconds, rss, output = replicate(source, target, args.workers, chunks, *extra)
             steps[label] = {"seconds": seconds, "peak_rss_mb": rss, "partitions_changed": touched,
                             "rows_changed": changed, "report": summary(output)}
+            if "--sync" in extra:
+                steps[label]["busy_seconds"] = busy = dict(b.query(target, """
+                    SELECT CASE WHEN item LIKE 'partition %%' THEN 'partition ' || outcome ELSE split_part(item, ' ', 1)
+                           END, round(sum(seconds)::numeric, 1)::float
+                    FROM so_luigi.synced WHERE run_id = 'bench-sync'
+                      AND generation = (SELECT max(generation) FROM so_luigi.syncs) GROUP BY 1"""))
+                print("  seconds spent (summed over workers): " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(busy.items())))
             if touched is not None:
                 print(report(output), flush=True)
             if differ := same(source, target):
