@@ -486,20 +486,24 @@ def range_checksum_sql(schema, table, lo, hi):
 
 
 def row_hash_sql(table):
-    """checksum_sql's hash of one row of the table aliased ``t``, a DECIMAL(38,0)."""
+    """checksum_sql's hash of one row of the table aliased ``t``, a DECIMAL(38,0). The columns
+    are taken as SQL Server holds them: a table read from PostgreSQL has its types mapped first
+    (PostgreSQL's ``timestamp`` is a date and time, SQL Server's a rowversion)."""
     numbered = list(enumerate(table.columns, start=1))
+    held = {c.name: (_mapped(c, table.dialect) if table.dialect == "postgres" else c.data_type).split("(")[0]
+            for c in table.columns}
     binary = {"binary", "varbinary", "image", "timestamp", "rowversion"}
     # money as the decimal it is: Babelfish 4.3's FOR JSON crashes on money's extremes
     as_decimal = {"money": "decimal(19,4)", "smallmoney": "decimal(10,4)"}
 
     def json_col(c):
         col = f"t.{mssql_ident(c.name)}"
-        return f"CAST({col} AS {as_decimal[c.data_type]})" if c.data_type in as_decimal else col
-    cols = ", ".join(f"{json_col(c)} AS [{i}]" for i, c in numbered if c.data_type not in binary)
+        return f"CAST({col} AS {as_decimal[held[c.name]]})" if held[c.name] in as_decimal else col
+    cols = ", ".join(f"{json_col(c)} AS [{i}]" for i, c in numbered if held[c.name] not in binary)
     row = f"(SELECT {cols or '1 AS [0]'} FOR JSON PATH, WITHOUT_ARRAY_WRAPPER, INCLUDE_NULL_VALUES)"
     parts = [f"CAST({row} AS varbinary(max))"]
     for _, c in numbered:
-        if c.data_type in binary:
+        if held[c.name] in binary:
             col = f"CAST(t.{mssql_ident(c.name)} AS varbinary(max))"
             parts.append(f"ISNULL(0x01 + CAST(CAST(DATALENGTH({col}) AS bigint) AS binary(8)) + {col}, 0x00)")
     return f"CAST(CAST(SUBSTRING(HASHBYTES('SHA2_256', {' + '.join(parts)}), 1, 8) AS BIGINT) AS DECIMAL(38,0))"
