@@ -495,3 +495,16 @@ def test_side_table_text_is_cast_except_code_page_text():
     columns = [(f, ddl.load_type(f), None) for f in ("int", "date", "varchar(20)", "char(5)", "nvarchar(10)",
                                                      "datetimeoffset(7)", "xml", "smallmoney")]
     assert ddl.side_casts(columns) == [None, "date", None, None, None, "datetimeoffset(7)", "xml", "smallmoney"]
+
+
+def test_row_hash_takes_columns_as_sql_server_holds_them():
+    """A PostgreSQL ``timestamp`` is a date and time (SQL Server's datetime2): hashed in the row's
+    JSON like any value; SQL Server's own ``timestamp`` (a rowversion) and binary columns by their bytes."""
+    from_pg = ddl.row_hash_sql(_table([_pg_col("int4", "integer", name="Id"),
+                                       _pg_col("timestamp", "timestamp without time zone", name="At"),
+                                       _pg_col("bytea", "bytea", name="Blob")], dialect="postgres"))
+    assert "CAST(t.[At] AS varbinary" not in from_pg and "t.[At] AS [2]" in from_pg
+    assert "CAST(t.[Blob] AS varbinary(max))" in from_pg
+    from_mssql = ddl.row_hash_sql(_table([_mssql_col("int", name="Id"), _mssql_col("timestamp", name="Rv")]))
+    assert "CAST(t.[Rv] AS varbinary(max))" in from_mssql
+    assert tsql(f"SELECT {from_pg} FROM x AS t") is not None
