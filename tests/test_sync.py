@@ -109,7 +109,12 @@ def test_sync_recopies_only_what_changed_and_comes_out_exact(copied):
 def test_a_sync_killed_mid_way_finishes_on_rerun(copied):
     pair = copied
     change_source(pair)
-    proc = paused_at(luigi_cmd("--sync"), pair.env(), "sync-commit")
+    seen = {t: fingerprint(pair, "target", t) for t in TABLES}
+    # one worker: paused in the sync's first recopy, its range deleted and copied again, uncommitted
+    proc = paused_at(luigi_cmd("--sync", "--workers", "1"), pair.env(), "sync-commit")
+    assert pair.query("target", "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                                "AND query LIKE 'INSERT INTO %%synced%%'") == [(1,)]
+    assert {t: fingerprint(pair, "target", t) for t in TABLES} == seen     # readers still see the old rows
     done_before = pair.query("target", "SELECT table_name, item, synced_at FROM so_luigi.synced "
                                        "WHERE item LIKE 'partition %%'")
     kill_group(proc)
