@@ -130,6 +130,28 @@ class Table:
         return cls(**data)
 
 
+def by_hash_sql(hashed, into=""):
+    """A keyless range's noted rows: each row hash (``so_h``) with how many rows have it (``so_n``);
+    ``into``: T-SQL's `` INTO #table``."""
+    return f"SELECT so_h, COUNT(*) AS so_n{into} FROM ({hashed}) h GROUP BY so_h"
+
+
+def changes_sql(hashed, keys, before, ident):
+    """(inserted, updated, deleted) rows of a recopied range, in SQL both dialects speak: its rows
+    now (``hashed``: the key columns and each row's hash ``so_h``) against the table ``before``
+    noted before the delete. Rows are matched by key; without one, by hash, counted."""
+    if keys:
+        on = " AND ".join(f"a.{ident(c)} = b.{ident(c)}" for c in keys)
+        return (f"SELECT COALESCE(SUM(CASE WHEN b.so_h IS NULL THEN 1 ELSE 0 END), 0), "
+                f"COALESCE(SUM(CASE WHEN a.so_h <> b.so_h THEN 1 ELSE 0 END), 0), "
+                f"COALESCE(SUM(CASE WHEN a.so_h IS NULL THEN 1 ELSE 0 END), 0) "
+                f"FROM ({hashed}) a FULL OUTER JOIN {before} b ON {on}")
+    now, then = "COALESCE(a.so_n, 0)", "COALESCE(b.so_n, 0)"
+    return (f"SELECT COALESCE(SUM(CASE WHEN {now} > {then} THEN {now} - {then} ELSE 0 END), 0), 0, "
+            f"COALESCE(SUM(CASE WHEN {then} > {now} THEN {then} - {now} ELSE 0 END), 0) "
+            f"FROM ({by_hash_sql(hashed)}) a FULL OUTER JOIN {before} b ON a.so_h = b.so_h")
+
+
 NOT_COPIED = "which this run does not copy"     # why a foreign key is not carried
 
 

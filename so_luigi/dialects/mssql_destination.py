@@ -43,7 +43,7 @@ from ..stream import batched
 from . import mssql, mssql_bulk
 from . import mssql_ddl as ddl
 from . import pg_types
-from .base import Destination, Index, Written, mssql_ident, percent_safe
+from .base import Destination, Index, Written, by_hash_sql, changes_sql, mssql_ident, percent_safe
 
 log = logging.getLogger("luigi-interface.so_luigi")
 OWNER = "so_luigi run "
@@ -476,24 +476,11 @@ class MssqlDestination(Destination):
             cur.execute(*self._hashed(table, lo, hi, " INTO #so_luigi_before"))
         else:
             sql, params = self._hashed(table, lo, hi)
-            cur.execute(f"SELECT so_h, COUNT_BIG(*) AS so_n INTO #so_luigi_before FROM ({sql}) AS h GROUP BY so_h",
-                        params)
+            cur.execute(by_hash_sql(sql, " INTO #so_luigi_before"), params)
 
     def changes(self, cur, table, lo, hi):
         sql, params = self._hashed(table, lo, hi)
-        if table.primary_key:
-            on = " AND ".join(f"a.{mssql_ident(c)} = b.{mssql_ident(c)}" for c in table.primary_key)
-            cur.execute(f"SELECT ISNULL(SUM(CASE WHEN b.so_h IS NULL THEN 1 ELSE 0 END), 0), "
-                        f"ISNULL(SUM(CASE WHEN a.so_h <> b.so_h THEN 1 ELSE 0 END), 0), "
-                        f"ISNULL(SUM(CASE WHEN a.so_h IS NULL THEN 1 ELSE 0 END), 0) "
-                        f"FROM ({sql}) AS a FULL OUTER JOIN #so_luigi_before AS b ON {on}", params)
-        else:
-            cur.execute(f"SELECT ISNULL(SUM(CASE WHEN ISNULL(a.so_n, 0) > ISNULL(b.so_n, 0) "
-                        f"THEN ISNULL(a.so_n, 0) - ISNULL(b.so_n, 0) ELSE 0 END), 0), 0, "
-                        f"ISNULL(SUM(CASE WHEN ISNULL(b.so_n, 0) > ISNULL(a.so_n, 0) "
-                        f"THEN ISNULL(b.so_n, 0) - ISNULL(a.so_n, 0) ELSE 0 END), 0) "
-                        f"FROM (SELECT so_h, COUNT_BIG(*) AS so_n FROM ({sql}) AS h GROUP BY so_h) AS a "
-                        f"FULL OUTER JOIN #so_luigi_before AS b ON a.so_h = b.so_h", params)
+        cur.execute(changes_sql(sql, table.primary_key, "#so_luigi_before", mssql_ident), params)
         found = tuple(int(v) for v in cur.fetchone())
         cur.execute("DROP TABLE #so_luigi_before")
         return found

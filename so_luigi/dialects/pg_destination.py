@@ -17,7 +17,7 @@ from ..errors import DataError, SchemaError, one_line
 from ..stream import batched, chunk_size, copy_rows, stream
 from . import pg_types, tsql_expr
 from . import postgres as pg
-from .base import Destination, Written, percent_safe, pg_ident, pg_qualified
+from .base import Destination, Written, by_hash_sql, changes_sql, percent_safe, pg_ident, pg_qualified
 
 OWNER_COMMENT = "so_luigi run "
 
@@ -433,22 +433,13 @@ class PostgresDestination(Destination):
     def note_before(self, cur, table, lo, hi):
         sql, params = self._hashed(table, lo, hi)
         if not table.primary_key:
-            sql = f"SELECT so_h, count(*) AS so_n FROM ({sql}) h GROUP BY so_h"
+            sql = by_hash_sql(sql)
         cur.execute("DROP TABLE IF EXISTS pg_temp.so_luigi_before")
         cur.execute(f"CREATE TEMP TABLE so_luigi_before ON COMMIT DROP AS {sql}", params)
 
     def changes(self, cur, table, lo, hi):
         sql, params = self._hashed(table, lo, hi)
-        if table.primary_key:
-            on = " AND ".join(f"a.{pg_ident(c)} = b.{pg_ident(c)}" for c in table.primary_key)
-            cur.execute(f"SELECT count(*) FILTER (WHERE b.so_h IS NULL), "
-                        f"count(*) FILTER (WHERE a.so_h <> b.so_h), count(*) FILTER (WHERE a.so_h IS NULL) "
-                        f"FROM ({sql}) a FULL JOIN so_luigi_before b ON {on}", params)
-        else:
-            cur.execute(f"SELECT coalesce(sum(greatest(coalesce(a.so_n, 0) - coalesce(b.so_n, 0), 0)), 0), 0, "
-                        f"coalesce(sum(greatest(coalesce(b.so_n, 0) - coalesce(a.so_n, 0), 0)), 0) "
-                        f"FROM (SELECT so_h, count(*) AS so_n FROM ({sql}) h GROUP BY so_h) a "
-                        f"FULL JOIN so_luigi_before b ON a.so_h = b.so_h", params)
+        cur.execute(changes_sql(sql, table.primary_key, "so_luigi_before", pg_ident), params)
         found = tuple(int(v) for v in cur.fetchone())
         cur.execute("DROP TABLE so_luigi_before")
         return found
