@@ -341,11 +341,6 @@ def new_sync_pass(cur, run_id, generation, snapshot):
                 "AND generation = %s", (snapshot, run_id, generation))
 
 
-def sync_pass(cur, run_id, generation):
-    cur.execute(f"SELECT pass FROM {m()}.syncs WHERE run_id = %s AND generation = %s", (run_id, generation))
-    return int(cur.fetchone()[0])
-
-
 def is_synced(cur, run_id, generation, table, item, any_pass=False):
     """Whether the sync's step ``item`` of ``table`` is done (in its current pass, unless ``any_pass``)."""
     cur.execute(f"SELECT 1 FROM {m()}.synced s JOIN {m()}.syncs g ON g.run_id = s.run_id "
