@@ -516,7 +516,7 @@ class ReplicateAll(_HowMixin, SoTask):
                         markers.ensure_schema(conn)
                     self._generation = sync.begin(self.run_id, src, dst, source_ep, target_ep)
                     self._gone = [] if self.wanted else self.gone_tables(self._names)
-                    self._synced        # read here, once: the planning threads below share no connection
+                    self._synced        # read here, once, not by each planning thread below
                 elif self.sync:
                     self._generation = sync.peek(self.run_id)
                 elif for_a_run:
