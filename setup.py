@@ -5,11 +5,12 @@ setup(
     version="0.1.0",
     description="Replicate a relational database (StackOverflow-shaped) into PostgreSQL with Luigi: exact, resumable, memory-capped",
     packages=find_packages(include=["so_luigi", "so_luigi.*"]),
-    package_data={"so_luigi": ["sql/*.sql"]},
+    package_data={"so_luigi.dialects.postgres": ["sql/*.sql"], "so_luigi.dialects.mssql": ["sql/*.sql"]},
     python_requires=">=3.9",
     install_requires=[
-        "luigi>=3.8,<3.9",        # tests/test_luigi_internals.py: the private API it wraps
+        "luigi>=3.0",             # so_luigi/luigi_internals.py; tests/test_luigi_internals.py checks each release
         "psycopg2-binary>=2.9",
+        "tenacity>=8",            # retries of transient errors (a dependency of Luigi's too)
         "pymssql>=2.2",
         "smart_open>=9",          # bulk files local and remote, gzip level by compression_kwargs
         # Stack Exchange dumps as .7z archives

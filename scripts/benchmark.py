@@ -37,10 +37,10 @@ sys.path.insert(0, ROOT)
 import psycopg2  # noqa: E402
 
 from so_luigi.dialects import destination  # noqa: E402
-from so_luigi.dialects import pg_types as typemap  # noqa: E402
+from so_luigi.dialects.postgres import types as pg_types
 from so_luigi.testing import embedded, sample  # noqa: E402
 from so_luigi.config import Endpoint, parse_url  # noqa: E402
-from so_luigi.dialects import postgres as pg  # noqa: E402
+from so_luigi.dialects.postgres import connection as pg_connection, ddl as pg_ddl  # noqa: E402
 
 # Votes again under a uuid key: a table without an integer key, cut by heap block (ctid) ranges
 UUID_TABLE = "VotesByUuid"
@@ -162,7 +162,7 @@ def raw_pipe(cluster, source_url, fmt, workers):
 
     def one(table):
         started = time.monotonic()
-        q = pg.pg_qualified("public", table)
+        q = pg_connection.qualified("public", table)
         subprocess.run(f"psql -Atq {source_url!r} -c 'COPY {q} TO STDOUT (FORMAT {fmt})' | "
                        f"psql -q {target!r} -c 'COPY {q} FROM STDIN (FORMAT {fmt})'",
                        shell=True, check=True)
@@ -232,23 +232,23 @@ def row_path(source_url, limit_rows):
     writer = destination(Endpoint(parse_url(source_url), "public", "target"))
     for name in [t for t in SELECTED if t != UUID_TABLE]:
         table = sample.table_def(name, "public")
-        typemap.map_table(table, "mssql")
+        pg_types.map_table(table, "mssql")
         src = psycopg2.connect(source_url)
         with src.cursor() as cur:
-            cur.execute(f"SELECT * FROM {pg.pg_qualified('public', name)} LIMIT %s", (limit_rows,))
+            cur.execute(f"SELECT * FROM {pg_connection.qualified('public', name)} LIMIT %s", (limit_rows,))
             rows = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in cur.fetchall()]
         src.close()
         scratch = table.name + "_rowpath"
         copy_table = typemap_copy(table, scratch)
         with target_conn.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {pg.pg_ident(scratch)}")
-            cur.execute(pg.create_table_sql("public", copy_table))
+            cur.execute(f"DROP TABLE IF EXISTS {pg_connection.ident(scratch)}")
+            cur.execute(pg_ddl.create_table_sql("public", copy_table))
             cpu = time.process_time()
             started = time.monotonic()
             count, nbytes = writer.copy_rows(cur, copy_table, iter(rows))
             seconds = time.monotonic() - started
             cpu = time.process_time() - cpu
-            cur.execute(f"DROP TABLE {pg.pg_ident(scratch)}")
+            cur.execute(f"DROP TABLE {pg_connection.ident(scratch)}")
         target_conn.commit()
         out[name] = {"rows": count, "bytes": nbytes, "seconds": seconds, "cpu_seconds": cpu}
     target_conn.close()

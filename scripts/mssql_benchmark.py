@@ -31,13 +31,14 @@ import benchmark as bench  # noqa: E402
 
 from so_luigi.testing import embedded  # noqa: E402
 from so_luigi.config import Endpoint, parse_url  # noqa: E402
-from so_luigi.dialects import mssql, mssql_bulk, postgres as pg  # noqa: E402
-from so_luigi.dialects import mssql_ddl as ddl  # noqa: E402
+from so_luigi.dialects.mssql import bulk as ms_bulk, connection as ms_connection
+from so_luigi.dialects.postgres import catalog as pg_catalog, connection as pg_connection
+from so_luigi.dialects.mssql import ddl as ms_ddl
 
 
 def mssql_admin(url, sql):
     p = parse_url(url)
-    conn = mssql.connect(Endpoint(p, "dbo", "target"), autocommit=True)
+    conn = ms_connection.connect(Endpoint(p, "dbo", "target"), autocommit=True)
     try:
         conn.cursor().execute(sql)
     finally:
@@ -73,18 +74,18 @@ def bulk_one(args):
     source_url, target_url, name = args
     source_ep = Endpoint(parse_url(source_url), "public", "source")
     target_ep = Endpoint(parse_url(target_url), "dbo", "target")
-    src = pg.connect(source_ep)
-    table = pg.describe(src, "public", name)
-    dst = mssql.connect(target_ep, autocommit=False)
+    src = pg_connection.connect(source_ep)
+    table = pg_catalog.describe(src, "public", name)
+    dst = ms_connection.connect(target_ep, autocommit=False)
     cur = dst.cursor()
-    cur.execute(ddl.create_table_sql("dbo", table, "postgres"))
+    cur.execute(ms_ddl.create_table_sql("dbo", table, "postgres"))
     read = src.cursor(name="bench")
     read.itersize = 5000
-    read.execute(f"SELECT * FROM {pg.pg_qualified('public', name)}")
+    read.execute(f"SELECT * FROM {pg_connection.qualified('public', name)}")
     if table.identity_columns:
-        cur.execute(f"SET IDENTITY_INSERT {mssql.qualified('dbo', name)} ON")
-    rows = (tuple(mssql_bulk.bulk_value(v) if v is not None else None for v in row) for row in read)
-    dst.bulk_copy(mssql.qualified("dbo", name), rows, batch_size=5000, tablock=True)
+        cur.execute(f"SET IDENTITY_INSERT {ms_connection.qualified('dbo', name)} ON")
+    rows = (tuple(ms_bulk.bulk_value(v) if v is not None else None for v in row) for row in read)
+    dst.bulk_copy(ms_connection.qualified("dbo", name), rows, batch_size=5000, tablock=True)
     dst.commit()
     dst.close()
     src.close()

@@ -23,7 +23,6 @@ import shutil
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import luigi
 
 from .config import bulk_settings
 from .errors import ConfigError, DataError, one_line
@@ -72,25 +71,18 @@ def _compression(path):
     return {"compression": "disable"}
 
 
-class BulkTarget(luigi.Target):
-    """A partition's manifest file (local path or smart_open URI), written for the partition as
-    planned now: ``planned()`` gives (plan id, lo, hi), None when the table is not planned. A
-    manifest of another plan (a table reset and planned again, a run of an earlier release) is
-    no target: the partition is extracted again, over it."""
-
-    def __init__(self, path, planned):
-        self.path = path
-        self.planned = planned
-
-    def exists(self):
-        if "://" not in self.path and not os.path.exists(self.path):
-            return False
-        try:
-            with open_file(self.path, "rb") as fh:
-                manifest = json.loads(fh.read())
-        except Exception:  # noqa: BLE001 -- smart_open raises per-scheme errors for "not there"
-            return False
-        return cut_for(manifest, self.planned())
+def manifest_matches(path, planned):
+    """Whether the manifest at ``path`` (local path or smart_open URI) exists and was written for
+    the partition as planned now: ``planned()`` gives (plan id, lo, hi), None when the table is
+    not planned."""
+    if "://" not in path and not os.path.exists(path):
+        return False
+    try:
+        with open_file(path, "rb") as fh:
+            manifest = json.loads(fh.read())
+    except Exception:  # noqa: BLE001 -- smart_open raises per-scheme errors for "not there"
+        return False
+    return cut_for(manifest, planned())
 
 
 def cut_for(manifest, planned):

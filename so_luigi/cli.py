@@ -102,15 +102,18 @@ def cmd_status(args):
 
 
 def cmd_reset(args):
-    from . import bulk, markers
+    from . import bulk
+    from .config import target_endpoint
+    from .dialects import destination
+    from .state import markers
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] or None
     conn = _target_conn()
     try:
         markers.ensure_schema(conn)
         if args.drop_tables:
             with conn.cursor() as cur:
-                cur.execute(f"SELECT table_name FROM {markers.m()}.tables WHERE run_id = %s", (args.run_id,))
-                markers.flavor().drop_tables(cur, [n for (n,) in cur.fetchall() if tables is None or n in tables])
+                planned = markers.planned_names(cur, args.run_id)
+                destination(target_endpoint()).drop_tables(cur, [n for n in planned if tables is None or n in tables])
         markers.reset(conn, args.run_id, tables)
     finally:
         conn.close()
@@ -122,7 +125,7 @@ def cmd_reset(args):
 
 
 def cmd_types(args):
-    from .dialects.pg_types import markdown_table
+    from .dialects.postgres.types import markdown_table
     print(markdown_table())
     return 0
 

@@ -20,9 +20,10 @@ from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime
 
-from .dialects import destination
+from .dialects import destination, replace_table
 from . import stackoverflow
 from .errors import ConfigError, DataError
+from .state import markers
 
 FILES = {"Badges": "Badges.xml", "Comments": "Comments.xml", "PostLinks": "PostLinks.xml",
          "Posts": "Posts.xml", "Users": "Users.xml", "Votes": "Votes.xml",
@@ -114,7 +115,6 @@ def load_dump(dump, endpoint, post_history=True, tags=True, zero_fill=False, log
     """
     unknown = Counter()
     counts = {}
-    dst = destination(endpoint)
     with dump_files(dump) as path_of:
         for name in table_names(post_history, tags):
             table = stackoverflow.table_def(name, endpoint.schema)
@@ -128,7 +128,7 @@ def load_dump(dump, endpoint, post_history=True, tags=True, zero_fill=False, log
                 rows = xml_rows(path, table, zero_fill, unknown)
             for c in table.columns:
                 c.identity = False          # as SODDI loads a dump: ids as they are, no IDENTITY
-            counts[name], _ = dst.replace_table(table, rows)
+            counts[name], _ = replace_table(endpoint, table, rows)
             log(f"  {name:<12} {counts[name]:>10,} rows")
     for table in sorted({t for t, _ in unknown}):
         log(f"  {table}: ignored attributes with no column in the schema: "
@@ -148,43 +148,10 @@ def fingerprint(dump, post_history=True, tags=True, zero_fill=False):
     return ";".join(f"{n}:{size}" for n, size in files) + f" | {opts}"
 
 
-DUMPS_DDL = {
-    "postgres": "CREATE SCHEMA IF NOT EXISTS so_luigi; CREATE TABLE IF NOT EXISTS so_luigi.dumps ("
-                "schema_name text NOT NULL, fingerprint text NOT NULL, rows bigint NOT NULL, "
-                "loaded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (schema_name, fingerprint))",
-    "mssql": "IF SCHEMA_ID(N'so_luigi') IS NULL EXEC(N'CREATE SCHEMA so_luigi'); "
-             "IF OBJECT_ID(N'so_luigi.dumps', N'U') IS NULL CREATE TABLE so_luigi.dumps ("
-             "schema_name nvarchar(128) NOT NULL, fingerprint nvarchar(3000) NOT NULL, rows bigint NOT NULL, "
-             "loaded_at datetime2 NOT NULL DEFAULT sysutcdatetime())",
-}
-
-
-def _connect(endpoint):
-    return destination(endpoint).connect(autocommit=True)
-
-
 def is_loaded(endpoint, key):
     """Whether this dump (fingerprint ``key``) was loaded into ``endpoint``'s schema."""
-    conn = _connect(endpoint)
-    try:
-        cur = conn.cursor()
-        table = "so_luigi.dumps"
-        try:
-            cur.execute(f"SELECT 1 FROM {table} WHERE schema_name = %s AND fingerprint = %s", (endpoint.schema, key))
-        except Exception:  # noqa: BLE001 -- no bookkeeping table yet: nothing loaded
-            return False
-        return cur.fetchone() is not None
-    finally:
-        conn.close()
+    return markers.dump_loaded(destination(endpoint), key)
 
 
 def mark_loaded(endpoint, key, rows):
-    conn = _connect(endpoint)
-    try:
-        cur = conn.cursor()
-        cur.execute(DUMPS_DDL[destination(endpoint).dialect])
-        cur.execute("DELETE FROM so_luigi.dumps WHERE schema_name = %s", (endpoint.schema,))
-        cur.execute("INSERT INTO so_luigi.dumps (schema_name, fingerprint, rows) VALUES (%s, %s, %s)",
-                    (endpoint.schema, key, rows))
-    finally:
-        conn.close()
+    markers.mark_dump(destination(endpoint), key, rows)

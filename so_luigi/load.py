@@ -21,14 +21,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import bulk, markers, snapshot
+from . import bulk, faults, snapshot
 from .config import bulk_settings, source_endpoint, target_endpoint
 from .dialects import destination, source
 from .dialects.base import NOT_COPIED, Slice, same_name
 from .errors import SchemaError, VerificationError
 from .planning import plan, rows_per_partition
-from .progress import watch_copy
-from .testing import faults
+from .state import markers
 
 log = logging.getLogger("luigi-interface.so_luigi")  # shown wherever Luigi shows its own log
 
@@ -203,7 +202,7 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
         retry = dst.counts_attempts and markers.count_attempt(run_id, table_name, partition) > 0
         watermark = src.watermark(table)      # before the read: a later sync's proof of no change
         part = Slice(run_id, table, partitions, partition, lo, hi, retry, progress,
-                     watch=lambda pid: watch_copy(markers.shared_connection, pid, progress),
+                     monitor=markers.shared_connection, size=markers.planned_size(cur, run_id, table_name),
                      plan=markers.partition_plan(conn, run_id, table_name, partition))
         written = dst.write(conn, cur, part, src, mode, buffer_bytes, checksum)
         if written.source_rows != written.rows:

@@ -1,7 +1,9 @@
-"""Live progress of a loading task, sent to Luigi's scheduler (percentage + status message).
+"""Live progress of a loading task, sent to its luigi task (percentage + status message) when it
+has one.
 
 Updates are throttled (at most one a second) and cheap: the stream counts rows as it passes
-chunks on; a server-side bulk COPY is watched through pg_stat_progress_copy.
+chunks on; a load the server runs by itself is watched by polling the server (``watching``, with
+the question its dialect asks).
 """
 import threading
 import time
@@ -37,14 +39,10 @@ class Progress:
 
 
 @contextmanager
-def watch_copy(connection, pid, progress, every=1.0):
-    """While the block runs, feed ``progress`` from pg_stat_progress_copy of backend ``pid``
-    (a COPY the server runs by itself reports nothing to the client until it ends).
-
-    ``connection()`` gives the autocommit destination connection to ask through: the process's
-    marker connection, shared, so it is not closed here. It is first called after ``every``
-    seconds: a COPY that ends sooner costs no query at all.
-    """
+def watching(rows, progress, every=1.0):
+    """While the block runs, feed ``progress`` from ``rows()``, the rows the server says a load
+    has processed so far, or None (a COPY the server runs by itself reports nothing to the client
+    until it ends). First asked after ``every`` seconds: a load that ends sooner costs no query."""
     if progress is None:
         yield
         return
@@ -53,11 +51,9 @@ def watch_copy(connection, pid, progress, every=1.0):
     def poll():
         try:
             while not stop.wait(every):
-                with connection().cursor() as cur:
-                    cur.execute("SELECT tuples_processed FROM pg_stat_progress_copy WHERE pid = %s", (pid,))
-                    row = cur.fetchone()
-                if row:
-                    progress.update(int(row[0]), force=True)
+                found = rows()
+                if found is not None:
+                    progress.update(found, force=True)
         except Exception:  # noqa: BLE001 -- progress is best effort, never a failure
             pass
     watcher = threading.Thread(target=poll, name="so_luigi-progress", daemon=True)

@@ -1,6 +1,9 @@
-"""The per-table summary printed at the end of a run and by `so-luigi report`."""
-from . import markers
+"""The per-table summary printed at the end of a run and by `so-luigi report`, and the progress
+`so-luigi status` prints, both read from the marker tables."""
+from .config import target_endpoint
+from .dialects import destination
 from .dialects.base import NOT_COPIED
+from .state import markers
 
 
 def render(conn, run_id, tables=None, source_ep=None, target_ep=None):
@@ -34,7 +37,7 @@ def render(conn, run_id, tables=None, source_ep=None, target_ep=None):
 def schema_lines(conn, run_id, names):
     """What became of each table's indexes and constraints: how many the copy carries, how its
     foreign keys stand, and every object it does not carry, with the reason."""
-    dst = markers.flavor()
+    dst = destination(target_endpoint())
     carried, keys, missing = 0, {"valid": 0, "not valid": 0, None: 0}, []
     for name in names:
         table, _ = markers.planned_table(conn, run_id, name)
@@ -61,17 +64,6 @@ def schema_lines(conn, run_id, names):
     return lines
 
 
-STATUS_SQL = """
-SELECT t.table_name, t.partitions, t.source_rows, CASE WHEN t.completed_at IS NULL THEN 0 ELSE 1 END,
-       t.verdict, count(l.partition), coalesce(sum(l.rows), 0), coalesce(sum(l.bytes), 0),
-       {elapsed}, coalesce(t.seconds, 0)
-FROM {m}.tables t
-LEFT JOIN {m}.loaded l ON l.run_id = t.run_id AND l.table_name = t.table_name
-WHERE t.run_id = %s
-GROUP BY t.table_name, t.partitions, t.source_rows, t.completed_at, t.verdict, t.planned_at, t.seconds
-ORDER BY t.table_name
-"""
-
 def _eta(seconds):
     if seconds is None:
         return "-"
@@ -82,10 +74,9 @@ def _eta(seconds):
 def status(conn, run_id):
     """Per-table progress of a run from the markers (and COPYs in flight), while it runs or after."""
     with conn.cursor() as cur:
-        f = markers.flavor()
-        cur.execute(STATUS_SQL.format(m=markers.m(), elapsed=f.seconds_since(f.load_started)), (run_id,))
-        tables = cur.fetchall()
-        flying = f.rows_in_flight(cur)     # none from SQL Server: a bulk copy's rows are not visible
+        tables = markers.status_rows(cur, run_id)
+        # none from SQL Server: a bulk copy's rows are not visible
+        flying = destination(target_endpoint()).rows_in_flight(cur, [t[0] for t in tables])
     if not tables:
         return f"run {run_id!r}: nothing planned yet"
     lines = [f"so_luigi run {run_id!r}",
@@ -93,7 +84,7 @@ def status(conn, run_id):
     total_done = total_rows = 0
     for name, parts, src_rows, complete, verdict, done, rows, nbytes, elapsed, seconds in tables:
         rows, nbytes, src_rows = int(rows), int(nbytes), int(src_rows)
-        inflight = sum(int(n) for rel, n in flying if rel == name or rel.startswith(f"{name}__part"))
+        inflight = sum(n for table, n in flying if table == name)
         moving = rows + inflight
         rate = moving / float(elapsed) if elapsed and moving else 0.0
         if complete:                  # planned rows may be the planner's estimate; these are counted

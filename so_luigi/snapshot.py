@@ -1,11 +1,12 @@
 """One moment of a PostgreSQL source for the whole run.
 
 The first process that schedules a run starts a holder (``python -m so_luigi.snapshot``), a
-process of its own session: it opens a REPEATABLE READ transaction on the source, exports its
-snapshot (``pg_export_snapshot()``) and keeps the transaction open. The snapshot's name goes
+process of its own session: it asks the source for a snapshot every session can import (the
+source's dialect knows how: PostgreSQL's ``pg_export_snapshot()`` in a REPEATABLE READ
+transaction, kept open). The snapshot's name goes
 into the run's marker row (``runs.source_snapshot``), and every source read of the run (planning's
 counts, each partition, the verification's counts and checksums, on any worker and any host
-sharing the luigid) begins with ``SET TRANSACTION SNAPSHOT``: the copy equals the source as of
+sharing the luigid) begins by importing it: the copy equals the source as of
 that moment, whatever commits meanwhile.
 
 The holder outlives the process that started it, so a killed run resumes from the same moment.
@@ -26,13 +27,12 @@ import sys
 import threading
 import time
 
-from . import markers
 from .config import marker_schema, source, source_endpoint, target_endpoint
 from .dialects import destination, source as source_for
 from .errors import ConfigError, SnapshotGone
+from .state import markers
 
 HEARTBEAT_SECONDS = 5
-HOLDER_NAME = "so_luigi snapshot holder"      # its application_name on the source
 
 
 def grace_seconds():
@@ -94,10 +94,7 @@ def _key(run_id):
 def _record(conn, run_id, snapshot, consistency):
     """In ``conn``'s transaction, committed."""
     _of_run[_key(run_id)] = snapshot
-    cur = conn.cursor()
-    cur.execute(f"UPDATE {markers.m()}.runs SET source_snapshot = %s, source_read = %s, seen_at = {markers.flavor().now} "
-                "WHERE run_id = %s", (snapshot, consistency, run_id))
-    conn.commit()
+    markers.record_reading(conn, run_id, snapshot, consistency)
 
 
 _of_run = {}
@@ -119,15 +116,14 @@ def _beat(run_id):
     """A thread marking the run alive (runs.seen_at) while this process lives."""
     if (os.getpid(), run_id) in _beating:
         return
-    dst = markers.flavor()
+    dst = destination(target_endpoint())
 
     def beat():
         conn = None
         while True:
             try:
                 conn = conn or dst.connect(autocommit=True)
-                cur = conn.cursor()
-                cur.execute(f"UPDATE {markers.m()}.runs SET seen_at = {dst.now} WHERE run_id = %s", (run_id,))
+                markers.mark_seen(conn.cursor(), run_id)
             except Exception:  # noqa: BLE001 -- a lost connection is opened again at the next beat
                 conn = None
             time.sleep(HEARTBEAT_SECONDS)
@@ -160,16 +156,7 @@ def hold(run_id, poll_seconds=2.0):
     """Export a snapshot, say its name on stdout, then keep it until the run no longer needs it."""
     src, dst = source_for(source_endpoint()), destination(target_endpoint())
     try:
-        conn = src.connect()
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f"SET application_name = '{HOLDER_NAME}'")
-        conn.autocommit = False
-        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-        with conn.cursor() as cur:
-            cur.execute("SELECT pg_export_snapshot(), to_char(clock_timestamp() AT TIME ZONE 'UTC', "
-                        "'YYYY-MM-DD HH24:MI:SS \"UTC\"')")
-            snapshot, exported_at = cur.fetchone()
+        conn, snapshot, exported_at = src.export_snapshot()
     except Exception as exc:  # noqa: BLE001 -- said to the run, which raises it
         print(f"cannot export a snapshot of the source: {str(exc).strip().splitlines()[0]}", flush=True)
         return 1
@@ -182,14 +169,11 @@ def hold(run_id, poll_seconds=2.0):
     recorded = [False, started]
     while True:
         time.sleep(poll_seconds)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")             # the transaction, and so the snapshot, still there
-        except Exception:  # noqa: BLE001 -- the source dropped the session: nothing left to hold
+        if not src.snapshot_held(conn):     # the source dropped the session: nothing left to hold
             return 0
         try:
             watch = watch or dst.connect(autocommit=True)
-            if not _still_needed(watch, dst, run_id, snapshot, grace, recorded):
+            if not _still_needed(watch, run_id, snapshot, grace, recorded):
                 break
         except Exception:  # noqa: BLE001 -- the destination away: hold on, within the grace period
             watch = None
@@ -201,26 +185,21 @@ def hold(run_id, poll_seconds=2.0):
     return 0
 
 
-def _still_needed(conn, dst, run_id, snapshot, grace, recorded):
+def _still_needed(conn, run_id, snapshot, grace, recorded):
     """Whether the run still reads at ``snapshot``. ``recorded``: a one-element list, set once the
     run's row names it (until then, for a minute, the run is still recording it)."""
-    cur = conn.cursor()
-    m = markers.m()
-    cur.execute(f"SELECT source_snapshot, {dst.seconds_since('seen_at')} FROM {m}.runs WHERE run_id = %s", (run_id,))
-    row = cur.fetchone()
-    if row is not None and row[0] == snapshot:
+    view = markers.holder_view(conn.cursor(), run_id, snapshot)
+    if view is not None and view[0] == snapshot:
         recorded[0] = True
     elif not recorded[0] and time.monotonic() - recorded[1] < 60:
         return True
-    if row is None or row[0] != snapshot or row[1] is None or float(row[1]) > grace:
+    if view is None:
         return False
-    cur.execute(f"SELECT count(*) FROM {m}.replications WHERE run_id = %s", (run_id,))
-    if cur.fetchone()[0] == 0:
-        return True
+    reading, idle, replicated, syncing = view
+    if reading != snapshot or idle is None or idle > grace:
+        return False
     # a replicated run's snapshot is a sync's: held until that sync finishes
-    cur.execute(f"SELECT count(*) FROM {m}.syncs WHERE run_id = %s AND finished_at IS NULL "
-                "AND source_snapshot = %s", (run_id, snapshot))
-    return cur.fetchone()[0] > 0
+    return syncing if replicated else True
 
 
 if __name__ == "__main__":

@@ -24,11 +24,11 @@ whole by the usual steps; tables gone from the source are reported and left alon
 import logging
 import time
 
-from . import markers, snapshot
+from . import faults, snapshot
 from .dialects.base import Slice
 from .errors import ConfigError, VerificationError
 from .load import both_sides, endpoints, table_figures, _finish
-from .testing import faults
+from .state import markers
 
 log = logging.getLogger("luigi-interface.so_luigi")
 
@@ -45,7 +45,7 @@ def begin(run_id, src, dst, source_ep, target_ep):
     with dst.session() as conn:
         cur = conn.cursor()
         markers.lock(cur, "sync", run_id)
-        if not markers.check_run(cur, run_id, source_ep, target_ep) or not _replicated(cur, run_id):
+        if not markers.check_run(cur, run_id, source_ep, target_ep) or not markers.is_replicated(cur, run_id):
             raise ConfigError(f"--sync brings a finished copy up to date, and run {run_id!r} has none in "
                               f"{target_ep}: run ReplicateAll without --sync first")
         current = markers.unfinished_sync(cur, run_id)
@@ -85,13 +85,7 @@ def peek(run_id):
         current = markers.unfinished_sync(cur, run_id)
         if current:
             return current[0]
-        cur.execute(f"SELECT coalesce(max(generation), 0) + 1 FROM {markers.m()}.syncs WHERE run_id = %s", (run_id,))
-        return int(cur.fetchone()[0])
-
-
-def _replicated(cur, run_id):
-    cur.execute(f"SELECT count(*) FROM {markers.m()}.replications WHERE run_id = %s", (run_id,))
-    return cur.fetchone()[0] > 0
+        return markers.next_generation(cur, run_id)
 
 
 def finish(conn, run_id, generation):
@@ -212,7 +206,8 @@ def _recopy(src, dst, run_id, generation, table, partitions, partition, lo, hi, 
         watermark = None if whole else src.watermark(table)
         dst.note_before(cur, table, lo, hi)
         dst.clear_range(cur, table, lo, hi)
-        part = Slice(run_id, table, partitions, partition, lo, hi, progress=progress, replace=True)
+        part = Slice(run_id, table, partitions, partition, lo, hi, progress=progress, replace=True,
+                     size=markers.planned_size(cur, run_id, table.name))
         written = dst.write(conn, cur, part, src, "streaming", buffer_bytes, True)
         if written.source_rows != written.rows:
             raise VerificationError(f"{table.name} partition {partition}: read {written.source_rows} rows from the "

@@ -14,17 +14,19 @@ hold passwords, and parameters end up in task ids and the scheduler UI.
 import logging
 import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import luigi
+import tenacity
 
-from . import bulk, load, markers, report, snapshot, sync
+from . import bulk, load, report, snapshot, sync, targets
 from .config import bulk_settings, retries, source_endpoint, target_endpoint
 from .dialects import translate
 from .errors import ConfigError, SchemaError, SoLuigiError, TransientError
 from .progress import Progress
+from .luigi_internals import a_worker_is_scheduling, count_work_done_elsewhere
+from .state import markers
 
 log = logging.getLogger("luigi-interface.so_luigi")  # shown wherever Luigi shows its own log
 
@@ -49,21 +51,22 @@ class SoTask(luigi.Task):
         return super().on_failure(exception)
 
     def run(self):
-        """work(), with driver errors translated and transient ones retried ([retries] in luigi.cfg).
+        """work(), with driver errors translated and transient ones retried ([retries] in luigi.cfg,
+        through tenacity, which Luigi itself depends on).
 
         Terminal errors (bad type, missing table, verification) fail at once. Every step is one
         transaction, so a retry starts from a clean state.
         """
         settings = retries()
-        for attempt in range(settings.transient + 1):
-            try:
-                return self.work()
-            except TransientError as exc:
-                if attempt == settings.transient:
-                    raise
-                log.warning("%s: %s; retry %d of %d in %.0f s", self, exc, attempt + 1, settings.transient,
-                            settings.delay_seconds)
-                time.sleep(settings.delay_seconds)
+
+        def say(state):
+            log.warning("%s: %s; retry %d of %d in %.0f s", self, state.outcome.exception(), state.attempt_number,
+                        settings.transient, settings.delay_seconds)
+        retrying = tenacity.Retrying(retry=tenacity.retry_if_exception_type(TransientError),
+                                     stop=tenacity.stop_after_attempt(settings.transient + 1),
+                                     wait=tenacity.wait_fixed(settings.delay_seconds),
+                                     before_sleep=say, reraise=True)
+        return retrying(self.work)
 
     def work(self):
         """The task's body, with driver errors as SoLuigiErrors."""
@@ -104,20 +107,6 @@ def plan_weights(task, table=None, for_a_run=None):
             task.run_id, task.table, task.chunk_rows, task.chunk_mb, table)
     return load.ensure_planned(task.run_id, task.table, task.chunk_rows, task.layout, task.mode,
                                bulk_settings().unlogged, task.chunk_mb, table)
-
-
-def a_worker_is_scheduling():
-    """Whether a Luigi worker is scheduling the tasks for a run (``luigi ...``, ``luigi.build``:
-    the call comes from luigi.worker's Worker.add), rather than a dry pass that only walks their
-    requirements (``luigi-deps-tree``, a script calling requires()). Only a run's scheduling
-    plans tables, which creates them in the destination. tests/test_luigi_internals.py fails
-    when Luigi stops scheduling from luigi.worker."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_globals.get("__name__") == "luigi.worker":
-            return True
-        frame = frame.f_back
-    return False
 
 
 def planned_weights(run_id, table):
@@ -177,7 +166,7 @@ class ExtractPartition(_HowMixin, SoTask):
         return self.weight
 
     def output(self):
-        return bulk.BulkTarget(bulk.files_for(self.run_id, self.table, self.partition).manifest,
+        return targets.BulkTarget(bulk.files_for(self.run_id, self.table, self.partition).manifest,
                                lambda: markers.partition_plan(markers.shared_connection(), self.run_id, self.table,
                                                               self.partition))
 
@@ -217,7 +206,7 @@ class LoadPartition(_HowMixin, SoTask):
         return []
 
     def output(self):
-        return markers.MarkerTarget("loaded", self.run_id, self.table, self.partition)
+        return targets.MarkerTarget("loaded", self.run_id, self.table, self.partition)
 
     def do(self):
         progress = Progress(self, f"{self.table} partition {self.partition}")
@@ -276,22 +265,12 @@ class CompleteTable(_HowMixin, SoTask):
         return self._weights
 
     def output(self):
-        return markers.MarkerTarget("complete", self.run_id, self.table)
+        return targets.MarkerTarget("complete", self.run_id, self.table)
 
     def do(self):
         load.complete_table(self.run_id, self.table, self.verify)
         if self.mode == "bulk":
             bulk.remove_files(self.run_id, self.table)
-
-
-class ForeignKeyTarget(luigi.Target):
-    """In the destination's catalog: the key is there, validated as the source's is."""
-
-    def __init__(self, run_id, table, name):
-        self.run_id, self.table, self.name = run_id, table, name
-
-    def exists(self):
-        return load.foreign_key_done(self.run_id, self.table, self.name)
 
 
 class ForeignKey(_HowMixin, SoTask):
@@ -309,7 +288,7 @@ class ForeignKey(_HowMixin, SoTask):
                 for t in dict.fromkeys([self.table, self.references])]
 
     def output(self):
-        return ForeignKeyTarget(self.run_id, self.table, self.name)
+        return targets.ForeignKeyTarget(self.run_id, self.table, self.name)
 
     def do(self):
         load.add_foreign_key(self.run_id, self.table, self.name, self.references)
@@ -334,7 +313,7 @@ class SyncPartition(_HowMixin, SoTask):
         return self.weight
 
     def output(self):
-        return markers.MarkerTarget("synced", self.run_id, self.generation, self.table,
+        return targets.MarkerTarget("synced", self.run_id, self.generation, self.table,
                                     sync.partition_item(self.partition))
 
     def do(self):
@@ -374,7 +353,7 @@ class SyncTable(_HowMixin, SoTask):
                               weight=mb, **_how(self)) for i, mb in enumerate(self.weights)]
 
     def output(self):
-        return markers.MarkerTarget("synced", self.run_id, self.generation, self.table, "table")
+        return targets.MarkerTarget("synced", self.run_id, self.generation, self.table, "table")
 
     def do(self):
         sync.verify_table(self.run_id, self.table, self.generation, self.verify)
@@ -403,7 +382,7 @@ class SyncForeignKey(_HowMixin, SoTask):
         return [synced_or_copied(self, t, self.generation) for t in dict.fromkeys([self.table, self.references])]
 
     def output(self):
-        return markers.MarkerTarget("synced", self.run_id, self.generation, self.table, f"foreign key {self.name}")
+        return targets.MarkerTarget("synced", self.run_id, self.generation, self.table, f"foreign key {self.name}")
 
     def do(self):
         sync.foreign_key(self.run_id, self.table, self.name, self.references, self.generation)
@@ -438,7 +417,7 @@ class ReplicateAll(_HowMixin, SoTask):
         return [t.strip() for t in self.tables.split(",") if t.strip()]
 
     def output(self):
-        return markers.MarkerTarget("replicated", self.run_id, ",".join(sorted(self.wanted)) or "*")
+        return targets.MarkerTarget("replicated", self.run_id, ",".join(sorted(self.wanted)) or "*")
 
     def complete(self):
         with plainly():
@@ -553,8 +532,7 @@ class ReplicateAll(_HowMixin, SoTask):
     def gone_tables(self, names):
         """Tables the run copied that the source no longer has."""
         with markers.shared_connection().cursor() as cur:
-            cur.execute(f"SELECT table_name FROM {markers.m()}.tables WHERE run_id = %s", (self.run_id,))
-            return sorted(r[0] for r in cur.fetchall() if r[0] not in names)
+            return sorted(n for n in markers.planned_names(cur, self.run_id) if n not in names)
 
     def do(self):
         source_ep, target_ep = source_endpoint(), target_endpoint()
@@ -581,18 +559,6 @@ class ReplicateAll(_HowMixin, SoTask):
         print(text, flush=True)
 
 
-class DumpLoaded(luigi.Target):
-    """A row in so_luigi.dumps of the database a dump was loaded into (outside its data schema,
-    so a replication of that schema never copies it)."""
-
-    def __init__(self, key):
-        self.key = key
-
-    def exists(self):
-        from . import dump
-        return dump.is_loaded(source_endpoint(), self.key)
-
-
 class LoadDump(SoTask):
     """Build the [source] database from a Stack Exchange dump (folder or .7z), so a pipeline can
     make its own source first: `luigi --module so_luigi LoadDump --dump DIR` then ReplicateAll.
@@ -611,7 +577,7 @@ class LoadDump(SoTask):
     def output(self):
         from . import dump
         with plainly():
-            return DumpLoaded(dump.fingerprint(self.dump, self.post_history, self.tags, self.zero_fill))
+            return targets.DumpLoaded(dump.fingerprint(self.dump, self.post_history, self.tags, self.zero_fill))
 
     def do(self):
         from . import dump
@@ -634,48 +600,6 @@ def plainly():
             raise
         _say(err)
         raise err from exc
-
-
-# --- work shared with other processes counts as done ----------------------------------------
-
-def _count_work_done_elsewhere():
-    """Let a process that shared a run through luigid report success when the run succeeded.
-
-    Luigi's end-of-run summary lists a task that another process (another host on the same
-    luigid) completed as "not granted run permission" or "run by another worker" for this one,
-    and the exit code becomes [retcode] not_run or already_running even though the replication
-    is complete. At the summary, so_luigi tasks still pending or seen running elsewhere are
-    checked again: those complete now count as already done.
-    """
-    import luigi.execution_summary as summary
-    partition_tasks, run_by_others = summary._partition_tasks, summary._get_run_by_other_worker
-
-    def complete_now(tasks):
-        done = set()
-        for task in tasks:
-            try:
-                if isinstance(task, SoTask) and task.complete():
-                    done.add(task)
-            except Exception:  # noqa: BLE001 -- unknown stays as Luigi had it
-                pass
-        return done
-
-    def partition(worker):
-        sets = partition_tasks(worker)
-        for name in ("still_pending_ext", "still_pending_not_ext"):
-            done = complete_now(sets.get(name, ()))
-            sets[name] -= done
-            sets["already_done"] |= done
-        return sets
-
-    def still_run_by_others(worker):
-        tasks = run_by_others(worker)
-        return tasks - complete_now(tasks)
-    summary._partition_tasks = partition
-    summary._get_run_by_other_worker = still_run_by_others
-
-
-_count_work_done_elsewhere()
 
 
 # --- one clear line instead of a traceback --------------------------------------------------
@@ -714,3 +638,6 @@ def _say(exception):
 def _say_failure(task, exception):
     if isinstance(exception, SoLuigiError):
         _say(exception)
+
+
+count_work_done_elsewhere(SoTask)

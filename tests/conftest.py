@@ -126,7 +126,7 @@ def table_fingerprint(url, schema, table, key="Id"):
     try:
         with conn.cursor() as cur:
             cur.execute("SET TimeZone = 'UTC'; SET extra_float_digits = 1")
-            from so_luigi.dialects.base import pg_ident, pg_qualified
+            from so_luigi.dialects.postgres.connection import ident as pg_ident, qualified as pg_qualified
             cur.copy_expert(f"COPY (SELECT * FROM {pg_qualified(schema, table)} ORDER BY {pg_ident(key)}) "
                             "TO STDOUT", Sink())
     finally:

@@ -13,7 +13,7 @@ import sqlglot
 from so_luigi import dump
 from so_luigi.testing import sample
 from conftest import DUMP, ROOT, assert_same_tables
-from so_luigi.dialects import mssql_bulk
+from so_luigi.dialects.mssql import bulk as ms_bulk
 
 real_dump = pytest.mark.skipif(not os.path.isdir(DUMP), reason=f"real dump not found at {DUMP}")
 
@@ -106,6 +106,6 @@ def test_cli_and_luigi_task(pair):
 
 
 def test_multi_row_insert_of_the_sample_generator_parses():
-    sql = mssql_bulk.insert_sql(sample.table_def("PostHistory"), 2)
+    sql = ms_bulk.insert_sql(sample.table_def("PostHistory"), 2)
     assert sql.count("%s") == 18
     sqlglot.parse_one(sql.replace("%s", "NULL"), read="tsql")

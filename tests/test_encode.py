@@ -12,8 +12,8 @@ import psycopg2
 import pytest
 
 from so_luigi import encode
-from so_luigi.dialects import pg_types as typemap
-from so_luigi.dialects import postgres as pg
+from so_luigi.dialects.postgres import types as pg_types
+from so_luigi.dialects.postgres import checksum as pg_checksum, connection as pg_connection, ddl as pg_ddl
 from so_luigi.dialects.base import Column, Table
 from so_luigi.errors import DataError
 
@@ -123,8 +123,8 @@ def test_every_case_round_trips_through_copy_and_checksums_match(pair):
     conn = psycopg2.connect(pair.target_url)
     try:
         with conn.cursor() as cur:
-            cur.execute(pg.SESSION_SETTINGS)
-            cur.execute(pg.create_table_sql("public", table))
+            cur.execute(pg_connection.SESSION_SETTINGS)
+            cur.execute(pg_ddl.create_table_sql("public", table))
             data = b"\n".join(blines) + b"\n"
 
             class Reader:
@@ -135,7 +135,7 @@ def test_every_case_round_trips_through_copy_and_checksums_match(pair):
                         return b""
                     self.sent = True
                     return data
-            cur.copy_expert(pg.copy_in_sql("public", table, "text"), Reader())
+            cur.copy_expert(pg_ddl.copy_in_sql("public", table, "text"), Reader())
             out = []
 
             class Writer:
@@ -149,7 +149,7 @@ def test_every_case_round_trips_through_copy_and_checksums_match(pair):
             printed = [re.sub(rb"\\(.)", lambda m: plain.get(m.group(1), m.group(0)), o.rstrip(b"\n"))
                        for o in out]
             assert printed == blines
-            cur.execute(pg.checksum_sql("public", table))
+            cur.execute(pg_checksum.checksum_sql("public", table))
             count, checksum = cur.fetchone()
             assert count == len(rows)
             assert int(checksum) == encode.lines_checksum(blines)
@@ -173,11 +173,11 @@ def test_unpaired_surrogate_is_reported_with_its_key():
 
 def test_checksum_sql_escapes_only_types_that_need_it():
     table = table_of([("int", "integer", 0, "0"), ("text", "varchar(10)", "", ""), ("text", "char(3)", "", "")])
-    sql = pg.checksum_sql("public", table)
+    sql = pg_checksum.checksum_sql("public", table)
     assert 'coalesce("c0"::text' in sql
     assert "replace(replace(replace(replace(\"c1\"::text" in sql
     assert "bpcharout(\"c2\")::text" in sql
-    assert typemap.is_plain("timestamp(3) without time zone") and not typemap.is_plain("text")
+    assert pg_types.is_plain("timestamp(3) without time zone") and not pg_types.is_plain("text")
 
 
 def test_rounding_and_float_text_agree_with_postgresql(pair):
@@ -194,7 +194,7 @@ def test_rounding_and_float_text_agree_with_postgresql(pair):
     conn = psycopg2.connect(pair.target_url)
     try:
         with conn.cursor() as cur:
-            cur.execute(pg.SESSION_SETTINGS)
+            cur.execute(pg_connection.SESSION_SETTINGS)
             for digits in (0, 3, 6):
                 enc = encode.timestamp_converter(digits)
                 cur.execute(f"SELECT x::timestamp({digits})::text FROM unnest(%s::text[]) x",
@@ -254,13 +254,13 @@ def test_csv_round_trips_through_copy_byte_exact(pair):
     conn = psycopg2.connect(pair.target_url)
     try:
         with conn.cursor() as cur:
-            cur.execute(pg.SESSION_SETTINGS)
-            cur.execute(pg.create_table_sql("public", table))
-            cur.copy_expert(pg.copy_in_sql("public", table, "csv"), io.BytesIO(data))
+            cur.execute(pg_connection.SESSION_SETTINGS)
+            cur.execute(pg_ddl.create_table_sql("public", table))
+            cur.copy_expert(pg_ddl.copy_in_sql("public", table, "csv"), io.BytesIO(data))
             out = io.BytesIO()
             cur.copy_expert("COPY public.csv TO STDOUT WITH (FORMAT csv)", out)
             assert out.getvalue() == data
-            cur.execute(pg.checksum_sql("public", table))
+            cur.execute(pg_checksum.checksum_sql("public", table))
             assert int(cur.fetchone()[1]) == encode.lines_checksum(text_lines)
     finally:
         conn.rollback()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from so_luigi import encode, stream
-from so_luigi.dialects import postgres as pg
+from so_luigi.dialects.postgres import checksum as pg_checksum, connection as pg_connection, ddl as pg_ddl
 from so_luigi.dialects.base import Column, Table
 from so_luigi.errors import DataError
 from conftest import assert_same_tables
@@ -29,11 +29,11 @@ def copy_and_read_back(url, table, lines):
     conn = psycopg2.connect(url)
     try:
         with conn.cursor() as cur:
-            cur.execute(pg.SESSION_SETTINGS)
+            cur.execute(pg_connection.SESSION_SETTINGS)
             cur.execute(f"DROP TABLE IF EXISTS public.{table.name}")
-            cur.execute(pg.create_table_sql("public", table))
-            cur.copy_expert(pg.copy_in_sql("public", table, "text"), io.BytesIO(b"".join(l + b"\n" for l in lines)))
-            cur.execute(pg.checksum_sql("public", table))
+            cur.execute(pg_ddl.create_table_sql("public", table))
+            cur.copy_expert(pg_ddl.copy_in_sql("public", table, "text"), io.BytesIO(b"".join(l + b"\n" for l in lines)))
+            cur.execute(pg_checksum.checksum_sql("public", table))
             count, total = cur.fetchone()
         conn.commit()
         return int(count), int(total)
@@ -92,7 +92,7 @@ def test_random_rows_round_trip_through_a_real_copy(pair, batch):
     conn = psycopg2.connect(pair.target_url)
     try:
         with conn.cursor() as cur:
-            cur.execute(pg.SESSION_SETTINGS)
+            cur.execute(pg_connection.SESSION_SETTINGS)
             cur.copy_expert('COPY (SELECT * FROM public.h ORDER BY "Id") TO STDOUT', out)
     finally:
         conn.close()
@@ -137,11 +137,11 @@ def test_ten_megabyte_values(pair):
 
 
 def test_long_names_never_collide_when_cut_and_too_long_source_names_are_refused():
-    from so_luigi.dialects import pg_types as typemap
+    from so_luigi.dialects.postgres import types as pg_types
     from so_luigi.errors import SchemaError
     long = Table("dbo", "x" * 63, [Column("Id", "int", kind="int")], primary_key=["Id"])
-    names = {pg.partition_name(long, n) for n in range(20)} | {long.name}
+    names = {pg_ddl.partition_name(long, n) for n in range(20)} | {long.name}
     assert len(names) == 21 and all(len(n.encode()) <= 63 for n in names)
     too_long = Table("dbo", "T", [Column("ü" * 40, "int", source_type="int")])
     with pytest.raises(SchemaError, match="at most 63 bytes .* T." + "ü" * 40):
-        typemap.check_mappable([too_long], "mssql")
+        pg_types.check_mappable([too_long], "mssql")

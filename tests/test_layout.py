@@ -1,5 +1,7 @@
 """The package's shape, read from its source: no import cycles (imports inside functions
-included), and no branch on a dialect outside ``so_luigi/dialects``."""
+included); everything one database knows in its own package under ``so_luigi/dialects``, every
+package with the same files; no driver import and no branch on a dialect outside them; an engine
+that imports no Luigi."""
 import ast
 import pathlib
 
@@ -51,7 +53,7 @@ def imports(name, path, known):
 def test_the_modules_import_each_other_without_a_cycle():
     known = modules()
     graph = {name: imports(name, path, known) for name, path in known.items()}
-    assert "so_luigi.dialects.pg_destination" in graph["so_luigi.dialects"]      # the reader works
+    assert "so_luigi.dialects.postgres" in graph["so_luigi.dialects"]      # the reader works
     done, path = set(), []
 
     def visit(node):
@@ -91,3 +93,57 @@ def test_only_the_dialects_package_branches_on_a_dialect():
     assert branches == []
     # the check sees a branch where there is one
     assert dialect_branches(PACKAGE / "config.py")
+
+
+DRIVERS = {"psycopg2", "pymssql", "psycopg", "pyodbc", "mssql_python"}
+
+
+def top_level_imports(path):
+    """Top-level names of every module ``path`` imports (absolute imports), anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_only_the_dialect_packages_import_a_database_driver():
+    outside = [p for p in PACKAGE.rglob("*.py") if "dialects" not in p.relative_to(PACKAGE).parts]
+    found = [f"{p.relative_to(PACKAGE.parent)}: {', '.join(sorted(top_level_imports(p) & DRIVERS))}"
+             for p in outside if top_level_imports(p) & DRIVERS]
+    assert found == []
+    # the check sees a driver import where there is one
+    assert top_level_imports(PACKAGE / "dialects" / "postgres" / "connection.py") & DRIVERS == {"psycopg2"}
+
+
+# what every database's package holds, each file with the same role (see so_luigi/dialects/__init__.py)
+DIALECT_FILES = {"__init__", "connection", "catalog", "types", "ddl", "checksum", "source", "destination",
+                 "state", "writer"}
+
+
+def test_every_database_is_one_package_with_the_same_files():
+    from so_luigi import dialects
+    packages = sorted(p for p in (PACKAGE / "dialects").iterdir() if p.is_dir() and (p / "__init__.py").exists())
+    assert [p.name for p in packages] == sorted(dialects.PACKAGES)
+    for package in packages:
+        names = {p.stem for p in package.glob("*.py")}
+        assert DIALECT_FILES <= names, f"{package.name} lacks {sorted(DIALECT_FILES - names)}"
+        assert list(package.glob("sql/*.sql")), f"{package.name} has no catalog queries"
+        mod = dialects.PACKAGES[package.name]
+        assert mod.Source.dialect == mod.Destination.dialect == package.name
+        assert mod.Destination.state is not None
+
+
+# the Luigi layer: tasks and their targets, the one module using Luigi's private parts, and
+# config (settings are read from luigi.cfg); the engine below it imports no Luigi
+LUIGI_LAYER = {"tasks", "targets", "luigi_internals", "config", "cli", "__init__"}
+
+
+def test_the_engine_imports_no_luigi():
+    engine = [p for p in PACKAGE.rglob("*.py") if module_name(p).split(".", 1)[-1] not in LUIGI_LAYER
+              and p.name != "__init__.py" or p.parent != PACKAGE and p.name == "__init__.py"]
+    found = [str(p.relative_to(PACKAGE.parent)) for p in engine if "luigi" in top_level_imports(p)]
+    assert found == []
+    assert "luigi" in top_level_imports(PACKAGE / "tasks.py")      # the check sees it where it is

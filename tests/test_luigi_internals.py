@@ -1,7 +1,7 @@
-"""The one place so_luigi reaches into Luigi's private API (tasks._count_work_done_elsewhere
-wraps luigi.execution_summary's task partitioning, so a process whose tasks another host
-finished reports success): this fails when a Luigi release changes what it relies on.
-setup.py bounds luigi to the releases this has passed on."""
+"""The one module that reaches into Luigi's private parts (so_luigi/luigi_internals.py): this
+fails when a Luigi release changes what it relies on (the execution summary's task partitioning,
+scheduling from luigi.worker). setup.py asks for no newer bound than these tests need: a release
+that breaks them fails here first, and so_luigi itself only warns there (see the module)."""
 import subprocess
 import sys
 
@@ -31,16 +31,16 @@ def test_the_luigi_internals_so_luigi_wraps_are_as_it_expects():
 
 def test_importing_so_luigi_wraps_them():
     probe = ("import luigi.execution_summary as s; before = s._partition_tasks; import so_luigi; "
-             "assert s._partition_tasks is not before and s._get_run_by_other_worker.__module__ == 'so_luigi.tasks'")
+             "assert s._partition_tasks is not before and s._get_run_by_other_worker.__module__ == 'so_luigi.luigi_internals'")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
 
 
 def test_a_run_schedules_from_luigi_worker(tmp_path):
-    """Only a worker's scheduling plans (tasks.a_worker_is_scheduling looks for luigi.worker on
-    the stack); a dry pass walking requires() from elsewhere does not."""
+    """Only a worker's scheduling plans (luigi_internals.a_worker_is_scheduling looks for
+    luigi.worker on the stack); a dry pass walking requires() from elsewhere does not."""
     probe = f"""
-import luigi, so_luigi.tasks as t
+import luigi, so_luigi.luigi_internals as t
 seen = []
 class Probe(luigi.Task):
     def requires(self):

@@ -5,9 +5,9 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from so_luigi.dialects import pg_types as typemap
+from so_luigi.dialects.postgres import types as pg_types
 from so_luigi.testing import sample
-from so_luigi.dialects import mssql_ddl as ddl
+from so_luigi.dialects.mssql import bulk as ms_bulk, checksum as ms_checksum, ddl as ms_ddl, types as ms_types
 from so_luigi.dialects.base import Column, Index, Table
 from so_luigi.errors import SchemaError
 from test_mssql_unit import tsql
@@ -133,42 +133,42 @@ def _unquoted(literal):
 
 @pytest.mark.parametrize("data_type,length,precision,scale,expected", MSSQL_COLUMNS)
 def test_sql_server_types_are_kept_as_declared(data_type, length, precision, scale, expected):
-    assert ddl.column_type(_mssql_col(data_type, length, precision, scale), "mssql") == expected
+    assert ms_types.column_type(_mssql_col(data_type, length, precision, scale), "mssql") == expected
 
 
 @pytest.mark.parametrize("typname,declared,expected", POSTGRES_COLUMNS)
 def test_postgres_types_map_to_tsql(typname, declared, expected):
-    assert ddl.column_type(_pg_col(typname, declared), "postgres") == expected
+    assert ms_types.column_type(_pg_col(typname, declared), "postgres") == expected
 
 
 def test_postgres_sql_spelling_of_a_type_maps_like_its_typname():
-    assert ddl.column_type(_pg_col("character varying", "character varying(40)"), "postgres") == "nvarchar(40)"
-    assert ddl.column_type(_pg_col("integer", "integer"), "postgres") == "int"
+    assert ms_types.column_type(_pg_col("character varying", "character varying(40)"), "postgres") == "nvarchar(40)"
+    assert ms_types.column_type(_pg_col("integer", "integer"), "postgres") == "int"
 
 
 @pytest.mark.parametrize("data_type", MSSQL_REFUSED)
 def test_sql_server_types_without_destination_are_refused_by_name(data_type):
     table = _table([_mssql_col(data_type, name="Shape")], name="Places", schema="geo")
-    text = _one_line_error(ddl.column_type, table.columns[0], "mssql", table)
+    text = _one_line_error(ms_types.column_type, table.columns[0], "mssql", table)
     assert f"geo.Places.Shape ({data_type})" in text
 
 
 @pytest.mark.parametrize("typname,declared,reason", POSTGRES_REFUSED)
 def test_postgres_types_without_destination_are_refused_with_the_reason(typname, declared, reason):
     table = _table([_pg_col(typname, declared, name="v")], name="m", schema="public", dialect="postgres")
-    text = _one_line_error(ddl.column_type, table.columns[0], "postgres", table)
+    text = _one_line_error(ms_types.column_type, table.columns[0], "postgres", table)
     assert f"public.m.v ({declared})" in text and reason in text
 
 
 def test_identity_on_a_type_sql_server_cannot_number_is_refused():
     col = _pg_col("text", "text", name="code", identity=True)
-    text = _one_line_error(ddl.column_type, col, "postgres")
+    text = _one_line_error(ms_types.column_type, col, "postgres")
     assert "code (text)" in text and "identity" in text
 
 
 def test_unknown_source_dialect_names_the_known_ones():
     with pytest.raises(ValueError, match="known: mssql, postgres"):
-        ddl.column_type(_mssql_col("int"), "oracle")
+        ms_types.column_type(_mssql_col("int"), "oracle")
 
 
 # --- checks before any data moves ------------------------------------------------------------
@@ -177,7 +177,7 @@ def test_check_mappable_names_every_problem_of_every_table_in_one_line():
     places = _table([_mssql_col("int", name="Id"), _mssql_col("geography", name="Where"),
                      _mssql_col("sql_variant", name="Extra")], name="Places")
     tags = _table([_mssql_col("hierarchyid", name="Node")], name="Tree")
-    text = _one_line_error(ddl.check_mappable, [places, tags], "mssql")
+    text = _one_line_error(ms_types.check_mappable, [places, tags], "mssql")
     for part in ("src.Places.Where (geography)", "src.Places.Extra (sql_variant)", "src.Tree.Node (hierarchyid)"):
         assert part in text
     assert "Places.Id" not in text
@@ -185,14 +185,14 @@ def test_check_mappable_names_every_problem_of_every_table_in_one_line():
 
 def test_check_mappable_passes_the_stackoverflow_tables():
     tables = [sample.table_def(n) for n in sample.table_names(post_history=True)]
-    assert ddl.check_mappable(tables, "mssql") is None
+    assert ms_types.check_mappable(tables, "mssql") is None
 
 
 def test_check_mappable_refuses_keys_on_max_types_before_the_load():
     table = _table([_pg_col("text", "text", name="email", nullable=False), _pg_col("bytea", "bytea", name="blob")],
                    name="users", schema="public", dialect="postgres", primary_key=["email"], pk_name="users_pkey",
                    indexes=[Index(name="users_blob", columns=[["blob", "ASC"]])])
-    text = _one_line_error(ddl.check_mappable, [table], "postgres")
+    text = _one_line_error(ms_types.check_mappable, [table], "postgres")
     assert "public.users.email is in a key or index" in text and "nvarchar(max)" in text
     assert "public.users.blob is in a key or index" in text and "varbinary(max)" in text
 
@@ -200,14 +200,14 @@ def test_check_mappable_refuses_keys_on_max_types_before_the_load():
 def test_check_mappable_refuses_two_identity_columns():
     table = _table([_pg_col("int4", "integer", name="a", identity=True),
                     _pg_col("int8", "bigint", name="b", identity=True)], dialect="postgres")
-    text = _one_line_error(ddl.check_mappable, [table], "postgres")
+    text = _one_line_error(ms_types.check_mappable, [table], "postgres")
     assert "src.T has 2 identity columns (a, b)" in text
 
 
 def test_check_mappable_refuses_names_over_128_characters():
     long_col = "c" * 129
     table = _table([_mssql_col("int", name="Id"), _mssql_col("int", name=long_col)])
-    text = _one_line_error(ddl.check_mappable, [table], "mssql")
+    text = _one_line_error(ms_types.check_mappable, [table], "mssql")
     assert long_col in text and "128" in text
 
 
@@ -224,7 +224,7 @@ def test_the_nine_stackoverflow_tables_are_the_ones_of_the_reference():
 @pytest.mark.parametrize("name", STACKOVERFLOW)
 def test_stackoverflow_ddl_parses_as_tsql_with_every_column(name):
     table = sample.table_def(name)
-    created = tsql(ddl.create_table_sql("so", table, "mssql"))
+    created = tsql(ms_ddl.create_table_sql("so", table, "mssql"))
     assert isinstance(created, exp.Create)
     target = created.this.this
     assert (target.db, target.name) == ("so", name)
@@ -237,11 +237,11 @@ def test_stackoverflow_ddl_parses_as_tsql_with_every_column(name):
         identity = [k.kind for k in d.constraints if isinstance(k.kind, exp.GeneratedAsIdentityColumnConstraint)]
         assert bool(identity) == col.identity, col.name
     # every declared type kept exactly (the reference's nvarchar(max), varchar(50), datetime, ...)
-    assert [ddl.column_type(c, "mssql") for c in table.columns] == [c.source_type for c in table.columns]
+    assert [ms_types.column_type(c, "mssql") for c in table.columns] == [c.source_type for c in table.columns]
 
 
 def test_users_ddl_is_exact():
-    assert ddl.create_table_sql("dbo", sample.table_def("Users"), "mssql") == (
+    assert ms_ddl.create_table_sql("dbo", sample.table_def("Users"), "mssql") == (
         "CREATE TABLE [dbo].[Users] (\n"
         "    [Id] int IDENTITY(1,1) NOT NULL,\n    [AboutMe] nvarchar(max) NULL,\n    [Age] int NULL,\n"
         "    [CreationDate] datetime NOT NULL,\n    [DisplayName] nvarchar(40) NOT NULL,\n"
@@ -253,8 +253,8 @@ def test_users_ddl_is_exact():
 def _as_postgres_describes(table):
     """The SQL Server table as postgres.describe sees it once so_luigi has copied it to PostgreSQL."""
     mapped = sample.table_def(table.name)
-    typemap.map_table(mapped, "mssql")
-    cols = [Column(name=c.name, data_type=typemap.base_type(c.pg_type), nullable=c.nullable, identity=c.identity,
+    pg_types.map_table(mapped, "mssql")
+    cols = [Column(name=c.name, data_type=pg_types.base_type(c.pg_type), nullable=c.nullable, identity=c.identity,
                    source_type=c.pg_type) for c in mapped.columns]
     return Table(schema="public", name=table.name, columns=cols, primary_key=list(table.primary_key),
                  pk_name=f"{table.name}_pkey", dialect="postgres")
@@ -266,16 +266,16 @@ def test_stackoverflow_via_postgres_comes_back_with_sql_server_types(name):
             "uniqueidentifier": "uniqueidentifier"}
     source = sample.table_def(name)
     table = _as_postgres_describes(source)
-    ddl.check_mappable([table], "postgres")
-    got = [ddl.column_type(c, "postgres") for c in table.columns]
+    ms_types.check_mappable([table], "postgres")
+    got = [ms_types.column_type(c, "postgres") for c in table.columns]
     assert got == [back.get(c.source_type, c.source_type) for c in source.columns]
-    tsql(ddl.create_table_sql("dbo", table, "postgres"))
+    tsql(ms_ddl.create_table_sql("dbo", table, "postgres"))
 
 
 def test_brackets_and_spaces_in_names_are_quoted():
     table = _table([_mssql_col("int", name="Id", nullable=False, identity=True),
                     _mssql_col("nvarchar", -1, name="we]ird col")], name="Post ]History")
-    text = ddl.create_table_sql("my schema", table, "mssql")
+    text = ms_ddl.create_table_sql("my schema", table, "mssql")
     assert text.startswith("CREATE TABLE [my schema].[Post ]]History] (")
     assert "[we]]ird col] nvarchar(max) NULL" in text and "[Id] int IDENTITY(1,1) NOT NULL" in text
     created = tsql(text)
@@ -284,14 +284,14 @@ def test_brackets_and_spaces_in_names_are_quoted():
 
 
 def test_drop_table_quotes_names():
-    dropped = tsql(ddl.drop_table_sql("my schema", "a]b"))
-    assert ddl.drop_table_sql("my schema", "a]b") == "DROP TABLE [my schema].[a]]b]"
+    dropped = tsql(ms_ddl.drop_table_sql("my schema", "a]b"))
+    assert ms_ddl.drop_table_sql("my schema", "a]b") == "DROP TABLE [my schema].[a]]b]"
     target = dropped.find(exp.Table)
     assert isinstance(dropped, exp.Drop) and (target.db, target.name) == ("my schema", "a]b")
 
 
 def test_create_schema_runs_create_schema_through_exec_with_both_quotings():
-    text = ddl.create_schema_sql("o'b]x y")
+    text = ms_ddl.create_schema_sql("o'b]x y")
     assert text == "IF SCHEMA_ID(N'o''b]x y') IS NULL EXEC(N'CREATE SCHEMA [o''b]]x y]')"
     inner = _unquoted(text[text.index("EXEC(") + 5:-1])
     created = tsql(inner)
@@ -299,54 +299,54 @@ def test_create_schema_runs_create_schema_through_exec_with_both_quotings():
 
 
 def test_a_name_of_129_characters_is_refused_and_128_accepted():
-    assert "[" + "t" * 128 + "]" in ddl.create_table_sql("dbo", _table([_mssql_col("int")], name="t" * 128), "mssql")
+    assert "[" + "t" * 128 + "]" in ms_ddl.create_table_sql("dbo", _table([_mssql_col("int")], name="t" * 128), "mssql")
     with pytest.raises(SchemaError, match="at most 128 characters"):
-        ddl.create_table_sql("dbo", _table([_mssql_col("int")], name="t" * 129), "mssql")
+        ms_ddl.create_table_sql("dbo", _table([_mssql_col("int")], name="t" * 129), "mssql")
     with pytest.raises(SchemaError, match="at most 128 characters"):
-        ddl.create_schema_sql("s" * 129)
+        ms_ddl.create_schema_sql("s" * 129)
 
 
 def test_name_length_counts_utf16_units_as_sql_server_does():
-    ddl.create_table_sql("dbo", _table([_mssql_col("int", name="😀" * 64)]), "mssql")
+    ms_ddl.create_table_sql("dbo", _table([_mssql_col("int", name="😀" * 64)]), "mssql")
     with pytest.raises(SchemaError, match="at most 128 characters"):
-        ddl.create_table_sql("dbo", _table([_mssql_col("int", name="😀" * 65)]), "mssql")
+        ms_ddl.create_table_sql("dbo", _table([_mssql_col("int", name="😀" * 65)]), "mssql")
 
 
 # --- finishing -------------------------------------------------------------------------------
 
 def test_finish_builds_the_key_and_reseeds_identity_with_a_literal():
-    statements = ddl.finish_table_sql("so", sample.table_def("Users"))
+    statements = ms_ddl.finish_table_sql("so", sample.table_def("Users"))
     assert statements == ["ALTER TABLE [so].[Users] ADD CONSTRAINT [PK_Users_Id] PRIMARY KEY CLUSTERED ([Id])"]
     alter = tsql(statements[0])
     assert isinstance(alter, exp.Alter) and alter.this.name == "Users"
-    assert ddl.identity_sql("so", sample.table_def("Users"), "Id") == \
+    assert ms_ddl.identity_sql("so", sample.table_def("Users"), "Id") == \
         "SELECT MAX([Id]), IDENT_CURRENT(N'[so].[Users]') FROM [so].[Users]"
-    assert ddl.reseed_sql("so", sample.table_def("Users"), 40) == \
+    assert ms_ddl.reseed_sql("so", sample.table_def("Users"), 40) == \
         "DBCC CHECKIDENT ('[so].[Users]', RESEED, 40) WITH NO_INFOMSGS"
 
 
 @pytest.mark.parametrize("name", STACKOVERFLOW)
 def test_every_finishing_statement_parses(name):
-    for statement in ddl.finish_table_sql("dbo", sample.table_def(name)):
+    for statement in ms_ddl.finish_table_sql("dbo", sample.table_def(name)):
         assert tsql(statement) is not None
 
 
 def test_reseed_names_the_table_in_a_literal_sql_server_can_resolve():
     table = _table([_mssql_col("bigint", name="row id", nullable=False, identity=True)], name="it's]odd",
                    primary_key=["row id"])
-    assert tsql(ddl.identity_sql("my s", table, "row id")).find(exp.Max).this.name == "row id"
-    check = ddl.reseed_sql("my s", table, 9007199254740993)
+    assert tsql(ms_ddl.identity_sql("my s", table, "row id")).find(exp.Max).this.name == "row id"
+    check = ms_ddl.reseed_sql("my s", table, 9007199254740993)
     literal = check[check.index("(") + 1:check.index(", RESEED")]
     target = tsql("SELECT 1 FROM " + _unquoted(literal)).find(exp.Table)
     assert (target.db, target.name) == ("my s", "it's]odd")
     assert check.endswith("RESEED, 9007199254740993) WITH NO_INFOMSGS") and "(N'" not in check
-    assert "(N'[dbo].[日本]'" in ddl.reseed_sql("dbo", _table([], name="日本"), 1)     # beyond ASCII: Unicode
+    assert "(N'[dbo].[日本]'" in ms_ddl.reseed_sql("dbo", _table([], name="日本"), 1)     # beyond ASCII: Unicode
 
 
 def test_no_identity_no_reseed_and_default_key_name():
     table = _table([_mssql_col("int", name="B", nullable=False), _mssql_col("int", name="A", nullable=False)],
                    primary_key=["B", "A"])
-    assert ddl.finish_table_sql("dbo", table) == [
+    assert ms_ddl.finish_table_sql("dbo", table) == [
         "ALTER TABLE [dbo].[T] ADD CONSTRAINT [PK_T] PRIMARY KEY CLUSTERED ([B], [A])",
     ]
 
@@ -356,7 +356,7 @@ def test_indexes_keep_direction_and_uniqueness():
                     _mssql_col("nvarchar", 40, name="b c")], primary_key=["Id"], pk_name="PK_T__Id",
                    indexes=[Index(name="IX_a", columns=[["a", "ASC"], ["b c", "DESC"]]),
                             Index(name="UX b", columns=[["b c", "ASC"]], unique=True)])
-    statements = ddl.finish_table_sql("dbo", table)
+    statements = ms_ddl.finish_table_sql("dbo", table)
     assert statements[1:3] == [
         "CREATE NONCLUSTERED INDEX [IX_a] ON [dbo].[T] ([a] ASC, [b c] DESC)",
         "CREATE UNIQUE NONCLUSTERED INDEX [UX b] ON [dbo].[T] ([b c] ASC)",   # SQL Server's own NULL rule
@@ -372,7 +372,7 @@ def test_unique_index_from_postgres_keeps_postgres_null_rule():
                     _pg_col("int4", "integer", name="y", nullable=False)],
                    dialect="postgres", primary_key=["id"], pk_name="t_pkey",
                    indexes=[Index(name="t_x_y_key", columns=[["x", "ASC"], ["y", "ASC"]], unique=True)])
-    statement = ddl.finish_table_sql("dbo", table)[1]
+    statement = ms_ddl.finish_table_sql("dbo", table)[1]
     assert statement == ("CREATE UNIQUE NONCLUSTERED INDEX [t_x_y_key] ON [dbo].[T] ([x] ASC, [y] ASC) "
                          "WHERE [x] IS NOT NULL")
     assert tsql(statement).find(exp.Where) is not None
@@ -381,18 +381,18 @@ def test_unique_index_from_postgres_keeps_postgres_null_rule():
 def test_finish_refuses_an_index_name_over_128_characters():
     table = _table([_mssql_col("int", name="a")], indexes=[Index(name="i" * 129, columns=[["a", "ASC"]])])
     with pytest.raises(SchemaError, match="at most 128 characters"):
-        ddl.finish_table_sql("dbo", table)
+        ms_ddl.finish_table_sql("dbo", table)
 
 
 # --- ownership mark --------------------------------------------------------------------------
 
 def test_owner_mark_and_query_pass_every_value_as_parameter():
-    sql, params = ddl.owner_mark_sql("my s", "it's", "so_luigi run r1")
+    sql, params = ms_ddl.owner_mark_sql("my s", "it's", "so_luigi run r1")
     assert params == ("so_luigi run r1", "my s", "it's") and sql.count("%s") == 3
     executed = tsql(sql)
     assert isinstance(executed, exp.Execute) and "sp_addextendedproperty" in executed.sql("tsql")
     assert "@name = N'so_luigi'" in sql and "@level1type = N'TABLE'" in sql
-    sql, params = ddl.owner_query_sql("my s", "it's")
+    sql, params = ms_ddl.owner_query_sql("my s", "it's")
     assert params == ("my s", "it's") and sql.count("%s") == 2
     selected = tsql(sql)
     assert isinstance(selected, exp.Select) and "fn_listextendedproperty" in sql
@@ -403,16 +403,16 @@ def test_owner_mark_and_query_pass_every_value_as_parameter():
 @pytest.mark.parametrize("name", STACKOVERFLOW)
 def test_checksum_hashes_every_column_in_order(name):
     table = sample.table_def(name)
-    parsed = tsql(ddl.checksum_sql("dbo", table))
+    parsed = tsql(ms_checksum.checksum_sql("dbo", table))
     assert isinstance(parsed, exp.Select)
     row = parsed.find(exp.Subquery).this.find(exp.Subquery).this     # the FOR JSON row
     assert [a.alias for a in row.expressions] == [str(i) for i in range(1, len(table.columns) + 1)]
     assert [(a.this.table, a.this.name) for a in row.expressions] == [("t", c.name) for c in table.columns]
-    assert "0x01" not in ddl.checksum_sql("dbo", table)        # StackOverflow has no binary column
+    assert "0x01" not in ms_checksum.checksum_sql("dbo", table)        # StackOverflow has no binary column
 
 
 def test_checksum_is_null_safe_and_cannot_overflow():
-    text = ddl.checksum_sql("my s", _table([_mssql_col("int", name="a]b"), _mssql_col("nvarchar", -1, name="x.y")]))
+    text = ms_checksum.checksum_sql("my s", _table([_mssql_col("int", name="a]b"), _mssql_col("nvarchar", -1, name="x.y")]))
     assert text == (
         "SELECT COUNT_BIG(*), ISNULL(SUM(h), 0) FROM (SELECT CAST(CAST(SUBSTRING(HASHBYTES('SHA2_256', "
         "CAST((SELECT t.[a]]b] AS [1], t.[x.y] AS [2] FOR JSON PATH, WITHOUT_ARRAY_WRAPPER, INCLUDE_NULL_VALUES) "
@@ -422,7 +422,7 @@ def test_checksum_is_null_safe_and_cannot_overflow():
 
 
 def test_checksum_appends_binary_columns_with_their_length_outside_the_json():
-    text = ddl.checksum_sql("dbo", _table([_mssql_col("money", name="m"), _mssql_col("varbinary", 10, name="b")]))
+    text = ms_checksum.checksum_sql("dbo", _table([_mssql_col("money", name="m"), _mssql_col("varbinary", 10, name="b")]))
     assert "t.[b] AS [2]" not in text and "CAST(t.[m] AS decimal(19,4)) AS [1] FOR JSON" in text
     assert ("+ ISNULL(0x01 + CAST(CAST(DATALENGTH(CAST(t.[b] AS varbinary(max))) AS bigint) AS binary(8)) "
             "+ CAST(t.[b] AS varbinary(max)), 0x00)") in text
@@ -436,14 +436,14 @@ def test_checksum_appends_binary_columns_with_their_length_outside_the_json():
     (None, None, "", None),
 ])
 def test_clear_range_deletes_the_partitions_keys(lo, hi, where, params):
-    sql, got = ddl.clear_range_sql("dbo", sample.table_def("Votes"), lo, hi)
+    sql, got = ms_ddl.clear_range_sql("dbo", sample.table_def("Votes"), lo, hi)
     assert (sql, got) == ("DELETE FROM [dbo].[Votes] WITH (TABLOCKX)" + where, params)
     assert isinstance(tsql(sql.replace(" WITH (TABLOCKX)", "")), exp.Delete)   # sqlglot knows no DELETE hints
 
 
 def test_clear_range_without_integer_key_clears_the_table():
     table = _table([_mssql_col("nvarchar", 10, name="code", nullable=False)], name="a]b", primary_key=["code"])
-    sql, params = ddl.clear_range_sql("my s", table, 1, 2)
+    sql, params = ms_ddl.clear_range_sql("my s", table, 1, 2)
     assert (sql, params) == ("DELETE FROM [my s].[a]]b] WITH (TABLOCKX)", None)
     assert tsql(sql.replace(" WITH (TABLOCKX)", "")).this.name == "a]b"
 
@@ -463,7 +463,7 @@ def test_tsql_helper_rejects_what_is_not_tsql():
     ("nvarchar(40)", "nvarchar(40)"), ("nchar(3)", "nchar(3)"), ("decimal(9,2)", "decimal(9,2)"), ("int", "int"),
 ])
 def test_side_table_columns_hold_what_the_server_converts(final, side):
-    assert ddl.load_type(final) == side
+    assert ms_bulk.load_type(final) == side
 
 
 def test_tables_are_created_with_their_real_types():
@@ -471,7 +471,7 @@ def test_tables_are_created_with_their_real_types():
                     _mssql_col("datetime2", name="d'2", precision=7),
                     _mssql_col("varchar", 20, name="v", nullable=False),
                     _mssql_col("datetime", name="plain")])
-    created = ddl.create_table_sql("dbo", table, "mssql")
+    created = ms_ddl.create_table_sql("dbo", table, "mssql")
     assert "[d'2] datetime2(7) NULL" in created and "[v] varchar(20) NOT NULL" in created
     assert "[plain] datetime NULL" in created
     tsql(created)
@@ -482,29 +482,29 @@ def test_a_sql_server_sources_collations_are_kept_on_text_columns():
                     _mssql_col("varchar", 20, name="code", nullable=False, collation="Latin1_General_CS_AS"),
                     _mssql_col("nvarchar", -1, name="body", collation="SQL_Latin1_General_CP1_CI_AS"),
                     _mssql_col("int", name="n", collation="")])
-    created = ddl.create_table_sql("dbo", table, "mssql")
+    created = ms_ddl.create_table_sql("dbo", table, "mssql")
     assert "[code] varchar(20) COLLATE Latin1_General_CS_AS NOT NULL" in created
     assert "[body] nvarchar(max) COLLATE SQL_Latin1_General_CP1_CI_AS NULL" in created
     assert "[n] int NULL" in created
     tsql(created)
     table.columns[1].collation = "x; DROP TABLE t"
-    _one_line_error(ddl.create_table_sql, "dbo", table, "mssql")
+    _one_line_error(ms_ddl.create_table_sql, "dbo", table, "mssql")
 
 
 def test_side_table_text_is_cast_except_code_page_text():
-    columns = [(f, ddl.load_type(f), None) for f in ("int", "date", "varchar(20)", "char(5)", "nvarchar(10)",
+    columns = [(f, ms_bulk.load_type(f), None) for f in ("int", "date", "varchar(20)", "char(5)", "nvarchar(10)",
                                                      "datetimeoffset(7)", "xml", "smallmoney")]
-    assert ddl.side_casts(columns) == [None, "date", None, None, None, "datetimeoffset(7)", "xml", "smallmoney"]
+    assert ms_bulk.side_casts(columns) == [None, "date", None, None, None, "datetimeoffset(7)", "xml", "smallmoney"]
 
 
 def test_row_hash_takes_columns_as_sql_server_holds_them():
     """A PostgreSQL ``timestamp`` is a date and time (SQL Server's datetime2): hashed in the row's
     JSON like any value; SQL Server's own ``timestamp`` (a rowversion) and binary columns by their bytes."""
-    from_pg = ddl.row_hash_sql(_table([_pg_col("int4", "integer", name="Id"),
+    from_pg = ms_checksum.row_hash_sql(_table([_pg_col("int4", "integer", name="Id"),
                                        _pg_col("timestamp", "timestamp without time zone", name="At"),
                                        _pg_col("bytea", "bytea", name="Blob")], dialect="postgres"))
     assert "CAST(t.[At] AS varbinary" not in from_pg and "t.[At] AS [2]" in from_pg
     assert "CAST(t.[Blob] AS varbinary(max))" in from_pg
-    from_mssql = ddl.row_hash_sql(_table([_mssql_col("int", name="Id"), _mssql_col("timestamp", name="Rv")]))
+    from_mssql = ms_checksum.row_hash_sql(_table([_mssql_col("int", name="Id"), _mssql_col("timestamp", name="Rv")]))
     assert "CAST(t.[Rv] AS varbinary(max))" in from_mssql
     assert tsql(f"SELECT {from_pg} FROM x AS t") is not None

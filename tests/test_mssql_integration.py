@@ -236,7 +236,7 @@ def test_a_big_table_with_fresh_statistics_is_cut_from_its_histogram(pair, mssql
     every row once and come within a few percent of equal; rows changed since the statistics
     were taken send the planner back to numbering the rows."""
     from so_luigi import planning
-    from so_luigi.dialects import mssql
+    from so_luigi.dialects.mssql import catalog as ms_catalog, connection as ms_connection
     from so_luigi.dialects.base import Column, Table
     SERVER.lacks("stats_histogram", "no sys.dm_db_stats_histogram (and no UPDATE STATISTICS): big tables are "
                                     "cut by numbering their rows, as the other tests show")
@@ -248,22 +248,22 @@ def test_a_big_table_with_fresh_statistics_is_cut_from_its_histogram(pair, mssql
                     "UPDATE STATISTICS [dbo].[H] WITH FULLSCAN")
     table = Table(schema="dbo", name="H", columns=[Column("Id", "int"), Column("v", "char")], primary_key=["Id"])
     monkeypatch.setattr(planning, "STATISTICS_FROM_ROWS", 10000)
-    conn = mssql.connect(ep)
+    conn = ms_connection.connect(ep)
     try:
         numbered = []
-        monkeypatch.setattr(mssql, "boundaries_sql", lambda *a: numbered.append(a) or planning.boundaries_sql(*a))
-        rows, bounds, step = mssql.count_and_boundaries(conn, table, lambda est: int(est) // 8)
+        monkeypatch.setattr(ms_catalog, "boundaries_sql", lambda *a: numbered.append(a) or planning.boundaries_sql(*a))
+        rows, bounds, step = ms_catalog.count_and_boundaries(conn, table, lambda est: int(est) // 8)
         assert (rows, step, len(bounds), numbered) == (30000, 3750, 7, [])
         counts = []
         cur = conn.cursor()
         for lo, hi in planning.plan(rows, bounds, step):
-            cur.execute(*planning.ranged("SELECT COUNT_BIG(*) FROM [dbo].[H]", mssql.mssql_ident, "Id", lo, hi))
+            cur.execute(*planning.ranged("SELECT COUNT_BIG(*) FROM [dbo].[H]", ms_connection.ident, "Id", lo, hi))
             counts.append(cur.fetchone()[0])
         assert sum(counts) == 30000 and len(counts) == 8
         assert all(abs(c - 3750) <= 3750 * 0.05 for c in counts), counts
 
         cur.execute("DELETE FROM [dbo].[H] WHERE [Id] > 100000000")     # stale: numbered again, exactly
-        rows, bounds, step = mssql.count_and_boundaries(conn, table, lambda est: 2500)
+        rows, bounds, step = ms_catalog.count_and_boundaries(conn, table, lambda est: 2500)
         assert numbered and rows == mssql_query(url, "SELECT COUNT_BIG(*) FROM [dbo].[H]")[0][0]
     finally:
         conn.close()
@@ -557,17 +557,17 @@ def test_postgres_tables_without_an_integer_key_cut_by_ctid_into_sql_server(pair
 def test_a_key_range_may_be_bounded_on_its_first_columns_only(pair, mssql_source):
     """The cuts a histogram gives bound only the key's first column: ranges (lo, hi] of such
     prefixes still take every row of a composite key exactly once."""
-    from so_luigi.dialects import mssql
+    from so_luigi.dialects.mssql import catalog as ms_catalog, connection as ms_connection
     url, ep = mssql_source
     fill_any_key(url)
-    conn = mssql.connect(ep)
+    conn = ms_connection.connect(ep)
     try:
-        table = mssql.describe(conn, "dbo", "ByPair")
+        table = ms_catalog.describe(conn, "dbo", "ByPair")
         table.cut = "keys"
         cur = conn.cursor()
         counts = []
         for lo, hi in [(None, ["5"]), (["5"], ["20"]), (["20"], None), (["5"], ["7", "k9"])]:
-            cur.execute(*mssql.range_sql("SELECT COUNT_BIG(*) FROM [dbo].[ByPair]", table, lo, hi))
+            cur.execute(*ms_catalog.range_sql("SELECT COUNT_BIG(*) FROM [dbo].[ByPair]", table, lo, hi))
             counts.append(cur.fetchone()[0])
     finally:
         conn.close()
@@ -580,7 +580,7 @@ def test_a_table_keyed_by_anything_is_cut_from_its_histogram(pair, mssql_source,
     """A composite key (nvarchar, int) with fresh statistics is cut at its histogram's points (no
     numbering of every row): each cut a value of the first column, the ranges covering every row once."""
     from so_luigi import planning
-    from so_luigi.dialects import mssql
+    from so_luigi.dialects.mssql import catalog as ms_catalog, connection as ms_connection
     SERVER.lacks("stats_histogram", "no sys.dm_db_stats_histogram: keys of any type are cut by numbering the "
                                     "rows, as test_tables_keyed_by_anything_are_cut_into_key_ranges shows")
     url, ep = mssql_source
@@ -591,16 +591,16 @@ def test_a_table_keyed_by_anything_is_cut_from_its_histogram(pair, mssql_source,
                     "INSERT INTO [dbo].[HK] SELECT CONCAT(N'c', n % 997), n FROM g; "
                     "UPDATE STATISTICS [dbo].[HK] WITH FULLSCAN")
     monkeypatch.setattr(planning, "STATISTICS_FROM_ROWS", 10000)
-    conn = mssql.connect(ep)
+    conn = ms_connection.connect(ep)
     try:
-        table = mssql.describe(conn, "dbo", "HK")
-        rows, bounds, step = mssql.count_and_boundaries(conn, table, lambda est: int(est) // 8)
+        table = ms_catalog.describe(conn, "dbo", "HK")
+        rows, bounds, step = ms_catalog.count_and_boundaries(conn, table, lambda est: int(est) // 8)
         assert table.cut == "keys" and rows == 30000 and len(bounds) >= 5
         assert all(len(b) == 1 for b in bounds), bounds           # a histogram point, not a numbered row
         cur = conn.cursor()
         counts = []
         for lo, hi in planning.plan(rows, bounds, step):
-            cur.execute(*mssql.range_sql("SELECT COUNT_BIG(*) FROM [dbo].[HK]", table, lo, hi))
+            cur.execute(*ms_catalog.range_sql("SELECT COUNT_BIG(*) FROM [dbo].[HK]", table, lo, hi))
             counts.append(cur.fetchone()[0])
         assert sum(counts) == 30000 and all(counts), counts
     finally:

@@ -14,12 +14,11 @@ import psycopg2
 import pytest
 import sqlglot
 
-from so_luigi import markers, report
+from so_luigi.state import markers
 from so_luigi.config import Endpoint, parse_url
-from so_luigi.dialects import mssql
-from so_luigi.dialects import mssql_ddl as ddl
-from so_luigi.dialects import mssql_bulk
-from so_luigi.dialects import mssql_destination as mssql_load
+from so_luigi.dialects.mssql import connection as ms_connection
+from so_luigi.dialects.mssql import bulk as ms_bulk, types as ms_types
+from so_luigi.dialects.mssql import checksum as ms_checksum, destination as ms_destination, state as ms_state
 from so_luigi.dialects.base import Column, Table
 from so_luigi.testing import sample
 
@@ -35,27 +34,27 @@ def tsql(text):
 
 def test_values_pymssql_bulk_copy_would_cut_or_refuse_go_as_text():
     tz = dt.timezone(dt.timedelta(hours=-5, minutes=-30))
-    assert mssql_bulk.bulk_value(dt.datetime(2010, 1, 2, 3, 4, 5, 123456)) == "2010-01-02 03:04:05.123456"
-    assert mssql_bulk.bulk_value(dt.datetime(1, 1, 1)) == "0001-01-01 00:00:00.000000"       # four-digit years
-    assert mssql_bulk.bulk_value(Decimal("0E-10")) == "0.0000000000" and mssql_bulk.bulk_value(Decimal("1E+2")) == "100"
-    assert mssql_bulk.bulk_value(dt.datetime(2010, 1, 2, 3, 4, 5, 7, tzinfo=tz)) == "2010-01-02 03:04:05.000007 -05:30"
-    assert mssql_bulk.bulk_value(dt.date(1, 1, 1)) == "0001-01-01"
-    assert mssql_bulk.bulk_value(dt.time(23, 59, 59, 999999)) == "23:59:59.999999"
-    assert mssql_bulk.bulk_value(dt.time(1, 2)) == "01:02:00.000000"
-    assert mssql_bulk.bulk_value(uuid.UUID(int=1)) == "00000000-0000-0000-0000-000000000001"
-    assert mssql_bulk.bulk_value(Decimal("922337203685477.5807")) == "922337203685477.5807"
-    assert mssql_bulk.bulk_value(memoryview(b"\x00\xff")) == b"\x00\xff"
+    assert ms_bulk.bulk_value(dt.datetime(2010, 1, 2, 3, 4, 5, 123456)) == "2010-01-02 03:04:05.123456"
+    assert ms_bulk.bulk_value(dt.datetime(1, 1, 1)) == "0001-01-01 00:00:00.000000"       # four-digit years
+    assert ms_bulk.bulk_value(Decimal("0E-10")) == "0.0000000000" and ms_bulk.bulk_value(Decimal("1E+2")) == "100"
+    assert ms_bulk.bulk_value(dt.datetime(2010, 1, 2, 3, 4, 5, 7, tzinfo=tz)) == "2010-01-02 03:04:05.000007 -05:30"
+    assert ms_bulk.bulk_value(dt.date(1, 1, 1)) == "0001-01-01"
+    assert ms_bulk.bulk_value(dt.time(23, 59, 59, 999999)) == "23:59:59.999999"
+    assert ms_bulk.bulk_value(dt.time(1, 2)) == "01:02:00.000000"
+    assert ms_bulk.bulk_value(uuid.UUID(int=1)) == "00000000-0000-0000-0000-000000000001"
+    assert ms_bulk.bulk_value(Decimal("922337203685477.5807")) == "922337203685477.5807"
+    assert ms_bulk.bulk_value(memoryview(b"\x00\xff")) == b"\x00\xff"
     for kept in (1, 2**40, True, 1.5, "text", b"\x01"):
-        assert mssql_bulk.bulk_value(kept) is kept
+        assert ms_bulk.bulk_value(kept) is kept
 
 
 def _carriers(*finals):
-    return [ddl.carrier(f) for f in finals]
+    return [ms_bulk.carrier(f) for f in finals]
 
 
 def test_rows_with_empty_strings_take_the_masked_path_and_keep_their_empties():
     rows = [(1, "a", b"x", None), (2, "", b"x", None), (3, "b", b"", ""), (4, None, None, None)]
-    direct, masked = mssql_bulk.bulk_rows(rows, _carriers("int", "nvarchar(10)", "varbinary(10)", "nvarchar(max)"))
+    direct, masked = ms_bulk.bulk_rows(rows, _carriers("int", "nvarchar(10)", "varbinary(10)", "nvarchar(max)"))
     assert direct == [(1, "a", b"x", None), (4, None, None, None)]
     assert masked == [(2, None, b"x", None, "0100"), (3, "b", None, None, "0011")]
 
@@ -80,10 +79,10 @@ def test_values_freetds_would_convert_wrongly_take_the_side_table_as_text():
     ]
     for final, straight, sent, odd, as_text in cases:
         carriers = _carriers("int", final)
-        direct, side = mssql_bulk.bulk_rows([(1, straight), (2, odd)], carriers)
+        direct, side = ms_bulk.bulk_rows([(1, straight), (2, odd)], carriers)
         assert direct == [(1, sent)], final
         assert side == [(2, as_text, "00")], final
-    assert mssql_bulk.bulk_rows([(1, "x", "naïve 日本語")], _carriers("int", "nvarchar(5)", "nvarchar(max)"))[1] == []
+    assert ms_bulk.bulk_rows([(1, "x", "naïve 日本語")], _carriers("int", "nvarchar(5)", "nvarchar(max)"))[1] == []
 
 
 @pytest.mark.parametrize("read,sent", [
@@ -96,7 +95,7 @@ def test_values_freetds_would_convert_wrongly_take_the_side_table_as_text():
 ])
 def test_datetime_goes_as_its_nearest_tick_in_sql_servers_milliseconds(read, sent):
     """FreeTDS truncates to the 1/300 s tick below (seen: .079999 landed as .077)."""
-    assert mssql_bulk.bulk_rows([(read,)], _carriers("datetime"))[0] == [(sent,)]
+    assert ms_bulk.bulk_rows([(read,)], _carriers("datetime"))[0] == [(sent,)]
 
 
 class BulkRecorder:
@@ -117,19 +116,19 @@ def test_bulk_load_streams_plain_rows_and_routes_empty_ones_through_the_masked_t
     conn = BulkRecorder()
     seen = []
     batches = iter([[(1, "a", b"x", None), (2, "", None, None)], [(3, "c", b"", dt.datetime(2010, 1, 1))]])
-    n = mssql_bulk.bulk_load(conn, "dbo", table, ddl.bulk_columns(table, "mssql"), batches, 500, on_batch=seen.append)
+    n = ms_bulk.bulk_load(conn, "dbo", table, ms_bulk.bulk_columns(table, "mssql"), batches, 500, on_batch=seen.append)
     assert n == 3 and [len(b) for b in seen] == [2, 1]
     assert conn.copies[0] == ("[dbo].[Odd]]Name]", [(1, "a", b"x", None)], 500, True)
     assert conn.copies[1] == ("#so_luigi_empties", [(2, None, None, None, "0100"),
                                                     (3, "c", None, "2010-01-01 00:00:00.000000", "0010")], 500, True)
     assert conn.cur.sql[:2] == ["SET IDENTITY_INSERT [dbo].[Odd]]Name] ON", "SET IDENTITY_INSERT [dbo].[Odd]]Name] OFF"]
     assert conn.cur.sql[2].startswith("CREATE TABLE #so_luigi_empties ([Id] int NULL, [Body] nvarchar(max) NULL")
-    assert conn.cur.sql[3:] == [mssql_bulk.unmask_sql("dbo", table), "DROP TABLE #so_luigi_empties"]
+    assert conn.cur.sql[3:] == [ms_bulk.unmask_sql("dbo", table), "DROP TABLE #so_luigi_empties"]
 
 
 def test_bulk_load_with_a_side_table_leaves_empty_rows_there_with_their_partition():
     conn = BulkRecorder()
-    mssql_bulk.bulk_load(conn, "dbo", _table(), ddl.bulk_columns(_table(), "mssql"),
+    ms_bulk.bulk_load(conn, "dbo", _table(), ms_bulk.bulk_columns(_table(), "mssql"),
                     iter([[(1, "", None, None), (2, "b", None, None)]]), 500, side=("[so_luigi].[empties_T]", (7,)))
     assert [c[:2] for c in conn.copies] == [("[dbo].[Odd]]Name]", [(2, "b", None, None)]),
                                             ("[so_luigi].[empties_T]", [(1, None, None, None, "0100", 7)])]
@@ -138,7 +137,7 @@ def test_bulk_load_with_a_side_table_leaves_empty_rows_there_with_their_partitio
 
 def test_bulk_load_of_nothing_starts_no_bulk_copy():
     conn = BulkRecorder()
-    assert mssql_bulk.bulk_load(conn, "dbo", _table(), ddl.bulk_columns(_table(), "mssql"), iter([]), 500) == 0
+    assert ms_bulk.bulk_load(conn, "dbo", _table(), ms_bulk.bulk_columns(_table(), "mssql"), iter([]), 500) == 0
     assert conn.copies == [] and not any("CREATE" in s for s in conn.cur.sql)
 
 
@@ -151,7 +150,7 @@ def _table():
 
 
 def test_unmask_puts_empty_strings_back_in_one_insert_select():
-    sql = mssql_bulk.unmask_sql("dbo", _table())
+    sql = ms_bulk.unmask_sql("dbo", _table())
     assert sql.startswith("SET IDENTITY_INSERT [dbo].[Odd]]Name] ON; INSERT INTO [dbo].[Odd]]Name] WITH (TABLOCK)")
     assert "CASE WHEN SUBSTRING(so_luigi_mask, 2, 1) = '1' THEN N'' ELSE [Body] END" in sql
     assert "CASE WHEN SUBSTRING(so_luigi_mask, 3, 1) = '1' THEN 0x ELSE [Blob] END" in sql
@@ -159,7 +158,7 @@ def test_unmask_puts_empty_strings_back_in_one_insert_select():
     for statement in sql.split("; "):
         tsql(statement.replace(" WITH (TABLOCK)", ""))      # sqlglot does not know INSERT's table hints
     table = _table()
-    staging = mssql_bulk.staging_table_sql(table, [ddl.column_type(c, "mssql") for c in table.columns])
+    staging = ms_bulk.staging_table_sql(table, [ms_types.column_type(c, "mssql") for c in table.columns])
     tsql(staging)
     assert "IDENTITY" not in staging and "NOT NULL" not in staging.replace("so_luigi_mask varchar(max) NOT NULL", "")
 
@@ -169,27 +168,27 @@ def test_cross_database_checksum_agrees_across_driver_types():
     table = Table(schema="s", name="t", columns=[
         Column("b", "boolean"), Column("r", "real"), Column("ts", "timestamp with time zone"),
         Column("u", "uuid"), Column("by", "bytea"), Column("n", "numeric")])
-    enc = mssql_load.canonical_encoders(table)
+    enc = ms_checksum.canonical_encoders(table)
     pg_row = (True, 0.1, dt.datetime(2020, 1, 1, 12, tzinfo=dt.timezone.utc), "0000000000000000000000000000000a",
               memoryview(b"\x01"), Decimal("1.50"))
     ms_row = (True, 0.10000000149011612, dt.datetime(2020, 1, 1, 14, tzinfo=dt.timezone(dt.timedelta(hours=2))),
               uuid.UUID(int=10).hex, b"\x01", Decimal("1.50"))
-    assert mssql_load.rows_checksum([pg_row], enc) == mssql_load.rows_checksum([ms_row], enc)
+    assert ms_checksum.rows_checksum([pg_row], enc) == ms_checksum.rows_checksum([ms_row], enc)
     changed = ms_row[:5] + (Decimal("1.51"),)
-    assert mssql_load.rows_checksum([pg_row], enc) != mssql_load.rows_checksum([changed], enc)
-    assert mssql_load.rows_checksum([pg_row, ms_row], enc) == mssql_load.rows_checksum([ms_row, pg_row], enc)
+    assert ms_checksum.rows_checksum([pg_row], enc) != ms_checksum.rows_checksum([changed], enc)
+    assert ms_checksum.rows_checksum([pg_row, ms_row], enc) == ms_checksum.rows_checksum([ms_row, pg_row], enc)
 
 
 def test_batches_stay_within_a_quarter_of_the_buffer():
-    assert mssql_load.batch_rows_for(64 << 20, 1_000, 1_000 * 4_000) == 4194
-    assert mssql_load.batch_rows_for(64 << 20, 10, 100) == 100_000
-    assert mssql_load.batch_rows_for(1 << 20, 10, 10 * 100_000) == 100
+    assert ms_destination.batch_rows_for(64 << 20, 1_000, 1_000 * 4_000) == 4194
+    assert ms_destination.batch_rows_for(64 << 20, 10, 100) == 100_000
+    assert ms_destination.batch_rows_for(1 << 20, 10, 10 * 100_000) == 100
 
 
 def test_seven_digit_time_types_are_read_as_text_from_sql_server():
     table = _table()
     table.columns.append(Column("T7", "datetime2", precision=7, source_type="datetime2(7)"))
-    from so_luigi.dialects.mssql_source import MssqlSource
+    from so_luigi.dialects.mssql.source import MssqlSource
     executed = []
 
     class Cursor:
@@ -265,20 +264,29 @@ def test_every_marker_statement_parses_as_tsql(monkeypatch):
     markers.mark_replicated(conn, "run", "*")
     markers.report_rows(conn, "run")
     markers.reset(conn, "run", ["Posts", "Votes"])
-    monkeypatch.setattr(mssql_load.MssqlDestination, "session", lambda self: contextlib.nullcontext(conn))
+    monkeypatch.setattr(ms_destination.MssqlDestination, "session", lambda self: contextlib.nullcontext(conn))
     assert markers.count_attempt("run", "Posts", 0) == -1          # the recorder's row says 0 attempts
-    for _, query in markers.MarkerTarget.QUERIES.values():
+    markers.record_reading(conn, "run", "snap", "consistent")
+    markers.mark_seen(cur, "run")
+    markers.holder_view(cur, "run", "snap")
+    markers.is_replicated(cur, "run")
+    markers.next_generation(cur, "run")
+    markers.planned_names(cur, "run")
+    markers.planned_size(cur, "run", "Posts")
+    markers.status_rows(cur, "run")
+    for _, query in markers.EXISTS.values():
         cur.sql.append(query.format(m=markers.m()))
-    cur.sql.append(mssql_load.MssqlDestination.exists_sql)
+    cur.sql.append(ms_state.exists_sql)
     f = markers.flavor()
-    cur.sql.append(report.STATUS_SQL.format(m=markers.m(), elapsed=f.seconds_since(f.load_started)))
+    cur.sql.append(markers.STATUS_SQL.format(m=markers.m(), elapsed=f.seconds_since(f.load_started)))
     statements = [s for text in cur.sql for s in text.split("; ") if s.strip()]
     assert len(statements) > 20
     for statement in statements:
         assert "::" not in statement and "ON CONFLICT" not in statement and "clock_timestamp" not in statement
         tsql(statement)
     assert any("sp_getapplock" in s for s in statements)
-    assert any(s.startswith("IF OBJECT_ID(N'[so_luigi].loaded', N'U') IS NULL CREATE TABLE") for s in statements)
+    assert any(s.startswith("IF OBJECT_ID(N'[so_luigi].[loaded]', N'U') IS NULL CREATE TABLE") for s in statements)
+    assert any(s.startswith("IF COL_LENGTH(N'[so_luigi].[runs]', N'seen_at') IS NULL ALTER TABLE") for s in statements)
 
 
 def test_marker_sql_shared_with_sql_server_still_runs_on_postgresql(pair):
@@ -325,7 +333,7 @@ def test_bulk_mode_into_sql_server_is_refused_in_one_line(pair, url):
 ])
 def test_pymssql_errors_are_retried_only_when_transient(exc, kind):
     """pymssql raises OperationalError for nearly every server error: the number decides."""
-    err = mssql.translate(exc, "target")
+    err = ms_connection.translate(exc, "target")
     assert type(err).__name__ == kind
     assert str(err).startswith("target SQL Server: ") and "\n" not in str(err)
 
@@ -334,20 +342,20 @@ def test_side_table_and_prepare_statements(monkeypatch):
     monkeypatch.setenv("SO_TARGET_URL", "mssql://sa:pw@db:1433/so")
     table = _table()
     table.columns.append(Column("Day", "date", source_type="date"))
-    side = mssql_load.side_table(table.name)
+    side = ms_destination.side_table(table.name)
     assert side == "[so_luigi].[empties_Odd]]Name]"
-    assert mssql_load.side_table("x" * 128).startswith("[so_luigi].[empties_") and len(side) < 140
-    created = mssql_bulk.staging_table_sql(table, [load for _, load, _ in ddl.bulk_columns(table, "mssql")], side,
-                                      mssql_load.SIDE_EXTRA)
+    assert ms_destination.side_table("x" * 128).startswith("[so_luigi].[empties_") and len(side) < 140
+    created = ms_bulk.staging_table_sql(table, [load for _, load, _ in ms_bulk.bulk_columns(table, "mssql")], side,
+                                      ms_destination.SIDE_EXTRA)
     assert created.endswith("[Day] varchar(40) NULL, so_luigi_mask varchar(max) NOT NULL, "
                             "[so_luigi_partition] int NOT NULL)")
     tsql(created)
     conn = RecorderConn()
     table.dialect = "mssql"
-    mssql_load.MssqlDestination(Endpoint(parse_url("mssql://sa:pw@db:1433/so", "target"), "dbo", "target")).prepare(
+    ms_destination.MssqlDestination(Endpoint(parse_url("mssql://sa:pw@db:1433/so", "target"), "dbo", "target")).prepare(
         conn, table)                                          # the recorder says the side table exists
     applied = conn.cur.sql[1:]
-    assert applied == [mssql_bulk.unmask_sql("dbo", table, side, [None] * 4 + ["date"]), f"DROP TABLE {side}"]
+    assert applied == [ms_bulk.unmask_sql("dbo", table, side, [None] * 4 + ["date"]), f"DROP TABLE {side}"]
     assert ", CAST([Day] AS date) FROM [so_luigi]" in applied[0]          # converted on the way in, no ALTER
     for statement in applied[0].split("; "):
         tsql(statement.replace(" WITH (TABLOCK)", ""))

@@ -11,13 +11,13 @@ import sqlglot
 from so_luigi import planning
 from so_luigi.testing import sample
 from so_luigi.config import Endpoint, parse_url
-from so_luigi.dialects import mssql
-from so_luigi.dialects.base import mssql_ident
-from so_luigi.dialects.postgres import sql
+from so_luigi.dialects.mssql import catalog as ms_catalog, connection as ms_connection
+from so_luigi.dialects.mssql.connection import ident as mssql_ident
+from so_luigi.dialects.mssql.catalog import sql
 from so_luigi.testing.embedded import free_port
 from so_luigi.errors import ConnectError, TransientError
 
-CATALOG = ["mssql_tables.sql", "mssql_columns.sql", "mssql_primary_key.sql", "mssql_indexes.sql"]
+CATALOG = ["tables", "columns", "primary_key", "indexes", "defaults", "constraints"]
 
 
 def tsql(text):
@@ -30,25 +30,25 @@ def test_catalog_queries_parse_as_tsql(name):
 
 
 def test_catalog_takes_names_from_information_schema_and_joins_sys_by_id():
-    columns = sql("mssql_columns.sql")
+    columns = sql("columns")
     assert "INFORMATION_SCHEMA.COLUMNS" in columns and "sc.object_id = OBJECT_ID(" in columns
-    indexes = sql("mssql_indexes.sql")
+    indexes = sql("indexes")
     assert "ic.object_id = i.object_id" in indexes and "col.column_id = ic.column_id" in indexes
 
 
 def test_partition_select_and_boundaries():
     table = sample.table_def("Votes")
-    query, params = mssql.select_sql(table, 100, 200)
+    query, params = ms_catalog.select_sql(table, 100, 200)
     assert query == ("SELECT [Id], [PostId], [UserId], [BountyAmount], [VoteTypeId], [CreationDate] "
                      "FROM [dbo].[Votes] WHERE [Id] > %s AND [Id] <= %s")
     assert params == (100, 200)
     tsql(query)
-    whole, none = mssql.select_sql(table, None, None)
+    whole, none = ms_catalog.select_sql(table, None, None)
     assert none is None and whole.endswith("FROM [dbo].[Votes]")
     # pymssql reads every '%' of a query that has parameters as a placeholder's start
     table.name = "100% off"
-    assert mssql.select_sql(table, 1, None)[0].endswith("FROM [dbo].[100%% off] WHERE [Id] > %s")
-    assert mssql.select_sql(table, None, None)[0].endswith("FROM [dbo].[100% off]")
+    assert ms_catalog.select_sql(table, 1, None)[0].endswith("FROM [dbo].[100%% off] WHERE [Id] > %s")
+    assert ms_catalog.select_sql(table, None, None)[0].endswith("FROM [dbo].[100% off]")
     bounds = planning.boundaries_sql(mssql_ident, "[dbo].[Votes]", "Id", 500000)
     assert "%" not in bounds
     tsql(bounds)
@@ -56,7 +56,7 @@ def test_partition_select_and_boundaries():
 
 def test_identifiers_with_brackets_are_quoted():
     assert mssql_ident("we]ird") == "[we]]ird]"
-    assert mssql.qualified("dbo", "Post History") == "[dbo].[Post History]"
+    assert ms_connection.qualified("dbo", "Post History") == "[dbo].[Post History]"
 
 
 def test_sample_ddl_parses_as_tsql():
@@ -71,14 +71,14 @@ def _ep(url):
 def test_refused_port_is_a_transient_one_line_error():
     ep = _ep(f"mssql://sa:s3cret@127.0.0.1:{free_port()}/StackOverflow2010")
     with pytest.raises(TransientError) as info:
-        mssql.connect(ep)
+        ms_connection.connect(ep)
     text = str(info.value)
     assert "no SQL Server answers at 127.0.0.1" in text and "\n" not in text and "s3cret" not in text
 
 
 def test_unknown_host_is_named():
     with pytest.raises(ConnectError, match="unknown host 'no-such-host.invalid'"):
-        mssql.connect(_ep("mssql://sa:s3cret@no-such-host.invalid:1433/StackOverflow2010"))
+        ms_connection.connect(_ep("mssql://sa:s3cret@no-such-host.invalid:1433/StackOverflow2010"))
 
 
 def test_login_failed_message_from_dblib_is_made_one_line():
@@ -86,7 +86,7 @@ def test_login_failed_message_from_dblib_is_made_one_line():
     exc = pymssql.OperationalError((18456, b"Login failed for user 'sa'.DB-Lib error message 20018, severity 14:\n"
                                            b"General SQL Server error: Check messages from the SQL Server\n"
                                            b"DB-Lib error message 20002, severity 9:\nAdaptive Server connection failed\n"))
-    err = mssql.connect_error(exc, _ep("mssql://sa:pw@db.example:1433/so"))
+    err = ms_connection.connect_error(exc, _ep("mssql://sa:pw@db.example:1433/so"))
     assert isinstance(err, ConnectError) and "login failed for user 'sa'" in str(err)
 
 
@@ -115,13 +115,13 @@ class _Answers:
 def test_table_size_falls_back_to_sp_spaceused_without_view_database_state():
     from so_luigi.dialects.base import Table
     table = Table(schema="dbo", name="Posts", columns=[])
-    assert mssql.table_bytes(_Answers((8192 * 10,)), table) == 81920
+    assert ms_catalog.table_bytes(_Answers((8192 * 10,)), table) == 81920
     denied = Exception("VIEW DATABASE STATE permission denied in database 'StackOverflow2010'.")
     conn = _Answers(denied, ("Posts", "3729195   ", "2550000 KB", "2490184 KB", "8800 KB", "51016 KB"))
-    assert mssql.table_bytes(conn, table) == 2490184 * 1024
+    assert ms_catalog.table_bytes(conn, table) == 2490184 * 1024
     assert sqlglot.parse_one(conn.sent[1].replace("%s", "'x'"), read="tsql") is not None
-    assert mssql.table_bytes(_Answers(denied, denied), table) is None
-    assert mssql.table_bytes(_Answers((None,), None), table) is None
+    assert ms_catalog.table_bytes(_Answers(denied, denied), table) is None
+    assert ms_catalog.table_bytes(_Answers((None,), None), table) is None
 
 
 class _Histogram:
@@ -146,9 +146,9 @@ class _Histogram:
 
 
 def test_statistics_query_parses_as_tsql_and_joins_the_key_index_by_id():
-    tree = tsql(mssql.STATISTICS_SQL)
+    tree = tsql(ms_catalog.STATISTICS_SQL)
     assert tree is not None
-    text = " ".join(mssql.STATISTICS_SQL.split())
+    text = " ".join(ms_catalog.STATISTICS_SQL.split())
     assert "dm_db_stats_histogram(i.object_id, i.index_id)" in text
     assert "dm_db_stats_properties(i.object_id, i.index_id)" in text
     assert "i.object_id = OBJECT_ID(%s) AND i.is_primary_key = 1" in text
@@ -161,18 +161,18 @@ def test_a_big_table_is_cut_from_fresh_statistics_else_its_rows_are_numbered(mon
     # (range_high_key, range_rows + equal_rows, rows when taken, rows changed since)
     fresh = [(1, 1.0, 4000, 10), (2001, 2000.0, 4000, 10), (6001, 1999.0, 4000, 10)]
     conn = _Histogram(fresh)
-    assert mssql.count_and_boundaries(conn, table, lambda est: 1000) == (4000, [1000, 2000, 3999], 1000)
-    assert conn.sent == [mssql.STATISTICS_SQL]          # no count, no numbering
+    assert ms_catalog.count_and_boundaries(conn, table, lambda est: 1000) == (4000, [1000, 2000, 3999], 1000)
+    assert conn.sent == [ms_catalog.STATISTICS_SQL]          # no count, no numbering
     stale = [(k, n, 4000, 401) for k, n, _, _ in fresh]
     small = [(k, n, 999, 0) for k, n, _, _ in fresh]
     missing = pymssql.ProgrammingError(208, b"Invalid object name 'sys.dm_db_stats_histogram'.")
     for answer in (stale, small, [], missing):
         conn = _Histogram(answer, count=4000, bounds=[1000, 2000, 3000, 4000])
-        assert mssql.count_and_boundaries(conn, table, lambda est: 1000) == (4000, [1000, 2000, 3000, 4000], 1000)
+        assert ms_catalog.count_and_boundaries(conn, table, lambda est: 1000) == (4000, [1000, 2000, 3000, 4000], 1000)
         assert "ROW_NUMBER()" in conn.sent[-1]
     # one partition by the statistics: counted exactly, never numbered
     conn = _Histogram(fresh, count=4002)
-    assert mssql.count_and_boundaries(conn, table, lambda est: 5000) == (4002, [], 5000)
+    assert ms_catalog.count_and_boundaries(conn, table, lambda est: 5000) == (4002, [], 5000)
 
 
 def test_a_key_of_any_type_is_cut_at_its_histogram_points(monkeypatch):
@@ -185,7 +185,7 @@ def test_a_key_of_any_type_is_cut_at_its_histogram_points(monkeypatch):
     fresh = [(k, 1000.0, 4000, 0) for k in ("a", "b", "c", "d")]
     conn = _Histogram(fresh)
     monkeypatch.setattr(planning, "STATISTICS_FROM_ROWS", 1000)
-    assert mssql.count_and_boundaries(conn, table, lambda est: 1000) == (4000, [["a"], ["b"], ["c"]], 1000)
+    assert ms_catalog.count_and_boundaries(conn, table, lambda est: 1000) == (4000, [["a"], ["b"], ["c"]], 1000)
     assert table.cut == "keys" and len(conn.sent) == 1
     assert "CAST(h.range_high_key AS nvarchar(20)), 0)" in conn.sent[0]
 
@@ -196,13 +196,13 @@ def test_key_columns_are_resolved_as_the_server_compares_names():
     from so_luigi.dialects.base import Column, Table
     from so_luigi.errors import SchemaError
     table = Table(schema="dbo", name="Posts", columns=[Column("Id", "int"), Column("Body", "nvarchar")])
-    assert mssql.resolve_column(table, "Id") == "Id" and mssql.resolve_column(table, "id") == "Id"
-    table.primary_key = [mssql.resolve_column(table, "ID")]
+    assert ms_catalog.resolve_column(table, "Id") == "Id" and ms_catalog.resolve_column(table, "id") == "Id"
+    table.primary_key = [ms_catalog.resolve_column(table, "ID")]
     assert table.int_key == "Id"
     both = Table(schema="dbo", name="T", columns=[Column("a", "int"), Column("A", "int")])   # a CS collation
-    assert mssql.resolve_column(both, "A") == "A"
+    assert ms_catalog.resolve_column(both, "A") == "A"
     with pytest.raises(SchemaError, match="key or index column 'x' is not one of its columns"):
-        mssql.resolve_column(table, "x")
+        ms_catalog.resolve_column(table, "x")
 
 
 class _ServerError(Exception):
@@ -218,7 +218,7 @@ class _ServerError(Exception):
      "target SQL Server: Invalid object name 'so_luigi.loaded'. (error 208)"),
 ])
 def test_server_errors_are_one_readable_line_with_their_number(args, expected):
-    assert str(mssql.translate(_ServerError(*args), "target")) == expected
+    assert str(ms_connection.translate(_ServerError(*args), "target")) == expected
 
 
 def test_a_key_of_any_orderable_type_bounds_partitions_in_the_keys_order():
@@ -229,22 +229,22 @@ def test_a_key_of_any_orderable_type_bounds_partitions_in_the_keys_order():
                                Column("b", "nvarchar", length=20, source_type="nvarchar(20)"),
                                Column("d", "datetime2", precision=7, source_type="datetime2(7)")],
                   primary_key=["a", "b"], cut="keys")
-    sql_text, params = mssql.select_sql(table, ["1", "x"], ["5", "y"])
+    sql_text, params = ms_catalog.select_sql(table, ["1", "x"], ["5", "y"])
     assert ("WHERE (([a] > CONVERT(int, %s, 0)) OR ([a] = CONVERT(int, %s, 0) AND [b] > CONVERT(nvarchar(20), %s, 0)))"
             in sql_text)
     assert params == ("1", "1", "x", "5", "5", "y", "5", "y")
     tsql(sql_text)
-    assert mssql.select_sql(table, None, None) == ("SELECT [a], [b], [d] FROM [dbo].[t]", None)
+    assert ms_catalog.select_sql(table, None, None) == ("SELECT [a], [b], [d] FROM [dbo].[t]", None)
     # a key type whose text does not come back exactly leaves the table one partition
-    assert mssql.ordered_key(table) is not None
+    assert ms_catalog.ordered_key(table) is not None
     table.primary_key = ["d", "a"]
-    assert mssql.ordered_key(table) is not None
+    assert ms_catalog.ordered_key(table) is not None
     table.columns.append(Column("f", "float", source_type="float"))
     table.primary_key = ["f"]
-    assert mssql.ordered_key(table) is None
+    assert ms_catalog.ordered_key(table) is None
 
 
 def test_boundaries_of_any_key_round_trip_through_the_markers():
-    from so_luigi import markers
+    from so_luigi.state import markers
     assert markers._bounds(None, None, '["1", "x"]', None) == (["1", "x"], None)
     assert markers._bounds(5, 9, None, None) == (5, 9)

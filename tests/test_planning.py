@@ -3,8 +3,8 @@ import psycopg2
 import pytest
 
 from so_luigi import planning
-from so_luigi.dialects import postgres as pg
-from so_luigi.dialects.base import pg_ident
+from so_luigi.dialects.postgres import catalog as pg_catalog, connection as pg_connection
+from so_luigi.dialects.postgres.connection import ident as pg_ident
 
 
 def test_ranges_cover_everything_once():
@@ -51,14 +51,14 @@ def test_row_estimate_and_walk_when_the_step_comes_from_statistics(pair):
         with conn.cursor() as cur:
             cur.execute('CREATE TABLE "W" ("Id" int PRIMARY KEY, v text); '
                         "INSERT INTO \"W\" SELECT g * 3, repeat('x', 100) FROM generate_series(1, 3000) g")
-            assert pg.row_estimate(cur, '"W"') is None          # never analyzed
+            assert pg_catalog.row_estimate(cur, '"W"') is None          # never analyzed
             cur.execute('ANALYZE "W"')
-            assert pg.row_estimate(cur, '"W"') == 3000
+            assert pg_catalog.row_estimate(cur, '"W"') == 3000
         from so_luigi.dialects.base import Column, Table
         table = Table(schema="public", name="W", columns=[Column("Id", "int4"), Column("v", "text")],
                       primary_key=["Id"])
         seen = []
-        rows, bounds, step = pg.count_and_boundaries(conn, table, lambda est: seen.append(est) or est // 4)
+        rows, bounds, step = pg_catalog.count_and_boundaries(conn, table, lambda est: seen.append(est) or est // 4)
         assert seen == [3000] and step == 750 and rows == 3000
         assert bounds == [750 * 3, 1500 * 3, 2250 * 3, 3000 * 3]
         assert planning.plan(rows, bounds, step) == [(None, 2250), (2250, 4500), (4500, 6750), (6750, None)]
@@ -78,7 +78,7 @@ def test_plan_on_a_real_table_with_gaps(pair, chunk):
         from so_luigi.dialects.base import Column, Table
         table = Table(schema="public", name="T", columns=[Column("Id", "int4"), Column("v", "text")],
                       primary_key=["Id"])
-        rows, bounds, step = pg.count_and_boundaries(conn, table, lambda estimate: chunk)
+        rows, bounds, step = pg_catalog.count_and_boundaries(conn, table, lambda estimate: chunk)
         assert (rows, step) == (1000, chunk)
         with conn.cursor() as cur:        # the index walk finds what numbering every row finds
             cur.execute(planning.boundaries_sql(pg_ident, '"T"', "Id", chunk))
@@ -152,8 +152,8 @@ def test_a_big_table_with_fresh_statistics_is_cut_from_its_histogram_without_a_w
     try:
         table = _skewed_table(conn, "H", 20000)
         monkeypatch.setattr(planning, "STATISTICS_FROM_ROWS", 10000)
-        monkeypatch.setattr(pg, "offset_boundaries", lambda *a: pytest.fail("walked the index"))
-        rows, bounds, step = pg.count_and_boundaries(conn, table, lambda est: est // 8)
+        monkeypatch.setattr(pg_catalog, "offset_boundaries", lambda *a: pytest.fail("walked the index"))
+        rows, bounds, step = pg_catalog.count_and_boundaries(conn, table, lambda est: est // 8)
         assert (rows, step, len(bounds)) == (20000, 2500, 7)
         ranges = planning.plan(rows, bounds, step)
         counts = _range_counts(conn, "H", ranges)
@@ -177,7 +177,7 @@ def test_stale_statistics_are_not_trusted_and_the_key_is_walked(pair, monkeypatc
                 cur.execute("SELECT pg_stat_force_next_flush()")
         conn.commit()
         monkeypatch.setattr(planning, "STATISTICS_FROM_ROWS", 10000)
-        rows, bounds, step = pg.count_and_boundaries(conn, table, lambda est: 2500)
+        rows, bounds, step = pg_catalog.count_and_boundaries(conn, table, lambda est: 2500)
         total = pair.query("source", 'SELECT count(*) FROM "S"')[0][0]
         assert rows == total
         counts = _range_counts(conn, "S", planning.plan(rows, bounds, step))
@@ -189,7 +189,8 @@ def test_stale_statistics_are_not_trusted_and_the_key_is_walked(pair, monkeypatc
 def test_a_table_planned_from_statistics_copies_exactly(pair, monkeypatch):
     """The plan stored from the histogram is what every process loads: ReplicateAll in another
     process reads it, copies every row once and verifies the table against the source."""
-    from so_luigi import load, markers
+    from so_luigi import load
+    from so_luigi.state import markers
     from so_luigi.config import source_endpoint, target_endpoint
     from tests.conftest import assert_same_tables
     conn = psycopg2.connect(pair.source_url)
@@ -198,8 +199,8 @@ def test_a_table_planned_from_statistics_copies_exactly(pair, monkeypatch):
     finally:
         conn.close()
     monkeypatch.setattr(planning, "STATISTICS_FROM_ROWS", 10000)
-    monkeypatch.setattr(pg, "offset_boundaries", lambda *a: pytest.fail("walked the index"))
-    with pg.session(target_endpoint()) as tconn:
+    monkeypatch.setattr(pg_catalog, "offset_boundaries", lambda *a: pytest.fail("walked the index"))
+    with pg_connection.session(target_endpoint()) as tconn:
         markers.register_run(tconn, "default", source_endpoint(), target_endpoint())
     assert len(load.ensure_planned("default", "Big", 4000, "auto", "streaming")) == 8
     result = pair.run("--workers", "2", "--chunk-rows", "4000", "--tables", "Big")

@@ -127,12 +127,13 @@ def test_planning_a_table_takes_one_connection_to_each_server(pair, monkeypatch)
     many lookups it makes (it opened two of each before), and a table planned already is
     looked up through one destination connection."""
     import psycopg2
-    from so_luigi import load, markers
+    from so_luigi import load
+    from so_luigi.state import markers
     from so_luigi.config import source_endpoint, target_endpoint
-    from so_luigi.dialects import postgres as pg
+    from so_luigi.dialects.postgres import connection as pg_connection
 
     sample.fill(pair.source(), scale=0.001, post_history=False, log=lambda *a: None)
-    with pg.session(target_endpoint()) as conn:
+    with pg_connection.session(target_endpoint()) as conn:
         markers.register_run(conn, "conns", source_endpoint(), target_endpoint())
     markers.shared_connection()         # the process's marker connection, open before planning
     opened, connect = [], psycopg2.connect

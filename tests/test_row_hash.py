@@ -7,8 +7,8 @@ import psycopg2
 import pytest
 
 from so_luigi.config import Endpoint, parse_url
-from so_luigi.dialects import postgres as pg
-from so_luigi.dialects.postgres import describe
+from so_luigi.dialects.postgres import checksum as pg_checksum
+from so_luigi.dialects.postgres.catalog import describe
 
 TYPES = ("a int2, b int4, c int8, d text, e varchar(20), f char(5), g timestamp(3), h numeric(12, 3), "
          "i real, j double precision, k uuid, l int4")
@@ -18,7 +18,7 @@ ROW = ("1, 2, 3, 'héllo', 'x', 'ab', '2010-01-02 03:04:05.678', 123.456, 1.5, 2
 
 def checksum(conn, table, method):
     with conn.cursor() as cur:
-        cur.execute(pg.row_checksum_sql("public", table.name, method, table))
+        cur.execute(pg_checksum.row_checksum_sql("public", table.name, method, table))
         return cur.fetchone()
 
 
@@ -51,7 +51,7 @@ def make(conn, name, types=TYPES, rows=(ROW,)):
 ])
 def test_the_column_hash_sees_every_change(conn, change):
     table = make(conn, "H")
-    assert pg.column_hash_expr(table) is not None
+    assert pg_checksum.column_hash_expr(table) is not None
     before = checksum(conn, table, "columns")
     with conn.cursor() as cur:
         cur.execute(f'UPDATE "H" SET {change}')

@@ -2,7 +2,7 @@
 the reason (the object is then listed as not carried)."""
 import pytest
 
-from so_luigi.dialects import tsql_expr
+from so_luigi.dialects.mssql import tsql as ms_tsql
 from so_luigi.dialects.base import Column, Table
 
 T = Table(schema="dbo", name="T", columns=[Column("Score", "int"), Column("Name", "nvarchar"),
@@ -25,21 +25,21 @@ T = Table(schema="dbo", name="T", columns=[Column("Score", "int"), Column("Name"
     ("(((len(name) > 2) OR (name IS NULL)))", '(((length(rtrim("Name")) > 2) OR ("Name" IS NULL)))'),
 ])
 def test_translated(tsql, pg):
-    assert tsql_expr.translate(tsql, T, ["Active"]) == pg
+    assert ms_tsql.translate(tsql, T, ["Active"]) == pg
 
 
 def test_literals_are_kept_to_the_byte():
-    assert tsql_expr.translate("([Name]<>'a ( b , c )')", T) == "(\"Name\" <> 'a ( b , c )')"
+    assert ms_tsql.translate("([Name]<>'a ( b , c )')", T) == "(\"Name\" <> 'a ( b , c )')"
 
 
 def test_text_compared_under_a_case_insensitive_collation_is_refused():
     ci = Table(schema="dbo", name="U", columns=[Column("Code", "nvarchar", collation="SQL_Latin1_General_CP1_CI_AS")])
-    with pytest.raises(tsql_expr.Untranslatable, match="case-insensitive collation"):
-        tsql_expr.translate("([Code] IN (N'A', N'B'))", ci)
-    assert tsql_expr.translate("([Code] IS NOT NULL)", ci) == '("Code" IS NOT NULL)'
-    assert tsql_expr.default_for("(N'A')", "Code", ci, False) == "('A')"      # a default compares nothing
+    with pytest.raises(ms_tsql.Untranslatable, match="case-insensitive collation"):
+        ms_tsql.translate("([Code] IN (N'A', N'B'))", ci)
+    assert ms_tsql.translate("([Code] IS NOT NULL)", ci) == '("Code" IS NOT NULL)'
+    assert ms_tsql.default_for("(N'A')", "Code", ci, False) == "('A')"      # a default compares nothing
     cs = Table(schema="dbo", name="U", columns=[Column("Code", "nvarchar", collation="Latin1_General_100_BIN2")])
-    assert tsql_expr.translate("([Code]=N'A')", cs) == "(\"Code\" = 'A')"
+    assert ms_tsql.translate("([Code]=N'A')", cs) == "(\"Code\" = 'A')"
 
 
 @pytest.mark.parametrize("tsql,why", [
@@ -53,8 +53,8 @@ def test_text_compared_under_a_case_insensitive_collation_is_refused():
     ("(([Score]>(0))", "unbalanced"),
 ])
 def test_refused_with_the_reason(tsql, why):
-    with pytest.raises(tsql_expr.Untranslatable, match=why.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
-        tsql_expr.translate(tsql, T)
+    with pytest.raises(ms_tsql.Untranslatable, match=why.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
+        ms_tsql.translate(tsql, T)
 
 
 @pytest.mark.parametrize("tsql,boolean,pg", [
@@ -63,7 +63,7 @@ def test_refused_with_the_reason(tsql, why):
     ("(getutcdate())", False, "((now() AT TIME ZONE 'UTC'))"),
 ])
 def test_defaults(tsql, boolean, pg):
-    assert tsql_expr.default_for(tsql, "Active" if boolean else "Score", T, boolean) == pg
+    assert ms_tsql.default_for(tsql, "Active" if boolean else "Score", T, boolean) == pg
 
 
 def test_a_sql_server_definition_becomes_postgresql_ddl_that_runs(pair):
@@ -71,9 +71,9 @@ def test_a_sql_server_definition_becomes_postgresql_ddl_that_runs(pair):
     a filtered index with INCLUDE and DESC), carried by the PostgreSQL destination and run on a
     real PostgreSQL: each object there as translated; what has no form is listed, not built."""
     import psycopg2
-    from so_luigi.dialects import pg_types, postgres
+    from so_luigi.dialects.postgres import ddl as pg_ddl, types as pg_types
     from so_luigi.dialects.base import Constraint, Index
-    from so_luigi.dialects.pg_destination import PostgresDestination
+    from so_luigi.dialects.postgres.destination import PostgresDestination
     table = Table(schema="dbo", name="T", dialect="mssql", primary_key=["Id"], pk_name="PK_T", columns=[
         Column("Id", "int", False, source_type="int"), Column("Score", "int", False, source_type="int",
                                                                default="((0))"),
@@ -93,11 +93,11 @@ def test_a_sql_server_definition_becomes_postgresql_ddl_that_runs(pair):
     conn = psycopg2.connect(pair.target_url)
     try:
         with conn.cursor() as cur:
-            for statement in postgres.create_table_statements("public", table):
+            for statement in pg_ddl.create_table_statements("public", table):
                 cur.execute(statement)
-            for statement, what in postgres.default_statements("public", table):
-                postgres.optional(statement, what, table)(cur)
-            for statement in postgres.finish_table_sql("public", table):
+            for statement, what in pg_ddl.default_statements("public", table):
+                pg_ddl.optional(statement, what, table)(cur)
+            for statement in pg_ddl.finish_table_sql("public", table):
                 statement(cur) if callable(statement) else cur.execute(statement)
             assert len(table.not_carried) == 2              # the destination refused nothing
             cur.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'T' AND indexname LIKE '%%IX_T_Score'")

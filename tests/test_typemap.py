@@ -6,8 +6,8 @@ import os
 import psycopg2
 import pytest
 
-from so_luigi.dialects import pg_types as typemap
-from so_luigi.dialects import postgres as pg
+from so_luigi.dialects.postgres import types as pg_types
+from so_luigi.dialects.postgres import ddl as pg_ddl
 from so_luigi.dialects.base import Column, Table
 from so_luigi.errors import ConfigError, SchemaError
 
@@ -62,17 +62,17 @@ def mssql_table():
 
 def test_every_common_sql_server_type_maps():
     table = mssql_table()
-    assert typemap.map_table(table, "mssql") == []
+    assert pg_types.map_table(table, "mssql") == []
     assert [c.pg_type for c in table.columns] == [t[4] for t in MSSQL_COLUMNS]
 
 
 def test_mapped_table_is_created_by_postgresql_with_nullability_and_identity(pair):
     table = mssql_table()
-    typemap.map_table(table, "mssql")
+    pg_types.map_table(table, "mssql")
     conn = psycopg2.connect(pair.target_url)
     try:
         with conn.cursor() as cur:
-            cur.execute(pg.create_table_sql("public", table))
+            cur.execute(pg_ddl.create_table_sql("public", table))
             cur.execute("SELECT attname, format_type(atttypid, atttypmod), attnotnull, attidentity "
                         "FROM pg_attribute WHERE attrelid = 'public.\"AllTypes\"'::regclass AND attnum > 0 "
                         "ORDER BY attnum")
@@ -85,7 +85,7 @@ def test_mapped_table_is_created_by_postgresql_with_nullability_and_identity(pai
         assert name == col.name
         assert notnull == (not col.nullable or col.identity)
         assert identity == ("d" if col.identity else "")
-        assert typemap.base_type(typ) == typemap.base_type(col.pg_type)
+        assert pg_types.base_type(typ) == pg_types.base_type(col.pg_type)
 
 
 def test_unmappable_types_are_all_named_before_anything_moves():
@@ -93,7 +93,7 @@ def test_unmappable_types_are_all_named_before_anything_moves():
     table.columns += [Column(name="v", data_type="sql_variant", source_type="sql_variant"),
                       Column(name="g", data_type="geography", source_type="geography")]
     with pytest.raises(SchemaError, match=r"dbo.AllTypes.v \(sql_variant\), dbo.AllTypes.g \(geography\)"):
-        typemap.check_mappable([table], "mssql")
+        pg_types.check_mappable([table], "mssql")
 
 
 def test_overrides_by_type_and_by_column(tmp_path, monkeypatch):
@@ -103,7 +103,7 @@ def test_overrides_by_type_and_by_column(tmp_path, monkeypatch):
     monkeypatch.setenv("SO_TYPE_OVERRIDES", str(path))
     table = mssql_table()
     table.columns.append(Column(name="v", data_type="sql_variant", source_type="sql_variant"))
-    typemap.check_mappable([table], "mssql", typemap.load_overrides())
+    pg_types.check_mappable([table], "mssql", pg_types.load_overrides())
     types = {c.name: c.pg_type for c in table.columns}
     assert types["c_32_xml"] == "text" and types["v"] == "text" and types["c_0_bit"] == "smallint"
 
@@ -111,20 +111,20 @@ def test_overrides_by_type_and_by_column(tmp_path, monkeypatch):
 def test_bad_override_file_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("SO_TYPE_OVERRIDES", str(tmp_path / "missing.json"))
     with pytest.raises(ConfigError, match="missing.json"):
-        typemap.load_overrides()
+        pg_types.load_overrides()
     bad = tmp_path / "bad.json"
     bad.write_text('{"msql": {}}')
     monkeypatch.setenv("SO_TYPE_OVERRIDES", str(bad))
     with pytest.raises(ConfigError, match="unknown keys"):
-        typemap.load_overrides()
+        pg_types.load_overrides()
 
 
 def test_shipped_override_file_is_valid():
-    data = typemap.load_overrides(os.path.join(ROOT, "config", "type_overrides.json"))
+    data = pg_types.load_overrides(os.path.join(ROOT, "config", "type_overrides.json"))
     assert set(data) <= {"_comment", "mssql", "postgres", "columns"}
 
 
 def test_readme_shows_the_whole_type_table():
     with open(os.path.join(ROOT, "docs", "types.md"), encoding="utf-8") as fh:
         readme = fh.read()
-    assert typemap.markdown_table() in readme
+    assert pg_types.markdown_table() in readme

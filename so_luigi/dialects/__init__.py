@@ -1,27 +1,52 @@
-"""The databases so_luigi speaks, each as a ``Source`` and a ``Destination`` (see ``base``).
+"""The databases so_luigi speaks, one package each (``postgres``, ``mssql``), every package with
+the same files: ``connection`` (sessions, quoting, driver errors), ``catalog`` (+ its .sql),
+``types`` (the destination's type rules, as data), ``ddl``, ``checksum``, ``source``,
+``destination``, ``state`` (the marker tables' SQL in its words), ``writer``
+(building a source), and what only it has
+(``snapshot`` and ``progress`` for PostgreSQL; ``bulk``, the TDS bulk copy, and ``tsql``, T-SQL
+expressions, for SQL Server). A new database is one new package, registered in PACKAGES.
 
-These two functions are the one place a dialect is chosen; everything above them talks to the
-protocols. Below them, per dialect: ``postgres`` and ``mssql`` (connections, catalog reads, SQL
-text), ``mssql_bulk`` (SQL Server's writer, the TDS bulk copy), ``pg_types`` and ``mssql_ddl``
-(each destination's type rules, as data).
+The functions here are the one place a dialect is chosen; everything above them talks to the
+protocols of ``base``.
 """
-from .mssql_destination import MssqlDestination
-from .mssql_source import MssqlSource
-from .pg_destination import PostgresDestination
-from .pg_source import PostgresSource
+from . import mssql, postgres
 
-SOURCES = {"postgres": PostgresSource, "mssql": MssqlSource}
-DESTINATIONS = {"postgres": PostgresDestination, "mssql": MssqlDestination}
+PACKAGES = {"postgres": postgres, "mssql": mssql}
+
+
+def _package(dialect):
+    try:
+        return PACKAGES[dialect]
+    except KeyError:
+        raise ValueError(f"unknown dialect {dialect!r}; known: {', '.join(PACKAGES)}") from None
 
 
 def source(endpoint, snapshot=None):
     """The Source for ``endpoint`` (a config.Endpoint), reading at ``snapshot`` where it can."""
-    return SOURCES[endpoint.url.dialect](endpoint, snapshot)
+    return _package(endpoint.url.dialect).Source(endpoint, snapshot)
 
 
 def destination(endpoint):
     """The Destination for ``endpoint`` (a config.Endpoint)."""
-    return DESTINATIONS[endpoint.url.dialect](endpoint)
+    return _package(endpoint.url.dialect).Destination(endpoint)
+
+
+def replace_table(endpoint, table, rows):
+    """Build a source: ``table`` (re)created in ``endpoint``'s schema and filled with ``rows``
+    (each dialect's ``writer``: dumps and the generated sample). Returns (rows, bytes or None)."""
+    return _package(endpoint.url.dialect).writer.replace_table(endpoint, table, rows)
+
+
+def expressions(source_dialect, into):
+    """The module translating ``source_dialect``'s expressions (defaults, CHECKs, index filters)
+    into ``into``'s words, or None where there is nothing to translate (the same database) or
+    no translator."""
+    return _package(source_dialect).EXPRESSIONS.get(into)
+
+
+def value_kind(dialect, column):
+    """How ``dialect``'s driver returns values of ``column``: its value converter (encode.converter)."""
+    return _package(dialect).types.kind_of(column)
 
 
 def translate(exc, src, dst):

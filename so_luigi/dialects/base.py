@@ -152,6 +152,26 @@ def changes_sql(hashed, keys, before, ident):
             f"FROM ({by_hash_sql(hashed)}) a FULL OUTER JOIN {before} b ON a.so_h = b.so_h")
 
 
+_SQL_NAMES = {
+    "integer": "int4", "smallint": "int2", "bigint": "int8", "boolean": "bool", "real": "float4",
+    "double precision": "float8", "character varying": "varchar", "character": "bpchar",
+    "char": "bpchar", "decimal": "numeric", "timestamp without time zone": "timestamp",
+    "timestamp with time zone": "timestamptz", "time without time zone": "time",
+    "time with time zone": "timetz",
+}
+
+
+def type_name(pg_type):
+    """A type's base name as PostgreSQL's catalog spells it (typname), from any SQL spelling:
+    'numeric(10,2)' -> 'numeric', 'timestamp(3) without time zone' -> 'timestamp', 'integer' -> 'int4'."""
+    text = pg_type.strip().lower()
+    if text.endswith("]"):
+        return "array"
+    name = " ".join(part.split("(")[0] for part in text.replace(")", ") ").split() if part[:1] != "(")
+    name = name.replace("  ", " ").strip()
+    return _SQL_NAMES.get(name, name)
+
+
 NOT_COPIED = "which this run does not copy"     # why a foreign key is not carried
 
 
@@ -165,23 +185,12 @@ def same_name(name, names):
     return same[0] if len(same) == 1 else None
 
 
-def pg_ident(name):
-    """Quote a PostgreSQL identifier (always, so case and reserved words survive)."""
-    return '"' + name.replace('"', '""') + '"'
 
 
-def percent_safe(sql):
-    """SQL text (names already quoted) for a driver call that also passes parameters: psycopg2
-    and pymssql read every '%' as the start of a placeholder, so a name's '%' is doubled."""
-    return sql.replace("%", "%%")
 
 
-def pg_qualified(schema, name):
-    return f"{pg_ident(schema)}.{pg_ident(name)}"
 
 
-def mssql_ident(name):
-    return "[" + name.replace("]", "]]") + "]"
 
 
 # --- the protocols ------------------------------------------------------------------------------
@@ -197,7 +206,8 @@ class Slice:
     hi: int = None            # inclusive upper key bound, None = unbounded
     retry: bool = False       # an earlier attempt may have left rows (destinations that count attempts)
     progress: object = None   # progress.Progress, or None
-    watch: object = None      # watch(backend pid): a context feeding progress from the server
+    monitor: object = None    # monitor(): an autocommit destination connection to watch a load through
+    size: tuple = None        # (source rows, source bytes) of the table when planned
     plan: tuple = None        # (plan id, lo, hi): what a bulk file must have been cut for
     replace: bool = False     # a sync's recopy: the range was just cleared in this transaction,
                               # the table stands finished (no FREEZE, no new child, no side table)
@@ -299,6 +309,15 @@ class Source(_Database):
         """Whether a session can still read at ``snapshot`` (its holder alive)."""
         return False
 
+    def export_snapshot(self):
+        """(a connection holding a new snapshot every session can import, its name, when it was
+        taken in words): for a source that exports_snapshots."""
+        raise NotImplementedError
+
+    def snapshot_held(self, conn):
+        """Whether the connection of export_snapshot still holds its snapshot."""
+        raise NotImplementedError
+
     def consistency(self):
         """How the run reads it, in words, when it cannot share a snapshot (for the report)."""
         return "read live"
@@ -367,10 +386,12 @@ class Source(_Database):
 class Destination(_Database):
     """A database so_luigi copies into, where its marker tables live too.
 
-    Besides the steps of a table, it holds the few pieces of marker SQL that differ between
-    dialects (``markers`` writes the rest once): ``ident``, ``now``, ``load_started``,
-    ``exists_sql``, ``lost``, ``seconds_since``, ``lock`` and ``marker_ddl``.
+    Besides the steps of a table, its ``state`` (its dialect's state module) holds the few
+    pieces of marker SQL that differ between databases (``state.markers`` writes the rest once):
+    ``ident``, ``now``, ``load_started``, ``exists_sql``, ``lost``, ``seconds_since``, ``lock``,
+    and the types and DDL ``state.schema`` renders its one definition with.
     """
+    state = None
     bulk_files = False        # can load partitions from extracted files (--mode bulk)
     cuts_by_position = False  # takes partitions that are not key ranges (Source.measure)
     counts_attempts = False   # a partition's load might commit part of its rows: attempts are counted
@@ -479,11 +500,6 @@ class Destination(_Database):
         """``reset --drop-tables``: the tables and anything created beside them."""
         raise NotImplementedError
 
-    def rows_in_flight(self, cur):
-        """[(table, rows)] of COPYs running now, for ``so-luigi status``."""
+    def rows_in_flight(self, cur, tables):
+        """[(table, rows)] of loads of ``tables`` running now, for ``so-luigi status``."""
         return []
-
-    def replace_table(self, table, rows):
-        """(Re)create ``table`` (a SQL Server definition) in the endpoint's schema with these
-        rows, keyed: for building a source (a dump, sample data). Returns (rows, bytes or None)."""
-        raise NotImplementedError

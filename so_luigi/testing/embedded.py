@@ -40,9 +40,9 @@ class Cluster:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
 
     def create_database(self, name):
-        import psycopg2
-        conn = psycopg2.connect(self.url())
-        conn.autocommit = True
+        from ..config import Endpoint, parse_url
+        from ..dialects.postgres.connection import connect
+        conn = connect(Endpoint(parse_url(self.url(), "target"), "public", "target"), autocommit=True)
         with conn.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')   # a snapshot holder may linger
             cur.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'")

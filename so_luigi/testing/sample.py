@@ -171,16 +171,15 @@ def rows(name, scale=0.01, seed=42):
 def fill(endpoint, scale=0.01, seed=42, post_history=False, names=None, log=print):
     """(Re)create the sample tables in ``endpoint``'s schema: in PostgreSQL typed as so_luigi maps
     SQL Server's, in SQL Server as declared (with IDENTITY). Returns the rows written."""
-    from ..dialects import destination
-    dst = destination(endpoint)
+    from ..dialects import replace_table
     total = 0
     for name in names or table_names(post_history):
-        count, nbytes = dst.replace_table(table_def(name, endpoint.schema), rows(name, scale, seed))
+        count, nbytes = replace_table(endpoint, table_def(name, endpoint.schema), rows(name, scale, seed))
         total += count
         log(f"  {name:<12} {count:>10,} rows" + ("" if nbytes is None else f" {nbytes / 1e6:>9.1f} MB"))
     return total
 
 
 def mssql_create_sql(table, primary_key=True):
-    from ..dialects import mssql_ddl
-    return mssql_ddl.declared_table_sql(table.schema, table, primary_key)
+    from ..dialects.mssql.ddl import declared_table_sql
+    return declared_table_sql(table.schema, table, primary_key)

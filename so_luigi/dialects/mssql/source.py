@@ -7,12 +7,13 @@ as the driver returns them.
 """
 import os
 
-from .. import encode
-from ..errors import DataError
-from ..stream import bad_unicode, chunk_size, copy_rows, row_encoder
-from . import mssql, mssql_ddl
-from ..planning import boundaries_sql
-from .base import Source, mssql_ident
+from ... import encode
+from ...errors import DataError
+from ...planning import boundaries_sql
+from ...stream import bad_unicode, chunk_size, copy_rows, row_encoder
+from ..base import Source
+from . import catalog, checksum, connection
+from .connection import ident
 
 
 _ISOLATION = {}     # (url, pid) -> the isolation level its reads use
@@ -33,15 +34,15 @@ class MssqlSource(Source):
     dialect = "mssql"
     checksum_family = "tsql"
     driver = "pymssql"
-    catalog = mssql
+    catalog = catalog
 
     def translate(self, exc, role):
-        return mssql.translate(exc, role)
+        return connection.translate(exc, role)
 
     def connect(self):
         """Reads in SNAPSHOT isolation where ALLOW_SNAPSHOT_ISOLATION is on: each statement (a
         partition's SELECT) sees one moment; SQL Server cannot share one across sessions."""
-        conn = mssql.connect(self.endpoint)
+        conn = connection.connect(self.endpoint)
         key = (self.endpoint.url.raw, os.getpid())
         if key not in _ISOLATION:
             _ISOLATION[key] = "SNAPSHOT" if _snapshot_allowed(conn) else "READ COMMITTED"
@@ -59,11 +60,11 @@ class MssqlSource(Source):
                 "ALLOW_SNAPSHOT_ISOLATION ON reads each partition at one moment")
 
     def measure(self, conn, table, rows_per_partition, by_position=False):
-        size = mssql.table_bytes(conn, table)
-        rows, bounds, step = mssql.count_and_boundaries(conn, table, lambda n: rows_per_partition(n, size))
+        size = catalog.table_bytes(conn, table)
+        rows, bounds, step = catalog.count_and_boundaries(conn, table, lambda n: rows_per_partition(n, size))
         return size, rows, bounds, step
 
-    def _rows(self, table, lo, hi, batch_rows, select=mssql.select_sql):
+    def _rows(self, table, lo, hi, batch_rows, select=catalog.select_sql):
         """Batches of the range; ``batch_rows`` is a one-element list the caller may resize."""
         with self.session() as conn:
             cur = conn.cursor()
@@ -110,32 +111,32 @@ class MssqlSource(Source):
         def select(table, lo, hi):
             def expr(c):
                 if c.data_type in ("datetime2", "datetimeoffset", "time") and (c.precision or 0) > 6:
-                    return f"CONVERT(varchar(40), {mssql_ident(c.name)}, 121)"
-                return mssql_ident(c.name)
-            return mssql.range_sql(f"SELECT {', '.join(expr(c) for c in table.columns)} "
-                                   f"FROM {mssql.qualified(table.schema, table.name)}", table, lo, hi)
+                    return f"CONVERT(varchar(40), {ident(c.name)}, 121)"
+                return ident(c.name)
+            return catalog.range_sql(f"SELECT {', '.join(expr(c) for c in table.columns)} "
+                                   f"FROM {connection.qualified(table.schema, table.name)}", table, lo, hi)
         return self._rows(table, lo, hi, [batch_rows], select)
 
     def figures(self, table, method=None):
         with self.session() as conn:
             cur = conn.cursor()
             if method:
-                cur.execute(mssql_ddl.checksum_sql(table.schema, table))
+                cur.execute(checksum.checksum_sql(table.schema, table))
                 count, total = cur.fetchone()
                 return int(count), int(total)
-            cur.execute(f"SELECT COUNT_BIG(*) FROM {mssql.qualified(table.schema, table.name)}")
+            cur.execute(f"SELECT COUNT_BIG(*) FROM {connection.qualified(table.schema, table.name)}")
             return int(cur.fetchone()[0]), None
 
     # --- re-syncing -----------------------------------------------------------------------------
     def range_figures(self, table, lo, hi, method):
         with self.session() as conn:
             cur = conn.cursor()
-            cur.execute(*mssql_ddl.range_checksum_sql(table.schema, table, lo, hi))
+            cur.execute(*checksum.range_checksum_sql(table.schema, table, lo, hi))
             count, total = cur.fetchone()
         return int(count), int(total)
 
     def tail(self, conn, table, after, step):
-        key, q = mssql_ident(table.int_key), mssql.qualified(table.schema, table.name)
+        key, q = ident(table.int_key), connection.qualified(table.schema, table.name)
         rest = f"(SELECT {key} FROM {q}" + ("" if after is None else f" WHERE {key} > %s") + ") AS so_luigi_tail"
         params = () if after is None else (after,)
         cur = conn.cursor()
@@ -143,7 +144,7 @@ class MssqlSource(Source):
         rows = cur.fetchone()[0]
         if rows <= step:
             return rows, []
-        cur.execute(boundaries_sql(mssql_ident, rest, table.int_key, step), params)
+        cur.execute(boundaries_sql(ident, rest, table.int_key, step), params)
         return rows, [r[0] for r in cur.fetchall()]
 
     def rowversion(self, table):
@@ -170,10 +171,10 @@ class MssqlSource(Source):
                 return None
 
     def changed_since(self, table, lo, hi, watermark):
-        rv = mssql_ident(self.rowversion(table))
-        sql, params = mssql.range_sql(
+        rv = ident(self.rowversion(table))
+        sql, params = catalog.range_sql(
             f"SELECT COUNT_BIG(*), COUNT_BIG(CASE WHEN CAST({rv} AS bigint) >= {int(watermark)} THEN 1 END) "
-            f"FROM {mssql.qualified(table.schema, table.name)}", table, lo, hi)
+            f"FROM {connection.qualified(table.schema, table.name)}", table, lo, hi)
         with self.session() as conn:
             cur = conn.cursor()
             cur.execute(sql, params)

@@ -2,14 +2,16 @@
 Server destination and for building a SQL Server source (dumps, sample data).
 """
 import datetime as dt
+import re
 import decimal
 import itertools
 import pickle
 import tempfile
 import uuid
 
-from .base import SIDE, mssql_ident
-from .mssql import qualified
+from ..base import SIDE
+from .connection import ident, qualified
+from .types import MAX_CHARS, column_type
 
 # pymssql's bulk_copy has traps (read in its _mssql.pyx): uuid.UUID, datetime.date and
 # datetime.time are refused; datetime is cut to milliseconds; Decimal is sent with a fixed
@@ -70,8 +72,8 @@ def staging_table_sql(table, types, name=STAGING, extra=()):
     """A side table: the table's columns with ``types`` (mssql_ddl.load_type), every column
     nullable, no identity, then the mask column and ``extra`` [name, type] columns (bulk_copy
     binds by position)."""
-    cols = [f"{mssql_ident(c.name)} {t} NULL" for c, t in zip(table.columns, types)]
-    cols += [f"{MASK} varchar(max) NOT NULL"] + [f"{mssql_ident(n)} {t} NOT NULL" for n, t in extra]
+    cols = [f"{ident(c.name)} {t} NULL" for c, t in zip(table.columns, types)]
+    cols += [f"{MASK} varchar(max) NOT NULL"] + [f"{ident(n)} {t} NOT NULL" for n, t in extra]
     return f"CREATE TABLE {name} ({', '.join(cols)})"
 
 
@@ -83,13 +85,13 @@ def unmask_sql(schema, table, source=STAGING, casts=None):
 
     def value(i, c):
         if c.data_type not in TEXT_TYPES | BINARY_TYPES:
-            expr = mssql_ident(c.name)
+            expr = ident(c.name)
         else:
             empty = "0x" if c.data_type in BINARY_TYPES else "N''"
-            expr = f"CASE WHEN SUBSTRING({MASK}, {i}, 1) = '1' THEN {empty} ELSE {mssql_ident(c.name)} END"
+            expr = f"CASE WHEN SUBSTRING({MASK}, {i}, 1) = '1' THEN {empty} ELSE {ident(c.name)} END"
         return f"CAST({expr} AS {casts[i - 1]})" if casts[i - 1] else expr
     q = qualified(schema, table.name)
-    cols = ", ".join(mssql_ident(c.name) for c in table.columns)
+    cols = ", ".join(ident(c.name) for c in table.columns)
     insert = (f"INSERT INTO {q} WITH (TABLOCK) ({cols}) SELECT "
               f"{', '.join(value(i, c) for i, c in enumerate(table.columns, start=1))} FROM {source}")
     if table.identity_columns:
@@ -175,6 +177,119 @@ def bulk_load(conn, schema, table, columns, batches, batch_rows, spill_bytes=16 
 def insert_sql(table, rows):
     """A multi-row INSERT of ``rows`` rows with %s parameters (2,100 parameters at most); the
     sample generator's way in (test data only)."""
-    cols = ", ".join(mssql_ident(c.name) for c in table.columns)
+    cols = ", ".join(ident(c.name) for c in table.columns)
     one = "(" + ", ".join(["%s"] * len(table.columns)) + ")"
     return f"INSERT INTO {qualified(table.schema, table.name)} ({cols}) VALUES " + ", ".join([one] * rows)
+
+
+def load_type(final):
+    """A column's type in the side table, given its destination type: text that the server
+    converts where FreeTDS would not convert some values right, else the type itself."""
+    if final in ("date", "smallmoney") or final.startswith(("datetime2(", "datetimeoffset(")):
+        return "varchar(40)"                       # ISO text; SQL Server parses it whatever the language
+    if final == "xml":
+        return "nvarchar(max)"
+    found = re.fullmatch(r"(var)?char\((\d+|max)\)", final)
+    if found:
+        n = found.group(2)
+        return "nvarchar(max)" if n == "max" or int(n) > MAX_CHARS else f"n{final}"
+    return final
+
+
+
+def _text(v):
+    """ASCII is the same bytes in UTF-8 and in every code page SQL Server's collations use."""
+    if not isinstance(v, str):
+        return v
+    return v if v != "" and v.isascii() else SIDE
+
+
+
+def _unicode(v):
+    return SIDE if v == "" else v
+
+
+
+def _binary(v):
+    return SIDE if v == b"" else v
+
+
+
+def _from_1753(v):
+    return v if isinstance(v, str) and v[:4] >= "1753" else SIDE
+
+
+
+def _utc_from_1753(v):
+    """ISO text ending in ' +00:00' (bulk_value's and CONVERT 121's form): sent without it."""
+    if isinstance(v, str) and v.endswith(" +00:00") and v[:4] >= "1753":
+        return v[:-7]
+    return SIDE
+
+
+
+def _nearest_tick(v):
+    """ISO text of a datetime: its fraction as the nearest 1/300 s tick, in milliseconds."""
+    if not isinstance(v, str) or "." not in v:
+        return v
+    head, frac = v.split(".", 1)
+    ticks = round(int(frac[:6].ljust(6, "0")) * 300 / 1_000_000)
+    if ticks == 300:                # rounds up into the next second
+        head = (dt.datetime.fromisoformat(head) + dt.timedelta(seconds=1)).isoformat(sep=" ")
+        ticks = 0
+    return f"{head}.{round(ticks * 10 / 3):03d}"
+
+
+
+def _not_negative(v):
+    return SIDE if isinstance(v, str) and v.startswith("-") else v
+
+
+
+def _always_side(v):
+    return SIDE
+
+
+
+def _as_is(v):
+    return v
+
+
+
+def carrier(final):
+    """How a value (as ``bulk_value`` made it) of a column of type ``final`` goes straight in:
+    a function returning what to send, or SIDE."""
+    base = final.split("(")[0]
+    if base in ("char", "varchar"):
+        return _text
+    if base in ("nchar", "nvarchar"):
+        return _unicode
+    if base in ("binary", "varbinary"):
+        return _binary
+    if base in ("date", "datetime2"):
+        return _from_1753
+    if base == "datetimeoffset":
+        return _utc_from_1753
+    if base == "smallmoney":
+        return _not_negative
+    if base == "datetime":
+        return _nearest_tick
+    if base == "xml":
+        return _always_side
+    return _as_is
+
+
+
+def bulk_columns(table, source_dialect):
+    """Per column of ``table`` in SQL Server: (destination type, side-table type, carrier)."""
+    finals = [column_type(c, source_dialect, table) for c in table.columns]
+    return [(final, load_type(final), carrier(final)) for final in finals]
+
+
+
+def side_casts(columns):
+    """Per column of ``bulk_columns``, the type its side-table text is CAST to on the way in, or
+    None: none where the types agree, and none for code-page text, which the INSERT converts with
+    the column's own collation (a CAST would use the database's)."""
+    return [final if load != final and not final.startswith(("char", "varchar")) else None
+            for final, load, _ in columns]

@@ -19,8 +19,8 @@ once, and a driver that broke it would show as a count mismatch at verification.
 skips the delete: the table has no key yet, so it would scan the whole heap, and its locks
 would conflict with the bulk-update locks of the table's other partitions loading in parallel.
 
-Values go as ``mssql_bulk.bulk_load`` sends them, around pymssql's bulk-copy traps: see that module
-and ``mssql_ddl.carrier``. Rows holding a value the bulk copy cannot deliver exactly (an empty
+Values go as ``bulk.bulk_load`` sends them, around pymssql's bulk-copy traps: see that module
+and ``bulk.carrier``. Rows holding a value the bulk copy cannot deliver exactly (an empty
 string, a year before 1753, a non-UTC offset, non-ASCII text in a code-page column) are bulk
 copied into the table's side table in the marker schema (``empties_<table>``, with the partition
 number, its columns typed so the server can convert them) in the partition's transaction;
@@ -31,155 +31,20 @@ parallel partition loads to bulk (BU) locks only, which never block each other.
 Runs against SQL Server and Babelfish for PostgreSQL alike (tests/test_mssql_integration.py
 with SO_TEST_MSSQL_URL).
 """
-import datetime as dt
-import decimal
 import hashlib
 import logging
-import struct
 
-from ..config import marker_schema
-from ..errors import SchemaError
-from ..stream import batched
-from . import mssql, mssql_bulk
-from . import mssql_ddl as ddl
-from . import pg_types
-from .base import Destination, Index, Written, by_hash_sql, changes_sql, mssql_ident, percent_safe
+from ...config import marker_schema
+from ...errors import SchemaError
+from ..base import Destination, Index, Written, by_hash_sql, changes_sql
+from . import bulk, catalog, checksum, connection, ddl, state, types
+from .checksum import canonical_encoders, rows_checksum
+from .connection import ident, percent_safe
 
 log = logging.getLogger("luigi-interface.so_luigi")
 OWNER = "so_luigi run "
 SIDE_EXTRA = [("so_luigi_partition", "int")]
 
-# The same tables in SQL Server: key columns get bounded lengths (index keys stop at 900 bytes),
-# replications.tables is unbounded and so not a key (mark_replicated checks it under a lock).
-MSSQL_DDL = """
-IF OBJECT_ID(N'{m}.runs', N'U') IS NULL CREATE TABLE {m}.runs (
-    run_id        nvarchar(200) NOT NULL PRIMARY KEY,
-    source        nvarchar(1000) NOT NULL,
-    source_schema nvarchar(128) NOT NULL,
-    target_schema nvarchar(128) NOT NULL,
-    created_at    datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET());
-IF OBJECT_ID(N'{m}.tables', N'U') IS NULL CREATE TABLE {m}.tables (
-    run_id          nvarchar(200) NOT NULL,
-    table_name      nvarchar(128) NOT NULL,
-    definition      nvarchar(max) NOT NULL,
-    partitions      int NOT NULL,
-    source_rows     bigint NOT NULL,
-    source_bytes    bigint NULL,
-    planned_at      datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET(),
-    completed_at    datetimeoffset NULL,
-    rows            bigint NULL,
-    bytes           bigint NULL,
-    seconds         float NULL,
-    source_checksum decimal(38, 0) NULL,
-    target_checksum decimal(38, 0) NULL,
-    verdict         nvarchar(200) NULL,
-    PRIMARY KEY (run_id, table_name));
-IF OBJECT_ID(N'{m}.partitions', N'U') IS NULL CREATE TABLE {m}.partitions (
-    run_id     nvarchar(200) NOT NULL,
-    table_name nvarchar(128) NOT NULL,
-    partition  int NOT NULL,
-    lo         bigint NULL,
-    hi         bigint NULL,
-    rows       bigint NOT NULL,
-    attempts   int NOT NULL DEFAULT 0,      -- loads begun: a second one clears the key range first
-    PRIMARY KEY (run_id, table_name, partition));
-IF OBJECT_ID(N'{m}.loaded', N'U') IS NULL CREATE TABLE {m}.loaded (
-    run_id     nvarchar(200) NOT NULL,
-    table_name nvarchar(128) NOT NULL,
-    partition  int NOT NULL,
-    rows       bigint NOT NULL,
-    bytes      bigint NOT NULL,
-    seconds    float NOT NULL,
-    checksum   decimal(38, 0) NULL,
-    via        nvarchar(40) NOT NULL,
-    changed    bigint NOT NULL DEFAULT 0,
-    peak_kb    bigint NULL,
-    worker     nvarchar(300) NOT NULL,
-    loaded_at  datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET(),
-    PRIMARY KEY (run_id, table_name, partition));
-IF OBJECT_ID(N'{m}.replications', N'U') IS NULL CREATE TABLE {m}.replications (
-    run_id       nvarchar(200) NOT NULL,
-    tables       nvarchar(max) NOT NULL,
-    completed_at datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET());
-IF COL_LENGTH(N'{m}.runs', N'source_snapshot') IS NULL ALTER TABLE {m}.runs ADD source_snapshot nvarchar(200) NULL;
-IF COL_LENGTH(N'{m}.runs', N'source_read') IS NULL ALTER TABLE {m}.runs ADD source_read nvarchar(400) NULL;
-IF COL_LENGTH(N'{m}.runs', N'seen_at') IS NULL ALTER TABLE {m}.runs ADD seen_at datetimeoffset NULL;
-IF COL_LENGTH(N'{m}.tables', N'plan_id') IS NULL ALTER TABLE {m}.tables ADD plan_id nvarchar(40) NULL;
-IF COL_LENGTH(N'{m}.partitions', N'lo_key') IS NULL ALTER TABLE {m}.partitions ADD lo_key nvarchar(max) NULL;
-IF COL_LENGTH(N'{m}.partitions', N'hi_key') IS NULL ALTER TABLE {m}.partitions ADD hi_key nvarchar(max) NULL;
-IF OBJECT_ID(N'{m}.syncs', N'U') IS NULL CREATE TABLE {m}.syncs (
-    run_id          nvarchar(200) NOT NULL,
-    generation      int NOT NULL,
-    pass            int NOT NULL DEFAULT 1,
-    source_snapshot nvarchar(200) NULL,
-    started_at      datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET(),
-    finished_at     datetimeoffset NULL,
-    PRIMARY KEY (run_id, generation));
-IF OBJECT_ID(N'{m}.synced', N'U') IS NULL CREATE TABLE {m}.synced (
-    run_id     nvarchar(200) NOT NULL,
-    generation int NOT NULL,
-    pass       int NOT NULL,
-    table_name nvarchar(128) NOT NULL,
-    item       nvarchar(300) NOT NULL,
-    outcome    nvarchar(200) NOT NULL,
-    proof      nvarchar(40) NULL,
-    rows       bigint NULL,
-    inserted   bigint NOT NULL DEFAULT 0,
-    updated    bigint NOT NULL DEFAULT 0,
-    deleted    bigint NOT NULL DEFAULT 0,
-    seconds    float NOT NULL DEFAULT 0,
-    synced_at  datetimeoffset NOT NULL DEFAULT SYSDATETIMEOFFSET(),
-    PRIMARY KEY (run_id, generation, pass, table_name, item));
-IF OBJECT_ID(N'{m}.proofs', N'U') IS NULL CREATE TABLE {m}.proofs (
-    run_id     nvarchar(200) NOT NULL,
-    table_name nvarchar(128) NOT NULL,
-    partition  int NOT NULL,
-    rows       bigint NOT NULL,
-    watermark  bigint NOT NULL,
-    PRIMARY KEY (run_id, table_name, partition));
-"""
-
-
-
-# --- the content checksum of rows read in Python -------------------------------------------------
-
-def _float4(v):
-    return repr(struct.unpack("f", struct.pack("f", v))[0])
-
-
-def canonical_encoders(table):
-    """Per column, the value as text for the content checksum when the two sides are different
-    databases: computed in Python from what each driver returns, the same function on both sides
-    (real columns compared at single precision: PostgreSQL prints them shortest, SQL Server
-    returns the stored float)."""
-    def for_column(col):
-        if col.data_type in ("real", "float4") or (col.data_type == "float" and (col.precision or 53) <= 24):
-            return _float4
-        return _canonical
-    return [for_column(c) for c in table.columns]
-
-
-def _canonical(v):
-    if isinstance(v, decimal.Decimal):
-        return format(v.normalize(), "f")   # money comes back from SQL Server with 4 decimals
-    if isinstance(v, bool):
-        return "t" if v else "f"
-    if isinstance(v, (bytes, bytearray, memoryview)):
-        return bytes(v).hex()
-    if isinstance(v, dt.datetime) and v.tzinfo is not None:
-        return v.astimezone(dt.timezone.utc).isoformat(sep=" ")
-    if isinstance(v, float):
-        return repr(v)
-    return str(v)
-
-
-def rows_checksum(rows, encoders):
-    """Order-independent sum of each row's first 8 md5 bytes (as PostgreSQL's rows are summed)."""
-    total = 0
-    for row in rows:
-        text = "\x1f".join("\\N" if v is None else f(v) for f, v in zip(encoders, row))
-        total += int.from_bytes(hashlib.md5(text.encode("utf-8", "surrogatepass")).digest()[:8], "big", signed=True)
-    return total
 
 
 def batch_rows_for(buffer_bytes, source_rows, source_bytes):
@@ -193,7 +58,7 @@ def side_table(table_name):
     name = f"empties_{table_name}"
     if len(name) > 128:
         name = "empties_" + hashlib.sha1(table_name.encode("utf-8")).hexdigest()
-    return f"{mssql_ident(marker_schema())}.{mssql_ident(name)}"
+    return f"{ident(marker_schema())}.{ident(name)}"
 
 
 class MssqlDestination(Destination):
@@ -204,55 +69,24 @@ class MssqlDestination(Destination):
     cuts_by_position = True   # a ctid range has no key to clear on a retry: the transaction alone
                               # keeps it once, and verification would catch a driver that did not
 
-    # --- marker SQL ---------------------------------------------------------------------------
-    ident = staticmethod(mssql_ident)
-    now = "SYSDATETIMEOFFSET()"
-    load_started = ("coalesce(min(DATEADD(millisecond, -CAST(l.seconds * 1000 AS int), l.loaded_at)), "
-                    "t.planned_at)")
-    exists_sql = "SELECT CASE WHEN OBJECT_ID(%s, 'U') IS NULL THEN 0 ELSE 1 END"
-
-    @property
-    def lost(self):
-        import pymssql
-        return (pymssql.OperationalError, pymssql.InterfaceError)
-
-    @staticmethod
-    def seconds_since(column):
-        return f"DATEDIFF_BIG(millisecond, {column}, SYSDATETIMEOFFSET()) / 1000.0"
-
-    @staticmethod
-    def lock(cur, key):
-        """sp_getapplock owned by the transaction: released at commit or rollback, like
-        PostgreSQL's advisory xact locks. Resource names stop at 255 characters, so a digest."""
-        resource = "so_luigi:" + hashlib.sha1(key.encode("utf-8")).hexdigest()
-        cur.execute("DECLARE @r int; EXEC @r = sp_getapplock @Resource = %s, @LockMode = 'Exclusive', "
-                    "@LockOwner = 'Transaction', @LockTimeout = -1; "
-                    "IF @r < 0 RAISERROR('so_luigi: marker lock not granted', 16, 1)", (resource,))
-
-    @staticmethod
-    def marker_ddl(m):
-        name = marker_schema().replace("'", "''")
-        return [f"IF SCHEMA_ID(N'{name}') IS NULL EXEC(N'CREATE SCHEMA {m.replace(chr(39), chr(39) * 2)}')"] + \
-            [s.strip() for s in MSSQL_DDL.format(m=m).split(";\n") if s.strip()]
+    state = state             # the marker tables' SQL in SQL Server's words
 
     # --- connections --------------------------------------------------------------------------
     def translate(self, exc, role):
-        return mssql.translate(exc, role)
+        return connection.translate(exc, role)
 
     def connect(self, autocommit=False):
-        return mssql.connect(self.endpoint, autocommit=autocommit)
+        return connection.connect(self.endpoint, autocommit=autocommit)
 
     def session(self):
-        return mssql.session(self.endpoint)
+        return connection.session(self.endpoint)
 
     def qualified(self, schema, name):
-        return mssql.qualified(schema, name)
+        return connection.qualified(schema, name)
 
     # --- planning -----------------------------------------------------------------------------
     def map_types(self, tables, source, overrides=None):
-        # the PostgreSQL mapping too: it gives each column the value converter its checks use
-        pg_types.check_mappable(tables, source.dialect, pg_types.load_overrides() if overrides is None else overrides)
-        ddl.check_mappable(tables, source.dialect)
+        types.check_mappable(tables, source.dialect)
 
     def carry(self, table):
         """From PostgreSQL: plain indexes only; its constraints, defaults and other indexes are
@@ -286,7 +120,7 @@ class MssqlDestination(Destination):
 
     def constraint_state(self, cur, table, name):
         cur.execute("SELECT CAST(is_not_trusted AS int) FROM sys.foreign_keys WHERE parent_object_id = OBJECT_ID(%s) "
-                    "AND name = %s", (mssql.qualified(self.schema, table.name), name))
+                    "AND name = %s", (connection.qualified(self.schema, table.name), name))
         row = cur.fetchone()
         return None if row is None else ("not valid" if row[0] else "valid")
 
@@ -296,8 +130,8 @@ class MssqlDestination(Destination):
         cur.execute(ddl.foreign_key_sql(self.schema, table, fk, fk.ref_columns))
 
     def validate_constraint(self, cur, table, name):
-        cur.execute(f"ALTER TABLE {mssql.qualified(self.schema, table.name)} WITH CHECK CHECK CONSTRAINT "
-                    f"{mssql_ident(name)}")
+        cur.execute(f"ALTER TABLE {connection.qualified(self.schema, table.name)} WITH CHECK CHECK CONSTRAINT "
+                    f"{ident(name)}")
 
     def create(self, cur, run_id, table):
         cur.execute(ddl.create_schema_sql(self.schema))
@@ -305,14 +139,14 @@ class MssqlDestination(Destination):
         cur.execute(ddl.create_table_sql(self.schema, table, table.dialect))
         side = side_table(table.name)
         cur.execute(f"DROP TABLE IF EXISTS {side}")
-        cur.execute(mssql_bulk.staging_table_sql(table, [load for _, load, _ in ddl.bulk_columns(table, table.dialect)],
+        cur.execute(bulk.staging_table_sql(table, [load for _, load, _ in bulk.bulk_columns(table, table.dialect)],
                                             side, SIDE_EXTRA))
         sql, params = ddl.owner_mark_sql(self.schema, table.name, f"{OWNER}{run_id}")
         cur.execute(sql, params)
 
     def _drop_previous(self, cur, name):
         """Replace a table an earlier so_luigi run created; never touch one it did not."""
-        cur.execute("SELECT OBJECT_ID(%s, 'U')", (mssql.qualified(self.schema, name),))
+        cur.execute("SELECT OBJECT_ID(%s, 'U')", (connection.qualified(self.schema, name),))
         if cur.fetchone()[0] is None:
             return
         sql, params = ddl.owner_query_sql(self.schema, name)
@@ -329,7 +163,7 @@ class MssqlDestination(Destination):
         again), only from tables so_luigi created; another's stops, naming it."""
         cur.execute("SELECT OBJECT_SCHEMA_NAME(parent_object_id), OBJECT_NAME(parent_object_id), name FROM sys.foreign_keys "
                     "WHERE referenced_object_id = OBJECT_ID(%s) AND parent_object_id <> referenced_object_id",
-                    (mssql.qualified(self.schema, name),))
+                    (connection.qualified(self.schema, name),))
         for schema, child, constraint in cur.fetchall():
             sql, params = ddl.owner_query_sql(schema, child)
             cur.execute(sql, params)
@@ -337,7 +171,7 @@ class MssqlDestination(Destination):
             if not (row and str(row[0] or "").startswith(OWNER)):
                 raise SchemaError(f"destination table {self.schema}.{name} is referenced by foreign key {constraint} "
                                   f"of {schema}.{child}, which so_luigi did not create: drop that key to replace the table")
-            cur.execute(f"ALTER TABLE {mssql.qualified(schema, child)} DROP CONSTRAINT {mssql_ident(constraint)}")
+            cur.execute(f"ALTER TABLE {connection.qualified(schema, child)} DROP CONSTRAINT {ident(constraint)}")
 
     # --- loading ------------------------------------------------------------------------------
     def write(self, conn, cur, part, source, mode, buffer_bytes, checksum):
@@ -357,9 +191,7 @@ class MssqlDestination(Destination):
                 log.warning(
                     "%s partition %d: removed %d rows an interrupted earlier attempt left",
                     table.name, part.number, removed)
-        cur.execute(f"SELECT source_rows, source_bytes FROM {mssql_ident(marker_schema())}.tables "
-                    "WHERE run_id = %s AND table_name = %s", (part.run_id, table.name))
-        batch = batch_rows_for(buffer_bytes, *cur.fetchone())
+        batch = batch_rows_for(buffer_bytes, *(part.size or (None, None)))
         same = source.checksum_family == self.checksum_family
         encoders = None if same or not checksum else canonical_encoders(table)
         stats = {"rows": 0, "bytes": 0, "checksum": 0 if encoders else None}
@@ -371,7 +203,7 @@ class MssqlDestination(Destination):
             stats["bytes"] += sum(len(v) for r in rows for v in r if isinstance(v, (str, bytes)))
             if part.progress is not None:
                 part.progress.update(stats["rows"])
-        mssql_bulk.bulk_load(conn, self.schema, table, ddl.bulk_columns(table, table.dialect),
+        bulk.bulk_load(conn, self.schema, table, bulk.bulk_columns(table, table.dialect),
                         source.batches(table, part.lo, part.hi, batch), batch,
                         spill_bytes=buffer_bytes // 4, on_batch=seen,
                         side=None if part.replace else (side_table(table.name), (part.number,)))
@@ -387,34 +219,34 @@ class MssqlDestination(Destination):
         side = side_table(table.name)
         cur.execute("SELECT OBJECT_ID(%s, 'U')", (side,))
         if cur.fetchone()[0] is not None:
-            casts = ddl.side_casts(ddl.bulk_columns(table, table.dialect))
-            cur.execute(mssql_bulk.unmask_sql(self.schema, table, side, casts))
+            casts = bulk.side_casts(bulk.bulk_columns(table, table.dialect))
+            cur.execute(bulk.unmask_sql(self.schema, table, side, casts))
             cur.execute(f"DROP TABLE {side}")
         conn.commit()
 
     def checksum_method(self, source, table, conn):
-        """Between two SQL Servers, the checksum both compute (mssql_ddl.checksum_sql); from a
+        """Between two SQL Servers, the checksum both compute (checksum.checksum_sql); from a
         PostgreSQL source, none: the rows were hashed as read, and are read back here to compare."""
         return "json" if source.checksum_family == self.checksum_family else None
 
     def figures(self, table, verify, method):
-        conn = mssql.connect(self.endpoint)
+        conn = connection.connect(self.endpoint)
         try:
             cur = conn.cursor()
             if verify == "full" and method:
-                cur.execute(ddl.checksum_sql(self.schema, table))
+                cur.execute(checksum.checksum_sql(self.schema, table))
                 count, total = cur.fetchone()
                 return int(count), int(total)
             if verify == "full":
                 encoders = canonical_encoders(table)
-                cur.execute(f"SELECT {', '.join(mssql_ident(c.name) for c in table.columns)} "
-                            f"FROM {mssql.qualified(self.schema, table.name)}")
+                cur.execute(f"SELECT {', '.join(ident(c.name) for c in table.columns)} "
+                            f"FROM {connection.qualified(self.schema, table.name)}")
                 count = total = 0
                 for rows in iter(lambda: cur.fetchmany(5000), []):
                     count += len(rows)
                     total += rows_checksum(rows, encoders)
                 return count, total
-            cur.execute(f"SELECT COUNT_BIG(*) FROM {mssql.qualified(self.schema, table.name)}")
+            cur.execute(f"SELECT COUNT_BIG(*) FROM {connection.qualified(self.schema, table.name)}")
             return int(cur.fetchone()[0]), None
         finally:
             conn.close()
@@ -426,7 +258,7 @@ class MssqlDestination(Destination):
     def _read_back(self, select, params, table):
         """(rows, checksum) of rows read back and hashed as the source's were on the way in."""
         encoders = canonical_encoders(table)
-        conn = mssql.connect(self.endpoint)
+        conn = connection.connect(self.endpoint)
         try:
             cur = conn.cursor()
             cur.execute(select, params)
@@ -440,17 +272,17 @@ class MssqlDestination(Destination):
 
     def range_figures(self, table, lo, hi, method):
         if method:
-            conn = mssql.connect(self.endpoint)
+            conn = connection.connect(self.endpoint)
             try:
                 cur = conn.cursor()
-                cur.execute(*ddl.range_checksum_sql(self.schema, table, lo, hi))
+                cur.execute(*checksum.range_checksum_sql(self.schema, table, lo, hi))
                 count, total = cur.fetchone()
                 return int(count), int(total)
             finally:
                 conn.close()
-        return self._read_back(*mssql.range_sql(
-            f"SELECT {', '.join(mssql_ident(c.name) for c in table.columns)} "
-            f"FROM {mssql.qualified(self.schema, table.name)}", table, lo, hi), table)
+        return self._read_back(*catalog.range_sql(
+            f"SELECT {', '.join(ident(c.name) for c in table.columns)} "
+            f"FROM {connection.qualified(self.schema, table.name)}", table, lo, hi), table)
 
     def source_figures(self, source, table, lo, hi, method, buffer_bytes):
         if method:
@@ -466,9 +298,9 @@ class MssqlDestination(Destination):
         return cur.rowcount
 
     def _hashed(self, table, lo, hi, into=""):
-        keys = ", ".join(mssql_ident(c) for c in table.primary_key)
-        return mssql.range_sql(f"SELECT {keys + ', ' if keys else ''}{ddl.row_hash_sql(table)} AS so_h{into} "
-                               f"FROM {mssql.qualified(self.schema, table.name)} AS t", table, lo, hi)
+        keys = ", ".join(ident(c) for c in table.primary_key)
+        return catalog.range_sql(f"SELECT {keys + ', ' if keys else ''}{checksum.row_hash_sql(table)} AS so_h{into} "
+                               f"FROM {connection.qualified(self.schema, table.name)} AS t", table, lo, hi)
 
     def note_before(self, cur, table, lo, hi):
         cur.execute("IF OBJECT_ID('tempdb..#so_luigi_before') IS NOT NULL DROP TABLE #so_luigi_before")
@@ -480,18 +312,18 @@ class MssqlDestination(Destination):
 
     def changes(self, cur, table, lo, hi):
         sql, params = self._hashed(table, lo, hi)
-        cur.execute(changes_sql(sql, table.primary_key, "#so_luigi_before", mssql_ident), params)
+        cur.execute(changes_sql(sql, table.primary_key, "#so_luigi_before", ident), params)
         found = tuple(int(v) for v in cur.fetchone())
         cur.execute("DROP TABLE #so_luigi_before")
         return found
 
     def release_foreign_keys(self, cur, table):
-        q = mssql.qualified(self.schema, table.name)
+        q = connection.qualified(self.schema, table.name)
         cur.execute("SELECT name FROM sys.foreign_keys WHERE parent_object_id = OBJECT_ID(%s)", (q,))
         own = {fk.name.casefold() for fk in table.foreign_keys}
         for (name,) in cur.fetchall():
             if name.casefold() in own:
-                cur.execute(f"ALTER TABLE {q} DROP CONSTRAINT {mssql_ident(name)}")
+                cur.execute(f"ALTER TABLE {q} DROP CONSTRAINT {ident(name)}")
         self._drop_referencing_keys(cur, table.name)
 
     def sequence_steps(self, table, positions):
@@ -509,7 +341,7 @@ class MssqlDestination(Destination):
                 # after RESEED m is m itself (SQL Server's for a table never inserted into): one
                 # increment further there leaves a gap, never a duplicate
                 cur.execute("SELECT CAST(SERVERPROPERTY('babelfish') AS nvarchar(100)), IDENT_INCR(%s)",
-                            (mssql.qualified(self.schema, table.name),))
+                            (connection.qualified(self.schema, table.name),))
                 babelfish, step = cur.fetchone()
                 cur.execute(ddl.reseed_sql(self.schema, table, maximum + (int(step or 1) if babelfish else 0)))
 
@@ -517,34 +349,5 @@ class MssqlDestination(Destination):
     def drop_tables(self, cur, names):
         for name in names:
             self._drop_referencing_keys(cur, name)
-            cur.execute(f"DROP TABLE IF EXISTS {mssql.qualified(self.schema, name)}")
+            cur.execute(f"DROP TABLE IF EXISTS {connection.qualified(self.schema, name)}")
             cur.execute(f"DROP TABLE IF EXISTS {side_table(name)}")
-
-    def replace_table(self, table, rows):
-        """Dropped, created as declared, filled, then keyed; returns (rows, None). A definition
-        with IDENTITY columns is filled by INSERTs under IDENTITY_INSERT (the bulk copy would
-        renumber them: fine for test data, slow); one without (a dump, as SODDI loads it) by the
-        bulk copy."""
-        conn = mssql.connect(self.endpoint, autocommit=True)
-        try:
-            q = mssql.qualified(self.schema, table.name)
-            cur = conn.cursor()
-            cur.execute(f"IF OBJECT_ID(N'{q.replace(chr(39), chr(39) * 2)}', N'U') IS NOT NULL DROP TABLE {q}")
-            cur.execute(ddl.declared_table_sql(self.schema, table))
-            if table.identity_columns:
-                cur.execute(f"SET IDENTITY_INSERT {q} ON")
-                per = max(1, min(1000, 2000 // len(table.columns)))   # 2,100 parameters at most
-                count = 0
-                for batch in batched(rows, per):
-                    cur.execute(mssql_bulk.insert_sql(table, len(batch)), tuple(v for row in batch for v in row))
-                    count += len(batch)
-                cur.execute(f"SET IDENTITY_INSERT {q} OFF")
-            else:
-                count = mssql_bulk.bulk_load(conn, self.schema, table, ddl.bulk_columns(table, "mssql"),
-                                        batched(rows, 5000), 5000)
-            if table.primary_key:
-                cur.execute(f"ALTER TABLE {q} ADD CONSTRAINT {mssql_ident(table.pk_name)} PRIMARY KEY CLUSTERED "
-                            f"({', '.join(mssql_ident(c) for c in table.primary_key)})")
-            return count, None
-        finally:
-            conn.close()

@@ -17,13 +17,13 @@ import json
 import os
 from dataclasses import dataclass
 
-from ..errors import ConfigError, SchemaError
+from ...errors import ConfigError, SchemaError
+from ..base import type_name as base_type
 
 
 @dataclass(frozen=True)
 class Rule:
     pg: str        # destination type; {length} {precision} {scale} {fsp} are filled from the column
-    kind: str      # value converter (encode.CONVERTERS) for rows read through a DB-API cursor
     note: str = ""
 
 
@@ -33,43 +33,43 @@ def _chars(col):
 
 # SQL Server type -> PostgreSQL. Keys are INFORMATION_SCHEMA.COLUMNS.DATA_TYPE values.
 MSSQL = {
-    "bit":              Rule("boolean", "bool"),
-    "tinyint":          Rule("smallint", "int", "0..255; PostgreSQL has no 1-byte integer"),
-    "smallint":         Rule("smallint", "int"),
-    "int":              Rule("integer", "int"),
-    "bigint":           Rule("bigint", "int"),
-    "decimal":          Rule("numeric({precision},{scale})", "numeric"),
-    "numeric":          Rule("numeric({precision},{scale})", "numeric"),
-    "money":            Rule("numeric(19,4)", "numeric",
+    "bit":              Rule("boolean"),
+    "tinyint":          Rule("smallint", "0..255; PostgreSQL has no 1-byte integer"),
+    "smallint":         Rule("smallint"),
+    "int":              Rule("integer"),
+    "bigint":           Rule("bigint"),
+    "decimal":          Rule("numeric({precision},{scale})"),
+    "numeric":          Rule("numeric({precision},{scale})"),
+    "money":            Rule("numeric(19,4)",
                              "exact 4 decimals; PostgreSQL money depends on lc_monetary"),
-    "smallmoney":       Rule("numeric(10,4)", "numeric"),
-    "float":            Rule("double precision", "float8", "float(1..24) is real, as in SQL Server"),
-    "real":             Rule("real", "float4"),
-    "date":             Rule("date", "date"),
-    "time":             Rule("time({fsp})", "time", "time(7) keeps 6 digits: the 7th (100 ns) is cut, never rounded up"),
-    "datetime":         Rule("timestamp(3)", "timestamp",
+    "smallmoney":       Rule("numeric(10,4)"),
+    "float":            Rule("double precision", "float(1..24) is real, as in SQL Server"),
+    "real":             Rule("real"),
+    "date":             Rule("date"),
+    "time":             Rule("time({fsp})", "time(7) keeps 6 digits: the 7th (100 ns) is cut, never rounded up"),
+    "datetime":         Rule("timestamp(3)",
                              "1/300 s ticks (.000 .003 .007) are stored exactly with milliseconds"),
-    "datetime2":        Rule("timestamp({fsp})", "timestamp",
+    "datetime2":        Rule("timestamp({fsp})",
                              "datetime2(7) keeps 6 digits: the 7th (100 ns) is cut, never rounded up"),
-    "smalldatetime":    Rule("timestamp(0)", "timestamp"),
-    "datetimeoffset":   Rule("timestamptz({fsp})", "timestamptz",
+    "smalldatetime":    Rule("timestamp(0)"),
+    "datetimeoffset":   Rule("timestamptz({fsp})",
                              "the instant is kept exactly; the original UTC offset is not (stored as UTC)"),
-    "char":             Rule("char({length})", "text", "trailing-space padding kept"),
-    "nchar":            Rule("char({length})", "text", "length in UTF-16 units vs characters"),
-    "varchar":          Rule(_chars, "text", "(max) becomes text"),
-    "nvarchar":         Rule(_chars, "text", "(max) becomes text; length in UTF-16 units vs characters"),
-    "text":             Rule("text", "text"),
-    "ntext":            Rule("text", "text"),
-    "sysname":          Rule("varchar(128)", "text"),
-    "binary":           Rule("bytea", "bytea", "fixed length not enforced"),
-    "varbinary":        Rule("bytea", "bytea"),
-    "image":            Rule("bytea", "bytea"),
-    "uniqueidentifier": Rule("uuid", "uuid"),
-    "xml":              Rule("xml", "text", "stored as sent by the server; override to text if the "
+    "char":             Rule("char({length})", "trailing-space padding kept"),
+    "nchar":            Rule("char({length})", "length in UTF-16 units vs characters"),
+    "varchar":          Rule(_chars, "(max) becomes text"),
+    "nvarchar":         Rule(_chars, "(max) becomes text; length in UTF-16 units vs characters"),
+    "text":             Rule("text"),
+    "ntext":            Rule("text"),
+    "sysname":          Rule("varchar(128)"),
+    "binary":           Rule("bytea", "fixed length not enforced"),
+    "varbinary":        Rule("bytea"),
+    "image":            Rule("bytea"),
+    "uniqueidentifier": Rule("uuid"),
+    "xml":              Rule("xml", "stored as sent by the server; override to text if the "
                                             "destination has no libxml"),
     # rowversion is a per-database change counter, not a point in time
-    "timestamp":        Rule("bytea", "bytea", "rowversion: an 8-byte counter, not a time"),
-    "rowversion":       Rule("bytea", "bytea", "an 8-byte counter, not a time"),
+    "timestamp":        Rule("bytea", "rowversion: an 8-byte counter, not a time"),
+    "rowversion":       Rule("bytea", "an 8-byte counter, not a time"),
 }
 
 # PostgreSQL base types whose text form never holds a backslash, tab, newline or CR: the
@@ -83,25 +83,6 @@ PG_KINDS = {
     "float4": "float4", "float8": "float8", "date": "date", "time": "time", "timestamp": "timestamp",
     "timestamptz": "timestamptz", "bytea": "bytea", "uuid": "uuid",
 }
-
-_SQL_NAMES = {
-    "integer": "int4", "smallint": "int2", "bigint": "int8", "boolean": "bool", "real": "float4",
-    "double precision": "float8", "character varying": "varchar", "character": "bpchar",
-    "char": "bpchar", "decimal": "numeric", "timestamp without time zone": "timestamp",
-    "timestamp with time zone": "timestamptz", "time without time zone": "time",
-    "time with time zone": "timetz",
-}
-
-
-def base_type(pg_type):
-    """'numeric(10,2)' -> 'numeric', 'timestamp(3) without time zone' -> 'timestamp'."""
-    text = pg_type.strip().lower()
-    if text.endswith("]"):
-        return "array"
-    name = " ".join(part.split("(")[0] for part in text.replace(")", ") ").split() if part[:1] != "(")
-    name = name.replace("  ", " ").strip()
-    return _SQL_NAMES.get(name, name)
-
 
 def is_plain(pg_type):
     return base_type(pg_type) in PLAIN_BASE_TYPES
@@ -133,7 +114,9 @@ def load_overrides(path=None):
 
 
 def map_table(table, dialect, overrides=None):
-    """Fill pg_type and kind of every column; return the list of columns that cannot be mapped."""
+    """Fill pg_type (and, where the source left it empty, kind) of every column; return the list
+    of columns that cannot be mapped."""
+    from .. import value_kind
     overrides = overrides or {}
     by_type = overrides.get(dialect, {})
     by_column = overrides.get("columns", {})
@@ -145,8 +128,8 @@ def map_table(table, dialect, overrides=None):
             if rule is None and not override:
                 unmapped.append(col)
                 continue
-            col.kind = rule.kind if rule else "text"
             col.pg_type = override or render(rule, col)
+            col.kind = col.kind or value_kind(dialect, col)
         else:
             # PostgreSQL sources: built-in types are copied as declared (source_type is
             # format_type()); describe() leaves kind empty for types outside pg_catalog.
@@ -183,3 +166,9 @@ def markdown_table():
         pg = pg.replace("{length}", "n").replace("{precision},{scale}", "p,s").replace("{fsp}", "n≤6")
         lines.append(f"| {name} | {pg} | {rule.note} |")
     return "\n".join(lines)
+
+
+def kind_of(col):
+    """A PostgreSQL column's value converter, as its catalog reading found it (empty for a type
+    outside pg_catalog)."""
+    return col.kind

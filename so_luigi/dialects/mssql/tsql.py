@@ -8,7 +8,7 @@ is listed in the report as not carried: never guessed, never dropped silently.
 """
 import re
 
-from .base import pg_ident
+from ..postgres.connection import ident as pg_ident
 
 
 class Untranslatable(Exception):

@@ -1,4 +1,4 @@
-"""Named pause points for the fault tests: with SO_LUIGI_PAUSE_AT=<point> a process stops there
+"""Named pause points of the steps, for the fault tests: with SO_LUIGI_PAUSE_AT=<point> a process stops there
 (saying so on stderr) so a test can kill it at exactly that moment. Unset, nothing happens."""
 import os
 import sys

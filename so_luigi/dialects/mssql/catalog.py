@@ -1,132 +1,23 @@
-"""SQL Server (2016+, Azure SQL, Babelfish): connections, errors, catalog, partition reads (the
-writer, the TDS bulk copy, is ``mssql_bulk``).
+"""SQL Server's catalog as so_luigi reads it (the queries are the .sql files beside this module),
+and what planning needs to cut a table: counts, key boundaries from the statistics histogram or
+by numbering rows, size.
 
 Names come from INFORMATION_SCHEMA, which keeps their case everywhere; sys.* views are used only
-for what they alone hold (identity, secondary indexes), joined by object and column ids. Rows
-come through pymssql's DB-API cursor and are turned into COPY text by ``encode``.
-
-Written against SQL Server's documented catalog; it runs only where a server is reachable
-(tests/test_mssql_integration.py with SO_TEST_MSSQL_URL).
+for what they alone hold (identity, secondary indexes), joined by object and column ids.
 """
 import itertools
-import re
-from contextlib import contextmanager
+from importlib import resources
 
-from .. import planning
-from ..errors import ConnectError, SchemaError, TransientError
-from ..planning import boundaries_sql, ranged
-from .base import Column, Constraint, Index, Table, mssql_ident, same_name
-from .postgres import sql
-
-
-def qualified(schema, name):
-    return f"{mssql_ident(schema)}.{mssql_ident(name)}"
+from ... import planning
+from ...errors import SchemaError
+from ...planning import boundaries_sql, ranged
+from ..base import Column, Constraint, Index, Table, same_name
+from .connection import ident, qualified
 
 
-def connect(endpoint, autocommit=True):
-    import pymssql
-    url = endpoint.url
-    try:
-        conn = pymssql.connect(server=url.host, port=str(url.port or 1433), user=url.user,
-                               password=url.password, database=url.database, login_timeout=15,
-                               appname=f"so_luigi {endpoint.role}", charset="UTF-8",
-                               autocommit=autocommit)
-    except (pymssql.OperationalError, pymssql.InterfaceError) as exc:
-        raise connect_error(exc, endpoint) from None
-    return conn
-
-
-@contextmanager
-def session(endpoint):
-    """A transaction (pymssql begins one itself when autocommit is off): rolled back on any
-    error, always closed."""
-    conn = connect(endpoint, autocommit=False)
-    try:
-        yield conn
-    except BaseException:
-        try:
-            conn.rollback()
-        except Exception:  # noqa: BLE001 -- a lost connection has nothing to roll back
-            pass
-        raise
-    finally:
-        conn.close()
-
-
-def _message(exc):
-    """The server's words, one line: without the bytes repr, DB-Lib's 'error message N, severity
-    S' headers and its 'General SQL Server error: Check messages from the SQL Server' filler."""
-    args = getattr(exc, "args", ())
-    if args and isinstance(args[0], tuple):         # pymssql: OperationalError((number, message))
-        args = args[0]
-    detail = args[1] if len(args) > 1 and isinstance(args[0], int) else str(exc)
-    if isinstance(detail, bytes):
-        detail = detail.decode("utf-8", "replace")
-    detail = re.sub(r"DB-Lib error message \d+, severity \d+:?", "\n", str(detail))
-    lines = []
-    for line in detail.splitlines():
-        line = re.sub(r"General SQL Server error: Check messages from the SQL Server\.?", "", line).strip(" ;")
-        if line and line not in lines:
-            lines.append(line)
-    return "; ".join(lines) or str(exc)
-
-
-def connect_error(exc, ep):
-    import socket
-    msg = _message(exc)
-    url = ep.url
-    where = f"{ep.role} {url.redacted}"
-    if "Login failed" in msg:
-        return ConnectError(f"{where}: login failed for user {url.user!r}: wrong password or user "
-                            f"(set [{ep.role}] url or SO_{ep.role.upper()}_URL)")
-    if "Cannot open database" in msg:
-        return ConnectError(f"{where}: database {url.database!r} does not exist or the login cannot open it")
-    if "Unable to connect" in msg or "unavailable or does not exist" in msg:
-        try:
-            socket.getaddrinfo(url.host, None)
-        except OSError:
-            return ConnectError(f"{where}: unknown host {url.host!r}")
-        return TransientError(f"{where}: no SQL Server answers at {url.host}:{url.port or 1433} "
-                              "(server down or port closed)")
-    return ConnectError(f"{where}: {msg}")
-
-
-# Errors worth a retry: a deadlock victim, a lost or refused connection (DB-Library's 200xx),
-# a server shutting down, Azure SQL's "service busy / database unavailable". pymssql raises
-# OperationalError for nearly every server error, so the number decides, not the class.
-TRANSIENT_ERRORS = {1205, 233, 6005, 10053, 10054, 10060, 20003, 20004, 20006, 20009, 20047,
-                    40197, 40501, 40613, 49918, 49919, 49920}
-
-
-def error_number(exc):
-    """The server's (or DB-Library's) error number of a pymssql exception, or None."""
-    if isinstance(getattr(exc, "number", None), int):       # _mssql's own exceptions (bulk copy)
-        return exc.number
-    args = getattr(exc, "args", ())
-    first = args[0] if args else None
-    if isinstance(first, tuple) and first:      # pymssql raises OperationalError((number, message))
-        first = first[0]
-    if isinstance(first, int):
-        return first
-    found = re.search(r"DB-Lib error message (\d+)", str(exc))
-    return int(found.group(1)) if found else None
-
-
-def translate(exc, role="source"):
-    """A pymssql error raised while working becomes a one-line SoLuigiError."""
-    from ..errors import SoLuigiError
-    import pymssql
-    msg = _message(exc)
-    number = error_number(exc)
-    if number is not None and not 20000 <= number < 21000:     # the server's own (20xxx are DB-Lib's)
-        msg = f"{msg} (error {number})"
-    lost = re.search(r"connection|not connected|unable to connect|timed? ?out", msg, re.IGNORECASE)
-    if number in TRANSIENT_ERRORS or (isinstance(exc, pymssql.InterfaceError) and lost):
-        return TransientError(f"{role} SQL Server: connection lost, server unavailable or deadlock: {msg}")
-    if "permission" in msg.lower() or "denied" in msg.lower():
-        grant = "SELECT" if role == "source" else "CREATE TABLE, ALTER on the schema, INSERT and ADMINISTER BULK OPERATIONS"
-        return SchemaError(f"{role} SQL Server: permission denied, grant {grant} or use another login: {msg}")
-    return SoLuigiError(f"{role} SQL Server: {msg}")
+def sql(name):
+    """The catalog query ``name`` (sql/<name>.sql beside this module)."""
+    return resources.files(__package__).joinpath("sql", f"{name}.sql").read_text(encoding="utf-8")
 
 
 def schema_exists(conn, schema):
@@ -135,10 +26,12 @@ def schema_exists(conn, schema):
     return cur.fetchone() is not None
 
 
+
 def list_tables(conn, schema):
     cur = conn.cursor()
-    cur.execute(sql("mssql_tables.sql"), {"schema": schema})
+    cur.execute(sql("tables"), {"schema": schema})
     return [r[0] for r in cur.fetchall()]
+
 
 
 def _source_type(data_type, length, precision, scale, fsp):
@@ -151,10 +44,11 @@ def _source_type(data_type, length, precision, scale, fsp):
     return data_type
 
 
+
 def describe(conn, schema, name):
     params = {"schema": schema, "table": name, "qualified": qualified(schema, name)}
     cur = conn.cursor()
-    cur.execute(sql("mssql_columns.sql"), params)
+    cur.execute(sql("columns"), params)
     rows = cur.fetchall()
     if not rows:
         raise SchemaError(f"table {schema}.{name} not found in the source")
@@ -172,11 +66,11 @@ def describe(conn, schema, name):
             **({"seed": int(seed), "increment": int(step)} if identity and seed is not None and (seed, step) != (1, 1)
                else {})))
     table = Table(schema=schema, name=name, columns=columns, dialect="mssql")
-    cur.execute(sql("mssql_primary_key.sql"), params)
+    cur.execute(sql("primary_key"), params)
     for constraint, column in cur.fetchall():
         table.pk_name = constraint
         table.primary_key.append(resolve_column(table, column))
-    cur.execute(sql("mssql_indexes.sql"), params)
+    cur.execute(sql("indexes"), params)
     by_name = {}
     for idx_name, unique, column, descending, included, where, _ in cur.fetchall():
         idx = by_name.setdefault(idx_name, Index(name=idx_name, columns=[], unique=bool(unique), where=where or "",
@@ -187,7 +81,7 @@ def describe(conn, schema, name):
         else:
             idx.columns.append([resolve_column(table, column), "DESC" if descending else "ASC"])
     table.indexes = list(by_name.values())
-    cur.execute(sql("mssql_defaults.sql"), params)
+    cur.execute(sql("defaults"), params)
     for column, _, definition in cur.fetchall():
         col = table.column(resolve_column(table, column))
         if not col.identity:
@@ -196,13 +90,15 @@ def describe(conn, schema, name):
     return table
 
 
+
 _ACTIONS = {"NO_ACTION": "NO ACTION", "CASCADE": "CASCADE", "SET_NULL": "SET NULL", "SET_DEFAULT": "SET DEFAULT"}
+
 
 
 def _constraints(cur, table, params):
     """CHECK constraints and foreign keys (mssql_constraints.sql); a disabled one is not enforced
     in the source, so it is not carried, and said so."""
-    cur.execute(sql("mssql_constraints.sql"), params)
+    cur.execute(sql("constraints"), params)
     by_name = {}
     for (name, kind, definition, untrusted, disabled, column, ref_schema, ref_table, ref_column,
          on_update, on_delete, _) in cur.fetchall():
@@ -230,6 +126,7 @@ def _constraints(cur, table, params):
                          f"({', '.join(fk.ref_columns)})")
 
 
+
 def resolve_column(table, name):
     """A column named by a key or index, as the table's column list spells it. SQL Server
     compares identifiers by the database collation, mostly case-insensitive, and its catalog
@@ -241,6 +138,7 @@ def resolve_column(table, name):
         raise SchemaError(f"{table.qualified}: key or index column {name!r} is not one of its columns "
                           f"({', '.join(names)})")
     return found
+
 
 
 def count_and_boundaries(conn, table, step_for):
@@ -265,15 +163,16 @@ def count_and_boundaries(conn, table, step_for):
     if (key is None and keys is None) or rows <= step:
         return rows, [], step
     if key is not None:
-        cur.execute(boundaries_sql(mssql_ident, q, key, step))
+        cur.execute(boundaries_sql(ident, q, key, step))
         return rows, [r[0] for r in cur.fetchall()], step
     table.cut = "keys"
-    texts = ", ".join(f"CONVERT(nvarchar(4000), {mssql_ident(c.name)}, {KEY_STYLES.get(c.data_type, 0)})"
+    texts = ", ".join(f"CONVERT(nvarchar(4000), {ident(c.name)}, {KEY_STYLES.get(c.data_type, 0)})"
                       for c in keys)
-    order = ", ".join(mssql_ident(c.name) for c in keys)
+    order = ", ".join(ident(c.name) for c in keys)
     cur.execute(f"SELECT {texts} FROM (SELECT {order}, ROW_NUMBER() OVER (ORDER BY {order}) AS so_luigi_rn "
                 f"FROM {q}) numbered WHERE so_luigi_rn / {int(step)} * {int(step)} = so_luigi_rn ORDER BY so_luigi_rn")
     return rows, [list(r) for r in cur.fetchall()], step
+
 
 
 # Key types a partition boundary can carry as text and back exactly, with the CONVERT style
@@ -284,6 +183,7 @@ KEY_STYLES = {"tinyint": 0, "smallint": 0, "int": 0, "bigint": 0, "bit": 0, "dec
               "char": 0, "nchar": 0, "varchar": 0, "nvarchar": 0, "uniqueidentifier": 0, "binary": 1, "varbinary": 1}
 
 
+
 def ordered_key(table):
     """The primary key's columns when every one can bound a partition (KEY_STYLES), else None."""
     cols = [table.column(k) for k in table.primary_key]
@@ -292,12 +192,13 @@ def ordered_key(table):
     return cols
 
 
+
 def range_sql(select, table, lo, hi):
     """``select`` limited to one partition, (lo, hi] in the key's order: on one integer key as
     planning.ranged does, on any other key (``table.cut == "keys"``) by comparing the key's
     columns in order, each boundary value converted back from its text to the column's type."""
     if table.cut != "keys":
-        return ranged(select, mssql_ident, table.int_key, lo, hi)
+        return ranged(select, ident, table.int_key, lo, hi)
     cols = ordered_key(table)
     where, params = [], []
     if lo is not None:
@@ -314,13 +215,16 @@ def range_sql(select, table, lo, hi):
     return select.replace("%", "%%") + " WHERE " + " AND ".join(where), tuple(params)
 
 
+
 def _value(col):
     return f"CONVERT({col.source_type}, %s, {KEY_STYLES[col.data_type]})"
 
 
+
 def _equal(cols, values):
     cols = cols[:len(values)]
-    return "(" + " AND ".join(f"{mssql_ident(c.name).replace('%', '%%')} = {_value(c)}" for c in cols) + ")", list(values)
+    return "(" + " AND ".join(f"{ident(c.name).replace('%', '%%')} = {_value(c)}" for c in cols) + ")", list(values)
+
 
 
 def _lexical(cols, values, op):
@@ -330,10 +234,11 @@ def _lexical(cols, values, op):
     cols = cols[:len(values)]
     for i, col in enumerate(cols):
         eq, p = _equal(cols[:i], values[:i]) if i else ("", [])
-        term = f"{mssql_ident(col.name).replace('%', '%%')} {op} {_value(col)}"
+        term = f"{ident(col.name).replace('%', '%%')} {op} {_value(col)}"
         terms.append(f"({eq[1:-1]} AND {term})" if i else f"({term})")
         params += p + [values[i]]
     return "(" + " OR ".join(terms) + ")", params
+
 
 
 # The primary key's statistics (created with its index, so they share its id): the histogram's
@@ -350,7 +255,11 @@ CROSS APPLY sys.dm_db_stats_histogram(i.object_id, i.index_id) h
 WHERE i.object_id = OBJECT_ID(%s) AND i.is_primary_key = 1
 ORDER BY h.step_number
 """
+
+
+
 STATISTICS_SQL = _STATISTICS.format(key="CAST(h.range_high_key AS bigint)")
+
 
 
 def statistics_cuts(cur, q, step_for, keys=None):
@@ -386,6 +295,7 @@ def statistics_cuts(cur, q, step_for, keys=None):
     return total, [[k] for k in planning.point_cuts([k for k, *_ in steps], counts, step, total)], step
 
 
+
 def table_bytes(conn, table):
     """Size of the table's data pages: it sizes the partitions (--chunk-mb) and schedules the
     biggest first. From sys.dm_db_partition_stats, else from sp_spaceused, which is granted to
@@ -410,7 +320,8 @@ def table_bytes(conn, table):
         return None
 
 
+
 def select_sql(table, lo, hi):
     """SELECT of one partition: (sql, params) for pymssql."""
-    cols = ", ".join(mssql_ident(c.name) for c in table.columns)
+    cols = ", ".join(ident(c.name) for c in table.columns)
     return range_sql(f"SELECT {cols} FROM {qualified(table.schema, table.name)}", table, lo, hi)

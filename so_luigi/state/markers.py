@@ -1,4 +1,6 @@
-"""Marker tables in the destination database: the completion targets of every so_luigi task.
+"""Every statement on the marker tables in the destination database: the completion targets of
+every so_luigi task (their luigi Targets are ``so_luigi.targets``), the run's plan, and what the
+report, ``status``, snapshots and syncs read and write. Nothing else reads or writes them.
 
 One schema (``[target] marker_schema``, default ``so_luigi``) holds:
 
@@ -9,12 +11,11 @@ One schema (``[target] marker_schema``, default ``so_luigi``) holds:
 * ``loaded``        one row per loaded partition, inserted in the same transaction as its rows;
 * ``replications``  one row per finished ReplicateAll (run_id + table selection).
 
-The destination is PostgreSQL or SQL Server; the queries are written once in the SQL both speak
-(``%s`` parameters work in psycopg2 and pymssql alike) and the destination (``flavor()``) holds the
-few pieces that differ: the DDL, the clock, transaction-scoped locks, elapsed seconds.
-
-``MarkerTarget`` is the luigi.Target over these rows. It keeps one connection per process (Luigi
-forks workers, so the pid is checked) because the scheduler calls ``exists()`` for every task.
+(and ``proofs``, ``syncs``, ``synced`` of re-syncs; ``schema_version``), all defined once in
+``state.schema``. The destination is PostgreSQL or SQL Server; the queries are written once in the
+SQL both speak (``%s`` parameters work in psycopg2 and pymssql alike) and the destination's dialect
+(``flavor()``, its ``state`` module) holds the few pieces that differ: types, the clock,
+transaction-scoped locks, elapsed seconds.
 """
 import json
 import os
@@ -22,29 +23,26 @@ import socket
 import threading
 import uuid
 
-import luigi
-
-from .config import marker_schema, target_endpoint
-from .dialects import destination
-from .dialects.base import Table
+from ..config import marker_schema, target_endpoint
+from ..dialects import destination
+from ..dialects.base import Table
+from . import schema
 
 def flavor():
-    """The destination: it holds the marker SQL that differs between dialects (see base.Destination)."""
-    return destination(target_endpoint())
+    """The destination's marker SQL where it differs between databases (its dialect's ``state``)."""
+    return destination(target_endpoint()).state
 
 
 def m():
+    """The marker schema, quoted."""
     return flavor().ident(marker_schema())
 
 
 def ensure_schema(conn):
-    """Create the marker tables if missing; serialised so parallel workers don't race on DDL."""
+    """The marker tables, created or migrated up to this release's version (state.schema);
+    serialised so parallel workers never race on DDL. Committed."""
     f = flavor()
-    with conn.cursor() as cur:
-        f.lock(cur, "so_luigi.markers")
-        for statement in f.marker_ddl(m()):
-            cur.execute(statement)
-    conn.commit()
+    return schema.ensure(conn, f, m(), lambda cur: f.lock(cur, "so_luigi.markers"))
 
 
 def lock(cur, *parts):
@@ -64,7 +62,7 @@ def worker_id():
 def check_run(cur, run_id, source_ep, target_ep):
     """True if run_id is registered for this source and schemas, False if not registered at all;
     a run_id begun from another source or into another schema is refused."""
-    from .errors import ConfigError
+    from ..errors import ConfigError
     cur.execute(f"SELECT source, source_schema, target_schema FROM {m()}.runs WHERE run_id = %s", (run_id,))
     row = cur.fetchone()
     now = (source_ep.url.redacted, source_ep.schema, target_ep.schema)
@@ -128,7 +126,7 @@ def planned_table(conn, run_id, table):
                     (run_id, table))
         row = cur.fetchone()
     if row is None:
-        from .errors import SchemaError
+        from ..errors import SchemaError
         raise SchemaError(f"table {table} is not planned in run {run_id!r}: run ReplicateAll")
     definition = json.loads(row[0]) if isinstance(row[0], str) else row[0]   # jsonb comes parsed
     return Table.from_json(definition), row[1]
@@ -164,7 +162,7 @@ def partition_range(conn, run_id, table, partition):
                     "AND partition = %s", (run_id, table, partition))
         row = cur.fetchone()
     if row is None:
-        from .errors import SchemaError
+        from ..errors import SchemaError
         raise SchemaError(f"partition {partition} of {table} is not in the plan of run {run_id!r}")
     return (*_bounds(row[0], row[1], row[3], row[4]), row[2])
 
@@ -180,7 +178,7 @@ def is_loaded(cur, run_id, table, partition):
 def count_attempt(run_id, table, partition):
     """Record, in its own committed transaction, that a load of this partition begins; returns
     how many began before. Called under the partition's lock (SQL Server destinations)."""
-    with flavor().session() as conn, conn.cursor() as cur:
+    with destination(target_endpoint()).session() as conn, conn.cursor() as cur:
         cur.execute(f"UPDATE {m()}.partitions SET attempts = attempts + 1 "
                     "WHERE run_id = %s AND table_name = %s AND partition = %s", (run_id, table, partition))
         cur.execute(f"SELECT attempts FROM {m()}.partitions WHERE run_id = %s AND table_name = %s "
@@ -469,7 +467,7 @@ def shared_connection():
     """This thread's autocommit destination connection for marker checks and progress queries,
     opened on first use (a forked worker, or another thread, opens its own: a pymssql
     connection used by two threads at once hangs)."""
-    conn, f = getattr(_local, "conn", None), flavor()
+    conn, f = getattr(_local, "conn", None), destination(target_endpoint())
     owner = (os.getpid(), str(f.endpoint.url.raw))
     if getattr(_local, "owner", None) != owner or conn is None or getattr(conn, "closed", False):
         _local.conn, _local.owner = f.connect(autocommit=True), owner
@@ -492,43 +490,147 @@ def marker_table_exists(cur, name):
     return True
 
 
-class MarkerTarget(luigi.Target):
-    """A row in the marker tables; exists() is one indexed lookup in the destination.
+# --- completion targets (so_luigi.targets) ----------------------------------------------------------
 
-    kind is 'loaded', 'complete', 'replicated' or 'synced'. A marker table not created yet means
-    nothing exists yet.
-    """
+EXISTS = {
+    "complete": ("tables", "SELECT 1 FROM {m}.tables WHERE run_id = %s AND table_name = %s "
+                           "AND completed_at IS NOT NULL"),
+    "loaded": ("loaded", "SELECT 1 FROM {m}.loaded WHERE run_id = %s AND table_name = %s AND partition = %s"),
+    "replicated": ("replications", "SELECT 1 FROM {m}.replications WHERE run_id = %s AND tables = %s"),
+    # a step of a sync (run_id, generation, table, item), done in the sync's current pass
+    "synced": ("synced", "SELECT 1 FROM {m}.synced s JOIN {m}.syncs g ON g.run_id = s.run_id "
+                         "AND g.generation = s.generation AND g.pass = s.pass "
+                         "WHERE s.run_id = %s AND s.generation = %s AND s.table_name = %s AND s.item = %s"),
+}
 
-    QUERIES = {
-        "complete": ("tables", "SELECT 1 FROM {m}.tables WHERE run_id = %s AND table_name = %s "
-                               "AND completed_at IS NOT NULL"),
-        "loaded": ("loaded", "SELECT 1 FROM {m}.loaded WHERE run_id = %s AND table_name = %s AND partition = %s"),
-        "replicated": ("replications", "SELECT 1 FROM {m}.replications WHERE run_id = %s AND tables = %s"),
-        # a step of a sync (run_id, generation, table, item), done in the sync's current pass
-        "synced": ("synced", "SELECT 1 FROM {m}.synced s JOIN {m}.syncs g ON g.run_id = s.run_id "
-                             "AND g.generation = s.generation AND g.pass = s.pass "
-                             "WHERE s.run_id = %s AND s.generation = %s AND s.table_name = %s AND s.item = %s"),
-    }
 
-    def __init__(self, kind, *key):
-        self.kind = kind
-        self.key = key
+def marker_exists(kind, *key):
+    """Whether the marker ``kind`` ('loaded', 'complete', 'replicated' or 'synced') of ``key``
+    is there: one indexed lookup through this thread's shared connection (reopened once after a
+    server restart). A marker table not created yet means nothing exists yet."""
+    table, query = EXISTS[kind]
+    for attempt in (1, 2):
+        conn = shared_connection()
+        try:
+            with conn.cursor() as cur:
+                if not marker_table_exists(cur, table):
+                    return False
+                cur.execute(query.format(m=m()), key)
+                return cur.fetchone() is not None
+        except flavor().lost:
+            _local.conn = None            # a server restart: reconnect once
+            if attempt == 2:
+                raise
 
-    def exists(self):
-        f = flavor()
-        table, query = self.QUERIES[self.kind]
-        for attempt in (1, 2):
-            conn = shared_connection()
-            try:
-                with conn.cursor() as cur:
-                    if not marker_table_exists(cur, table):
-                        return False
-                    cur.execute(query.format(m=m()), self.key)
-                    return cur.fetchone() is not None
-            except f.lost:
-                _local.conn = None            # a server restart: reconnect once
-                if attempt == 2:
-                    raise
 
-    def __repr__(self):
-        return f"MarkerTarget({self.kind}, {', '.join(map(str, self.key))})"
+# --- the run's source snapshot (so_luigi.snapshot) ---------------------------------------------
+
+def record_reading(conn, run_id, snapshot, consistency):
+    """The snapshot ``run_id`` reads its source at, and how it reads it in words; committed."""
+    cur = conn.cursor()
+    cur.execute(f"UPDATE {m()}.runs SET source_snapshot = %s, source_read = %s, seen_at = {flavor().now} "
+                "WHERE run_id = %s", (snapshot, consistency, run_id))
+    conn.commit()
+
+
+def mark_seen(cur, run_id):
+    """A process of the run is alive now (autocommit)."""
+    cur.execute(f"UPDATE {m()}.runs SET seen_at = {flavor().now} WHERE run_id = %s", (run_id,))
+
+
+def holder_view(cur, run_id, snapshot):
+    """What a snapshot holder needs to know: (the snapshot the run reads at now, seconds since a
+    process of the run was last seen, whether the run was replicated, whether an unfinished sync
+    reads at ``snapshot``); None when the run is not registered."""
+    f = flavor()
+    cur.execute(f"SELECT source_snapshot, {f.seconds_since('seen_at')} FROM {m()}.runs WHERE run_id = %s",
+                (run_id,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    cur.execute(f"SELECT count(*) FROM {m()}.replications WHERE run_id = %s", (run_id,))
+    replicated = cur.fetchone()[0] > 0
+    cur.execute(f"SELECT count(*) FROM {m()}.syncs WHERE run_id = %s AND finished_at IS NULL "
+                "AND source_snapshot = %s", (run_id, snapshot))
+    syncing = cur.fetchone()[0] > 0
+    return row[0], (None if row[1] is None else float(row[1])), replicated, syncing
+
+
+# --- small questions of the tasks, the CLI and the report --------------------------------------
+
+def is_replicated(cur, run_id):
+    """Whether any ReplicateAll of the run finished."""
+    cur.execute(f"SELECT count(*) FROM {m()}.replications WHERE run_id = %s", (run_id,))
+    return cur.fetchone()[0] > 0
+
+
+def next_generation(cur, run_id):
+    """The generation a new sync of the run would take."""
+    cur.execute(f"SELECT coalesce(max(generation), 0) + 1 FROM {m()}.syncs WHERE run_id = %s", (run_id,))
+    return int(cur.fetchone()[0])
+
+
+def planned_names(cur, run_id):
+    """Names of the tables the run planned."""
+    cur.execute(f"SELECT table_name FROM {m()}.tables WHERE run_id = %s", (run_id,))
+    return [r[0] for r in cur.fetchall()]
+
+
+def planned_size(cur, run_id, table):
+    """(source rows, source bytes) of a table when it was planned."""
+    cur.execute(f"SELECT source_rows, source_bytes FROM {m()}.tables WHERE run_id = %s AND table_name = %s",
+                (run_id, table))
+    return cur.fetchone()
+
+
+STATUS_SQL = """
+SELECT t.table_name, t.partitions, t.source_rows, CASE WHEN t.completed_at IS NULL THEN 0 ELSE 1 END,
+       t.verdict, count(l.partition), coalesce(sum(l.rows), 0), coalesce(sum(l.bytes), 0),
+       {elapsed}, coalesce(t.seconds, 0)
+FROM {m}.tables t
+LEFT JOIN {m}.loaded l ON l.run_id = t.run_id AND l.table_name = t.table_name
+WHERE t.run_id = %s
+GROUP BY t.table_name, t.partitions, t.source_rows, t.completed_at, t.verdict, t.planned_at, t.seconds
+ORDER BY t.table_name
+"""
+
+
+def status_rows(cur, run_id):
+    """Per table of the run: (name, partitions, source rows, complete, verdict, partitions loaded,
+    rows loaded, bytes loaded, seconds since its load began, seconds it took)."""
+    f = flavor()
+    cur.execute(STATUS_SQL.format(m=m(), elapsed=f.seconds_since(f.load_started)), (run_id,))
+    return cur.fetchall()
+
+
+# --- dumps loaded into a source database (so_luigi.dump) -------------------------------------------
+
+def dump_loaded(db, key):
+    """Whether the dump of fingerprint ``key`` was loaded into the schema of ``db`` (a Destination
+    over the database the dump was loaded into)."""
+    f, q = db.state, f"{db.state.ident(marker_schema())}.{db.state.ident('dumps')}"
+    conn = db.connect(autocommit=True)
+    try:
+        cur = conn.cursor()
+        cur.execute(f.exists_sql, (q,))
+        if not cur.fetchone()[0]:
+            return False
+        cur.execute(f"SELECT 1 FROM {q} WHERE schema_name = %s AND fingerprint = %s", (db.schema, key))
+        return cur.fetchone() is not None
+    finally:
+        conn.close()
+
+
+def mark_dump(db, key, rows):
+    """The dump of fingerprint ``key`` is what the schema of ``db`` now holds."""
+    f, mq = db.state, db.state.ident(marker_schema())
+    conn = db.connect(autocommit=True)
+    try:
+        cur = conn.cursor()
+        for statement in f.create_schema(mq) + schema.statements(f, mq, schema.DUMPS_TABLE):
+            cur.execute(statement)
+        cur.execute(f"DELETE FROM {mq}.dumps WHERE schema_name = %s", (db.schema,))
+        cur.execute(f"INSERT INTO {mq}.dumps (schema_name, fingerprint, rows) VALUES (%s, %s, %s)",
+                    (db.schema, key, rows))
+    finally:
+        conn.close()

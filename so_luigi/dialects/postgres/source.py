@@ -8,10 +8,11 @@ C straight into an OS pipe or the bulk file.
 """
 import psycopg2
 
-from ..errors import SnapshotGone
-from ..stream import binary_compatible
-from . import postgres as pg
-from .base import Source, pg_ident, pg_qualified
+from ...errors import SnapshotGone
+from ...stream import binary_compatible
+from ..base import Source
+from . import catalog, checksum, connection, ddl, snapshot
+from .connection import ident, qualified
 
 
 class PostgresSource(Source):
@@ -20,25 +21,18 @@ class PostgresSource(Source):
     driver = "psycopg2"
     binary_copy = True
     exports_snapshots = True
-    catalog = pg
+    catalog = catalog
 
     def translate(self, exc, role):
-        return pg.translate(exc)
+        return connection.translate(exc)
 
     def connect(self):
         """A read-only session, in a transaction at the run's snapshot when it has one."""
-        conn = pg.connect(self.endpoint)
+        conn = connection.connect(self.endpoint)
         if not self.snapshot:
             conn.set_session(readonly=True)
             return conn
-        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SET TRANSACTION SNAPSHOT %s", (self.snapshot,))
-        except psycopg2.Error as exc:
-            conn.close()
-            raise SnapshotGone(f"source snapshot {self.snapshot} is gone ({pg.translate(exc)}): its holder "
-                               "exited; rerun ReplicateAll, which says how to go on") from None
+        snapshot.enter(conn, self.snapshot)
         return conn
 
     def can_import(self, snapshot):
@@ -48,16 +42,25 @@ class PostgresSource(Source):
         except SnapshotGone:
             return False
 
+    def export_snapshot(self):
+        """(a connection holding a new snapshot, its name, when it was taken in words)."""
+        conn = connection.connect(self.endpoint)
+        name, taken = snapshot.export(conn)
+        return conn, name, taken
+
+    def snapshot_held(self, conn):
+        return snapshot.still_held(conn)
+
     def measure(self, conn, table, rows_per_partition, by_position=False):
         """A table without a single integer key is cut into ranges of heap blocks (ctid ranges,
         read by TID range scans, PostgreSQL 14+) when the destination takes such partitions.
         Exact only at one snapshot, where every row version lies at one place: the run's."""
-        size = pg.table_bytes(conn, table)
+        size = catalog.table_bytes(conn, table)
         if table.int_key is None and by_position and conn.server_version >= 140000:
             table.cut = "ctid"
-            rows, bounds, step = pg.block_boundaries(conn, table, lambda n: rows_per_partition(n, size))
+            rows, bounds, step = catalog.block_boundaries(conn, table, lambda n: rows_per_partition(n, size))
         else:
-            rows, bounds, step = pg.count_and_boundaries(conn, table, lambda n: rows_per_partition(n, size))
+            rows, bounds, step = catalog.count_and_boundaries(conn, table, lambda n: rows_per_partition(n, size))
         return size, rows, bounds, step
 
     def copy_format(self, table):
@@ -71,12 +74,12 @@ class PostgresSource(Source):
             conn = self.connect()
             try:
                 with conn.cursor() as cur:
-                    cur.copy_expert(pg.copy_out_sql(table, lo, hi, fmt, cur), sink, size=256 * 1024)
+                    cur.copy_expert(ddl.copy_out_sql(table, lo, hi, fmt, cur), sink, size=256 * 1024)
                     rows = cur.rowcount
                 conn.rollback()
                 return rows, None, 0
             except psycopg2.Error as exc:
-                raise pg.translate(exc, conn) from exc     # says "source": the error itself may not
+                raise connection.translate(exc, conn) from exc     # says "source": the error itself may not
             finally:
                 conn.close()
         read.os_pipe = True
@@ -84,7 +87,7 @@ class PostgresSource(Source):
 
     def extract(self, table, lo, hi, fmt, sink, checksum):
         with self.session() as conn, conn.cursor() as cur:
-            cur.copy_expert(pg.copy_out_sql(table, lo, hi, fmt, cur), sink, size=256 * 1024)
+            cur.copy_expert(ddl.copy_out_sql(table, lo, hi, fmt, cur), sink, size=256 * 1024)
             return cur.rowcount, None, 0
 
     def batches(self, table, lo, hi, batch_rows):
@@ -92,12 +95,12 @@ class PostgresSource(Source):
         text and money as numeric, the values psycopg2 would otherwise parse or localise."""
         def expr(c):
             if c.data_type in ("json", "jsonb"):
-                return f"{pg_ident(c.name)}::text"
+                return f"{ident(c.name)}::text"
             if c.data_type == "money":
-                return f"{pg_ident(c.name)}::numeric"
-            return pg_ident(c.name)
-        query, params = pg.range_sql(f"SELECT {', '.join(expr(c) for c in table.columns)} "
-                                     f"FROM {pg_qualified(table.schema, table.name)}", table, lo, hi)
+                return f"{ident(c.name)}::numeric"
+            return ident(c.name)
+        query, params = ddl.range_sql(f"SELECT {', '.join(expr(c) for c in table.columns)} "
+                                     f"FROM {qualified(table.schema, table.name)}", table, lo, hi)
         conn = self.connect()
         try:
             cur = conn.cursor(name="so_luigi_partition")
@@ -107,21 +110,21 @@ class PostgresSource(Source):
             conn.close()
 
     def figures(self, table, method=None):
-        q = pg_qualified(table.schema, table.name)
+        q = qualified(table.schema, table.name)
         with self.session() as conn, conn.cursor() as cur:
-            cur.execute(pg.row_checksum_sql(table.schema, table.name, method, table) if method
+            cur.execute(checksum.row_checksum_sql(table.schema, table.name, method, table) if method
                         else f"SELECT count(*), NULL FROM {q}")
             count, total = cur.fetchone()
         return int(count), (None if total is None else int(total))
 
     def range_figures(self, table, lo, hi, method):
         with self.session() as conn, conn.cursor() as cur:
-            cur.execute(*pg.range_sql(pg.row_checksum_sql(table.schema, table.name, method, table), table, lo, hi))
+            cur.execute(*ddl.range_sql(checksum.row_checksum_sql(table.schema, table.name, method, table), table, lo, hi))
             count, total = cur.fetchone()
         return int(count), int(total)
 
     def tail(self, conn, table, after, step):
-        return pg.tail_boundaries(conn, table, after, step)
+        return catalog.tail_boundaries(conn, table, after, step)
 
     def sequence_positions(self, table):
         """Read outside the snapshot: a sequence is not transactional, so its position is the
@@ -129,9 +132,9 @@ class PostgresSource(Source):
         wanted = [c.name for c in table.columns if c.identity and c.sequence]
         if not wanted:
             return {}
-        q = pg_qualified(table.schema, table.name)
+        q = qualified(table.schema, table.name)
         positions = {}
-        with pg.session(self.endpoint) as conn, conn.cursor() as cur:
+        with connection.session(self.endpoint) as conn, conn.cursor() as cur:
             for name in wanted:
                 # pg_sequences: no privilege on the sequence needed (SELECT on the table is all a
                 # reader has); its last_value is NULL for a sequence never drawn from, or one the
@@ -146,19 +149,19 @@ class PostgresSource(Source):
     def row_hash(self, table, destination_version):
         """How both PostgreSQL servers hash rows, when the destination keeps the source's types:
         'columns' (each value's own hash function, XORed; PostgreSQL 11+) when every column type
-        has one in pg.HASH_EXTENDED, else 'record' (hash_record_extended, PostgreSQL 14+) when
+        has one in checksum.HASH_EXTENDED, else 'record' (hash_record_extended, PostgreSQL 14+) when
         this server can hash the row, else 'text' (the row's text)."""
         if not binary_compatible(table) or destination_version < 110000:
             return "text"
         with self.session() as conn, conn.cursor() as cur:
             if conn.server_version < 110000:
                 return "text"
-            if pg.column_hash_expr(table) is not None:
+            if checksum.column_hash_expr(table) is not None:
                 return "columns"
             if conn.server_version < 140000 or destination_version < 140000:
                 return "text"
             try:
-                cur.execute(f"SELECT hash_record_extended(r, 0) FROM {pg_qualified(table.schema, table.name)} r LIMIT 1")
+                cur.execute(f"SELECT hash_record_extended(r, 0) FROM {qualified(table.schema, table.name)} r LIMIT 1")
             except psycopg2.Error:          # a column type without a hash function
                 return "text"
         return "record"

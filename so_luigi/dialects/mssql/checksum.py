@@ -1,0 +1,103 @@
+"""Content checksums of rows in SQL Server: computed by the server (a SHA2-256 of each row's JSON
+text, summed), when both sides are SQL Server, and in Python from rows as pymssql returns them,
+when the other side is not."""
+import datetime as dt
+import decimal
+import hashlib
+import struct
+
+from .catalog import range_sql
+from .connection import ident, qualified
+from .types import _mapped
+
+
+def checksum_sql(schema, table):
+    """(COUNT_BIG(*), checksum) of a table, the checksum an order-independent sum over rows.
+
+    Each row becomes one JSON text (FOR JSON ... INCLUDE_NULL_VALUES, so NULL and '' differ),
+    hashed with SHA2-256; the first 8 bytes as BIGINT, summed as DECIMAL(38,0), cannot overflow.
+    It is used on both sides when source and destination are SQL Server with identical column
+    types, so the same server function formats each value on both. CHECKSUM_AGG is not used: it
+    XORs 32-bit hashes, and two equal changes cancel. Columns get positional JSON keys, so a
+    column name with a dot (a path in FOR JSON PATH) or a clash cannot change or break the text.
+    Binary columns are not in the JSON (Babelfish's FOR JSON refuses them) but appended to its
+    bytes, each as 0x00 for NULL or 0x01, its length and its bytes, so no two rows run together.
+    The aggregate is over a derived table: SQL Server refuses a subquery inside SUM().
+    """
+    return (f"SELECT COUNT_BIG(*), ISNULL(SUM(h), 0) FROM (SELECT {row_hash_sql(table)} AS h "
+            f"FROM {qualified(schema, table.name)} AS t) AS r")
+
+
+
+def range_checksum_sql(schema, table, lo, hi):
+    """(sql, params): checksum_sql over one partition."""
+    inner, params = range_sql(f"SELECT {row_hash_sql(table)} AS h FROM {qualified(schema, table.name)} AS t",
+                              table, lo, hi)
+    return f"SELECT COUNT_BIG(*), ISNULL(SUM(h), 0) FROM ({inner}) AS r", params
+
+
+
+def row_hash_sql(table):
+    """checksum_sql's hash of one row of the table aliased ``t``, a DECIMAL(38,0). The columns
+    are taken as SQL Server holds them: a table read from PostgreSQL has its types mapped first
+    (PostgreSQL's ``timestamp`` is a date and time, SQL Server's a rowversion)."""
+    numbered = list(enumerate(table.columns, start=1))
+    held = {c.name: (_mapped(c, table.dialect) if table.dialect == "postgres" else c.data_type).split("(")[0]
+            for c in table.columns}
+    binary = {"binary", "varbinary", "image", "timestamp", "rowversion"}
+    # money as the decimal it is: Babelfish 4.3's FOR JSON crashes on money's extremes
+    as_decimal = {"money": "decimal(19,4)", "smallmoney": "decimal(10,4)"}
+
+    def json_col(c):
+        col = f"t.{ident(c.name)}"
+        return f"CAST({col} AS {as_decimal[held[c.name]]})" if held[c.name] in as_decimal else col
+    cols = ", ".join(f"{json_col(c)} AS [{i}]" for i, c in numbered if held[c.name] not in binary)
+    row = f"(SELECT {cols or '1 AS [0]'} FOR JSON PATH, WITHOUT_ARRAY_WRAPPER, INCLUDE_NULL_VALUES)"
+    parts = [f"CAST({row} AS varbinary(max))"]
+    for _, c in numbered:
+        if held[c.name] in binary:
+            col = f"CAST(t.{ident(c.name)} AS varbinary(max))"
+            parts.append(f"ISNULL(0x01 + CAST(CAST(DATALENGTH({col}) AS bigint) AS binary(8)) + {col}, 0x00)")
+    return f"CAST(CAST(SUBSTRING(HASHBYTES('SHA2_256', {' + '.join(parts)}), 1, 8) AS BIGINT) AS DECIMAL(38,0))"
+
+
+def _float4(v):
+    return repr(struct.unpack("f", struct.pack("f", v))[0])
+
+
+
+def canonical_encoders(table):
+    """Per column, the value as text for the content checksum when the two sides are different
+    databases: computed in Python from what each driver returns, the same function on both sides
+    (real columns compared at single precision: PostgreSQL prints them shortest, SQL Server
+    returns the stored float)."""
+    def for_column(col):
+        if col.data_type in ("real", "float4") or (col.data_type == "float" and (col.precision or 53) <= 24):
+            return _float4
+        return _canonical
+    return [for_column(c) for c in table.columns]
+
+
+
+def _canonical(v):
+    if isinstance(v, decimal.Decimal):
+        return format(v.normalize(), "f")   # money comes back from SQL Server with 4 decimals
+    if isinstance(v, bool):
+        return "t" if v else "f"
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v).hex()
+    if isinstance(v, dt.datetime) and v.tzinfo is not None:
+        return v.astimezone(dt.timezone.utc).isoformat(sep=" ")
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+
+def rows_checksum(rows, encoders):
+    """Order-independent sum of each row's first 8 md5 bytes (as PostgreSQL's rows are summed)."""
+    total = 0
+    for row in rows:
+        text = "\x1f".join("\\N" if v is None else f(v) for f, v in zip(encoders, row))
+        total += int.from_bytes(hashlib.md5(text.encode("utf-8", "surrogatepass")).digest()[:8], "big", signed=True)
+    return total
