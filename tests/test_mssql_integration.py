@@ -22,6 +22,8 @@ from so_luigi.testing import sample
 from so_luigi.config import Endpoint, parse_url
 from conftest import DUMP, ROOT, kill_group, paused_at
 
+ROOT_FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+
 URL = os.environ.get("SO_TEST_MSSQL_URL", "")
 pytestmark = pytest.mark.skipif(not URL, reason="SQL Server integration suite: set SO_TEST_MSSQL_URL "
                                                 "(mssql://user:password@host:port/master) to run it")
@@ -911,3 +913,63 @@ def test_a_sync_into_sql_server_killed_mid_way_finishes_on_rerun(pair, mssql_tar
     assert [tuple(map(comparable, r)) for r in src] == [tuple(map(comparable, r)) for r in target_rows(url, "Votes", cols)]
     after = dict(mssql_query(url, "SELECT item, synced_at FROM so_luigi.synced"))
     assert all(after[i] == at for i, at in done_before)             # nothing synced twice
+
+
+# --- the marker tables (state.schema) ----------------------------------------------------------------
+
+MSSQL_REPORTED = {"id": "nvarchar", "name": "nvarchar", "text": "nvarchar", "int": "int", "bigint": "bigint",
+                  "float": "float", "checksum": "decimal", "json": "nvarchar", "time": "datetimeoffset"}
+
+
+def marker_catalog(url):
+    from so_luigi.dialects.mssql import state as ms_state
+    from so_luigi.dialects.mssql.connection import connect
+    conn = connect(Endpoint(parse_url(url), "dbo", "target"), autocommit=True)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = 'so_luigi'")
+        names = [r[0] for r in cur.fetchall()]
+        shape = {}
+        for name in names:
+            shape[name] = {c.lower(): (kind.lower(), null) for c, (kind, null) in ms_state.columns(cur, "so_luigi", name).items()}
+        return shape
+    finally:
+        conn.close()
+
+
+def expected_markers():
+    from so_luigi.state import schema
+    tables, _ = schema.definition()
+    tables = dict(tables, schema_version={c.name: c for c in schema.VERSION_TABLE.columns})
+    return {t: {c.name.lower(): (MSSQL_REPORTED[c.type.split(":")[0]], c.null) for c in cols.values()}
+            for t, cols in tables.items()}
+
+
+def test_marker_tables_in_sql_server_are_the_one_definition_fresh_and_from_the_last_release(pair, monkeypatch):
+    from so_luigi.dialects.mssql.connection import connect
+    from so_luigi.state import markers, schema
+    with database("target") as (fresh_url, fresh), database("target") as (old_url, old):
+        monkeypatch.setenv("SO_TARGET_URL", fresh_url)
+        conn = connect(fresh, autocommit=False)
+        try:
+            assert markers.ensure_schema(conn) == [m.version for m in schema.MIGRATIONS]
+            assert markers.ensure_schema(conn) == []
+        finally:
+            conn.close()
+        assert marker_catalog(fresh_url) == expected_markers()
+
+        # as the last release before versioning left them, with a run and a partition in them
+        ddl = (ROOT_FIXTURES / "markers_fd112c1_mssql.sql").read_text().replace("{m}", "[so_luigi]")
+        ddl = "\n".join(line for line in ddl.splitlines() if not line.startswith("--"))
+        mssql_exec(old_url, "EXEC(N'CREATE SCHEMA so_luigi')")
+        for statement in [s.strip() for s in ddl.split(";\n") if s.strip()]:
+            mssql_exec(old_url, statement)
+        mssql_exec(old_url, "INSERT INTO so_luigi.partitions (run_id, table_name, partition, rows) VALUES ('old', 'T', 0, 5)")
+        monkeypatch.setenv("SO_TARGET_URL", old_url)
+        conn = connect(old, autocommit=False)
+        try:
+            assert markers.ensure_schema(conn) == [1]
+        finally:
+            conn.close()
+        assert marker_catalog(old_url) == expected_markers()
+        assert mssql_query(old_url, "SELECT run_id, rows, attempts FROM so_luigi.partitions") == [("old", 5, 0)]

@@ -103,4 +103,4 @@ def test_sql_server_renders_every_column_of_the_definition():
         assert f"CREATE TABLE [so_luigi].[{table}]" in text
         for name in columns:
             assert f"COL_LENGTH(N'[so_luigi].[{table}]', N'{name}') IS NULL ALTER TABLE [so_luigi].[{table}] ADD [{name}]" in text
-    assert "DROP CONSTRAINT" in text and "QUOTENAME(@k)" in text
+    assert "DROP CONSTRAINT" in text and "QUOTENAME(@k)" in text and "sp_executesql @s" in text

@@ -69,10 +69,12 @@ def add_column(m, table, c):
 
 
 def drop_key(m, table):
+    """The statement text goes through a variable: Babelfish takes no expression in EXEC(...)."""
     q = f"{m}.{ident(table)}"
     return (f"DECLARE @k sysname = (SELECT name FROM sys.key_constraints WHERE type = 'PK' "
-            f"AND parent_object_id = OBJECT_ID({literal(q)})); "
-            f"IF @k IS NOT NULL EXEC(N'ALTER TABLE {q.replace(chr(39), chr(39) * 2)} DROP CONSTRAINT ' + QUOTENAME(@k))")
+            f"AND parent_object_id = OBJECT_ID({literal(q)})); DECLARE @s nvarchar(max); "
+            f"IF @k IS NOT NULL BEGIN SET @s = {literal('ALTER TABLE ' + q + ' DROP CONSTRAINT ')} + QUOTENAME(@k); "
+            f"EXEC sp_executesql @s; END")
 
 
 def columns(cur, schema, table):
