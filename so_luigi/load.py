@@ -17,7 +17,6 @@ for the same step cannot both do it.
 """
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,6 +27,7 @@ from .dialects.base import NOT_COPIED, Slice, same_name
 from .errors import SchemaError, VerificationError
 from .planning import plan, rows_per_partition
 from .state import markers
+from .verify import judge, missing, table_figures
 
 log = logging.getLogger("luigi-interface.so_luigi")  # shown wherever Luigi shows its own log
 
@@ -248,17 +248,6 @@ def complete_table(run_id, table_name, verify="full"):
                                  lambda table: dst.prepare(conn, table))
 
 
-def table_figures(src, dst, conn, verify):
-    """``figures(table)``: ((source count, checksum), (destination count, checksum)), measured on
-    both servers at once, as ``verify`` asks (see verify_and_finish)."""
-    def figures(table):
-        method = dst.checksum_method(src, table, conn) if verify == "full" else None
-        counted = (lambda: (None, None)) if dst.tallies(table, verify) else \
-            lambda: dst.figures(table, verify, method)
-        return both_sides(lambda: src.figures(table, method), counted)
-    return figures
-
-
 # --- the schema alone ------------------------------------------------------------------------------
 
 def create_schema(run_id, tables):
@@ -412,26 +401,6 @@ def _first_words(exc, dst):
     return " ".join(said.split()).rstrip(".")
 
 
-def both_sides(source_fn, target_fn):
-    """Source and destination figures, computed at the same time on both servers."""
-    figures = {}
-
-    def measure(side, fn):
-        try:
-            figures[side] = fn()
-        except BaseException as exc:  # noqa: BLE001 -- re-raised below in the caller's thread
-            figures[side] = exc
-    threads = [threading.Thread(target=measure, args=a) for a in (("source", source_fn), ("target", target_fn))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for side in ("source", "target"):
-        if isinstance(figures[side], BaseException):
-            raise figures[side]
-    return figures["source"], figures["target"]
-
-
 def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, prepare=None):
     """Completing a table: all partitions loaded, counts (and checksums) equal on source,
     destination and markers, then the finishing statements and the complete marker in one
@@ -451,8 +420,8 @@ def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, p
     cur = conn.cursor()
     loaded, rows, nbytes, streamed_sum = markers.loaded_totals(cur, run_id, table_name)
     conn.rollback()
-    if loaded != partitions:
-        raise VerificationError(f"{table_name}: {loaded} of {partitions} partitions loaded")
+    if loaded != partitions:        # before measuring anything: no figure can mend that
+        raise VerificationError(f"{table_name}: {missing(partitions, loaded)}")
     if prepare is not None:
         prepare(table)
     refused = list(table.not_carried)
@@ -468,30 +437,19 @@ def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, p
             except Exception as exc:    # reported after the figures: differing counts say more
                 conn.rollback()
                 failed = exc
-            (src_count, src_sum), (dst_count, dst_sum) = measured.result()
+            source, target = measured.result()
     else:
-        (src_count, src_sum), (dst_count, dst_sum) = figures(table)
-    if src_sum is None and verify == "full":
-        src_sum = streamed_sum
-    tally = dst_count is None
-    if tally:                       # the committed COPY counts stand for the destination's
-        dst_count = rows
-    reset_hint = f"`so-luigi reset --run-id {run_id} --tables {table_name}` and run again"
-    if not src_count == dst_count == rows:
+        source, target = figures(table)
+    found = judge(verify, partitions, loaded, rows, streamed_sum, source, target)
+    if found.problem:
         conn.rollback()
-        raise VerificationError(
-            f"{table_name}: row counts differ: source {src_count}, destination {dst_count}"
-            f"{' (its COPY tallies)' if tally else ''}, "
-            f"loaded markers {rows}; the source may have changed since planning: {reset_hint}")
-    if verify == "full" and src_sum != dst_sum:
-        conn.rollback()
-        raise VerificationError(
-            f"{table_name}: content checksum differs (source {src_sum}, destination {dst_sum}) "
-            f"over {dst_count} rows: {reset_hint}; if it persists, report it with the table definition")
+        reset_hint = f"`so-luigi reset --run-id {run_id} --tables {table_name}` and run again"
+        raise VerificationError(f"{table_name}: {found.problem}" + (
+            f"; the source may have changed since planning: {reset_hint}" if found.counts_differ else
+            f": {reset_hint}; if it persists, report it with the table definition"))
     if failed is not None:
         raise failed
-    verdict = ("ok: count+checksum" if verify == "full" else
-               "ok: count vs COPY tallies" if tally else "ok: count only")
+    dst_count, src_sum, dst_sum, verdict = found.rows, found.source_checksum, found.target_checksum, found.verdict
     if not beside and not _claim_completion(conn, cur, run_id, table_name):
         return None
     _finish(cur, after, pause=not beside)

@@ -27,8 +27,9 @@ import time
 from . import faults, snapshot
 from .dialects.base import Slice
 from .errors import ConfigError, VerificationError
-from .load import both_sides, endpoints, table_figures, _finish
+from .load import endpoints, _finish
 from .state import markers
+from .verify import both_sides, judge, table_figures
 
 log = logging.getLogger("luigi-interface.so_luigi")
 
@@ -244,28 +245,15 @@ def verify_table(run_id, table_name, generation, verify="full"):
         table, partitions = markers.planned_table(conn, run_id, table_name)
         loaded, rows, nbytes, streamed_sum = markers.loaded_totals(cur, run_id, table_name)
         conn.rollback()
-        (src_count, src_sum), (dst_count, dst_sum) = table_figures(src, dst, conn, verify)(table)
-        if src_sum is None and verify == "full":
-            src_sum = streamed_sum
-        tally = dst_count is None
-        if tally:
-            dst_count = rows
-        problem = None
-        if loaded != partitions:
-            problem = f"{loaded} of {partitions} partitions have a loaded marker"
-        elif not src_count == dst_count == rows:
-            problem = (f"row counts differ: source {src_count}, destination {dst_count}"
-                       f"{' (its COPY tallies)' if tally else ''}, loaded markers {rows}")
-        elif verify == "full" and src_sum != dst_sum:
-            problem = f"content checksum differs (source {src_sum}, destination {dst_sum}) over {dst_count} rows"
+        found = judge(verify, partitions, loaded, rows, streamed_sum, *table_figures(src, dst, conn, verify)(table))
+        problem = found.problem
         if problem:
             markers.forget_synced_partitions(cur, run_id, generation, table_name)
             conn.commit()
             raise VerificationError(
                 f"{table_name} after sync {generation}: {problem}; the source changed while it was read live, or "
                 "the destination was written to: rerun the same command, which checks its partitions again")
-        verdict = ("ok: count+checksum" if verify == "full" else
-                   "ok: count vs COPY tallies" if tally else "ok: count only")
+        dst_count, src_sum, dst_sum, verdict = found.rows, found.source_checksum, found.target_checksum, found.verdict
         steps = dst.sequence_steps(table, src.sequence_positions(table))
         markers.lock(cur, run_id, table_name)
         if markers.is_synced(cur, run_id, generation, table_name, "table"):
