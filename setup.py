@@ -11,6 +11,7 @@ setup(
         "luigi>=3.0",             # so_luigi/luigi_internals.py; tests/test_luigi_internals.py checks each release
         "psycopg2-binary>=2.9",
         "tenacity>=8",            # retries of transient errors (a dependency of Luigi's too)
+        "sqlglot>=30",            # reads T-SQL defaults, CHECKs and filters (dialects/mssql/tsql.py)
         "pymssql>=2.2",
         "smart_open>=9",          # bulk files local and remote, gzip level by compression_kwargs
         # Stack Exchange dumps as .7z archives
@@ -22,7 +23,7 @@ setup(
         # bulk files on S3 ([bulk] dir = s3://bucket/prefix)
         "s3": ["smart_open[s3]>=9"],
         # moto's S3 server stands in for S3 in tests/test_s3.py
-        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "sqlglot>=20", "smart_open[s3]>=9",
+        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "smart_open[s3]>=9",
                  "moto[server]>=5"],
     },
     entry_points={"console_scripts": ["so-luigi=so_luigi.cli:main"]},

@@ -1,51 +1,58 @@
 """T-SQL expressions (column defaults, CHECK constraints, filtered-index predicates, as SQL
 Server's catalog prints them) in PostgreSQL's words, where a faithful form exists.
 
-A whitelist, not a parser of all T-SQL: column names, literals, comparisons, AND/OR/NOT, IS
-[NOT] NULL, IN, BETWEEN, LIKE without character classes, arithmetic on numbers, and the
-functions in FUNCTIONS. Anything else raises Untranslatable with the reason, and the object
-is listed in the report as not carried: never guessed, never dropped silently.
+sqlglot reads the T-SQL into a tree; a whitelist over that tree writes PostgreSQL: column names,
+literals, comparisons, AND/OR/NOT, IS [NOT] NULL, [NOT] IN, [NOT] BETWEEN, [NOT] LIKE without
+character classes, arithmetic on numbers, and the functions in FUNCTIONS. Anything else raises
+Untranslatable with the reason, and the object is listed in the report as not carried: never
+guessed, never dropped silently.
 """
 import re
 
-from ..postgres.connection import ident as pg_ident
+import sqlglot
+from sqlglot import exp
+from sqlglot.tokens import TokenType
+
+from ..postgres.connection import ident as pg_ident, literal as pg_literal
 
 
 class Untranslatable(Exception):
     """Why an expression has no faithful PostgreSQL form, in a few words."""
 
 
-TOKEN = re.compile(r"""
-    (?P<space>\s+)
-  | (?P<ident>\[(?:[^\]]|\]\])*\])
-  | (?P<string>N?'(?:[^']|'')*')
-  | (?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)
-  | (?P<op><>|!=|<=|>=|!<|!>|=|<|>|\+|-|\*|/|%|\(|\)|,)
-  | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
-""", re.X)
-
-KEYWORDS = {"AND", "OR", "NOT", "IS", "NULL", "IN", "BETWEEN", "LIKE"}
-
-# functions without arguments: T-SQL's spelling -> PostgreSQL's expression. getdate() and
-# sysdatetime() are the server's local time without an offset, as LOCALTIMESTAMP is.
+# T-SQL functions as written (lower case) -> what they become; the tree says which node each is.
+# getdate() and sysdatetime() are the server's local time without an offset, as LOCALTIMESTAMP is.
 NILADIC = {"getdate": "LOCALTIMESTAMP", "sysdatetime": "LOCALTIMESTAMP", "current_timestamp": "LOCALTIMESTAMP",
            "getutcdate": "(now() AT TIME ZONE 'UTC')", "sysutcdatetime": "(now() AT TIME ZONE 'UTC')",
            "sysdatetimeoffset": "now()", "newid": "gen_random_uuid()", "newsequentialid": "gen_random_uuid()"}
-# functions of arguments: name -> template over the translated arguments
-FUNCTIONS = {"upper": "upper({0})", "lower": "lower({0})", "ltrim": "ltrim({0})", "rtrim": "rtrim({0})",
-             "abs": "abs({0})", "len": "length(rtrim({0}))", "isnull": "coalesce({0}, {1})", "coalesce": None}
+# functions of arguments: name -> (how many arguments, template over the translated arguments)
+FUNCTIONS = {"upper": (1, "upper({0})"), "lower": (1, "lower({0})"), "ltrim": (1, "ltrim({0})"),
+             "rtrim": (1, "rtrim({0})"), "abs": (1, "abs({0})"),
+             # LEN ignores trailing blanks, PostgreSQL's length counts them
+             "len": (1, "length(rtrim({0}))"), "isnull": (2, "coalesce({0}, {1})"), "coalesce": (None, None)}
+
+COMPARISONS = {exp.EQ: "=", exp.NEQ: "<>", exp.GT: ">", exp.GTE: ">=", exp.LT: "<", exp.LTE: "<=",
+               exp.And: "AND", exp.Or: "OR", exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/",
+               exp.Mod: "%"}
+KEYWORDS = {"IN", "AND", "OR", "NOT", "IS", "LIKE", "BETWEEN", "EXISTS"}
 
 
-def tokens(text):
-    out, pos = [], 0
-    while pos < len(text):
-        m = TOKEN.match(text, pos)
-        if m is None:
-            raise Untranslatable(f"cannot read {text[pos:pos + 20]!r}")
-        pos = m.end()
-        if m.lastgroup != "space":
-            out.append((m.lastgroup, m.group()))
-    return out
+def _read(text):
+    """The parsed tree, and the functions the text calls as written (read by sqlglot's tokenizer)."""
+    try:
+        tokens = sqlglot.tokenize(text, read="tsql")
+        tree = sqlglot.parse_one(text, read="tsql")
+    except sqlglot.errors.SqlglotError as exc:
+        opened = sum(t.token_type == TokenType.L_PAREN for t in tokens) if "tokens" in locals() else 0
+        closed = sum(t.token_type == TokenType.R_PAREN for t in tokens) if "tokens" in locals() else 0
+        why = "unbalanced parentheses" if opened != closed else str(exc).splitlines()[0]
+        raise Untranslatable(f"cannot read {text!r} as T-SQL: {why}") from None
+    called = [tok.text for tok, nxt in zip(tokens, tokens[1:])
+              if nxt.token_type == TokenType.L_PAREN and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", tok.text)
+              and tok.text.upper() not in KEYWORDS]
+    if any(tok.text.upper() == "CURRENT_TIMESTAMP" for tok in tokens):
+        called.append("current_timestamp")
+    return tree, called
 
 
 def translate(text, table, boolean_columns=(), compares_text=True):
@@ -53,107 +60,110 @@ def translate(text, table, boolean_columns=(), compares_text=True):
     ``boolean_columns`` (bit, which becomes boolean) compare with true/false, not 1/0. With
     ``compares_text`` (a CHECK, a filter; not a default), a text literal in a table with a
     case-insensitive collation is refused: its comparisons would change meaning."""
-    toks = tokens(text)
-    if compares_text and any(kind == "string" for kind, _ in toks):
+    tree, called = _read(text)
+    for name in called:
+        if name.lower() not in NILADIC and name.lower() not in FUNCTIONS:
+            raise Untranslatable(f"the function {name}() has no PostgreSQL counterpart here")
+    if compares_text and any(_is_text(n) for n in tree.walk()):
         insensitive = [c.name for c in table.columns if re.search(r"_CI(_|$)", c.collation or "", re.I)]
         if insensitive:
             raise Untranslatable(f"it compares text, which SQL Server does by a case-insensitive collation "
                                  f"({table.column(insensitive[0]).collation}) and PostgreSQL does not")
-    out, i = _sequence(toks, 0, table, set(boolean_columns))
-    if i != len(toks):
-        raise Untranslatable(f"unbalanced parentheses in {text}")
-    return _joined(out)
+    return _Writer(table, set(boolean_columns), called).write(tree)
 
 
-def _joined(parts):
-    """Tokens with a space between, none before a comma."""
-    text = ""
-    for part in parts:
-        text += part if not text or part == "," else " " + part
-    return text
+def _is_text(node):
+    return isinstance(node, exp.National) or isinstance(node, exp.Literal) and node.is_string
 
 
-def _sequence(toks, i, table, booleans, stop=(")",)):
-    """Translated tokens up to a closing parenthesis or a comma (not consumed)."""
-    out = []
-    while i < len(toks):
-        kind, text = toks[i]
-        if kind == "op" and text in stop or (kind == "op" and text == "," and "," in stop):
-            return out, i
-        if kind == "op" and text == "(":
-            inner, i = _sequence(toks, i + 1, table, booleans)
-            if i >= len(toks) or toks[i][1] != ")":
-                raise Untranslatable("unbalanced parentheses")
-            out.append("(" + _joined(inner) + ")")
-            i += 1
-        elif kind == "op" and text == ",":
-            out.append(",")
-            i += 1
-        elif kind == "ident":
-            out.append(_column(text[1:-1].replace("]]", "]"), table))
-            i += 1
-        elif kind == "string":
-            body = text[1:] if text[0] in "nN" else text
-            out.append(body)
-            i += 1
-        elif kind == "number":
-            out.append(text)
-            i += 1
-        elif kind == "op":
-            if text in ("!<", "!>"):
-                text = ">=" if text == "!<" else "<="
-            if text == "!=":
-                text = "<>"
-            if text == "+" and _stringy(toks, i):
-                raise Untranslatable("+ on strings (PostgreSQL joins text with ||)")
-            out.append(text)
-            i += 1
-        else:                                   # a word: keyword, function or bare column name
-            word = text.lower()
-            following = toks[i + 1][1] if i + 1 < len(toks) else ""
-            if text.upper() in KEYWORDS:
-                out.append(text.upper())
-                if text.upper() == "LIKE" and i + 1 < len(toks) and "[" in toks[i + 1][1]:
-                    raise Untranslatable("LIKE with a character class ([...]), which PostgreSQL's LIKE lacks")
-                if text.upper() == "LIKE" and i + 1 < len(toks) and "\\" in toks[i + 1][1]:
-                    raise Untranslatable("LIKE with a backslash, PostgreSQL's LIKE escape")
-                i += 1
-            elif word in NILADIC and (word == "current_timestamp" or following == "("):
-                if word != "current_timestamp":
-                    if i + 2 >= len(toks) or toks[i + 2][1] != ")":
-                        raise Untranslatable(f"{text} takes no arguments")
-                    i += 2
-                out.append(NILADIC[word])
-                i += 1
-            elif word in FUNCTIONS and following == "(":
-                args, i = _arguments(toks, i + 2, table, booleans)
-                template = FUNCTIONS[word] or f"{word}(" + ", ".join("{%d}" % n for n in range(len(args))) + ")"
-                if len(set(re.findall(r"\{(\d+)\}", template))) != len(args):
-                    raise Untranslatable(f"{text} with {len(args)} arguments")
-                out.append(template.format(*args))
-            elif following == "(":
-                raise Untranslatable(f"the function {text}() has no PostgreSQL counterpart here")
-            else:
-                out.append(_column(text, table))
-                i += 1
-        _booleans(out, booleans, table)
-    return out, i
+class _Writer:
+    """PostgreSQL text of a whitelisted T-SQL tree, one node kind at a time."""
 
+    def __init__(self, table, booleans, called):
+        self.table, self.booleans, self.called = table, booleans, [c.lower() for c in called]
 
-def _arguments(toks, i, table, booleans):
-    args = []
-    while True:
-        arg, i = _sequence(toks, i, table, booleans, stop=(")", ","))
-        args.append(_joined(arg))
-        if i >= len(toks):
-            raise Untranslatable("unbalanced parentheses")
-        if toks[i][1] == ")":
-            return args, i + 1
-        i += 1
+    def write(self, node):
+        kind = type(node)
+        if kind is exp.Paren:
+            return f"({self.write(node.this)})"
+        if kind is exp.Column:
+            return _column(node.name, self.table)
+        if kind is exp.Literal:
+            return pg_literal(node.this) if node.is_string else node.this
+        if kind is exp.National:
+            return pg_literal(node.this)
+        if kind is exp.Null:
+            return "NULL"
+        if kind in COMPARISONS:
+            return self._binary(node, COMPARISONS[kind])
+        if kind is exp.Neg:
+            return f"-{self.write(node.this)}"
+        if kind is exp.Not:
+            inner = node.this
+            if isinstance(inner, exp.Is):
+                return f"{self.write(inner.this)} IS NOT NULL"
+            if isinstance(inner, (exp.In, exp.Between)):
+                return self.write(inner).replace(" IN (", " NOT IN (", 1) if isinstance(inner, exp.In) else \
+                    self.write(inner).replace(" BETWEEN ", " NOT BETWEEN ", 1)
+            return f"NOT {self.write(inner)}"
+        if kind is exp.Is and isinstance(node.expression, exp.Null):
+            return f"{self.write(node.this)} IS NULL"
+        if kind is exp.In and node.expressions and not node.args.get("query"):
+            return f"{self.write(node.this)} IN ({', '.join(self.write(e) for e in node.expressions)})"
+        if kind is exp.Between:
+            return f"{self.write(node.this)} BETWEEN {self.write(node.args['low'])} AND {self.write(node.args['high'])}"
+        if kind is exp.Like and not node.args.get("escape"):
+            pattern = node.expression
+            said = pattern.this if _is_text(pattern) else ""
+            if "[" in said:
+                raise Untranslatable("LIKE with a character class ([...]), which PostgreSQL's LIKE lacks")
+            if "\\" in said:
+                raise Untranslatable("LIKE with a backslash, PostgreSQL's LIKE escape")
+            return f"{self.write(node.this)} {'NOT LIKE' if node.args.get('negate') else 'LIKE'} {self.write(pattern)}"
+        return self._function(node)
 
+    def _binary(self, node, op):
+        left, right = node.this, node.expression
+        if op == "+" and (_is_text(left) or _is_text(right)):
+            raise Untranslatable("+ on strings (PostgreSQL joins text with ||)")
+        a, b = self.write(left), self.write(right)
+        if op in ("=", "<>"):            # a bit column against 0 or 1: its boolean's true/false
+            if self._boolean(left) and _bit(b) is not None:
+                b = _bit(b)
+            elif self._boolean(right) and _bit(a) is not None:
+                a = _bit(a)
+        return f"{a} {op} {b}"
 
-def _stringy(toks, i):
-    return any(0 <= j < len(toks) and toks[j][0] == "string" for j in (i - 1, i + 1))
+    def _boolean(self, node):
+        return isinstance(node, exp.Column) and _column(node.name, self.table) in {pg_ident(c) for c in self.booleans}
+
+    def _function(self, node):
+        kind = type(node)
+        if kind in (exp.CurrentTimestamp, exp.CurrentTimestampLTZ, exp.Uuid) or \
+                kind is exp.Anonymous and node.name.lower() in NILADIC:
+            name = node.name.lower() if kind is exp.Anonymous else \
+                {exp.CurrentTimestampLTZ: "sysdatetimeoffset", exp.Uuid: "newid"}.get(kind, "getdate")
+            if kind is exp.Anonymous and node.expressions:
+                raise Untranslatable(f"{node.name} takes no arguments")
+            return NILADIC[name]
+        if kind is exp.Trim:
+            name = "ltrim" if node.args.get("position") == "LEADING" else "rtrim"
+            args = [node.this] + ([node.expression] if node.expression else [])
+        elif kind is exp.Length:
+            name, arg = "len", node.this
+            args = [arg.this if isinstance(arg, exp.Cast) else arg]    # sqlglot reads LEN(x) as LENGTH(CAST(x AS TEXT))
+        elif kind is exp.Coalesce:
+            name = "isnull" if "isnull" in self.called and "coalesce" not in self.called else "coalesce"
+            args = [node.this] + list(node.expressions)
+        elif kind in (exp.Upper, exp.Lower, exp.Abs):
+            name, args = kind.__name__.lower(), [node.this]
+        else:
+            raise Untranslatable(f"{node.sql(dialect='tsql')} is not translated")
+        count, template = FUNCTIONS[name]
+        if count is not None and len(args) != count:
+            raise Untranslatable(f"{name} with {len(args)} arguments")
+        written = [self.write(a) for a in args]
+        return template.format(*written) if template else f"{name}({', '.join(written)})"
 
 
 def _column(name, table):
@@ -164,19 +174,6 @@ def _column(name, table):
     if len(same) != 1:
         raise Untranslatable(f"{name!r} is not a column of {table.name}")
     return pg_ident(same[0])
-
-
-def _booleans(out, booleans, table):
-    """A bit column compared with 0 or 1 (or the reverse): true/false, as its boolean needs."""
-    quoted = {pg_ident(c) for c in booleans}
-    if len(out) < 3:
-        return
-    left, op, right = out[-3:]
-    if op in ("=", "<>"):
-        if left in quoted and _bit(right) is not None:
-            out[-1] = _bit(right)
-        elif right in quoted and _bit(left) is not None:
-            out[-3] = _bit(left)
 
 
 def _bit(text):
