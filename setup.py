@@ -11,7 +11,7 @@ setup(
         "luigi>=3.0",             # so_luigi/luigi_internals.py; tests/test_luigi_internals.py checks each release
         "psycopg2-binary>=2.9",
         "tenacity>=8",            # retries of transient errors (a dependency of Luigi's too)
-        "sqlglot>=30",            # reads T-SQL defaults, CHECKs and filters (dialects/mssql/tsql.py)
+        "sqlglot>=30,<31",        # reads T-SQL defaults, CHECKs and filters (dialects/mssql/tsql.py)
         "pymssql>=2.2",
         "smart_open>=9",          # bulk files local and remote, gzip level by compression_kwargs
         # Stack Exchange dumps as .7z archives

@@ -104,3 +104,29 @@ def test_sql_server_renders_every_column_of_the_definition():
         for name in columns:
             assert f"COL_LENGTH(N'[so_luigi].[{table}]', N'{name}') IS NULL ALTER TABLE [so_luigi].[{table}] ADD [{name}]" in text
     assert "DROP CONSTRAINT" in text and "QUOTENAME(@k)" in text and "sp_executesql @s" in text
+
+
+def test_workers_racing_under_repeatable_read_migrate_once(pair, target):
+    """A role whose default isolation is REPEATABLE READ: the worker that waited for the lock
+    still sees the first one's version, and migrates nothing."""
+    import threading
+    with target.cursor() as cur:
+        cur.execute("SELECT current_database()")
+        cur.execute(f"ALTER DATABASE {cur.fetchone()[0]} SET default_transaction_isolation = 'repeatable read'")
+    target.commit()
+    results, errors = [], []
+
+    def migrate():
+        conn = psycopg2.connect(pair.target_url)
+        try:
+            results.append(markers.ensure_schema(conn))
+        except Exception as exc:  # noqa: BLE001 -- reported by the assertion
+            errors.append(exc)
+        finally:
+            conn.close()
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and sorted(results) == [[], [], [], [1]]

@@ -40,8 +40,12 @@ def replace_table(endpoint, table, rows):
 def expressions(source_dialect, into):
     """The module translating ``source_dialect``'s expressions (defaults, CHECKs, index filters)
     into ``into``'s words, or None where there is nothing to translate (the same database) or
-    no translator."""
-    return _package(source_dialect).EXPRESSIONS.get(into)
+    no translator. Imported when first asked for (the SQL Server one needs sqlglot)."""
+    name = _package(source_dialect).EXPRESSIONS.get(into)
+    if name is None:
+        return None
+    import importlib
+    return importlib.import_module(f"{_package(source_dialect).__name__}.{name}")
 
 
 def value_kind(dialect, column):

@@ -195,7 +195,11 @@ def ensure(conn, dialect, m, lock):
     (a function of the cursor taking a transaction-scoped lock), so parallel workers queue and
     the first one migrates. Committed. Returns the versions applied."""
     applied = []
+    conn.commit()                   # its own transaction, from its first statement:
     with conn.cursor() as cur:
+        # READ COMMITTED (both databases speak it), whatever the role's default: a worker that
+        # waited for the lock must see the version the one before it committed
+        cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         lock(cur)
         for statement in dialect.create_schema(m):
             cur.execute(statement)

@@ -3,8 +3,6 @@ SQL both databases speak): types and DDL for ``state.schema``, the clock, transa
 locks, elapsed seconds, and asking the catalog whether a table exists."""
 import hashlib
 
-import pymssql
-
 from .connection import ident, literal
 
 # key columns get bounded lengths (an index key stops at 900 bytes, 1700 for a nonclustered one)
@@ -20,7 +18,15 @@ load_started = ("coalesce(min(DATEADD(millisecond, -CAST(l.seconds * 1000 AS int
 exists_sql = "SELECT CASE WHEN OBJECT_ID(%s, 'U') IS NULL THEN 0 ELSE 1 END"
 
 
-lost = (pymssql.OperationalError, pymssql.InterfaceError)     # the connection is gone: open another
+
+
+def __getattr__(name):
+    """``lost``: the errors of a connection gone (open another); pymssql imported only when
+    a SQL Server destination is used."""
+    if name == "lost":
+        import pymssql
+        return (pymssql.OperationalError, pymssql.InterfaceError)
+    raise AttributeError(name)
 
 
 def seconds_since(column):

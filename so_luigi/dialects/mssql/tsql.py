@@ -97,7 +97,7 @@ class _Writer:
         if kind in COMPARISONS:
             return self._binary(node, COMPARISONS[kind])
         if kind is exp.Neg:
-            return f"-{self.write(node.this)}"
+            return f"- {self.write(node.this)}"        # never '--', a comment
         if kind is exp.Not:
             inner = node.this
             if isinstance(inner, exp.Is):
@@ -143,8 +143,10 @@ class _Writer:
                 kind is exp.Anonymous and node.name.lower() in NILADIC:
             name = node.name.lower() if kind is exp.Anonymous else \
                 {exp.CurrentTimestampLTZ: "sysdatetimeoffset", exp.Uuid: "newid"}.get(kind, "getdate")
-            if kind is exp.Anonymous and node.expressions:
-                raise Untranslatable(f"{node.name} takes no arguments")
+            given = {k: v for k, v in node.args.items() if v is not None and v != [] and
+                     not (kind is exp.Anonymous and k == "this")}     # an anonymous function's name
+            if given:
+                raise Untranslatable(f"{node.sql(dialect='tsql')}: takes no arguments")
             return NILADIC[name]
         if kind is exp.Trim:
             name = "ltrim" if node.args.get("position") == "LEADING" else "rtrim"

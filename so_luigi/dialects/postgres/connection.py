@@ -9,7 +9,6 @@ from contextlib import contextmanager
 
 import psycopg2
 import psycopg2.errors
-import psycopg2.extensions
 
 from ...errors import ConnectError, SchemaError, SoLuigiError, TransientError, one_line
 
@@ -26,10 +25,10 @@ def qualified(schema, name):
 
 
 def literal(text):
-    """A string literal, quoted by psycopg2 (``QuotedString``) for a UTF-8 session."""
-    quoted = psycopg2.extensions.QuotedString(str(text))
-    quoted.encoding = "utf-8"
-    return quoted.getquoted().decode("utf-8")
+    """A string literal for sessions with standard_conforming_strings on (PostgreSQL's default
+    since 9.1): quotes doubled, backslashes as they are. (psycopg2's QuotedString, without a
+    connection, escapes backslashes as libpq last saw that setting, process-wide.)"""
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 def percent_safe(sql):
