@@ -4,9 +4,9 @@
 
 The tasks live in ``so_luigi.tasks``; they are imported here so ``--module so_luigi`` finds them.
 """
-from .config import apply_luigi_defaults
+from .luigi_config import apply_luigi_defaults
 
-apply_luigi_defaults()      # exit codes and connection caps, from any directory (config.LUIGI_DEFAULTS)
+apply_luigi_defaults()      # exit codes and connection caps, from any directory (luigi_config.LUIGI_DEFAULTS)
 
 from .tasks import CompleteTable, ExtractPartition, LoadDump, LoadPartition, ReplicateAll  # noqa: E402,F401
 

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 
-from .config import marker_schema, source, source_endpoint, target_endpoint
+from .config import marker_schema, section, source_endpoint, target_endpoint
 from .dialects import destination, source as source_for
 from .errors import ConfigError, SnapshotGone
 from .state import markers
@@ -36,7 +36,7 @@ HEARTBEAT_SECONDS = 5
 
 
 def grace_seconds():
-    return 60 * float(os.environ.get("SO_SNAPSHOT_GRACE_MINUTES") or source().snapshot_grace_minutes)
+    return 60 * float(os.environ.get("SO_SNAPSHOT_GRACE_MINUTES") or section("source").snapshot_grace_minutes)
 
 
 # --- the run's side -----------------------------------------------------------------------------

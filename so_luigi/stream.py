@@ -222,8 +222,8 @@ def binary_compatible(table):
 
 def row_encoder(table, csv=False):
     """The row path's encoder with the configured U+0000 policy ([data] in luigi.cfg)."""
-    from .config import data
-    settings = data()
+    from .config import section
+    settings = section("data")
     return encode.make_row_encoder(table, csv, settings.nul, settings.nul_replacement)
 
 

@@ -21,7 +21,7 @@ import luigi
 import tenacity
 
 from . import bulk, load, report, snapshot, sync, targets
-from .config import bulk_settings, retries, source_endpoint, target_endpoint
+from .config import bulk_settings, section, source_endpoint, target_endpoint
 from .dialects import translate
 from .errors import ConfigError, SchemaError, SoLuigiError, TransientError
 from .progress import Progress
@@ -57,7 +57,7 @@ class SoTask(luigi.Task):
         Terminal errors (bad type, missing table, verification) fail at once. Every step is one
         transaction, so a retry starts from a clean state.
         """
-        settings = retries()
+        settings = section("retries")
 
         def say(state):
             log.warning("%s: %s; retry %d of %d in %.0f s", self, state.outcome.exception(), state.attempt_number,

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from so_luigi.testing import sample
-from so_luigi.config import LUIGI_DEFAULTS
+from so_luigi.luigi_config import LUIGI_DEFAULTS
 from conftest import assert_same_tables
 from test_errors import with_url
 

@@ -136,9 +136,9 @@ def test_every_database_is_one_package_with_the_same_files():
         assert mod.Destination.state is not None
 
 
-# the Luigi layer: tasks and their targets, the one module using Luigi's private parts, and
-# config (settings are read from luigi.cfg); the engine below it imports no Luigi
-LUIGI_LAYER = {"tasks", "targets", "luigi_internals", "config", "cli", "__init__"}
+# the Luigi layer: tasks and their targets, the settings as luigi.Config sections, the one module
+# using Luigi's private parts, the CLI (luigid, demo); the engine below it imports no Luigi
+LUIGI_LAYER = {"tasks", "targets", "luigi_config", "luigi_internals", "cli", "__init__"}
 
 
 def test_the_engine_imports_no_luigi():

@@ -1,0 +1,54 @@
+"""so_luigi's settings as Luigi reads them: the sections of ``config.SETTINGS`` made luigi.Config
+classes (so luigi.cfg sets them, on any host of a run), and the Luigi settings so_luigi needs
+wherever it runs (exit codes, connection caps), filled in where no config file set them.
+
+Imported by the Luigi layer (``so_luigi/__init__``); the engine reads settings through
+``config.section`` and never imports Luigi.
+"""
+import luigi
+import luigi.configuration
+
+from . import config
+
+
+# Luigi settings so_luigi needs wherever it runs: Luigi reads luigi.cfg only from the working
+# directory (or LUIGI_CONFIG_PATH), and its own defaults exit 0 when a task failed and grant one
+# unit of an unconfigured resource. ``apply_luigi_defaults`` fills in each key no config file
+# set, so a user's luigi.cfg still overrides every one.
+LUIGI_DEFAULTS = {
+    # non-zero exit codes when anything failed or could not run (Luigi's own are all 0)
+    "retcode": {"already_running": 10, "missing_data": 20, "not_run": 25, "task_failed": 30,
+                "scheduling_error": 35, "unhandled_exception": 40},
+    # connections each database sees, whatever the number of workers and hosts sharing a luigid
+    "resources": {"source_connections": 8, "target_connections": 16},
+    "core": {"log_level": "INFO", "autoload_range": "false"},
+}
+
+
+def apply_luigi_defaults():
+    """Set every key of LUIGI_DEFAULTS that no Luigi config file set (public parser API only:
+    has_option, add_section, set). Done when so_luigi is imported, before Luigi reads [retcode]
+    or its scheduler reads [resources]."""
+    cfg = luigi.configuration.get_config()
+    typed = not isinstance(cfg, luigi.configuration.LuigiConfigParser)     # TOML keeps values typed
+    for section, values in LUIGI_DEFAULTS.items():
+        for key, value in values.items():
+            if cfg.has_option(section, key):
+                continue
+            if not typed and not cfg.has_section(section):
+                cfg.add_section(section)
+            cfg.set(section, key, value if typed else str(value))
+
+
+def _parameter(default, description, choices=None):
+    if choices:
+        return luigi.ChoiceParameter(choices=choices, default=default, description=description)
+    kind = {bool: luigi.BoolParameter, int: luigi.IntParameter, float: luigi.FloatParameter}.get(type(default),
+                                                                                            luigi.Parameter)
+    return kind(default=default, description=description)
+
+
+# one luigi.Config per section; the class name is the luigi.cfg section name
+SECTIONS = {name: type(name, (luigi.Config,), {key: _parameter(*spec) for key, spec in keys.items()})
+            for name, keys in config.SETTINGS.items()}
+config.read_sections_with(SECTIONS)
