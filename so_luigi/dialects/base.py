@@ -37,6 +37,8 @@ class Column:
     identity_kind: str = ""   # PostgreSQL identity: "a" GENERATED ALWAYS, "d" BY DEFAULT; "" serial
     seed: int = None          # SQL Server IDENTITY(seed, increment), when not (1, 1)
     increment: int = None
+    generated: str = ""       # a generated (PostgreSQL STORED) column's expression: the destination
+                              # computes its values, which are not copied but are verified
 
 
 @dataclass
@@ -113,6 +115,11 @@ class Table:
         """The table foreign key ``fk`` references, as the run's table ``names`` spell it; None
         when the run does not copy it (another schema, or a table left out)."""
         return same_name(fk.ref_table, names) if same_name(fk.ref_schema, [self.schema]) else None
+
+    @property
+    def loaded_columns(self):
+        """The columns whose values travel: all but those the destination generates."""
+        return [c for c in self.columns if not c.generated]
 
     @property
     def identity_columns(self):

@@ -115,6 +115,11 @@ class MssqlDestination(Destination):
         for col in [c for c in table.columns if c.collation]:
             table.not_carried.append([f"collation of {col.name} ({col.collation})", why])
             col.collation = ""
+        for col in [c for c in table.columns if c.generated]:
+            # the values still come: the column holds what the source computed
+            table.not_carried.append([f"generation of {col.name} (GENERATED ALWAYS AS ({col.generated}) STORED)",
+                                      f"{why}: a plain column holding the source's values"])
+            col.generated = ""
         table.indexes = [i for i in table.indexes if i.plain]
         table.constraints = []
 

@@ -61,9 +61,6 @@ def _described(cur, schema, name, params):
     columns = []
     for (attname, typname, declared, nullable, identity, builtin, generated, default, collation, kind_of_identity,
          seq_name, *seq) in rows:
-        if generated:
-            raise SchemaError(f"{schema}.{name}.{attname} is a generated column, which so_luigi "
-                              "cannot copy yet; exclude the table with --tables")
         kind = (PG_KINDS.get(typname, "text") if builtin else "")
         sequence = None
         if seq_name and seq[0]:
@@ -71,7 +68,8 @@ def _described(cur, schema, name, params):
                                 [seq_name, *seq]))
         columns.append(Column(name=attname, data_type=typname, nullable=nullable, identity=identity,
                               source_type=declared, kind=kind, collation=collation or "",
-                              default="" if identity else (default or ""),
+                              default="" if identity or generated else (default or ""),
+                              generated=(default or "") if generated else "",
                               sequence=sequence, identity_kind=kind_of_identity or ""))
     table = Table(schema=schema, name=name, columns=columns, dialect="postgres")
     cur.execute(sql("indexes"), params)

@@ -22,6 +22,9 @@ def create_table_sql(schema, table):
         spec = f"{ident(c.name)} {c.pg_type}"
         if same and c.collation:
             spec += f" COLLATE {c.collation}"
+        if c.generated:                 # computed by the destination from the columns loaded
+            cols.append(spec + f" GENERATED ALWAYS AS ({c.generated}) STORED" + ("" if c.nullable else " NOT NULL"))
+            continue
         if c.identity and same and c.sequence and not c.identity_kind:      # a serial: its own sequence
             spec += f" DEFAULT nextval({literal(qualified(schema, c.sequence['name']))}::regclass)"
         elif c.identity:
@@ -106,7 +109,9 @@ def create_partition_sql(schema, table, partition, lo, hi):
     key = ident(table.int_key)
     checks = ([f"{key} > {int(lo)}"] if lo is not None else []) + ([f"{key} <= {int(hi)}"] if hi is not None else [])
     unlogged = "UNLOGGED " if table.unlogged else ""
-    out = [f"CREATE {unlogged}TABLE {child} (LIKE {qualified(schema, table.name)})"]
+    # a partition's generated columns must be the parent's (PostgreSQL 12+ copies them so)
+    like = " INCLUDING GENERATED" if any(c.generated for c in table.columns) else ""
+    out = [f"CREATE {unlogged}TABLE {child} (LIKE {qualified(schema, table.name)}{like})"]
     if checks:
         check = ident(fit_name(partition_name(table, partition) + "_range"))
         out.append(f"ALTER TABLE {child} ADD CONSTRAINT {check} "
@@ -255,7 +260,7 @@ def sequence_sql(schema, table, positions=None):
 
 def copy_out_sql(table, lo, hi, fmt, cursor):
     """COPY (SELECT ... range ...) TO STDOUT in fmt (binary, text or csv), the range bound by mogrify."""
-    cols = ", ".join(ident(c.name) for c in table.columns)
+    cols = ", ".join(ident(c.name) for c in table.loaded_columns)
     select = cursor.mogrify(*range_sql(f"SELECT {cols} FROM {qualified(table.schema, table.name)}", table, lo, hi))
     return f"COPY ({select.decode()}) TO STDOUT WITH (FORMAT {fmt})"
 
@@ -274,6 +279,6 @@ def range_sql(select, table, lo, hi):
 
 def copy_in_sql(schema, table, fmt, freeze=False, source="STDIN"):
     """COPY ... FROM STDIN, or FROM a server file when ``source`` is an already quoted literal."""
-    cols = ", ".join(ident(c.name) for c in table.columns)
+    cols = ", ".join(ident(c.name) for c in table.loaded_columns)
     options = f"FORMAT {fmt}" + (", FREEZE" if freeze else "")
     return f"COPY {qualified(schema, table.name)} ({cols}) FROM {source} WITH ({options})"

@@ -99,7 +99,7 @@ class PostgresSource(Source):
             if c.data_type == "money":
                 return f"{ident(c.name)}::numeric"
             return ident(c.name)
-        query, params = ddl.range_sql(f"SELECT {', '.join(expr(c) for c in table.columns)} "
+        query, params = ddl.range_sql(f"SELECT {', '.join(expr(c) for c in table.loaded_columns)} "
                                      f"FROM {qualified(table.schema, table.name)}", table, lo, hi)
         conn = self.connect()
         try:
