@@ -216,8 +216,9 @@ def stream(read, write, buffer_bytes, progress=None):
 # --- rows into COPY data -----------------------------------------------------------------------
 
 def binary_compatible(table):
-    """Binary COPY needs the destination types to be exactly the source's."""
-    return all(c.pg_type == c.source_type for c in table.columns)
+    """Binary COPY needs the destination types to be exactly the source's, and none the source
+    defines: their binary form carries type oids (composites, arrays) that differ per server."""
+    return all(c.pg_type == c.source_type and not c.user_type for c in table.columns)
 
 
 def row_encoder(table, csv=False):

@@ -39,6 +39,8 @@ class Column:
     increment: int = None
     generated: str = ""       # a generated (PostgreSQL STORED) column's expression: the destination
                               # computes its values, which are not copied but are verified
+    user_type: bool = False   # PostgreSQL: a type the source defines (enum, domain, composite, range,
+                              # an extension's): created before the table, values travel as text
 
 
 @dataclass
@@ -88,6 +90,8 @@ class Table:
     cut: str = "key"          # partitions cut on the integer key, or by "ctid" (heap block) ranges
     constraints: list = field(default_factory=list)   # Constraint, besides the primary key
     not_carried: list = field(default_factory=list)   # [[object, why]]: what the copy leaves out
+    types: list = field(default_factory=list)   # PostgreSQL: the user-defined types its columns need,
+                                                # those they depend on first (catalog.user_types)
 
     @property
     def qualified(self):

@@ -50,6 +50,18 @@ def describe(conn, schema, name):
 
 
 
+TYPE_FIELDS = ("kind", "name", "schema", "typname", "extension", "extension_schema", "labels", "base",
+               "not_null", "default", "collation", "checks", "attributes", "subtype", "opclass", "range_collation",
+               "subtype_diff", "canonical")
+
+
+def user_types(cur, schema, name):
+    """The user-defined types the table's columns need, each a dict of TYPE_FIELDS, those they
+    depend on first (sql/types.sql)."""
+    cur.execute(sql("types"), {"qualified": qualified(schema, name)})
+    return [dict(zip(TYPE_FIELDS, [list(v) if isinstance(v, list) else v for v in row])) for row in cur.fetchall()]
+
+
 _ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
@@ -67,11 +79,12 @@ def _described(cur, schema, name, params):
             sequence = dict(zip(("name", "type", "start", "increment", "min", "max", "cache", "cycle"),
                                 [seq_name, *seq]))
         columns.append(Column(name=attname, data_type=typname, nullable=nullable, identity=identity,
-                              source_type=declared, kind=kind, collation=collation or "",
+                              source_type=declared, kind=kind, collation=collation or "", user_type=not builtin,
                               default="" if identity or generated else (default or ""),
                               generated=(default or "") if generated else "",
                               sequence=sequence, identity_kind=kind_of_identity or ""))
-    table = Table(schema=schema, name=name, columns=columns, dialect="postgres")
+    table = Table(schema=schema, name=name, columns=columns, dialect="postgres",
+                  types=user_types(cur, schema, name))
     cur.execute(sql("indexes"), params)
     for idx_name, primary, unique, keys, plain, method, definition in cur.fetchall():
         cols = [k.rsplit(" ", 1) for k in keys]

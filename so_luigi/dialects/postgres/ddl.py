@@ -282,3 +282,51 @@ def copy_in_sql(schema, table, fmt, freeze=False, source="STDIN"):
     cols = ", ".join(ident(c.name) for c in table.loaded_columns)
     options = f"FORMAT {fmt}" + (", FREEZE" if freeze else "")
     return f"COPY {qualified(schema, table.name)} ({cols}) FROM {source} WITH ({options})"
+
+
+def type_sql(t):
+    """CREATE TYPE / DOMAIN (or EXTENSION) re-creating a user-defined type as catalog.user_types read it."""
+    name = t["name"]
+    if t["kind"] == "x":
+        return (f"CREATE EXTENSION IF NOT EXISTS {ident(t['extension'])} "
+                f"WITH SCHEMA {ident(t['extension_schema'])}")
+    if t["kind"] == "e":
+        return f"CREATE TYPE {name} AS ENUM ({', '.join(literal(label) for label in t['labels'] or [])})"
+    if t["kind"] == "d":
+        return (f"CREATE DOMAIN {name} AS {t['base']}"
+                + (f" COLLATE {t['collation']}" if t["collation"] else "")
+                + (f" DEFAULT {t['default']}" if t["default"] is not None else "")
+                + (" NOT NULL" if t["not_null"] else "")
+                + "".join(f" {check}" for check in t["checks"] or []))
+    if t["kind"] == "c":
+        return f"CREATE TYPE {name} AS ({', '.join(t['attributes'] or [])})"
+    if t["kind"] == "r":
+        options = [f"SUBTYPE = {t['subtype']}"]
+        options += [f"SUBTYPE_OPCLASS = {t['opclass']}"] if t["opclass"] else []
+        options += [f"COLLATION = {t['range_collation']}"] if t["range_collation"] else []
+        options += [f"SUBTYPE_DIFF = {t['subtype_diff']}"] if t["subtype_diff"] else []
+        options += [f"CANONICAL = {t['canonical']}"] if t["canonical"] else []
+        return f"CREATE TYPE {name} AS RANGE ({', '.join(options)})"
+    raise ValueError(f"type {name}: kind {t['kind']!r} is not one so_luigi creates")
+
+
+def create_types(cur, types):
+    """The table's user-defined types, each created unless the destination has it (a table planned
+    before made it); an enum there with other labels stops, naming both. Run with an empty
+    search_path, as the names were read."""
+    for t in types:
+        if t["kind"] == "x":
+            cur.execute(type_sql(t))
+            continue
+        cur.execute("SELECT to_regtype(%s)", (t["name"],))
+        if cur.fetchone()[0] is None:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(t['schema'])}")
+            cur.execute(type_sql(t))
+        elif t["kind"] == "e":
+            cur.execute("SELECT array_agg(enumlabel ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = "
+                        "to_regtype(%s)", (t["name"],))
+            there = cur.fetchone()[0] or []
+            if list(there) != list(t["labels"] or []):
+                from ...errors import SchemaError
+                raise SchemaError(f"type {t['name']} in the destination has the labels {', '.join(there)}, the "
+                                  f"source's has {', '.join(t['labels'] or [])}: drop or rename one of them")

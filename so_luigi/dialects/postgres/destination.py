@@ -53,7 +53,33 @@ class PostgresDestination(Destination):
 
     # --- planning -----------------------------------------------------------------------------
     def map_types(self, tables, source, overrides=None):
+        """From PostgreSQL, a column of a type the source defines keeps it: the type is created
+        before the table (Table.types), its values travel as text. An extension a type comes from
+        must be one the destination can create: else the run stops here, before any data moves."""
+        if source.dialect == self.dialect:
+            for table in tables:
+                defined = {t["name"] for t in table.types}
+                for col in table.columns:
+                    if col.user_type and col.source_type.removesuffix("[]") in defined:
+                        col.kind = "text"
+            self._check_extensions(tables)
         types.check_mappable(tables, source.dialect, types.load_overrides() if overrides is None else overrides)
+
+    def _check_extensions(self, tables):
+        needed = {}
+        for table in tables:
+            for t in [t for t in table.types if t["kind"] == "x"]:
+                needed.setdefault(t["extension"], f"{table.qualified}'s type {t['name']}")
+        if not needed:
+            return
+        with connection.session(self.endpoint) as conn, conn.cursor() as cur:
+            cur.execute("SELECT name FROM pg_available_extensions WHERE name = ANY(%s)", (sorted(needed),))
+            there = {r[0] for r in cur.fetchall()}
+        missing = [f"{name} (for {why})" for name, why in sorted(needed.items()) if name not in there]
+        if missing:
+            raise SchemaError(f"the destination {self.endpoint.url.redacted} lacks the extension(s) "
+                              f"{', '.join(missing)}: install them there (e.g. the server's contrib package), "
+                              "or leave those tables out with --tables")
 
     def layout(self, table, partitions, layout, mode):
         """plain or partitioned (see the README's bulk section for the trade-offs).
@@ -133,6 +159,7 @@ class PostgresDestination(Destination):
     def create(self, cur, run_id, table):
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(self.schema)}")
         self._drop_previous(cur, table.name)
+        ddl.create_types(cur, table.types)
         for statement in ddl.create_table_statements(self.schema, table):
             cur.execute(statement)
         for statement, what in ddl.default_statements(self.schema, table):
