@@ -113,7 +113,11 @@ def cmd_reset(args):
         if args.drop_tables:
             with conn.cursor() as cur:
                 planned = markers.planned_names(cur, args.run_id)
-                destination(target_endpoint()).drop_tables(cur, [n for n in planned if tables is None or n in tables])
+                dst = destination(target_endpoint())
+                dst.owned = markers.owns
+                dropping = [n for n in planned if tables is None or n in tables]
+                dst.drop_tables(cur, dropping)
+                markers.disown(cur, dst.schema, dropping)
         markers.reset(conn, args.run_id, tables)
     finally:
         conn.close()

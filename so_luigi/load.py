@@ -33,8 +33,11 @@ log = logging.getLogger("luigi-interface.so_luigi")  # shown wherever Luigi show
 
 
 def endpoints(run_id=None):
-    """(Source, Destination) as configured; the source read at ``run_id``'s snapshot, if it has one."""
-    return source(source_endpoint(), snapshot.of_run(run_id) if run_id else None), destination(target_endpoint())
+    """(Source, Destination) as configured; the source read at ``run_id``'s snapshot, if it has one.
+    The destination knows from the marker tables which of its tables so_luigi created."""
+    dst = destination(target_endpoint())
+    dst.owned = markers.owns
+    return source(source_endpoint(), snapshot.of_run(run_id) if run_id else None), dst
 
 
 # --- planning -----------------------------------------------------------------------------------
@@ -93,6 +96,7 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
             return False
         markers.lock(cur, "schema", dst.schema)     # tables are planned side by side
         dst.create(cur, run_id, table)
+        markers.own(cur, dst.schema, table.name, run_id)
         markers.store_plan(cur, run_id, table, ranges, row_count, step, size)
         faults.pause("plan-commit")
         conn.commit()
@@ -271,6 +275,7 @@ def create_schema(run_id, tables):
             cur = conn.cursor()
             markers.lock(cur, "schema", dst.schema)
             dst.create(cur, run_id, table)
+            markers.own(cur, dst.schema, table.name, run_id)
             beside, after = dst.finish_steps(table, 1)
             _finish(cur, beside + after, pause=False)
             conn.commit()

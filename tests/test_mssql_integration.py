@@ -968,7 +968,7 @@ def test_marker_tables_in_sql_server_are_the_one_definition_fresh_and_from_the_l
         monkeypatch.setenv("SO_TARGET_URL", old_url)
         conn = connect(old, autocommit=False)
         try:
-            assert markers.ensure_schema(conn) == [1]
+            assert markers.ensure_schema(conn) == [m.version for m in schema.MIGRATIONS]
         finally:
             conn.close()
         assert marker_catalog(old_url) == expected_markers()

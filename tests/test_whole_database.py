@@ -1,6 +1,9 @@
 """A whole PostgreSQL database, one feature at a time (issue 30): what the StackOverflow shape
 never had. Each test builds its own source and compares the copy with it independently of
 so_luigi (the catalog, and every row through PostgreSQL's own COPY output)."""
+import subprocess
+import sys
+
 import pytest
 
 from conftest import assert_same_tables
@@ -125,3 +128,39 @@ def test_an_extension_the_destination_lacks_stops_the_run_before_anything_is_cop
     assert len(said) == 1 and "lacks the extension(s) so_probe (for public.P's type public.probe_int)" in said[0], \
         out.stderr[-3000:]
     assert pair.query("target", "SELECT to_regclass('public.\"P\"')") == [(None,)]
+
+
+COMMENTED = """
+CREATE TABLE "Noted" ("Id" int PRIMARY KEY, body text, "Plain" int);
+COMMENT ON TABLE "Noted" IS 'what the user wrote, it''s theirs';
+COMMENT ON COLUMN "Noted".body IS 'the body, in Markdown';
+INSERT INTO "Noted" SELECT g, 'b' || g, g FROM generate_series(1, 100) g;
+"""
+COMMENTS = """SELECT c.relname, a.attname, col_description(c.oid, a.attnum), obj_description(c.oid, 'pg_class')
+              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+              WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1, 2"""
+
+
+def test_comments_are_the_source_s_and_so_luigi_keeps_its_bookkeeping_to_its_marker_schema(pair):
+    """No user-visible object carries so_luigi's marks: which tables it created is in its marker
+    schema, and a rerun after a reset still replaces them; tables an earlier release marked with
+    a comment are still its own."""
+    pair.query("source", COMMENTED)
+    pair.query("target", 'CREATE TABLE "Noted" (x int); COMMENT ON TABLE "Noted" IS \'so_luigi run default\'')
+    out = pair.run("--workers", "2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert pair.query("target", COMMENTS) == pair.query("source", COMMENTS)
+    assert pair.query("target", "SELECT schema_name, table_name, run_id FROM so_luigi.owned") == \
+        [("public", "Noted", "default")]
+    reset = subprocess.run([sys.executable, "-m", "so_luigi", "reset"], env=pair.env(), capture_output=True,
+                           text=True, timeout=120)
+    assert reset.returncode == 0, reset.stderr
+    again = pair.run("--workers", "2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert pair.query("target", COMMENTS) == pair.query("source", COMMENTS)
+    # a table nobody told so_luigi about is never replaced
+    pair.query("target", 'CREATE TABLE "Mine" (x int)')
+    pair.query("source", 'CREATE TABLE "Mine" ("Id" int PRIMARY KEY)')
+    theirs = pair.run("--workers", "2", "--run-id", "other")
+    assert theirs.returncode != 0 and "public.Mine already exists and was not created by so_luigi" in theirs.stderr

@@ -41,6 +41,7 @@ class Column:
                               # computes its values, which are not copied but are verified
     user_type: bool = False   # PostgreSQL: a type the source defines (enum, domain, composite, range,
                               # an extension's): created before the table, values travel as text
+    comment: str = None       # PostgreSQL: COMMENT ON COLUMN, when it has one
 
 
 @dataclass
@@ -92,6 +93,7 @@ class Table:
     not_carried: list = field(default_factory=list)   # [[object, why]]: what the copy leaves out
     types: list = field(default_factory=list)   # PostgreSQL: the user-defined types its columns need,
                                                 # those they depend on first (catalog.user_types)
+    comment: str = None       # PostgreSQL: COMMENT ON TABLE, when it has one
 
     @property
     def qualified(self):
@@ -403,6 +405,8 @@ class Destination(_Database):
     and the types and DDL ``state.schema`` renders its one definition with.
     """
     state = None
+    owned = None              # owned(cur, schema, name): whether so_luigi created that table, as the
+                              # marker tables say (set by the engine: this layer reads no markers)
     bulk_files = False        # can load partitions from extracted files (--mode bulk)
     cuts_by_position = False  # takes partitions that are not key ranges (Source.measure)
     counts_attempts = False   # a partition's load might commit part of its rows: attempts are counted

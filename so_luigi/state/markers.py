@@ -490,6 +490,29 @@ def marker_table_exists(cur, name):
     return True
 
 
+# --- the destination tables so_luigi created ------------------------------------------------------
+
+def own(cur, schema, table, run_id):
+    """``schema.table`` is so_luigi's, created for ``run_id`` (in the transaction creating it)."""
+    cur.execute(f"DELETE FROM {m()}.owned WHERE schema_name = %s AND table_name = %s", (schema, table))
+    cur.execute(f"INSERT INTO {m()}.owned (schema_name, table_name, run_id) VALUES (%s, %s, %s)",
+                (schema, table, run_id))
+
+
+def owns(cur, schema, table):
+    """Whether so_luigi created ``schema.table`` (Destination.owned: it may replace or drop it)."""
+    if not marker_table_exists(cur, "owned"):
+        return False
+    cur.execute(f"SELECT 1 FROM {m()}.owned WHERE schema_name = %s AND table_name = %s", (schema, table))
+    return cur.fetchone() is not None
+
+
+def disown(cur, schema, tables):
+    """The tables were dropped."""
+    for table in tables:
+        cur.execute(f"DELETE FROM {m()}.owned WHERE schema_name = %s AND table_name = %s", (schema, table))
+
+
 # --- completion targets (so_luigi.targets) ----------------------------------------------------------
 
 EXISTS = {

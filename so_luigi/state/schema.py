@@ -144,6 +144,14 @@ MIGRATIONS = (
             col("watermark", "bigint", False),          # SQL Server's MIN_ACTIVE_ROWVERSION() before
         ), key=("run_id", "table_name", "partition")),
     )),
+    Migration(2, "the tables so_luigi created, in the marker schema (was: a comment on each table)", (
+        Table("owned", (
+            col("schema_name", "name", False),
+            col("table_name", "name", False),
+            col("run_id", "id", False),
+            col("created_at", "time", False, "now"),
+        ), key=("schema_name", "table_name")),
+    )),
 )
 
 VERSION = MIGRATIONS[-1].version

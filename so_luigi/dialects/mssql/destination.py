@@ -115,6 +115,12 @@ class MssqlDestination(Destination):
         for col in [c for c in table.columns if c.collation]:
             table.not_carried.append([f"collation of {col.name} ({col.collation})", why])
             col.collation = ""
+        if table.comment is not None:
+            table.not_carried.append([f"comment on {table.name}", f"{why}: PostgreSQL comments are not carried"])
+        for col in [c for c in table.columns if c.comment is not None]:
+            table.not_carried.append([f"comment on {col.name}", f"{why}: PostgreSQL comments are not carried"])
+            col.comment = None
+        table.comment = None
         for col in [c for c in table.columns if c.generated]:
             # the values still come: the column holds what the source computed
             table.not_carried.append([f"generation of {col.name} (GENERATED ALWAYS AS ({col.generated}) STORED)",

@@ -85,6 +85,13 @@ def _described(cur, schema, name, params):
                               sequence=sequence, identity_kind=kind_of_identity or ""))
     table = Table(schema=schema, name=name, columns=columns, dialect="postgres",
                   types=user_types(cur, schema, name))
+    cur.execute("SELECT obj_description(to_regclass(%(q)s), 'pg_class'), array_agg(a.attname), "
+                "array_agg(col_description(a.attrelid, a.attnum)) FROM pg_attribute a "
+                "WHERE a.attrelid = to_regclass(%(q)s) AND a.attnum > 0 AND NOT a.attisdropped",
+                {"q": qualified(schema, name)})
+    table.comment, names, notes = cur.fetchone()
+    for col_name, note in zip(names or [], notes or []):
+        table.column(col_name).comment = note
     cur.execute(sql("indexes"), params)
     for idx_name, primary, unique, keys, plain, method, definition in cur.fetchall():
         cols = [k.rsplit(" ", 1) for k in keys]

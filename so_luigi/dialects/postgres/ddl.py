@@ -330,3 +330,11 @@ def create_types(cur, types):
                 from ...errors import SchemaError
                 raise SchemaError(f"type {t['name']} in the destination has the labels {', '.join(there)}, the "
                                   f"source's has {', '.join(t['labels'] or [])}: drop or rename one of them")
+
+
+def comment_statements(schema, table):
+    """COMMENT ON the table and its columns, as the source has them (a PostgreSQL source)."""
+    q = qualified(schema, table.name)
+    out = [f"COMMENT ON TABLE {q} IS {literal(table.comment)}"] if table.comment is not None else []
+    return out + [f"COMMENT ON COLUMN {q}.{ident(c.name)} IS {literal(c.comment)}"
+                  for c in table.columns if c.comment is not None]

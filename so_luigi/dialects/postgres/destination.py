@@ -17,8 +17,9 @@ from ...progress import watching
 from ...stream import batched, chunk_size, copy_rows, stream
 from ..base import Destination, Written, by_hash_sql, changes_sql
 from . import checksum, connection, ddl, progress, state, types
-from .connection import ident, percent_safe, qualified
+from .connection import ident, qualified
 
+# how releases before the marker table ``owned`` marked the tables they created: still recognised
 OWNER_COMMENT = "so_luigi run "
 
 
@@ -164,8 +165,12 @@ class PostgresDestination(Destination):
             cur.execute(statement)
         for statement, what in ddl.default_statements(self.schema, table):
             ddl.optional(statement, what, table)(cur)
-        cur.execute(f"COMMENT ON TABLE {percent_safe(qualified(self.schema, table.name))} IS %s",
-                    (f"{OWNER_COMMENT}{run_id}",))
+        for statement in ddl.comment_statements(self.schema, table):
+            cur.execute(statement)
+
+    def _ours(self, cur, schema, name, comment):
+        """so_luigi created it: the marker tables say so, or (a release before them) its comment."""
+        return bool(self.owned and self.owned(cur, schema, name)) or (comment or "").startswith(OWNER_COMMENT)
 
     def _drop_previous(self, cur, name):
         """Replace a table an earlier so_luigi run created; never touch one it did not."""
@@ -174,7 +179,7 @@ class PostgresDestination(Destination):
         comment, exists = cur.fetchone()
         if not exists:
             return
-        if not (comment or "").startswith(OWNER_COMMENT):
+        if not self._ours(cur, self.schema, name, comment):
             raise SchemaError(f"destination table {self.schema}.{name} already exists and was not created by "
                               f"so_luigi: drop it, or set [target] schema to another schema")
         self._drop_referencing_keys(cur, name)
@@ -183,11 +188,13 @@ class PostgresDestination(Destination):
     def _drop_referencing_keys(self, cur, name):
         """Foreign keys of other so_luigi tables that reference ``name`` go first (their step
         adds them again); one of a table so_luigi did not create stops, naming it."""
-        cur.execute("SELECT conrelid::regclass::text, conname, coalesce(obj_description(conrelid, 'pg_class'), '') "
-                    "FROM pg_constraint WHERE contype = 'f' AND conparentid = 0 AND confrelid = to_regclass(%s) "
-                    "AND conrelid <> confrelid", (qualified(self.schema, name),))
-        for child, constraint, comment in cur.fetchall():
-            if not comment.startswith(OWNER_COMMENT):
+        cur.execute("SELECT n.nspname, c.relname, k.conrelid::regclass::text, k.conname, "
+                    "obj_description(k.conrelid, 'pg_class') FROM pg_constraint k "
+                    "JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE k.contype = 'f' AND k.conparentid = 0 AND k.confrelid = to_regclass(%s) "
+                    "AND k.conrelid <> k.confrelid", (qualified(self.schema, name),))
+        for schema, relname, child, constraint, comment in cur.fetchall():
+            if not self._ours(cur, schema, relname, comment):
                 raise SchemaError(f"destination table {self.schema}.{name} is referenced by foreign key {constraint} "
                                   f"of {child}, which so_luigi did not create: drop that key to replace the table")
             cur.execute(f"ALTER TABLE {child} DROP CONSTRAINT {ident(constraint)}")
