@@ -56,6 +56,22 @@ def discover(src, dst, wanted=None, overrides=None, conn=None):
     return tables
 
 
+# why each kind of object the run does not carry is left out, for the report
+NOT_CARRIED_WHY = {
+    "partitioned table": "copied as one plain table holding every partition's rows: its partitions are not carried yet",
+}
+NOT_YET = "so_luigi copies tables (rows, keys, indexes, constraints); this kind of object is not carried yet"
+
+
+def note_other_objects(run_id, src, dst):
+    """What the source's schema holds besides its tables, noted for the run's report."""
+    with src.session() as conn:
+        found = src.other_objects(conn)
+    with dst.session() as conn:
+        markers.note_objects(conn, run_id, [(kind, name, NOT_CARRIED_WHY.get(kind, NOT_YET)) for kind, name in found])
+    return found
+
+
 def cut(src, dst, table_name, chunk_rows, chunk_mb, table=None):
     """(definition, bytes, rows, rows per partition, key ranges) of a source table, as it is now."""
     with src.session() as conn:

@@ -50,6 +50,7 @@ def schema_lines(conn, run_id, names):
                 with conn.cursor() as cur:
                     keys[dst.constraint_state(cur, table, fk.name)] += 1
     conn.rollback()
+    missing += [f"  {kind} {name}: {why}" for kind, name, why in markers.objects(conn, run_id)]
     lines = []
     if carried or any(keys.values()):
         fk_words = f"; foreign keys: {keys['valid']} validated" if any(keys.values()) else ""

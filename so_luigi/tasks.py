@@ -501,6 +501,8 @@ class ReplicateAll(_HowMixin, SoTask):
                 elif for_a_run:
                     with dst.session() as conn:
                         markers.register_run(conn, self.run_id, source_ep, target_ep)
+                    if not self.wanted:         # a selection leaves the rest out on purpose
+                        load.note_other_objects(self.run_id, src, dst)
                     snapshot.ensure(self.run_id, src, dst, self._names, self.not_consistent)
                 # plan the tables side by side (the source counts and walks each key), not one by
                 # one as Luigi would ask each CompleteTable for its requirements; all at once (up

@@ -233,6 +233,23 @@ def test_sample_from_sql_server_replicates_exactly(pair, mssql_source):
         assert same == [tuple(normalise(v, ticks=True) for v in r) for r in dst], name
 
 
+def test_what_a_sql_server_schema_holds_besides_its_tables_is_listed(pair, mssql_source):
+    """Views, procedures, functions, triggers, synonyms and sequences are not carried: the report
+    names each, with why."""
+    url, _ = mssql_source
+    mssql_exec(url, "CREATE TABLE dbo.T (Id int PRIMARY KEY, v int)")
+    mssql_exec(url, "INSERT INTO dbo.T VALUES (1, 1), (2, 2)")
+    mssql_exec(url, "CREATE VIEW dbo.TV AS SELECT Id FROM dbo.T WHERE v > 1")
+    mssql_exec(url, "CREATE PROCEDURE dbo.TP AS SELECT 1")
+    mssql_exec(url, "CREATE FUNCTION dbo.TF (@x int) RETURNS int AS BEGIN RETURN @x * 2 END")
+    mssql_exec(url, "CREATE TRIGGER dbo.TT ON dbo.T AFTER INSERT AS SELECT 1")
+    result = pair.run("--workers", "2", env=pair.env(SO_SOURCE_URL=url))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for kind, name in (("view", "TV"), ("sql stored procedure", "TP"), ("sql scalar function", "TF"),
+                       ("sql trigger", "TT")):
+        assert f"  {kind} {name}: so_luigi copies tables" in result.stdout, (kind, result.stdout)
+
+
 def test_a_big_table_with_fresh_statistics_is_cut_from_its_histogram(pair, mssql_source, monkeypatch):
     """The primary key's histogram gives the cuts (no numbering of every row), the ranges cover
     every row once and come within a few percent of equal; rows changed since the statistics

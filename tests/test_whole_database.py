@@ -164,3 +164,37 @@ def test_comments_are_the_source_s_and_so_luigi_keeps_its_bookkeeping_to_its_mar
     pair.query("source", 'CREATE TABLE "Mine" ("Id" int PRIMARY KEY)')
     theirs = pair.run("--workers", "2", "--run-id", "other")
     assert theirs.returncode != 0 and "public.Mine already exists and was not created by so_luigi" in theirs.stderr
+
+
+OBJECTS = """
+CREATE TABLE "Base" ("Id" int PRIMARY KEY, v int);
+INSERT INTO "Base" SELECT g, g FROM generate_series(1, 50) g;
+CREATE VIEW big AS SELECT * FROM "Base" WHERE v > 10;
+CREATE MATERIALIZED VIEW totals AS SELECT count(*) AS n FROM "Base";
+CREATE SEQUENCE tickets;
+CREATE FUNCTION twice(x int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT 2 * x';
+CREATE PROCEDURE touch() LANGUAGE sql AS 'SELECT 1';
+CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+CREATE TRIGGER base_stamp BEFORE INSERT ON "Base" FOR EACH ROW EXECUTE FUNCTION stamp();
+CREATE RULE base_no_delete AS ON DELETE TO "Base" DO INSTEAD NOTHING;
+CREATE TABLE "Log" ("Id" int, at date) PARTITION BY RANGE (at);
+CREATE TABLE "Log_2020" PARTITION OF "Log" FOR VALUES FROM ('2020-01-01') TO ('2021-01-01');
+INSERT INTO "Log" VALUES (1, '2020-05-05');
+"""
+
+
+def test_what_is_not_carried_is_listed_in_the_report(pair):
+    """Nothing dropped in silence: every view, function, trigger, rule, sequence no column owns and
+    partitioned table of the source is in the report, with why, at the end of the run and in
+    `so-luigi report`."""
+    pair.query("source", OBJECTS)
+    out = pair.run("--workers", "2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = subprocess.run([sys.executable, "-m", "so_luigi", "report"], env=pair.env(), capture_output=True,
+                            text=True, timeout=120).stdout
+    for text in (out.stdout, report):
+        for line in ("view big:", "materialized view totals:", "sequence tickets:", "function twice(x integer):",
+                     "procedure touch():", "function stamp():", "trigger base_stamp on Base:",
+                     "rule base_no_delete on Base:", "partitioned table Log: copied as one plain table"):
+            assert f"  {line}" in text, (line, text)
+        assert "not carried yet" in text

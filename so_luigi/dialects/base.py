@@ -296,6 +296,11 @@ class Source(_Database):
         """The Table ``name`` of the endpoint's schema, as its catalog defines it."""
         return self.catalog.describe(conn, self.schema, name)
 
+    def other_objects(self, conn):
+        """[(kind, name)] of what the endpoint's schema holds besides the tables so_luigi copies
+        (views, functions, triggers, ...), none of which it carries: for the report."""
+        return self.catalog.other_objects(conn, self.schema)
+
     def find_tables(self, conn, wanted=None):
         """Base tables of the endpoint's schema, or the ``wanted`` subset; unknown names fail clearly."""
         from ..errors import SchemaError

@@ -308,7 +308,8 @@ def reset(conn, run_id, tables=None):
                                 (run_id, *tables))
             cur.execute(f"DELETE FROM {m()}.replications WHERE run_id = %s", (run_id,))
         else:
-            for name in ("loaded", "partitions", "tables", "replications", "synced", "proofs", "syncs", "runs"):
+            for name in ("loaded", "partitions", "tables", "replications", "synced", "proofs", "syncs", "objects",
+                         "runs"):
                 if marker_table_exists(cur, name):
                     cur.execute(f"DELETE FROM {m()}.{name} WHERE run_id = %s", (run_id,))
     conn.commit()
@@ -488,6 +489,29 @@ def marker_table_exists(cur, name):
             return False
         _present.add(key)
     return True
+
+
+# --- what the source holds besides its tables -----------------------------------------------------
+
+def note_objects(conn, run_id, found):
+    """The run's list of source objects it does not carry, [(kind, name, why)], as the source
+    has them now (replacing the last list); committed."""
+    with conn.cursor() as cur:
+        lock(cur, "objects", run_id)
+        cur.execute(f"DELETE FROM {m()}.objects WHERE run_id = %s", (run_id,))
+        if found:
+            cur.executemany(f"INSERT INTO {m()}.objects (run_id, kind, name, why) VALUES (%s, %s, %s, %s)",
+                            [(run_id, *row) for row in found])
+    conn.commit()
+
+
+def objects(conn, run_id):
+    """[(kind, name, why)] the run noted (note_objects), by kind and name."""
+    with conn.cursor() as cur:
+        if not marker_table_exists(cur, "objects"):
+            return []
+        cur.execute(f"SELECT kind, name, why FROM {m()}.objects WHERE run_id = %s ORDER BY kind, name", (run_id,))
+        return [tuple(r) for r in cur.fetchall()]
 
 
 # --- the destination tables so_luigi created ------------------------------------------------------

@@ -152,6 +152,15 @@ MIGRATIONS = (
             col("created_at", "time", False, "now"),
         ), key=("schema_name", "table_name")),
     )),
+    Migration(3, "what the source holds besides its tables, which a run does not carry", (
+        Table("objects", (                              # no key: a name may be longer than a key may
+            col("run_id", "id", False),
+            col("kind", "text:100", False),             # view, function, trigger, ...
+            col("name", "text", False),
+            col("why", "text", False),
+            col("noted_at", "time", False, "now"),
+        )),
+    )),
 )
 
 VERSION = MIGRATIONS[-1].version

@@ -45,6 +45,13 @@ def _source_type(data_type, length, precision, scale, fsp):
 
 
 
+
+def other_objects(conn, schema):
+    """[(kind, name)]: what the schema holds besides its tables, which so_luigi does not carry (sql/objects.sql)."""
+    with conn.cursor() as cur:
+        cur.execute(sql("objects"), {"schema": schema})
+        return [(kind, name) for kind, name in cur.fetchall()]
+
 def describe(conn, schema, name):
     params = {"schema": schema, "table": name, "qualified": qualified(schema, name)}
     cur = conn.cursor()

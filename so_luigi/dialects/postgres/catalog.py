@@ -29,6 +29,13 @@ def list_tables(conn, schema):
 
 
 
+
+def other_objects(conn, schema):
+    """[(kind, name)]: what the schema holds besides its tables, which so_luigi does not carry (sql/objects.sql)."""
+    with conn.cursor() as cur:
+        cur.execute(sql("objects"), {"schema": schema})
+        return [(kind, name) for kind, name in cur.fetchall()]
+
 def describe(conn, schema, name):
     """The Table as found in pg_catalog; kind is left empty for types outside pg_catalog.
 
