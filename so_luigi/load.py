@@ -240,6 +240,67 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
     return {"rows": written.rows, "bytes": written.bytes, "seconds": seconds}
 
 
+def load_table_files(run_id, table_name, buffer_mb, checksum=True, progress=None):
+    """Bulk mode, a plain table of several partitions: every partition from its file in one
+    destination transaction that empties the table first, so each COPY freezes its pages, with
+    every partition's loaded marker. A table planned in the partitioned layout, or one whose
+    partitions a run began loading one by one, goes on partition by partition. Returns stats, or
+    None when nothing was left to load."""
+    src, dst = endpoints(run_id)
+    with dst.session() as conn:
+        table, partitions = markers.planned_table(conn, run_id, table_name)
+        cur = conn.cursor()
+        loaded = [p for p in range(partitions) if markers.is_loaded(cur, run_id, table_name, p)]
+        conn.rollback()
+        if table.layout == "plain" and not loaded and partitions > 1 and dst.bulk_files:
+            stats = _load_files(conn, src, dst, run_id, table, partitions, int(buffer_mb * 1024 * 1024), progress)
+            if stats is not None:
+                return stats
+    done = [load_partition(run_id, table_name, p, buffer_mb, checksum, "bulk", progress)
+            for p in range(partitions) if p not in loaded]
+    done = [d for d in done if d]
+    if not done:
+        return None
+    return {"rows": sum(d["rows"] for d in done), "bytes": sum(d["bytes"] for d in done),
+            "seconds": sum(d["seconds"] for d in done)}
+
+
+def _load_files(conn, src, dst, run_id, table, partitions, buffer_bytes, progress):
+    """load_table_files' one transaction, under every partition's lock (taken in order, as
+    load_partition takes each); None (rolled back) when a partition got loaded meanwhile."""
+    cur = conn.cursor()
+    for p in range(partitions):
+        markers.lock(cur, run_id, table.name, p)
+    if any(markers.is_loaded(cur, run_id, table.name, p) for p in range(partitions)):
+        conn.rollback()
+        return None
+    started = time.monotonic()
+    size = markers.planned_size(cur, run_id, table.name)
+    parts = []
+    for p in range(partitions):
+        lo, hi, _ = markers.partition_range(conn, run_id, table.name, p)
+        parts.append(Slice(run_id, table, partitions, p, lo, hi, progress=progress, size=size,
+                           plan=markers.partition_plan(conn, run_id, table.name, p)))
+    watermark = src.watermark(table)
+    written = dst.write_files(conn, cur, parts, buffer_bytes)
+    for part, w in zip(parts, written):
+        if w.source_rows != w.rows:
+            raise VerificationError(f"{table.name} partition {part.number}: its file holds {w.source_rows} rows "
+                                    f"but the destination stored {w.rows}")
+    seconds = time.monotonic() - started
+    first = False
+    for part, w in zip(parts, written):
+        first |= markers.insert_loaded(cur, run_id, table.name, part.number, w.rows, w.bytes, seconds / partitions,
+                                       w.checksum, w.via, w.changed)
+        if watermark is not None:
+            markers.record_proof(cur, run_id, table.name, part.number, w.rows, watermark)
+    faults.pause("load-commit")
+    conn.commit()
+    if first:
+        log.info("%s: %s", table.name, written[0].how)
+    return {"rows": sum(w.rows for w in written), "bytes": sum(w.bytes for w in written), "seconds": seconds}
+
+
 def claim_partition(conn, cur, run_id, table_name, partition, progress=None):
     """(planned table, its partition count, lo, hi) of a partition, under the partition's lock in
     ``conn``'s transaction; None (the transaction rolled back) when another process, a second run

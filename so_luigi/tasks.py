@@ -145,8 +145,8 @@ class _HowMixin:
                                                "tally: the source's count against the rows each partition's "
                                                "COPY stored (no scan of the destination)")
     layout = luigi.ChoiceParameter(choices=("auto", "plain", "partitioned"), default="auto", significant=False,
-                                   description="destination tables: plain, or range-partitioned on the key "
-                                               "(COPY FREEZE per partition); auto: partitioned in bulk mode")
+                                   description="destination tables: plain (the source's shape; auto), or "
+                                               "range-partitioned on the key (a child table per partition)")
 
 
 class ExtractPartition(_HowMixin, SoTask):
@@ -189,6 +189,9 @@ class LoadPartition(_HowMixin, SoTask):
     partition = luigi.IntParameter()
     weight = luigi.IntParameter(default=0, significant=False,
                                 description="expected MB: the biggest partitions are scheduled first")
+    partitions = luigi.IntParameter(default=0, significant=False,
+                                    description="the table's partition count (bulk mode: partition 0 loads "
+                                                "every file of a plain table, in one transaction)")
 
     @property
     def priority(self):
@@ -199,19 +202,34 @@ class LoadPartition(_HowMixin, SoTask):
         # bulk: no source session; streaming: one source and one destination session
         return {"target_connections": 1} if self.mode == "bulk" else dict(self.uses)
 
+    @property
+    def whole(self):
+        """Bulk mode, a plain table of several partitions: its files load in one transaction."""
+        return self.mode == "bulk" and self.layout != "partitioned" and self.partitions > 1
+
     def requires(self):
-        if self.mode == "bulk":
+        if self.mode != "bulk":
+            return []
+        if not self.whole:
             return ExtractPartition(run_id=self.run_id, table=self.table, partition=self.partition,
                                     weight=self.weight, **_how(self))
-        return []
+        if self.partition == 0:         # every file extracted, in parallel, then loaded at once
+            return [ExtractPartition(run_id=self.run_id, table=self.table, partition=i, weight=self.weight,
+                                     **_how(self)) for i in range(self.partitions)]
+        return LoadPartition(run_id=self.run_id, table=self.table, partition=0, partitions=self.partitions,
+                             weight=self.weight, **_how(self))
 
     def output(self):
         return targets.MarkerTarget("loaded", self.run_id, self.table, self.partition)
 
     def do(self):
         progress = Progress(self, f"{self.table} partition {self.partition}")
-        stats = load.load_partition(self.run_id, self.table, self.partition, self.buffer_mb,
-                                    checksum=self.verify == "full", mode=self.mode, progress=progress)
+        if self.whole and self.partition == 0:
+            stats = load.load_table_files(self.run_id, self.table, self.buffer_mb, checksum=self.verify == "full",
+                                          progress=progress)
+        else:
+            stats = load.load_partition(self.run_id, self.table, self.partition, self.buffer_mb,
+                                        checksum=self.verify == "full", mode=self.mode, progress=progress)
         if stats:
             rate = stats["rows"] / stats["seconds"] if stats["seconds"] else 0
             msg = (f"{self.table} partition {self.partition}: {stats['rows']:,} rows, "
@@ -248,8 +266,8 @@ class CompleteTable(_HowMixin, SoTask):
             return 0
 
     def requires(self):
-        return [LoadPartition(run_id=self.run_id, table=self.table, partition=i, weight=mb, **_how(self))
-                for i, mb in enumerate(self.weights)]
+        return [LoadPartition(run_id=self.run_id, table=self.table, partition=i, weight=mb,
+                              partitions=len(self.weights), **_how(self)) for i, mb in enumerate(self.weights)]
 
     @property
     def weights(self):

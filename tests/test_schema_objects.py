@@ -222,15 +222,17 @@ def test_objects_the_destination_refuses_are_listed_and_the_copy_goes_on(pair):
 
 
 def test_foreign_keys_between_partitioned_tables_in_bulk_mode(pair):
-    """Bulk mode makes both tables range-partitioned: the key is added there checked, in one
-    statement (PostgreSQL takes no NOT VALID key on a partitioned table before 18)."""
+    """Bulk mode with the partitioned layout makes both tables range-partitioned: the key is added
+    there checked, in one statement (PostgreSQL takes no NOT VALID key on a partitioned table
+    before 18)."""
     pair.query("source", """
         CREATE TABLE "Mum" (id int PRIMARY KEY, n int);
         CREATE TABLE "Kid" (id int PRIMARY KEY, mum_id int CONSTRAINT kid_mum_fk REFERENCES "Mum" (id));
         INSERT INTO "Mum" SELECT g, g FROM generate_series(1, 100) g;
         INSERT INTO "Kid" SELECT g, 1 + g % 100 FROM generate_series(1, 300) g;""")
     out = subprocess.run([sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
-                          "--mode", "bulk", "--chunk-rows", "40", "--workers", "2"], cwd=ROOT, env=pair.env(),
+                          "--mode", "bulk", "--layout", "partitioned", "--chunk-rows", "40", "--workers", "2"],
+                         cwd=ROOT, env=pair.env(),
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert pair.query("target", "SELECT relname, relkind FROM pg_class WHERE relname IN ('Mum', 'Kid') ORDER BY 1") == \

@@ -25,19 +25,19 @@ GENERATION = """SELECT a.attname, a.attgenerated, pg_get_expr(d.adbin, d.adrelid
                 WHERE a.attrelid = '"Item"'::regclass AND a.attnum > 0 ORDER BY a.attnum"""
 
 
-@pytest.mark.parametrize("mode", ["streaming", "bulk"])
-def test_generated_columns_are_created_with_their_expression_and_verified(pair, mode):
-    """Not copied as data: the destination computes them (in bulk mode, in each range partition of
-    the partitioned layout too), and the verification compares the stored values."""
+@pytest.mark.parametrize("mode,layout", [("streaming", "auto"), ("bulk", "auto"), ("bulk", "partitioned")])
+def test_generated_columns_are_created_with_their_expression_and_verified(pair, mode, layout):
+    """Not copied as data: the destination computes them (in each range partition of the
+    partitioned layout too), and the verification compares the stored values."""
     pair.query("source", GENERATED)
-    out = pair.run("--workers", "2", "--chunk-rows", "1000", "--mode", mode)
+    out = pair.run("--workers", "2", "--chunk-rows", "1000", "--mode", mode, "--layout", layout)
     assert out.returncode == 0, out.stderr[-3000:]
     assert pair.query("target", GENERATION) == pair.query("source", GENERATION)
     assert [g for _, g, _ in pair.query("target", GENERATION)] == ["", "", "", "s", "s"]
     assert_same_tables(pair, ["Item"])
-    # bulk mode's default layout: a range partition per planned partition, each with the columns
+    # the source's shape by default, range partitions when asked for
     kind = pair.query("target", "SELECT relkind FROM pg_class WHERE oid = '\"Item\"'::regclass")[0][0]
-    assert kind == ("p" if mode == "bulk" else "r")
+    assert kind == ("p" if layout == "partitioned" else "r")
     assert "Item" in out.stdout and "ok: count+checksum" in out.stdout
     # the copy computes them for new rows as the source does
     new = """INSERT INTO "Item" ("Id", price, qty) VALUES (9999, 2.50, 4) RETURNING total, label"""
@@ -198,3 +198,28 @@ def test_what_is_not_carried_is_listed_in_the_report(pair):
                      "rule base_no_delete on Base:", "partitioned table Log: copied as one plain table"):
             assert f"  {line}" in text, (line, text)
         assert "not carried yet" in text
+
+
+def test_bulk_mode_keeps_the_source_s_shape_and_a_killed_table_load_leaves_nothing(pair):
+    """Bulk mode's default: one plain table, its partitions extracted in parallel, then loaded
+    in one transaction that empties it and freezes every page. Killed (kill -9) with every file
+    in that uncommitted transaction, nothing is loaded; the rerun loads the same files, exact."""
+    from conftest import frozen_pages, kill_group, paused_at
+    from so_luigi.testing import sample
+    sample.fill(pair.source(), scale=0.003, names=["Votes"], log=lambda *a: None)
+    cmd = [sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
+           "--workers", "2", "--mode", "bulk", "--chunk-rows", "5000", "--tables", "Votes"]
+    proc = paused_at(cmd, pair.env(), "load-commit")
+    try:
+        assert pair.query("target", "SELECT count(*) FROM so_luigi.loaded") == [(0,)]
+        assert pair.query("target", "SELECT count(*) FROM so_luigi.partitions WHERE table_name = 'Votes'")[0][0] > 3
+    finally:
+        kill_group(proc)
+    assert pair.query("target", 'SELECT count(*) FROM "Votes"') == [(0,)]
+    out = pair.run("--workers", "2", "--mode", "bulk", "--chunk-rows", "5000", "--tables", "Votes")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert_same_tables(pair, ["Votes"])
+    assert pair.query("target", "SELECT relkind FROM pg_class WHERE oid = '\"Votes\"'::regclass") == [("r",)]
+    pages = frozen_pages(pair.target_url)
+    assert set(pages) == {"Votes"} and pages["Votes"][0] == pages["Votes"][2] > 0
+    assert pair.query("target", "SELECT DISTINCT via FROM so_luigi.loaded") == [("server-file",)]

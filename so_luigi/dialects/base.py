@@ -461,6 +461,11 @@ class Destination(_Database):
         marker and commits."""
         raise NotImplementedError
 
+    def write_files(self, conn, cur, parts, buffer_bytes):
+        """Bulk mode (a destination with bulk_files): every partition of a plain table from its
+        file, in the open transaction, the table emptied first. Returns a Written per part."""
+        raise NotImplementedError
+
     # completing
     def prepare(self, conn, table):
         """Before verification, in its own committed transaction (nothing by default)."""

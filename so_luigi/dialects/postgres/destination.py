@@ -85,12 +85,12 @@ class PostgresDestination(Destination):
     def layout(self, table, partitions, layout, mode):
         """plain or partitioned (see the README's bulk section for the trade-offs).
 
-        auto is partitioned in bulk mode, plain in streaming mode. Partitioning needs more than
+        auto is plain, the source's shape, in both modes (bulk mode loads a plain table's files
+        in one transaction that truncates it, so every COPY still freezes: write_files). The
+        partitioned layout is one a user asks for. Partitioning needs more than
         one partition of an integer key, and no unique index without that key (PostgreSQL
         requires the partition key in every unique index of a partitioned table).
         """
-        if layout == "auto":
-            layout = "partitioned" if mode == "bulk" else "plain"
         if layout != "partitioned":
             return "plain"
         key = table.int_key
@@ -244,6 +244,57 @@ class PostgresDestination(Destination):
             cur.execute(ddl.attach_partition_sql(self.schema, part.table, part.number, part.lo, part.hi))
         return written
 
+    def write_files(self, conn, cur, parts, buffer_bytes):
+        """Bulk mode, a plain table of several partitions: every partition's file in the open
+        transaction, which truncates the table first so each COPY may FREEZE (the table's pages
+        are frozen as with one partition). The server reads the files itself when it can see
+        them all (in a savepoint: the truncation and the COPYs share its subtransaction, as FREEZE
+        needs); else, after rolling that back, the client streams them. Returns a Written per part."""
+        table = parts[0].table
+        q = qualified(self.schema, table.name)
+        plans = [self._bulk_file(part) for part in parts]
+        if all(files.local and not files.compressed for files, _, _ in plans):
+            cur.execute("SAVEPOINT so_luigi_bulk")
+            try:
+                cur.execute(f"TRUNCATE {q}")
+                written = []
+                for part, (files, fmt, written_as) in zip(parts, plans):
+                    literal = cur.mogrify("%s", (files.server,)).decode()
+                    cur.execute(ddl.copy_in_sql(self.schema, table, fmt, True, source=literal))
+                    written.append(written_as(cur.rowcount, "server-file",
+                                              f"the server reads the files itself (COPY FROM '{files.server}')"))
+                cur.execute("RELEASE SAVEPOINT so_luigi_bulk")
+                return written
+            except psycopg2.Error as exc:
+                cur.execute("ROLLBACK TO SAVEPOINT so_luigi_bulk")
+                why = one_line(exc.pgerror or exc)
+        else:
+            why = "gzip files" if any(f.compressed for f, _, _ in plans) else "the files are not on a local path"
+        cur.execute(f"TRUNCATE {q}")
+        written = []
+        for part, (files, fmt, written_as) in zip(parts, plans):
+            with bulk.open_file(files.data, "rb") as fh:
+                cur.copy_expert(ddl.copy_in_sql(self.schema, table, fmt, True), fh, size=chunk_size(buffer_bytes))
+            written.append(written_as(cur.rowcount, "client-file",
+                                      f"the client streams the files through COPY FROM STDIN ({why})"))
+        return written
+
+    def _bulk_file(self, part):
+        """(files, format, written(stored, via, how)) of a partition's extracted file, refused when
+        it was cut for another plan of the table."""
+        manifest = bulk.read_manifest(bulk.files_for(part.run_id, part.table.name, part.number))
+        if not bulk.cut_for(manifest, part.plan):
+            raise DataError(f"{part.table.name} partition {part.number}: its bulk file was cut for another plan "
+                            f"of the table (plan {manifest.get('plan')}, keys {manifest.get('lo')}..{manifest.get('hi')}) "
+                            f"and is never loaded; rerun: the partition is extracted again")
+        fmt = manifest.get("format", "csv")
+        files = bulk.files_for(part.run_id, part.table.name, part.number, fmt=fmt)
+        src_sum = None if manifest["checksum"] is None else int(manifest["checksum"])
+
+        def written(stored, via, how):
+            return Written(manifest["rows"], stored, manifest["bytes"], src_sum, via, manifest.get("changed", 0), how)
+        return files, fmt, written
+
     def _copy_in(self, cur, into, fmt, buffer_bytes, freeze):
         """The stream's writer: COPY ... FROM STDIN reading the pipe; returns the rows stored."""
         def write(pipe):
@@ -257,17 +308,7 @@ class PostgresDestination(Destination):
 
         Server-side when it can, inside a savepoint so a refusal costs nothing; else streamed.
         """
-        manifest = bulk.read_manifest(bulk.files_for(part.run_id, part.table.name, part.number))
-        if not bulk.cut_for(manifest, part.plan):
-            raise DataError(f"{part.table.name} partition {part.number}: its bulk file was cut for another plan "
-                            f"of the table (plan {manifest.get('plan')}, keys {manifest.get('lo')}..{manifest.get('hi')}) "
-                            f"and is never loaded; rerun: the partition is extracted again")
-        fmt = manifest.get("format", "csv")
-        files = bulk.files_for(part.run_id, part.table.name, part.number, fmt=fmt)
-        src_sum = None if manifest["checksum"] is None else int(manifest["checksum"])
-
-        def written(stored, via, how):
-            return Written(manifest["rows"], stored, manifest["bytes"], src_sum, via, manifest.get("changed", 0), how)
+        files, fmt, written = self._bulk_file(part)
         with watch:
             if files.local and not files.compressed:
                 cur.execute("SAVEPOINT so_luigi_bulk")
