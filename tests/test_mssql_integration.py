@@ -319,7 +319,12 @@ VALUES (1, '', '', 'ab', true, 0.1, 1e308, -12345678.1234, '0001-01-01', '23:59:
        (2, 'naïve 日本語 😀 tab	 nl
  \\N', NULL, NULL, false, -3.4e38, -0.0, 0, '9999-12-31', '00:00:00',
         '9999-12-31 23:59:59.999999', '1970-01-01 00:00:00+00', NULL, '\\x00ff', 'null', -1),
-       (40, 'x', 'y', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+       (40, 'x', 'y', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+       -- blanks at either end, which FreeTDS's bulk copy trims at the end, and one of blanks only
+       (41, 'Brian ', '  lead', 'a  ', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+       (42, 'C and C++ Game Programmer. ', ' ', ' b ', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+        NULL, NULL),
+       (43, ' both ', 'tab end	', '   ', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 """
 
 

@@ -73,7 +73,11 @@ def test_values_freetds_would_convert_wrongly_take_the_side_table_as_text():
         ("datetimeoffset(7)", "2010-01-01 12:00:00.1234567 +00:00", "2010-01-01 12:00:00.1234567",
          "2010-01-01 12:00:00.1234567 -03:00", "2010-01-01 12:00:00.1234567 -03:00"),
         ("varchar(20)", "plain ascii", "plain ascii", "naïve", "naïve"),
+        ("varchar(20)", "  leading", "  leading", "Brian ", "Brian "),        # FreeTDS trims trailing blanks
+        ("nvarchar(max)", " both", " both", "C and C++ Game Programmer. ", "C and C++ Game Programmer. "),
+        ("nvarchar(5)", "a\tb", "a\tb", " ", " "),
         ("char(5)", "ab   ", "ab   ", "é", "é"),
+        ("nchar(3)", " b ", " b ", "   ", "   "),                               # blanks only
         ("smallmoney", Decimal("214748.3647"), "214748.3647", Decimal("-1.5"), "-1.5"),
         ("xml", None, None, "<r/>", "<r/>"),
     ]
