@@ -459,6 +459,22 @@ def test_a_real_stack_exchange_dump_through_sql_server(pair, mssql_source):
             [tuple(normalise(v, ticks=True) for v in r) for r in dst], name
 
 
+
+def test_a_real_stack_exchange_dump_from_postgresql_into_sql_server(pair, mssql_target):
+    """The same dump in PostgreSQL, copied into SQL Server: every value as it was, among them the
+    values ending in blanks ('Brian ') that FreeTDS's bulk copy trims."""
+    from so_luigi import dump
+    if not os.path.isdir(DUMP):
+        pytest.skip(f"no Stack Exchange dump at {DUMP}")
+    url, _ = mssql_target
+    counts, _ = dump.load_dump(DUMP, pair.source(), log=lambda *a: None)
+    trailing = pair.query("source", """SELECT count(*) FROM "Users" WHERE "DisplayName" LIKE '% '""")[0][0]
+    result = pair.run("--workers", "2", "--chunk-rows", "5000", env=pair.env(SO_TARGET_URL=url))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("ok: count+checksum") == len(counts)
+    assert mssql_query(url, "SELECT COUNT(*) FROM dbo.Users WHERE DATALENGTH(DisplayName) > "
+                            "DATALENGTH(RTRIM(DisplayName))")[0][0] == trailing
+
 ANY_KEY_SQL = """
 CREATE TABLE dbo.ByGuid (id uniqueidentifier NOT NULL PRIMARY KEY, n int NOT NULL, note nvarchar(60) NULL);
 CREATE TABLE dbo.ByPair (a int NOT NULL, b nvarchar(20) NOT NULL, d datetime2(6) NOT NULL, v decimal(12, 3) NULL,
