@@ -456,11 +456,12 @@ def test_tsql_helper_rejects_what_is_not_tsql():
 
 @pytest.mark.parametrize("final,side", [
     ("date", "varchar(40)"), ("datetime2(7)", "varchar(40)"), ("datetimeoffset(3)", "varchar(40)"),
-    ("varchar(50)", "nvarchar(50)"), ("char(5)", "nchar(5)"), ("varchar(max)", "nvarchar(max)"),
+    # text of any kind unbounded: a value ending in blanks travels there with a mark appended
+    ("varchar(50)", "nvarchar(max)"), ("char(5)", "nvarchar(max)"), ("varchar(max)", "nvarchar(max)"),
     ("varchar(8000)", "nvarchar(max)"), ("char(5000)", "nvarchar(max)"), ("smallmoney", "varchar(40)"),
     ("datetime", "datetime"), ("smalldatetime", "smalldatetime"), ("time(7)", "time(7)"),
     ("xml", "nvarchar(max)"),
-    ("nvarchar(40)", "nvarchar(40)"), ("nchar(3)", "nchar(3)"), ("decimal(9,2)", "decimal(9,2)"), ("int", "int"),
+    ("nvarchar(40)", "nvarchar(max)"), ("nchar(3)", "nvarchar(max)"), ("decimal(9,2)", "decimal(9,2)"), ("int", "int"),
 ])
 def test_side_table_columns_hold_what_the_server_converts(final, side):
     assert ms_bulk.load_type(final) == side

@@ -85,7 +85,9 @@ def test_values_freetds_would_convert_wrongly_take_the_side_table_as_text():
         carriers = _carriers("int", final)
         direct, side = ms_bulk.bulk_rows([(1, straight), (2, odd)], carriers)
         assert direct == [(1, sent)], final
-        assert side == [(2, as_text, "00")], final
+        # a value ending in blanks goes with a mark after them (the side table is bulk copied too)
+        mark = "02" if as_text.endswith(" ") else "00"
+        assert side == [(2, as_text + ("|" if mark == "02" else ""), mark)], final
     assert ms_bulk.bulk_rows([(1, "x", "naïve 日本語")], _carriers("int", "nvarchar(5)", "nvarchar(max)"))[1] == []
 
 
@@ -156,7 +158,8 @@ def _table():
 def test_unmask_puts_empty_strings_back_in_one_insert_select():
     sql = ms_bulk.unmask_sql("dbo", _table())
     assert sql.startswith("SET IDENTITY_INSERT [dbo].[Odd]]Name] ON; INSERT INTO [dbo].[Odd]]Name] WITH (TABLOCK)")
-    assert "CASE WHEN SUBSTRING(so_luigi_mask, 2, 1) = '1' THEN N'' ELSE [Body] END" in sql
+    assert ("CASE WHEN SUBSTRING(so_luigi_mask, 2, 1) = '1' THEN N'' WHEN SUBSTRING(so_luigi_mask, 2, 1) = '2' "
+            "THEN LEFT([Body], LEN([Body]) - 1) ELSE [Body] END") in sql
     assert "CASE WHEN SUBSTRING(so_luigi_mask, 3, 1) = '1' THEN 0x ELSE [Blob] END" in sql
     assert ", [When] FROM #so_luigi_empties" in sql        # not a text column: never masked
     for statement in sql.split("; "):

@@ -50,11 +50,17 @@ def bulk_value(v):
     return v
 
 
+# what a text value ending in blanks carries through the side table's own bulk copy (which would
+# trim them too); mask '2' says to take it off again
+END_MARK = "|"
+
+
 def bulk_rows(rows, carriers):
     """(rows for the table, rows for the side table). ``carriers``: per column, what to send for a
-    value (mssql_ddl.carrier), or SIDE when the bulk copy cannot deliver it; a row holding any
-    such value goes to the side table as text, its empty strings as NULL and a mask ('0'/'1' per
-    column, '1' where the value was empty) appended."""
+    value (carrier), or SIDE when the bulk copy cannot deliver it; a row holding any such value
+    goes to the side table as text, with a mask appended, one digit per column: '1' where the
+    value was empty (sent as NULL), '2' where it ends in blanks (sent with END_MARK after them),
+    else '0'."""
     direct, side = [], []
     for row in rows:
         sent = [None if v is None else bulk_value(v) for v in row]
@@ -62,9 +68,10 @@ def bulk_rows(rows, carriers):
         if not any(v is SIDE for v in out):
             direct.append(tuple(out))
             continue
-        empty = [v == "" or v == b"" for v in sent]
-        side.append(tuple(None if e else v for v, e in zip(sent, empty))
-                    + ("".join("1" if e else "0" for e in empty),))
+        mask = ["1" if v == "" or v == b"" else "2" if isinstance(v, str) and v.endswith(" ") else "0"
+                for v in sent]
+        side.append(tuple(None if m == "1" else v + END_MARK if m == "2" else v for v, m in zip(sent, mask))
+                    + ("".join(mask),))
     return direct, side
 
 
@@ -86,9 +93,11 @@ def unmask_sql(schema, table, source=STAGING, casts=None):
     def value(i, c):
         if c.data_type not in TEXT_TYPES | BINARY_TYPES:
             expr = ident(c.name)
-        else:
-            empty = "0x" if c.data_type in BINARY_TYPES else "N''"
-            expr = f"CASE WHEN SUBSTRING({MASK}, {i}, 1) = '1' THEN {empty} ELSE {ident(c.name)} END"
+        elif c.data_type in BINARY_TYPES:
+            expr = f"CASE WHEN SUBSTRING({MASK}, {i}, 1) = '1' THEN 0x ELSE {ident(c.name)} END"
+        else:                           # LEN counts up to the mark, which is no blank
+            expr = (f"CASE WHEN SUBSTRING({MASK}, {i}, 1) = '1' THEN N'' WHEN SUBSTRING({MASK}, {i}, 1) = '2' "
+                    f"THEN LEFT({ident(c.name)}, LEN({ident(c.name)}) - 1) ELSE {ident(c.name)} END")
         return f"CAST({expr} AS {casts[i - 1]})" if casts[i - 1] else expr
     q = qualified(schema, table.name)
     cols = ", ".join(ident(c.name) for c in table.columns)
@@ -209,10 +218,9 @@ def load_type(final):
         return "varchar(40)"                       # ISO text; SQL Server parses it whatever the language
     if final == "xml":
         return "nvarchar(max)"
-    found = re.fullmatch(r"(var)?char\((\d+|max)\)", final)
-    if found:
-        n = found.group(2)
-        return "nvarchar(max)" if n == "max" or int(n) > MAX_CHARS else f"n{final}"
+    if re.fullmatch(r"n?(var)?char\((\d+|max)\)", final):
+        # unbounded: a value ending in blanks travels with a mark appended (see bulk_rows)
+        return "nvarchar(max)"
     return final
 
 
@@ -320,7 +328,8 @@ def bulk_columns(table, source_dialect):
 
 def side_casts(columns):
     """Per column of ``bulk_columns``, the type its side-table text is CAST to on the way in, or
-    None: none where the types agree, and none for code-page text, which the INSERT converts with
-    the column's own collation (a CAST would use the database's)."""
-    return [final if load != final and not final.startswith(("char", "varchar")) else None
+    None: none where the types agree, and none for text, which the INSERT converts with the
+    column's own collation (a CAST would use the database's, and cut a value too long in silence
+    where the INSERT stops)."""
+    return [final if load != final and not final.startswith(("char", "varchar", "nchar", "nvarchar")) else None
             for final, load, _ in columns]
