@@ -11,7 +11,7 @@ import uuid
 
 from ..base import SIDE
 from .connection import ident, qualified
-from .types import MAX_CHARS, column_type
+from .types import column_type
 
 # pymssql's bulk_copy has traps (read in its _mssql.pyx): uuid.UUID, datetime.date and
 # datetime.time are refused; datetime is cut to milliseconds; Decimal is sent with a fixed
