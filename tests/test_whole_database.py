@@ -82,6 +82,9 @@ TYPE_CATALOG = """SELECT format_type(t.oid, NULL), t.typtype, format_type(t.typb
 def test_every_kind_of_type_is_created_before_its_table_and_its_values_travel(pair, mode):
     """Enums, domains (default, NOT NULL, CHECK), composites, ranges, arrays of them, and types of
     extensions (citext, hstore) come across: created in the destination, every value equal."""
+    there = pair.query("source", "SELECT count(*) FROM pg_available_extensions WHERE name IN ('citext', 'hstore')")
+    if there[0][0] != 2:
+        pytest.skip("this PostgreSQL has no citext and hstore (its contrib modules)")
     pair.query("source", TYPES)
     out = pair.run("--workers", "2", "--chunk-rows", "1000", "--mode", mode)
     assert out.returncode == 0, out.stderr[-3000:]
