@@ -41,10 +41,13 @@ def _read(text):
     """The parsed tree, and the functions the text calls as written (read by sqlglot's tokenizer)."""
     try:
         tokens = sqlglot.tokenize(text, read="tsql")
+    except sqlglot.errors.SqlglotError as exc:
+        raise Untranslatable(f"cannot read {text!r} as T-SQL: {str(exc).splitlines()[0]}") from None
+    try:
         tree = sqlglot.parse_one(text, read="tsql")
     except sqlglot.errors.SqlglotError as exc:
-        opened = sum(t.token_type == TokenType.L_PAREN for t in tokens) if "tokens" in locals() else 0
-        closed = sum(t.token_type == TokenType.R_PAREN for t in tokens) if "tokens" in locals() else 0
+        opened = sum(t.token_type == TokenType.L_PAREN for t in tokens)
+        closed = sum(t.token_type == TokenType.R_PAREN for t in tokens)
         why = "unbalanced parentheses" if opened != closed else str(exc).splitlines()[0]
         raise Untranslatable(f"cannot read {text!r} as T-SQL: {why}") from None
     called = [tok.text for tok, nxt in zip(tokens, tokens[1:])
