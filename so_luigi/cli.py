@@ -115,9 +115,11 @@ def cmd_reset(args):
                 planned = markers.planned_names(cur, args.run_id)
                 dst = destination(target_endpoint())
                 dst.owned = markers.owns
-                dropping = [n for n in planned if tables is None or n in tables]
-                dst.drop_tables(cur, dropping)
-                markers.disown(cur, dst.schema, dropping)
+                dropping = [markers.planned_table(conn, args.run_id, n)[0] for n in planned
+                            if tables is None or n in tables]
+                places = [(dst.schema_of(t), t.name) for t in dropping]
+                dst.drop_tables(cur, places)
+                markers.disown(cur, places)
         markers.reset(conn, args.run_id, tables)
     finally:
         conn.close()

@@ -22,13 +22,18 @@ DEFAULT_SCHEMA = {"postgres": "public", "mssql": "dbo"}
 SETTINGS = {
     "source": {
         "url": ("", "source database URL (mssql:// or postgresql://)"),
-        "schema": ("", "source schema (default dbo / public)"),
+        "schema": ("", "the source's main schema (default dbo / public): with `schemas` unset, the only one "
+                       "copied; it goes into [target] schema"),
+        "schemas": ("", "the schemas to copy, comma-separated (default: every user schema when `schema` is unset); "
+                        "env SO_SOURCE_SCHEMAS"),
         "snapshot_grace_minutes": (30.0, "PostgreSQL sources: how long the run's snapshot is kept once no "
                                          "process of the run is alive, so a rerun resumes from the same moment"),
     },
     "target": {
         "url": ("", "destination URL (postgresql:// or mssql://)"),
-        "schema": ("", "destination schema (default public)"),
+        "schema": ("", "where the source's main schema goes (default public; dbo into SQL Server)"),
+        "schema_map": ("", "other schemas renamed, `source:destination` pairs, comma-separated (default: each "
+                           "into the same-named schema); env SO_SCHEMA_MAP"),
         "marker_schema": ("so_luigi", "schema of the marker tables"),
     },
     "data": {
@@ -152,20 +157,43 @@ def parse_url(url, role="source"):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A database plus the schema so_luigi reads or writes there."""
+    """A database plus the schemas so_luigi reads or writes there.
+
+    ``schema`` is the main one: a source's ``public`` or ``dbo`` (or the one configured), a
+    destination's the schema that one goes into. A source's ``schemas`` are the ones it copies,
+    () for every user schema; a destination's ``schema_map`` renames the others, ((source,
+    destination), ...): unnamed ones keep their name."""
 
     url: DbUrl
     schema: str
     role: str
+    schemas: tuple = ()
+    schema_map: tuple = ()
 
     def __str__(self):
+        if self.role == "source" and len(self.schemas) != 1:
+            return f"{self.role} {self.url.redacted} schemas {', '.join(self.schemas) or '(every user schema)'}"
         return f"{self.role} {self.url.redacted} schema {self.schema}"
+
+
+def _names(text):
+    return tuple(dict.fromkeys(n.strip() for n in (text or "").split(",") if n.strip()))
 
 
 def _endpoint(role, section):
     url = parse_url(os.environ.get(f"SO_{role.upper()}_URL") or section.url, role)
-    schema = os.environ.get(f"SO_{role.upper()}_SCHEMA") or section.schema or DEFAULT_SCHEMA[url.dialect]
-    return Endpoint(url, schema, role)
+    named = os.environ.get(f"SO_{role.upper()}_SCHEMA") or section.schema
+    schema = named or DEFAULT_SCHEMA[url.dialect]
+    if role == "source":
+        schemas = _names(os.environ.get("SO_SOURCE_SCHEMAS") or section.schemas) or ((named,) if named else ())
+        return Endpoint(url, schema, role, schemas=schemas)
+    pairs = []
+    for pair in _names(os.environ.get("SO_SCHEMA_MAP") or section.schema_map):
+        old, colon, new = pair.partition(":")
+        if not colon or not old.strip() or not new.strip():
+            raise ConfigError(f"[target] schema_map (or SO_SCHEMA_MAP): {pair!r} is not source:destination")
+        pairs.append((old.strip(), new.strip()))
+    return Endpoint(url, schema, role, schema_map=tuple(pairs))
 
 
 def source_endpoint():
@@ -176,6 +204,15 @@ def source_endpoint():
 def target_endpoint():
     """The configured destination: PostgreSQL or SQL Server."""
     return _endpoint("target", section("target"))
+
+
+def destination_schema(schema, source_ep, target_ep):
+    """Where the source's ``schema`` goes: as [target] schema_map says, else the source's main
+    schema into the destination's main one, and any other into the same-named schema."""
+    for old, new in target_ep.schema_map:
+        if old == schema:
+            return new
+    return target_ep.schema if schema == source_ep.schema else schema
 
 
 def marker_schema():

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import bulk, faults, snapshot
-from .config import bulk_settings, source_endpoint, target_endpoint
+from .config import bulk_settings, destination_schema, source_endpoint, target_endpoint
 from .dialects import destination, source
 from .dialects.base import NOT_COPIED, Slice, same_name
 from .errors import SchemaError, VerificationError
@@ -52,6 +52,8 @@ def discover(src, dst, wanted=None, overrides=None, conn=None):
     finally:
         if own:
             conn.close()
+    for table in tables:
+        table.target_schema = destination_schema(table.schema, src.endpoint, dst.endpoint)
     dst.map_types(tables, src, overrides)
     return tables
 
@@ -110,9 +112,9 @@ def plan_table(run_id, table_name, chunk_rows, layout="plain", mode="streaming",
         if markers.is_planned(cur, run_id, table_name):
             conn.rollback()
             return False
-        markers.lock(cur, "schema", dst.schema)     # tables are planned side by side
+        markers.lock(cur, "schema", dst.schema_of(table))     # tables are planned side by side
         dst.create(cur, run_id, table)
-        markers.own(cur, dst.schema, table.name, run_id)
+        markers.own(cur, dst.schema_of(table), table.name, run_id)
         markers.store_plan(cur, run_id, table, ranges, row_count, step, size)
         faults.pause("plan-commit")
         conn.commit()
@@ -270,34 +272,34 @@ def _load_files(conn, src, dst, run_id, table, partitions, buffer_bytes, progres
     load_partition takes each); None (rolled back) when a partition got loaded meanwhile."""
     cur = conn.cursor()
     for p in range(partitions):
-        markers.lock(cur, run_id, table.name, p)
-    if any(markers.is_loaded(cur, run_id, table.name, p) for p in range(partitions)):
+        markers.lock(cur, run_id, table.run_name, p)
+    if any(markers.is_loaded(cur, run_id, table.run_name, p) for p in range(partitions)):
         conn.rollback()
         return None
     started = time.monotonic()
-    size = markers.planned_size(cur, run_id, table.name)
+    size = markers.planned_size(cur, run_id, table.run_name)
     parts = []
     for p in range(partitions):
-        lo, hi, _ = markers.partition_range(conn, run_id, table.name, p)
+        lo, hi, _ = markers.partition_range(conn, run_id, table.run_name, p)
         parts.append(Slice(run_id, table, partitions, p, lo, hi, progress=progress, size=size,
-                           plan=markers.partition_plan(conn, run_id, table.name, p)))
+                           plan=markers.partition_plan(conn, run_id, table.run_name, p)))
     watermark = src.watermark(table)
     written = dst.write_files(conn, cur, parts, buffer_bytes)
     for part, w in zip(parts, written):
         if w.source_rows != w.rows:
-            raise VerificationError(f"{table.name} partition {part.number}: its file holds {w.source_rows} rows "
+            raise VerificationError(f"{table.run_name} partition {part.number}: its file holds {w.source_rows} rows "
                                     f"but the destination stored {w.rows}")
     seconds = time.monotonic() - started
     first = False
     for part, w in zip(parts, written):
-        first |= markers.insert_loaded(cur, run_id, table.name, part.number, w.rows, w.bytes, seconds / partitions,
+        first |= markers.insert_loaded(cur, run_id, table.run_name, part.number, w.rows, w.bytes, seconds / partitions,
                                        w.checksum, w.via, w.changed)
         if watermark is not None:
-            markers.record_proof(cur, run_id, table.name, part.number, w.rows, watermark)
+            markers.record_proof(cur, run_id, table.run_name, part.number, w.rows, watermark)
     faults.pause("load-commit")
     conn.commit()
     if first:
-        log.info("%s: %s", table.name, written[0].how)
+        log.info("%s: %s", table.run_name, written[0].how)
     return {"rows": sum(w.rows for w in written), "bytes": sum(w.bytes for w in written), "seconds": seconds}
 
 
@@ -338,7 +340,7 @@ def create_schema(run_id, tables):
     earlier so_luigi run made; refused for a run that has planned tables (it would drop them).
     Returns the lines of its report."""
     src, dst = endpoints(run_id)
-    names = [t.name for t in tables]
+    names = [t.run_name for t in tables]
     with dst.session() as conn:
         cur = conn.cursor()
         planned = [n for n in names if markers.is_planned(cur, run_id, n)]
@@ -350,9 +352,9 @@ def create_schema(run_id, tables):
         for table in tables:
             dst.carry(table)
             cur = conn.cursor()
-            markers.lock(cur, "schema", dst.schema)
+            markers.lock(cur, "schema", dst.schema_of(table))
             dst.create(cur, run_id, table)
-            markers.own(cur, dst.schema, table.name, run_id)
+            markers.own(cur, dst.schema_of(table), table.name, run_id)
             beside, after = dst.finish_steps(table, 1)
             _finish(cur, beside + after, pause=False)
             conn.commit()
@@ -366,8 +368,8 @@ def create_schema(run_id, tables):
                     table.not_carried.append([f"foreign key {fk.name}",
                                               f"references {fk.ref_schema}.{fk.ref_table}, {NOT_COPIED}"])
                     continue
-                referenced = next(t for t in tables if t.name == ref)
-                fk.ref_table = ref
+                referenced = next(t for t in tables if t.run_name == ref)
+                fk.ref_schema, fk.ref_table = dst.schema_of(referenced), referenced.name
                 fk.ref_columns = [same_name(c, [col.name for col in referenced.columns]) or c for c in fk.ref_columns]
                 cur = conn.cursor()
                 dst.add_foreign_key(cur, table, fk)
@@ -377,7 +379,7 @@ def create_schema(run_id, tables):
                 keys += 1
     lines = [f"so_luigi run {run_id!r}, schema only: {len(tables)} tables created without rows; "
              f"{built} indexes and constraints besides the keys; {keys} foreign keys"]
-    missing = [f"  {t.name}: {what}: {why}" for t in tables for what, why in t.not_carried]
+    missing = [f"  {t.run_name}: {what}: {why}" for t in tables for what, why in t.not_carried]
     if missing:
         lines += [f"not carried ({len(missing)}):"] + missing
     return lines
@@ -407,15 +409,16 @@ def leave_out_constraints(table):
     table.constraints = [c for c in table.constraints if c.kind not in ("foreign_key", "check")]
 
 
-def _foreign_key(conn, run_id, table_name, name, references=None):
+def _foreign_key(conn, run_id, table_name, name, references=None, dst=None):
     """The table and its key ``name``; with ``references`` (the referenced table as the run
-    names it), the key's referenced table and columns spelled as that table's definition does."""
+    names it), the key's referenced table (in ``dst``) and columns spelled as that table's
+    definition does."""
     table, _ = markers.planned_table(conn, run_id, table_name)
     fk = next(fk for fk in table.foreign_keys if fk.name == name)
     if references is not None:
         referenced, _ = markers.planned_table(conn, run_id, references)
         columns = [c.name for c in referenced.columns]
-        fk.ref_table = references
+        fk.ref_schema, fk.ref_table = dst.schema_of(referenced), referenced.name
         fk.ref_columns = [same_name(c, columns) or c for c in fk.ref_columns]
     return table, fk
 
@@ -440,7 +443,7 @@ def add_foreign_key(run_id, table_name, name, references):
     with dst.session() as conn:
         cur = conn.cursor()
         markers.lock(cur, run_id, table_name, "foreign key", name)
-        table, fk = _foreign_key(conn, run_id, table_name, name, references)
+        table, fk = _foreign_key(conn, run_id, table_name, name, references, dst)
         state = dst.constraint_state(cur, table, name)
         try:
             if state is None:

@@ -11,8 +11,9 @@ def render(conn, run_id, tables=None, source_ep=None, target_ep=None):
     head = f"so_luigi run {run_id!r}"
     if source_ep and target_ep:
         head += f": {source_ep} -> {target_ep}"
+    w = max([20] + [len(r[0]) for r in rows])
     lines = [head,
-             f"{'table':<20} {'rows':>12} {'MB':>10} {'seconds':>9} {'rows/s':>11} {'parts':>7}  verification"]
+             f"{'table':<{w}} {'rows':>12} {'MB':>10} {'seconds':>9} {'rows/s':>11} {'parts':>7}  verification"]
     total_rows = total_bytes = 0
     total_seconds = 0.0
     for name, partitions, loaded, nrows, nbytes, seconds, verdict, complete, changed in rows:
@@ -24,9 +25,9 @@ def render(conn, run_id, tables=None, source_ep=None, target_ep=None):
         status = verdict if complete else "not complete"
         if changed:
             status += f"; {int(changed):,} values with U+0000 changed ([data] nul)"
-        lines.append(f"{name:<20} {nrows:>12,} {nbytes / 1e6:>10.1f} {seconds:>9.1f} {rate:>11,.0f} "
+        lines.append(f"{name:<{w}} {nrows:>12,} {nbytes / 1e6:>10.1f} {seconds:>9.1f} {rate:>11,.0f} "
                      f"{loaded:>3}/{partitions:<3}  {status}")
-    lines.append(f"{'total':<20} {total_rows:>12,} {total_bytes / 1e6:>10.1f}")
+    lines.append(f"{'total':<{w}} {total_rows:>12,} {total_bytes / 1e6:>10.1f}")
     said = markers.source_reading(conn, run_id)[1]
     if said:
         lines.append(f"source: {said}")
@@ -80,8 +81,9 @@ def status(conn, run_id):
         flying = destination(target_endpoint()).rows_in_flight(cur, [t[0] for t in tables])
     if not tables:
         return f"run {run_id!r}: nothing planned yet"
+    w = max([20] + [len(t[0]) for t in tables])
     lines = [f"so_luigi run {run_id!r}",
-             f"{'table':<20} {'parts':>9} {'rows':>24} {'MB':>9} {'rows/s':>10} {'ETA':>8}  state"]
+             f"{'table':<{w}} {'parts':>9} {'rows':>24} {'MB':>9} {'rows/s':>10} {'ETA':>8}  state"]
     total_done = total_rows = 0
     for name, parts, src_rows, complete, verdict, done, rows, nbytes, elapsed, seconds in tables:
         rows, nbytes, src_rows = int(rows), int(nbytes), int(src_rows)
@@ -98,8 +100,8 @@ def status(conn, run_id):
             eta = (src_rows - moving) / rate if rate else None
         total_done += rows
         total_rows += src_rows
-        lines.append(f"{name:<20} {done:>4}/{parts:<4} {moving:>11,}/{src_rows:<12,} {nbytes / 1e6:>9.1f} "
+        lines.append(f"{name:<{w}} {done:>4}/{parts:<4} {moving:>11,}/{src_rows:<12,} {nbytes / 1e6:>9.1f} "
                      f"{rate:>10,.0f} {_eta(eta):>8}  {state}")
     pct = 100.0 * total_done / total_rows if total_rows else 100.0
-    lines.append(f"{'total':<20} {'':>9} {total_done:>11,}/{total_rows:<12,} committed: {pct:.1f}%")
+    lines.append(f"{'total':<{w}} {'':>9} {total_done:>11,}/{total_rows:<12,} committed: {pct:.1f}%")
     return "\n".join(lines)

@@ -136,8 +136,11 @@ def start_holder(run_id):
     """Start the holder process; (snapshot name, when exported) once it has exported one."""
     src_ep, dst_ep = source_endpoint(), target_endpoint()
     env = dict(os.environ, SO_SOURCE_URL=src_ep.url.raw, SO_SOURCE_SCHEMA=src_ep.schema,
+               SO_SOURCE_SCHEMAS=",".join(src_ep.schemas),
                SO_TARGET_URL=dst_ep.url.raw, SO_TARGET_SCHEMA=dst_ep.schema, SO_MARKER_SCHEMA=marker_schema(),
                SO_SNAPSHOT_GRACE_MINUTES=str(grace_seconds() / 60))
+    if not src_ep.schemas:          # every schema: the main one named is not the only one
+        env.pop("SO_SOURCE_SCHEMA")
     holder = subprocess.Popen([sys.executable, "-m", "so_luigi.snapshot", run_id], env=env,
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               start_new_session=True, text=True)

@@ -123,8 +123,8 @@ def _split_tail(conn, cur, src, dst, run_id, table, partitions, chunk_rows):
     its old last key fill it up to a partition's worth, then make new partitions (a few new rows
     stay in it: no sync leaves a trail of tiny partitions). Returns how many were added."""
     last = partitions - 1
-    lo, _, _ = markers.partition_range(conn, run_id, table.name, last)
-    step = markers.partition_step(cur, run_id, table.name) if partitions > 1 else chunk_rows
+    lo, _, _ = markers.partition_range(conn, run_id, table.run_name, last)
+    step = markers.partition_step(cur, run_id, table.run_name) if partitions > 1 else chunk_rows
     with src.session() as sconn:
         rows, cuts = src.tail(sconn, table, lo, step)
     cuts = [c for i, c in enumerate(cuts, start=1) if i * step < rows]
@@ -133,7 +133,7 @@ def _split_tail(conn, cur, src, dst, run_id, table, partitions, chunk_rows):
     edges = cuts + [None]
     ranges = list(zip(edges[:-1], edges[1:]))
     sizes = [step] * (len(ranges) - 1) + [rows - step * len(ranges)]
-    markers.split_last(cur, run_id, table.name, last, cuts[0], ranges, sizes)
+    markers.split_last(cur, run_id, table.run_name, last, cuts[0], ranges, sizes)
     return len(ranges)
 
 
@@ -202,32 +202,32 @@ def _recopy(src, dst, run_id, generation, table, partitions, partition, lo, hi, 
         conn.commit()
     with dst.session() as conn:
         cur = conn.cursor()
-        if not _claim(conn, cur, run_id, generation, table.name, partition):
+        if not _claim(conn, cur, run_id, generation, table.run_name, partition):
             return None
         watermark = None if whole else src.watermark(table)
         dst.note_before(cur, table, lo, hi)
         dst.clear_range(cur, table, lo, hi)
         part = Slice(run_id, table, partitions, partition, lo, hi, progress=progress, replace=True,
-                     size=markers.planned_size(cur, run_id, table.name))
+                     size=markers.planned_size(cur, run_id, table.run_name))
         written = dst.write(conn, cur, part, src, "streaming", buffer_bytes, True)
         if written.source_rows != written.rows:
-            raise VerificationError(f"{table.name} partition {partition}: read {written.source_rows} rows from the "
+            raise VerificationError(f"{table.run_name} partition {partition}: read {written.source_rows} rows from the "
                                     f"source but the destination stored {written.rows}")
         changes = dst.changes(cur, table, lo, hi)
         seconds = time.monotonic() - started
         if whole:
-            markers.collapse_partitions(cur, run_id, table.name, written.rows)
-        markers.replace_loaded(cur, run_id, table.name, 0 if whole else partition, written.rows, written.bytes,
+            markers.collapse_partitions(cur, run_id, table.run_name, written.rows)
+        markers.replace_loaded(cur, run_id, table.run_name, 0 if whole else partition, written.rows, written.bytes,
                                seconds, written.checksum, written.via, written.changed)
         if watermark is not None:
-            markers.record_proof(cur, run_id, table.name, partition, written.rows, watermark)
-        markers.insert_synced(cur, run_id, generation, table.name, partition_item(partition), "recopied", proof,
+            markers.record_proof(cur, run_id, table.run_name, partition, written.rows, watermark)
+        markers.insert_synced(cur, run_id, generation, table.run_name, partition_item(partition), "recopied", proof,
                               written.rows, changes, seconds)
         faults.pause("sync-commit")
         conn.commit()
     inserted, updated, deleted = changes
     log.info("%s partition %d recopied (%s differed): %d rows; %d inserted, %d updated, %d deleted",
-             table.name, partition, proof, written.rows, inserted, updated, deleted)
+             table.run_name, partition, proof, written.rows, inserted, updated, deleted)
     return "recopied"
 
 

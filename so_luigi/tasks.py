@@ -434,8 +434,16 @@ class ReplicateAll(_HowMixin, SoTask):
     def wanted(self):
         return [t.strip() for t in self.tables.split(",") if t.strip()]
 
+    @property
+    def selection(self):
+        """What this run copies, as its replicated marker names it: the tables (or *), and the
+        source's schemas when they are configured as more than the main one."""
+        ep = source_endpoint()
+        chosen = ",".join(sorted(self.wanted)) or "*"
+        return chosen + (f" in {','.join(ep.schemas)}" if ep.schemas and ep.schemas != (ep.schema,) else "")
+
     def output(self):
-        return targets.MarkerTarget("replicated", self.run_id, ",".join(sorted(self.wanted)) or "*")
+        return targets.MarkerTarget("replicated", self.run_id, self.selection)
 
     def complete(self):
         with plainly():
@@ -505,7 +513,7 @@ class ReplicateAll(_HowMixin, SoTask):
                     for table in tables:
                         load.leave_out_constraints(table)
                 for_a_run = a_worker_is_scheduling()
-                self._names = [t.name for t in tables]
+                self._names = [t.run_name for t in tables]
                 if self.schema_only:
                     return self._names              # do() creates them: nothing is planned
                 if for_a_run and self.sync:
@@ -545,9 +553,9 @@ class ReplicateAll(_HowMixin, SoTask):
     def plan_one(self, table, for_a_run):
         """The expected MB of the units of ``table``: planning its sync (a table the run completed
         before) or its copy."""
-        if self.sync and for_a_run and table.name in self._synced:
-            return sync.plan(self.run_id, table.name, self._generation, self.chunk_rows)
-        return plan_weights(CompleteTable(run_id=self.run_id, table=table.name, **_how(self)), table, for_a_run)
+        if self.sync and for_a_run and table.run_name in self._synced:
+            return sync.plan(self.run_id, table.run_name, self._generation, self.chunk_rows)
+        return plan_weights(CompleteTable(run_id=self.run_id, table=table.run_name, **_how(self)), table, for_a_run)
 
     def gone_tables(self, names):
         """Tables the run copied that the source no longer has."""
@@ -575,7 +583,7 @@ class ReplicateAll(_HowMixin, SoTask):
             return
         with load.endpoints()[1].session() as conn:
             text = report.render(conn, self.run_id, self.table_names, source_ep, target_ep)
-            markers.mark_replicated(conn, self.run_id, ",".join(sorted(self.wanted)) or "*")
+            markers.mark_replicated(conn, self.run_id, self.selection)
         print(text, flush=True)
 
 

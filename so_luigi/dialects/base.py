@@ -94,6 +94,13 @@ class Table:
     types: list = field(default_factory=list)   # PostgreSQL: the user-defined types its columns need,
                                                 # those they depend on first (catalog.user_types)
     comment: str = None       # PostgreSQL: COMMENT ON TABLE, when it has one
+    key: str = ""             # what the run calls it: its name, or schema.name when the run copies
+                              # several schemas (markers, --tables, the report)
+    target_schema: str = ""   # the destination schema it goes into (set when planned)
+
+    @property
+    def run_name(self):
+        return self.key or self.name
 
     @property
     def qualified(self):
@@ -119,7 +126,9 @@ class Table:
 
     def referenced(self, fk, names):
         """The table foreign key ``fk`` references, as the run's table ``names`` spell it; None
-        when the run does not copy it (another schema, or a table left out)."""
+        when the run does not copy it (a schema it does not copy, or a table left out)."""
+        if self.key and self.key != self.name:          # the run names tables schema.table
+            return same_name(f"{fk.ref_schema}.{fk.ref_table}", names)
         return same_name(fk.ref_table, names) if same_name(fk.ref_schema, [self.schema]) else None
 
     @property
@@ -289,38 +298,68 @@ class Source(_Database):
     def schema_exists(self, conn, schema):
         return self.catalog.schema_exists(conn, schema)
 
-    def list_tables(self, conn, schema):
-        return self.catalog.list_tables(conn, schema)
-
-    def describe(self, conn, name):
-        """The Table ``name`` of the endpoint's schema, as its catalog defines it."""
-        return self.catalog.describe(conn, self.schema, name)
+    def describe(self, conn, key):
+        """The Table the run calls ``key`` (see find_tables), as its catalog defines it."""
+        schema, name = self.locate(conn, key)
+        table = self.catalog.describe(conn, schema, name)
+        table.key = key
+        return table
 
     def other_objects(self, conn):
-        """[(kind, name)] of what the endpoint's schema holds besides the tables so_luigi copies
+        """[(kind, name)] of what the copied schemas hold besides the tables so_luigi copies
         (views, functions, triggers, ...), none of which it carries: for the report."""
-        return self.catalog.other_objects(conn, self.schema)
+        schemas = sorted({schema for schema, _ in self.tables(conn).values()})
+        return [(kind, f"{schema}.{name}" if len(schemas) > 1 else name) for schema in schemas
+                for kind, name in self.catalog.other_objects(conn, schema)]
+
+    def tables(self, conn):
+        """{run's name: (schema, table)} of every base table of the copied schemas: the
+        configured ones, else every user schema (so_luigi's marker schema left out). A table's
+        run name is its own when they are one schema, else ``schema.table``."""
+        if getattr(self, "_tables", None) is None:
+            from ..config import marker_schema
+            from ..errors import SchemaError
+            ep = self.endpoint
+            found = [(s, n) for s, n in self.catalog.all_tables(conn) if s != marker_schema()]
+            if ep.schemas:
+                absent = [s for s in ep.schemas if not self.schema_exists(conn, s)]
+                if absent:
+                    raise SchemaError(f"schema {', '.join(map(repr, absent))} not found in {ep.role} "
+                                      f"{ep.url.redacted} (set [{ep.role}] schemas or schema)")
+                found = [(s, n) for s, n in found if s in ep.schemas]
+            schemas = {s for s, _ in found}
+            self._tables = {(f"{s}.{n}" if len(schemas) > 1 else n): (s, n) for s, n in found}
+        return self._tables
+
+    def locate(self, conn, key):
+        """(schema, table) of the run's name ``key``."""
+        found = self.tables(conn)
+        if key not in found:
+            from ..errors import SchemaError
+            raise SchemaError(f"table {key!r} not found in the {self.endpoint.role}'s copied schemas")
+        return found[key]
 
     def find_tables(self, conn, wanted=None):
-        """Base tables of the endpoint's schema, or the ``wanted`` subset; unknown names fail clearly."""
+        """The run's names of the copied schemas' base tables, or of the ``wanted`` subset;
+        unknown names fail clearly."""
         from ..errors import SchemaError
         ep = self.endpoint
-        if not self.schema_exists(conn, ep.schema):
-            raise SchemaError(f"schema {ep.schema!r} not found in {ep.role} {ep.url.redacted} "
-                              f"(set [{ep.role}] schema)")
-        names = self.list_tables(conn, ep.schema)
+        names = list(self.tables(conn))
+        where = f"schema {ep.schemas[0]!r}" if len(ep.schemas) == 1 else (
+            f"schemas {', '.join(map(repr, ep.schemas))}" if ep.schemas else "any user schema")
         if not wanted:
             if not names:
-                raise SchemaError(f"schema {ep.schema!r} of {ep.role} {ep.url.redacted} has no tables")
+                raise SchemaError(f"{where} of {ep.role} {ep.url.redacted} has no tables")
             return names
         missing = [w for w in wanted if w not in names]
         if missing:
             hints = []
             for w in missing:
-                same = [n for n in names if n.lower() == w.lower()]
-                hints.append(f"{w!r}" + (f" (did you mean {same[0]!r}?)" if same else ""))
-            raise SchemaError(f"table {', '.join(hints)} not found in {ep.role} schema "
-                              f"{ep.schema!r}; tables there: {', '.join(names) or '(none)'}")
+                same = [n for n in names if n.lower() == w.lower() or n.lower().endswith("." + w.lower())]
+                hints.append(f"{w!r}" + (f" (did you mean {same[0]!r}?)" if len(same) == 1 else ""))
+            shown = ", ".join(names[:50]) + (f", ... ({len(names)} in all)" if len(names) > 50 else "")
+            raise SchemaError(f"table {', '.join(hints)} not found in {ep.role} {where}; "
+                              f"tables there: {shown or '(none)'}")
         return list(wanted)
 
     def can_import(self, snapshot):
@@ -425,6 +464,11 @@ class Destination(_Database):
 
     def qualified(self, schema, name):
         raise NotImplementedError
+
+    def schema_of(self, table):
+        """The destination schema ``table`` goes into (planned with it; a definition stored
+        before schemas were mapped goes into the main one)."""
+        return table.target_schema or self.schema
 
     # planning
     def map_types(self, tables, source, overrides=None):

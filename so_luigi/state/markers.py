@@ -97,14 +97,14 @@ def store_plan(cur, run_id, table_def, ranges, source_rows, chunk_rows, source_b
     """The table's definition and partitions, under a new plan id (bulk files record it)."""
     cur.execute(f"INSERT INTO {m()}.tables (run_id, table_name, definition, partitions, source_rows, "
                 "source_bytes, plan_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (run_id, table_def.name, json.dumps(table_def.to_json()), len(ranges), source_rows, source_bytes,
+                (run_id, table_def.run_name, json.dumps(table_def.to_json()), len(ranges), source_rows, source_bytes,
                  uuid.uuid4().hex))
     last = source_rows - chunk_rows * (len(ranges) - 1)
     def bound(v):           # (integer, key values as JSON): one of them, or neither (unbounded)
         return (None, json.dumps(v)) if isinstance(v, list) else (v, None)
     cur.executemany(f"INSERT INTO {m()}.partitions (run_id, table_name, partition, lo, hi, rows, lo_key, hi_key) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    [(run_id, table_def.name, i, bound(lo)[0], bound(hi)[0], chunk_rows if i < len(ranges) - 1 else last,
+                    [(run_id, table_def.run_name, i, bound(lo)[0], bound(hi)[0], chunk_rows if i < len(ranges) - 1 else last,
                       bound(lo)[1], bound(hi)[1]) for i, (lo, hi) in enumerate(ranges)])
 
 
@@ -112,7 +112,7 @@ def update_definition(cur, run_id, table_def):
     """The stored definition, after completing the table learned what the destination refused
     (``not_carried``): the report reads it there."""
     cur.execute(f"UPDATE {m()}.tables SET definition = %s WHERE run_id = %s AND table_name = %s",
-                (json.dumps(table_def.to_json()), run_id, table_def.name))
+                (json.dumps(table_def.to_json()), run_id, table_def.run_name))
 
 
 def _bounds(lo, hi, lo_key, hi_key):
@@ -531,10 +531,10 @@ def owns(cur, schema, table):
     return cur.fetchone() is not None
 
 
-def disown(cur, schema, tables):
-    """The tables were dropped."""
-    for table in tables:
-        cur.execute(f"DELETE FROM {m()}.owned WHERE schema_name = %s AND table_name = %s", (schema, table))
+def disown(cur, places):
+    """The tables [(schema, table)] were dropped."""
+    for where, table in places:
+        cur.execute(f"DELETE FROM {m()}.owned WHERE schema_name = %s AND table_name = %s", (where, table))
 
 
 # --- completion targets (so_luigi.targets) ----------------------------------------------------------

@@ -27,11 +27,11 @@ def schema_exists(conn, schema):
 
 
 
-def list_tables(conn, schema):
+def all_tables(conn):
+    """[(schema, table)] of every base table of every user schema (sql/tables.sql)."""
     cur = conn.cursor()
-    cur.execute(sql("tables"), {"schema": schema})
-    return [r[0] for r in cur.fetchall()]
-
+    cur.execute(sql("tables"))
+    return [(r[0], r[1]) for r in cur.fetchall()]
 
 
 def _source_type(data_type, length, precision, scale, fsp):

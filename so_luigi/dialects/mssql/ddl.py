@@ -130,7 +130,7 @@ def foreign_key_sql(schema, table, fk, ref_columns):
     cols = ", ".join(ident(c) for c in fk.columns)
     refs = ", ".join(ident(c) for c in ref_columns)
     return (f"ALTER TABLE {qualified(schema, table.name)}{'' if fk.validated else ' WITH NOCHECK'} ADD CONSTRAINT "
-            f"{ident(fk.name)} FOREIGN KEY ({cols}) REFERENCES {qualified(schema, fk.ref_table)} ({refs}) "
+            f"{ident(fk.name)} FOREIGN KEY ({cols}) REFERENCES {qualified(fk.ref_schema or schema, fk.ref_table)} ({refs}) "
             f"ON DELETE {fk.on_delete} ON UPDATE {fk.on_update}")
 
 

@@ -53,11 +53,13 @@ def batch_rows_for(buffer_bytes, source_rows, source_bytes):
     return int(max(100, min(100_000, buffer_bytes / 4 / avg)))
 
 
-def side_table(table_name):
-    """The table's side table for rows the bulk copy cannot carry exactly, in the marker schema."""
-    name = f"empties_{table_name}"
+def side_table(table_name, schema="dbo"):
+    """The table's side table for rows the bulk copy cannot carry exactly, in the marker schema
+    (a table of a schema other than dbo has the schema in its name)."""
+    named = table_name if schema == "dbo" else f"{schema}.{table_name}"
+    name = f"empties_{named}"
     if len(name) > 128:
-        name = "empties_" + hashlib.sha1(table_name.encode("utf-8")).hexdigest()
+        name = "empties_" + hashlib.sha1(named.encode("utf-8")).hexdigest()
     return f"{ident(marker_schema())}.{ident(name)}"
 
 
@@ -131,56 +133,57 @@ class MssqlDestination(Destination):
 
     def constraint_state(self, cur, table, name):
         cur.execute("SELECT CAST(is_not_trusted AS int) FROM sys.foreign_keys WHERE parent_object_id = OBJECT_ID(%s) "
-                    "AND name = %s", (connection.qualified(self.schema, table.name), name))
+                    "AND name = %s", (connection.qualified(self.schema_of(table), table.name), name))
         row = cur.fetchone()
         return None if row is None else ("not valid" if row[0] else "valid")
 
     def add_foreign_key(self, cur, table, fk):
         """Checked as it is added (SQL Server has no NOT VALID then VALIDATE in one pass that
         lets writes in; Babelfish takes no WITH [NO]CHECK at all)."""
-        cur.execute(ddl.foreign_key_sql(self.schema, table, fk, fk.ref_columns))
+        cur.execute(ddl.foreign_key_sql(self.schema_of(table), table, fk, fk.ref_columns))
 
     def validate_constraint(self, cur, table, name):
-        cur.execute(f"ALTER TABLE {connection.qualified(self.schema, table.name)} WITH CHECK CHECK CONSTRAINT "
+        cur.execute(f"ALTER TABLE {connection.qualified(self.schema_of(table), table.name)} WITH CHECK CHECK CONSTRAINT "
                     f"{ident(name)}")
 
     def create(self, cur, run_id, table):
-        cur.execute(ddl.create_schema_sql(self.schema))
-        self._drop_previous(cur, table.name)
-        cur.execute(ddl.create_table_sql(self.schema, table, table.dialect))
-        side = side_table(table.name)
+        schema = self.schema_of(table)
+        cur.execute(ddl.create_schema_sql(schema))
+        self._drop_previous(cur, schema, table.name)
+        cur.execute(ddl.create_table_sql(self.schema_of(table), table, table.dialect))
+        side = side_table(table.name, self.schema_of(table))
         cur.execute(f"DROP TABLE IF EXISTS {side}")
         cur.execute(bulk.staging_table_sql(table, [load for _, load, _ in bulk.bulk_columns(table, table.dialect)],
                                             side, SIDE_EXTRA))
-        sql, params = ddl.owner_mark_sql(self.schema, table.name, f"{OWNER}{run_id}")
+        sql, params = ddl.owner_mark_sql(schema, table.name, f"{OWNER}{run_id}")
         cur.execute(sql, params)
 
-    def _drop_previous(self, cur, name):
+    def _drop_previous(self, cur, schema, name):
         """Replace a table an earlier so_luigi run created; never touch one it did not."""
-        cur.execute("SELECT OBJECT_ID(%s, 'U')", (connection.qualified(self.schema, name),))
+        cur.execute("SELECT OBJECT_ID(%s, 'U')", (connection.qualified(schema, name),))
         if cur.fetchone()[0] is None:
             return
-        sql, params = ddl.owner_query_sql(self.schema, name)
+        sql, params = ddl.owner_query_sql(schema, name)
         cur.execute(sql, params)
         row = cur.fetchone()
         if not (row and str(row[0] or "").startswith(OWNER)):
-            raise SchemaError(f"destination table {self.schema}.{name} already exists and was not created by "
-                              f"so_luigi: drop it, or set [target] schema to another schema")
-        self._drop_referencing_keys(cur, name)
-        cur.execute(ddl.drop_table_sql(self.schema, name))
+            raise SchemaError(f"destination table {schema}.{name} already exists and was not created by "
+                              f"so_luigi: drop it, or set [target] schema (schema_map) to another schema")
+        self._drop_referencing_keys(cur, schema, name)
+        cur.execute(ddl.drop_table_sql(schema, name))
 
-    def _drop_referencing_keys(self, cur, name):
+    def _drop_referencing_keys(self, cur, where, name):
         """Foreign keys of other tables that reference ``name`` go first (their step adds them
         again), only from tables so_luigi created; another's stops, naming it."""
         cur.execute("SELECT OBJECT_SCHEMA_NAME(parent_object_id), OBJECT_NAME(parent_object_id), name FROM sys.foreign_keys "
                     "WHERE referenced_object_id = OBJECT_ID(%s) AND parent_object_id <> referenced_object_id",
-                    (connection.qualified(self.schema, name),))
+                    (connection.qualified(where, name),))
         for schema, child, constraint in cur.fetchall():
             sql, params = ddl.owner_query_sql(schema, child)
             cur.execute(sql, params)
             row = cur.fetchone()
             if not (row and str(row[0] or "").startswith(OWNER)):
-                raise SchemaError(f"destination table {self.schema}.{name} is referenced by foreign key {constraint} "
+                raise SchemaError(f"destination table {where}.{name} is referenced by foreign key {constraint} "
                                   f"of {schema}.{child}, which so_luigi did not create: drop that key to replace the table")
             cur.execute(f"ALTER TABLE {connection.qualified(schema, child)} DROP CONSTRAINT {ident(constraint)}")
 
@@ -192,10 +195,10 @@ class MssqlDestination(Destination):
         if part.retry:
             removed = 0
             if table.cut != "ctid":     # rows cut by where they lay in the source have no range here
-                sql, params = ddl.clear_range_sql(self.schema, table, part.lo, part.hi)
+                sql, params = ddl.clear_range_sql(self.schema_of(table), table, part.lo, part.hi)
                 cur.execute(sql, params)
                 removed = cur.rowcount
-            cur.execute(f"DELETE FROM {percent_safe(side_table(table.name))} WITH (TABLOCKX) "
+            cur.execute(f"DELETE FROM {percent_safe(side_table(table.name, self.schema_of(table)))} WITH (TABLOCKX) "
                         f"WHERE {SIDE_EXTRA[0][0]} = %s", (part.number,))
             removed += cur.rowcount
             if removed > 0:
@@ -214,10 +217,10 @@ class MssqlDestination(Destination):
             stats["bytes"] += sum(len(v) for r in rows for v in r if isinstance(v, (str, bytes)))
             if part.progress is not None:
                 part.progress.update(stats["rows"])
-        bulk.bulk_load(conn, self.schema, table, bulk.bulk_columns(table, table.dialect),
+        bulk.bulk_load(conn, self.schema_of(table), table, bulk.bulk_columns(table, table.dialect),
                         source.batches(table, part.lo, part.hi, batch), batch,
                         spill_bytes=buffer_bytes // 4, on_batch=seen,
-                        side=None if part.replace else (side_table(table.name), (part.number,)))
+                        side=None if part.replace else (side_table(table.name, self.schema_of(table)), (part.number,)))
         return Written(stats["rows"], stats["rows"], stats["bytes"], stats["checksum"], "bulk-copy", 0,
                        "rows go through the TDS bulk copy (pymssql bulk_copy, TABLOCK)")
 
@@ -227,11 +230,11 @@ class MssqlDestination(Destination):
         server as they go in. Its own transaction, and idempotent (the side table goes with the
         insert), so a crash here is repeated harmlessly."""
         cur = conn.cursor()
-        side = side_table(table.name)
+        side = side_table(table.name, self.schema_of(table))
         cur.execute("SELECT OBJECT_ID(%s, 'U')", (side,))
         if cur.fetchone()[0] is not None:
             casts = bulk.side_casts(bulk.bulk_columns(table, table.dialect))
-            cur.execute(bulk.unmask_sql(self.schema, table, side, casts))
+            cur.execute(bulk.unmask_sql(self.schema_of(table), table, side, casts))
             cur.execute(f"DROP TABLE {side}")
         conn.commit()
 
@@ -245,25 +248,25 @@ class MssqlDestination(Destination):
         try:
             cur = conn.cursor()
             if verify == "full" and method:
-                cur.execute(checksum.checksum_sql(self.schema, table))
+                cur.execute(checksum.checksum_sql(self.schema_of(table), table))
                 count, total = cur.fetchone()
                 return int(count), int(total)
             if verify == "full":
                 encoders = canonical_encoders(table)
                 cur.execute(f"SELECT {', '.join(ident(c.name) for c in table.columns)} "
-                            f"FROM {connection.qualified(self.schema, table.name)}")
+                            f"FROM {connection.qualified(self.schema_of(table), table.name)}")
                 count = total = 0
                 for rows in iter(lambda: cur.fetchmany(5000), []):
                     count += len(rows)
                     total += rows_checksum(rows, encoders)
                 return count, total
-            cur.execute(f"SELECT COUNT_BIG(*) FROM {connection.qualified(self.schema, table.name)}")
+            cur.execute(f"SELECT COUNT_BIG(*) FROM {connection.qualified(self.schema_of(table), table.name)}")
             return int(cur.fetchone()[0]), None
         finally:
             conn.close()
 
     def finish_steps(self, table, partitions, positions=None):
-        return [], ddl.finish_table_sql(self.schema, table) + [lambda cur: self._reseed(cur, table)]
+        return [], ddl.finish_table_sql(self.schema_of(table), table) + [lambda cur: self._reseed(cur, table)]
 
     # --- re-syncing ---------------------------------------------------------------------------
     def _read_back(self, select, params, table):
@@ -286,14 +289,14 @@ class MssqlDestination(Destination):
             conn = connection.connect(self.endpoint)
             try:
                 cur = conn.cursor()
-                cur.execute(*checksum.range_checksum_sql(self.schema, table, lo, hi))
+                cur.execute(*checksum.range_checksum_sql(self.schema_of(table), table, lo, hi))
                 count, total = cur.fetchone()
                 return int(count), int(total)
             finally:
                 conn.close()
         return self._read_back(*catalog.range_sql(
             f"SELECT {', '.join(ident(c.name) for c in table.columns)} "
-            f"FROM {connection.qualified(self.schema, table.name)}", table, lo, hi), table)
+            f"FROM {connection.qualified(self.schema_of(table), table.name)}", table, lo, hi), table)
 
     def source_figures(self, source, table, lo, hi, method, buffer_bytes):
         if method:
@@ -305,13 +308,13 @@ class MssqlDestination(Destination):
         return count, total
 
     def clear_range(self, cur, table, lo, hi):
-        cur.execute(*ddl.clear_range_sql(self.schema, table, lo, hi))
+        cur.execute(*ddl.clear_range_sql(self.schema_of(table), table, lo, hi))
         return cur.rowcount
 
     def _hashed(self, table, lo, hi, into=""):
         keys = ", ".join(ident(c) for c in table.primary_key)
         return catalog.range_sql(f"SELECT {keys + ', ' if keys else ''}{checksum.row_hash_sql(table)} AS so_h{into} "
-                               f"FROM {connection.qualified(self.schema, table.name)} AS t", table, lo, hi)
+                               f"FROM {connection.qualified(self.schema_of(table), table.name)} AS t", table, lo, hi)
 
     def note_before(self, cur, table, lo, hi):
         cur.execute("IF OBJECT_ID('tempdb..#so_luigi_before') IS NOT NULL DROP TABLE #so_luigi_before")
@@ -329,13 +332,13 @@ class MssqlDestination(Destination):
         return found
 
     def release_foreign_keys(self, cur, table):
-        q = connection.qualified(self.schema, table.name)
+        q = connection.qualified(self.schema_of(table), table.name)
         cur.execute("SELECT name FROM sys.foreign_keys WHERE parent_object_id = OBJECT_ID(%s)", (q,))
         own = {fk.name.casefold() for fk in table.foreign_keys}
         for (name,) in cur.fetchall():
             if name.casefold() in own:
                 cur.execute(f"ALTER TABLE {q} DROP CONSTRAINT {ident(name)}")
-        self._drop_referencing_keys(cur, table.name)
+        self._drop_referencing_keys(cur, self.schema_of(table), table.name)
 
     def sequence_steps(self, table, positions):
         return [lambda cur: self._reseed(cur, table)]
@@ -345,20 +348,20 @@ class MssqlDestination(Destination):
         explicit values already moved it there (SQL Server keeps the largest value inserted under
         IDENTITY_INSERT as the current one)."""
         for col in table.identity_columns:
-            cur.execute(ddl.identity_sql(self.schema, table, col))
+            cur.execute(ddl.identity_sql(self.schema_of(table), table, col))
             maximum, current = cur.fetchone()
             if maximum is not None and (current is None or current < maximum):
                 # Babelfish counts no bulk-copied row as drawn from the identity, so its next value
                 # after RESEED m is m itself (SQL Server's for a table never inserted into): one
                 # increment further there leaves a gap, never a duplicate
                 cur.execute("SELECT CAST(SERVERPROPERTY('babelfish') AS nvarchar(100)), IDENT_INCR(%s)",
-                            (connection.qualified(self.schema, table.name),))
+                            (connection.qualified(self.schema_of(table), table.name),))
                 babelfish, step = cur.fetchone()
-                cur.execute(ddl.reseed_sql(self.schema, table, maximum + (int(step or 1) if babelfish else 0)))
+                cur.execute(ddl.reseed_sql(self.schema_of(table), table, maximum + (int(step or 1) if babelfish else 0)))
 
     # --- maintenance --------------------------------------------------------------------------
-    def drop_tables(self, cur, names):
-        for name in names:
-            self._drop_referencing_keys(cur, name)
-            cur.execute(f"DROP TABLE IF EXISTS {connection.qualified(self.schema, name)}")
-            cur.execute(f"DROP TABLE IF EXISTS {side_table(name)}")
+    def drop_tables(self, cur, places):
+        for schema, name in places:
+            self._drop_referencing_keys(cur, schema, name)
+            cur.execute(f"DROP TABLE IF EXISTS {connection.qualified(schema, name)}")
+            cur.execute(f"DROP TABLE IF EXISTS {side_table(name, schema)}")

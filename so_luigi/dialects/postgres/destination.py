@@ -139,7 +139,7 @@ class PostgresDestination(Destination):
 
     def constraint_state(self, cur, table, name):
         cur.execute("SELECT convalidated FROM pg_constraint WHERE conrelid = to_regclass(%s) AND conname = %s",
-                    (qualified(self.schema, table.name), name))
+                    (qualified(self.schema_of(table), table.name), name))
         row = cur.fetchone()
         return None if row is None else ("valid" if row[0] else "not valid")
 
@@ -150,52 +150,53 @@ class PostgresDestination(Destination):
         match = f" MATCH {fk.match}" if fk.match else ""
         # a partitioned table takes no NOT VALID key (before PostgreSQL 18): added checked there
         not_valid = "" if table.layout == "partitioned" else " NOT VALID"
-        cur.execute(f"ALTER TABLE {qualified(self.schema, table.name)} ADD CONSTRAINT {ident(fk.name)} "
-                    f"FOREIGN KEY ({cols}) REFERENCES {qualified(self.schema, fk.ref_table)} ({refs}){match} "
+        cur.execute(f"ALTER TABLE {qualified(self.schema_of(table), table.name)} ADD CONSTRAINT {ident(fk.name)} "
+                    f"FOREIGN KEY ({cols}) REFERENCES {qualified(fk.ref_schema, fk.ref_table)} ({refs}){match} "
                     f"ON UPDATE {fk.on_update} ON DELETE {fk.on_delete}{timing}{not_valid}")
 
     def validate_constraint(self, cur, table, name):
-        cur.execute(f"ALTER TABLE {qualified(self.schema, table.name)} VALIDATE CONSTRAINT {ident(name)}")
+        cur.execute(f"ALTER TABLE {qualified(self.schema_of(table), table.name)} VALIDATE CONSTRAINT {ident(name)}")
 
     def create(self, cur, run_id, table):
-        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(self.schema)}")
-        self._drop_previous(cur, table.name)
+        schema = self.schema_of(table)
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
+        self._drop_previous(cur, schema, table.name)
         ddl.create_types(cur, table.types)
-        for statement in ddl.create_table_statements(self.schema, table):
+        for statement in ddl.create_table_statements(self.schema_of(table), table):
             cur.execute(statement)
-        for statement, what in ddl.default_statements(self.schema, table):
+        for statement, what in ddl.default_statements(self.schema_of(table), table):
             ddl.optional(statement, what, table)(cur)
-        for statement in ddl.comment_statements(self.schema, table):
+        for statement in ddl.comment_statements(self.schema_of(table), table):
             cur.execute(statement)
 
     def _ours(self, cur, schema, name, comment):
         """so_luigi created it: the marker tables say so, or (a release before them) its comment."""
         return bool(self.owned and self.owned(cur, schema, name)) or (comment or "").startswith(OWNER_COMMENT)
 
-    def _drop_previous(self, cur, name):
+    def _drop_previous(self, cur, schema, name):
         """Replace a table an earlier so_luigi run created; never touch one it did not."""
         cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class'), to_regclass(%s) IS NOT NULL",
-                    (qualified(self.schema, name),) * 2)
+                    (qualified(schema, name),) * 2)
         comment, exists = cur.fetchone()
         if not exists:
             return
-        if not self._ours(cur, self.schema, name, comment):
-            raise SchemaError(f"destination table {self.schema}.{name} already exists and was not created by "
-                              f"so_luigi: drop it, or set [target] schema to another schema")
-        self._drop_referencing_keys(cur, name)
-        cur.execute(f"DROP TABLE {qualified(self.schema, name)}")
+        if not self._ours(cur, schema, name, comment):
+            raise SchemaError(f"destination table {schema}.{name} already exists and was not created by "
+                              f"so_luigi: drop it, or set [target] schema (schema_map) to another schema")
+        self._drop_referencing_keys(cur, schema, name)
+        cur.execute(f"DROP TABLE {qualified(schema, name)}")
 
-    def _drop_referencing_keys(self, cur, name):
+    def _drop_referencing_keys(self, cur, schema, name):
         """Foreign keys of other so_luigi tables that reference ``name`` go first (their step
         adds them again); one of a table so_luigi did not create stops, naming it."""
         cur.execute("SELECT n.nspname, c.relname, k.conrelid::regclass::text, k.conname, "
                     "obj_description(k.conrelid, 'pg_class') FROM pg_constraint k "
                     "JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
                     "WHERE k.contype = 'f' AND k.conparentid = 0 AND k.confrelid = to_regclass(%s) "
-                    "AND k.conrelid <> k.confrelid", (qualified(self.schema, name),))
-        for schema, relname, child, constraint, comment in cur.fetchall():
-            if not self._ours(cur, schema, relname, comment):
-                raise SchemaError(f"destination table {self.schema}.{name} is referenced by foreign key {constraint} "
+                    "AND k.conrelid <> k.confrelid", (qualified(schema, name),))
+        for their_schema, relname, child, constraint, comment in cur.fetchall():
+            if not self._ours(cur, their_schema, relname, comment):
+                raise SchemaError(f"destination table {schema}.{name} is referenced by foreign key {constraint} "
                                   f"of {child}, which so_luigi did not create: drop that key to replace the table")
             cur.execute(f"ALTER TABLE {child} DROP CONSTRAINT {ident(constraint)}")
 
@@ -216,11 +217,11 @@ class PostgresDestination(Destination):
             child.name = ddl.partition_name(table, part.number)
 
             def prepare():
-                for statement in ddl.create_partition_sql(self.schema, table, part.number, part.lo, part.hi):
+                for statement in ddl.create_partition_sql(self.schema_of(table), table, part.number, part.lo, part.hi):
                     cur.execute(statement)
             return child, True, prepare
         if part.partitions == 1:
-            return table, True, lambda: cur.execute(f"TRUNCATE {qualified(self.schema, table.name)}")
+            return table, True, lambda: cur.execute(f"TRUNCATE {qualified(self.schema_of(table), table.name)}")
         return table, False, lambda: None
 
     def write(self, conn, cur, part, source, mode, buffer_bytes, checksum):
@@ -241,7 +242,7 @@ class PostgresDestination(Destination):
             written = Written(src_rows, stored, nbytes, src_sum, "stream", changed,
                               "rows stream from the source cursor into COPY FROM STDIN")
         if part.table.layout == "partitioned" and not part.replace:
-            cur.execute(ddl.attach_partition_sql(self.schema, part.table, part.number, part.lo, part.hi))
+            cur.execute(ddl.attach_partition_sql(self.schema_of(part.table), part.table, part.number, part.lo, part.hi))
         return written
 
     def write_files(self, conn, cur, parts, buffer_bytes):
@@ -251,7 +252,7 @@ class PostgresDestination(Destination):
         them all (in a savepoint: the truncation and the COPYs share its subtransaction, as FREEZE
         needs); else, after rolling that back, the client streams them. Returns a Written per part."""
         table = parts[0].table
-        q = qualified(self.schema, table.name)
+        q = qualified(self.schema_of(table), table.name)
         plans = [self._bulk_file(part) for part in parts]
         if all(files.local and not files.compressed for files, _, _ in plans):
             cur.execute("SAVEPOINT so_luigi_bulk")
@@ -260,7 +261,7 @@ class PostgresDestination(Destination):
                 written = []
                 for part, (files, fmt, written_as) in zip(parts, plans):
                     literal = cur.mogrify("%s", (files.server,)).decode()
-                    cur.execute(ddl.copy_in_sql(self.schema, table, fmt, True, source=literal))
+                    cur.execute(ddl.copy_in_sql(self.schema_of(table), table, fmt, True, source=literal))
                     written.append(written_as(cur.rowcount, "server-file",
                                               f"the server reads the files itself (COPY FROM '{files.server}')"))
                 cur.execute("RELEASE SAVEPOINT so_luigi_bulk")
@@ -274,7 +275,7 @@ class PostgresDestination(Destination):
         written = []
         for part, (files, fmt, written_as) in zip(parts, plans):
             with bulk.open_file(files.data, "rb") as fh:
-                cur.copy_expert(ddl.copy_in_sql(self.schema, table, fmt, True), fh, size=chunk_size(buffer_bytes))
+                cur.copy_expert(ddl.copy_in_sql(self.schema_of(table), table, fmt, True), fh, size=chunk_size(buffer_bytes))
             written.append(written_as(cur.rowcount, "client-file",
                                       f"the client streams the files through COPY FROM STDIN ({why})"))
         return written
@@ -282,13 +283,13 @@ class PostgresDestination(Destination):
     def _bulk_file(self, part):
         """(files, format, written(stored, via, how)) of a partition's extracted file, refused when
         it was cut for another plan of the table."""
-        manifest = bulk.read_manifest(bulk.files_for(part.run_id, part.table.name, part.number))
+        manifest = bulk.read_manifest(bulk.files_for(part.run_id, part.table.run_name, part.number))
         if not bulk.cut_for(manifest, part.plan):
-            raise DataError(f"{part.table.name} partition {part.number}: its bulk file was cut for another plan "
+            raise DataError(f"{part.table.run_name} partition {part.number}: its bulk file was cut for another plan "
                             f"of the table (plan {manifest.get('plan')}, keys {manifest.get('lo')}..{manifest.get('hi')}) "
                             f"and is never loaded; rerun: the partition is extracted again")
         fmt = manifest.get("format", "csv")
-        files = bulk.files_for(part.run_id, part.table.name, part.number, fmt=fmt)
+        files = bulk.files_for(part.run_id, part.table.run_name, part.number, fmt=fmt)
         src_sum = None if manifest["checksum"] is None else int(manifest["checksum"])
 
         def written(stored, via, how):
@@ -298,7 +299,7 @@ class PostgresDestination(Destination):
     def _copy_in(self, cur, into, fmt, buffer_bytes, freeze):
         """The stream's writer: COPY ... FROM STDIN reading the pipe; returns the rows stored."""
         def write(pipe):
-            cur.copy_expert(ddl.copy_in_sql(self.schema, into, fmt, freeze), pipe, size=chunk_size(buffer_bytes))
+            cur.copy_expert(ddl.copy_in_sql(self.schema_of(into), into, fmt, freeze), pipe, size=chunk_size(buffer_bytes))
             return cur.rowcount
         return write
 
@@ -315,7 +316,7 @@ class PostgresDestination(Destination):
                 try:
                     prepare()
                     literal = cur.mogrify("%s", (files.server,)).decode()
-                    cur.execute(ddl.copy_in_sql(self.schema, into, fmt, freeze, source=literal))
+                    cur.execute(ddl.copy_in_sql(self.schema_of(into), into, fmt, freeze, source=literal))
                     stored = cur.rowcount
                     cur.execute("RELEASE SAVEPOINT so_luigi_bulk")
                     return written(stored, "server-file",
@@ -327,7 +328,7 @@ class PostgresDestination(Destination):
                 why = "gzip files" if files.compressed else "the files are not on a local path"
             prepare()
             with bulk.open_file(files.data, "rb") as fh:
-                cur.copy_expert(ddl.copy_in_sql(self.schema, into, fmt, freeze), fh, size=chunk_size(buffer_bytes))
+                cur.copy_expert(ddl.copy_in_sql(self.schema_of(into), into, fmt, freeze), fh, size=chunk_size(buffer_bytes))
             return written(cur.rowcount, "client-file",
                            f"the client streams the files through COPY FROM STDIN ({why})")
 
@@ -348,24 +349,24 @@ class PostgresDestination(Destination):
 
     def figures(self, table, verify, method):
         if verify != "full":
-            sql = f"SELECT count(*), NULL FROM {qualified(self.schema, table.name)}"
+            sql = f"SELECT count(*), NULL FROM {qualified(self.schema_of(table), table.name)}"
         elif method:
-            sql = checksum.row_checksum_sql(self.schema, table.name, method, table)
+            sql = checksum.row_checksum_sql(self.schema_of(table), table.name, method, table)
         else:
-            sql = checksum.checksum_sql(self.schema, table)
+            sql = checksum.checksum_sql(self.schema_of(table), table)
         with connection.session(self.endpoint) as conn, conn.cursor() as cur:
             cur.execute(sql)
             count, total = cur.fetchone()
         return int(count), (None if total is None else int(total))
 
     def finish_steps(self, table, partitions, positions=None):
-        return ddl.finish_table_steps(self.schema, table, partitions, positions)
+        return ddl.finish_table_steps(self.schema_of(table), table, partitions, positions)
 
     # --- re-syncing ---------------------------------------------------------------------------
     def _figures_sql(self, table, method):
         if method:
-            return checksum.row_checksum_sql(self.schema, table.name, method, table)
-        return checksum.checksum_sql(self.schema, table)
+            return checksum.row_checksum_sql(self.schema_of(table), table.name, method, table)
+        return checksum.checksum_sql(self.schema_of(table), table)
 
     def range_figures(self, table, lo, hi, method):
         with connection.session(self.endpoint) as conn, conn.cursor() as cur:
@@ -382,14 +383,14 @@ class PostgresDestination(Destination):
         return int(rows), int(total or 0)
 
     def clear_range(self, cur, table, lo, hi):
-        cur.execute(*ddl.range_sql(f"DELETE FROM {qualified(self.schema, table.name)}", table, lo, hi))
+        cur.execute(*ddl.range_sql(f"DELETE FROM {qualified(self.schema_of(table), table.name)}", table, lo, hi))
         return cur.rowcount
 
     def _hashed(self, table, lo, hi):
         """(SQL, params): the partition's key columns and a 64-bit hash of each whole row."""
         keys = ", ".join(ident(c) for c in table.primary_key)
         select = (f"SELECT {keys + ', ' if keys else ''}hashtextextended(r::text, 0) AS so_h "
-                  f"FROM {qualified(self.schema, table.name)} r")
+                  f"FROM {qualified(self.schema_of(table), table.name)} r")
         return ddl.range_sql(select, table, lo, hi)
 
     def note_before(self, cur, table, lo, hi):
@@ -407,32 +408,36 @@ class PostgresDestination(Destination):
         return found
 
     def release_foreign_keys(self, cur, table):
-        q = qualified(self.schema, table.name)
+        q = qualified(self.schema_of(table), table.name)
         cur.execute("SELECT conname FROM pg_constraint WHERE contype = 'f' AND conparentid = 0 "
                     "AND conrelid = to_regclass(%s)", (q,))
         own = {fk.name for fk in table.foreign_keys}
         for (name,) in cur.fetchall():
             if name in own:
                 cur.execute(f"ALTER TABLE {q} DROP CONSTRAINT {ident(name)}")
-        self._drop_referencing_keys(cur, table.name)
+        self._drop_referencing_keys(cur, self.schema_of(table), table.name)
 
     def sequence_steps(self, table, positions):
-        return ddl.sequence_sql(self.schema, table, positions)
+        return ddl.sequence_sql(self.schema_of(table), table, positions)
 
     # --- maintenance --------------------------------------------------------------------------
-    def drop_tables(self, cur, names):
-        for name in names:
-            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified(self.schema, name),))
+    def drop_tables(self, cur, places):
+        for schema, name in places:
+            cur.execute("SELECT to_regclass(%s) IS NOT NULL", (qualified(schema, name),))
             if cur.fetchone()[0]:
-                self._drop_referencing_keys(cur, name)
-            cur.execute(f"DROP TABLE IF EXISTS {qualified(self.schema, name)}")
+                self._drop_referencing_keys(cur, schema, name)
+            cur.execute(f"DROP TABLE IF EXISTS {qualified(schema, name)}")
 
     def rows_in_flight(self, cur, tables):
         """A partitioned layout's child tables count for their table."""
-        def table_of(relname):
-            if relname in tables:
-                return relname
-            return next((t for t in tables if relname.startswith(f"{t}__part")), None)
+        def table_of(schema, relname):
+            for name in (f"{schema}.{relname}", relname):   # as a run of several schemas names it, or one
+                if name in tables:
+                    return name
+                child = next((t for t in tables if name.startswith(f"{t}__part")), None)
+                if child:
+                    return child
+            return None
         return progress.in_flight(cur, table_of)
 
     def copy_rows(self, cur, table, rows, buffer_bytes=32 << 20, batch_rows=2000):

@@ -6,8 +6,8 @@ COPY_ROWS_SQL = "SELECT tuples_processed FROM pg_stat_progress_copy WHERE pid = 
 
 # COPYs running now into the destination database, for ``so-luigi status``
 IN_FLIGHT_SQL = """
-SELECT c.relname, p.tuples_processed
-FROM pg_stat_progress_copy p JOIN pg_class c ON c.oid = p.relid
+SELECT n.nspname, c.relname, p.tuples_processed
+FROM pg_stat_progress_copy p JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE p.datname = current_database() AND p.command = 'COPY FROM'
 """
 
@@ -20,12 +20,12 @@ def copy_rows(cur, pid):
 
 
 def in_flight(cur, table_of):
-    """[(table, rows)] of COPYs running now, each relation named by ``table_of(relname)`` (a
-    partition's child table counts for its table); relations of no table are left out."""
+    """[(table, rows)] of COPYs running now, each relation named by ``table_of(schema, relname)``
+    (a partition's child table counts for its table); relations of no table are left out."""
     cur.execute(IN_FLIGHT_SQL)
     found = []
-    for relname, rows in cur.fetchall():
-        table = table_of(relname)
+    for schema, relname, rows in cur.fetchall():
+        table = table_of(schema, relname)
         if table is not None:
             found.append((table, int(rows)))
     return found

@@ -1,5 +1,6 @@
--- Base tables of one schema, by name (INFORMATION_SCHEMA keeps the names' case everywhere).
-SELECT TABLE_NAME
+-- Base tables of every user schema, by schema and name (INFORMATION_SCHEMA keeps the names'
+-- case everywhere).
+SELECT TABLE_SCHEMA, TABLE_NAME
 FROM INFORMATION_SCHEMA.TABLES
-WHERE TABLE_SCHEMA = %(schema)s AND TABLE_TYPE = 'BASE TABLE'
-ORDER BY TABLE_NAME;
+WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN ('sys', 'INFORMATION_SCHEMA')
+ORDER BY TABLE_SCHEMA, TABLE_NAME;
