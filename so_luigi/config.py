@@ -35,6 +35,8 @@ SETTINGS = {
         "schema_map": ("", "other schemas renamed, `source:destination` pairs, comma-separated (default: each "
                            "into the same-named schema); env SO_SCHEMA_MAP"),
         "marker_schema": ("so_luigi", "schema of the marker tables"),
+        "owners": (False, "PostgreSQL from PostgreSQL: also carry the owners and privileges of the objects "
+                          "(the roles must exist in the destination)"),
     },
     "data": {
         "nul": ("fail", "U+0000 in text (PostgreSQL cannot store it): fail naming table, key and column, or "

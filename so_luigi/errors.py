@@ -32,6 +32,10 @@ class DataError(SoLuigiError):
     """A value the destination cannot hold (e.g. U+0000 in text)."""
 
 
+class IncompleteCopy(SoLuigiError):
+    """Every table is copied, but the report lists objects the copy does not carry."""
+
+
 class SnapshotGone(SoLuigiError):
     """The run's source snapshot cannot be imported any more (see ``snapshot``)."""
 

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import bulk, faults, snapshot
-from .config import bulk_settings, destination_schema, source_endpoint, target_endpoint
+from .config import bulk_settings, destination_schema, marker_schema, section, source_endpoint, target_endpoint
 from .dialects import destination, source
 from .dialects.base import NOT_COPIED, Slice, same_name
 from .errors import SchemaError, VerificationError
@@ -60,18 +60,61 @@ def discover(src, dst, wanted=None, overrides=None, conn=None):
 
 # why each kind of object the run does not carry is left out, for the report
 NOT_CARRIED_WHY = {
-    "partitioned table": "copied as one plain table holding every partition's rows: its partitions are not carried yet",
+    "partitioned table": "its partitions are copied as tables of their own; the partitioned table that "
+                         "unites them is carried into PostgreSQL only",
 }
 NOT_YET = "so_luigi copies tables (rows, keys, indexes, constraints); this kind of object is not carried yet"
 
 
+def carries_objects(src, dst):
+    """Whether the run re-creates what the source's schemas hold besides their tables."""
+    return src.dumps_schema and dst.restores_dumps
+
+
 def note_other_objects(run_id, src, dst):
-    """What the source's schema holds besides its tables, noted for the run's report."""
+    """What the source's schemas hold besides their tables and the run does not carry, noted
+    for the run's report (a run that carries them notes what it cannot as it goes)."""
+    if carries_objects(src, dst):
+        return []
     with src.session() as conn:
         found = src.other_objects(conn)
     with dst.session() as conn:
         markers.note_objects(conn, run_id, [(kind, name, NOT_CARRIED_WHY.get(kind, NOT_YET)) for kind, name in found])
     return found
+
+
+def carry_objects(run_id, step):
+    """PostgreSQL from PostgreSQL: what ``pg_dump --schema-only`` holds besides what so_luigi
+    builds, at the run's snapshot: functions, sequences no column owns and the like "before"
+    the tables are created; partitioned tables (their leaves attached), views, materialized
+    views (refreshed), triggers, rules and policies "after" the rows, so no trigger fires on a
+    copied row. One destination transaction with the step's marker, so a rerun never does it
+    twice; what the destination refuses is rolled back alone and noted for the report. Returns
+    how many objects were created, or None when the step was done before or has no place."""
+    src, dst = endpoints(run_id)
+    if not carries_objects(src, dst):
+        return None
+    with dst.session() as conn:
+        cur = conn.cursor()
+        markers.lock(cur, run_id, "objects", step)
+        if markers.step_done(cur, run_id, f"objects {step}"):
+            conn.rollback()
+            return None
+        with src.schema_dump(exclude=[marker_schema()]) as dump:
+            entries = dump.step(step)
+            refused = dump.carry(conn, entries, owners=section("target").owners)
+            cur = conn.cursor()
+            if step == "before":
+                markers.note_objects_in(cur, run_id, [(kind.lower(), name, why)
+                                                      for kind, name, why in dump.not_carried()])
+        markers.add_objects(cur, run_id, [(kind.lower(), name, f"the destination refused it: {why}")
+                                          for kind, name, why in refused])
+        markers.mark_step(cur, run_id, f"objects {step}")
+        faults.pause(f"objects-{step}")
+        conn.commit()
+    log.info("carried %d object(s) %s the rows%s", len(entries) - len(refused), step,
+             f"; the destination refused {len(refused)}" if refused else "")
+    return len(entries) - len(refused)
 
 
 def cut(src, dst, table_name, chunk_rows, chunk_mb, table=None):

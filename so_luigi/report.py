@@ -35,7 +35,18 @@ def render(conn, run_id, tables=None, source_ep=None, target_ep=None):
     return "\n".join(lines)
 
 
-def schema_lines(conn, run_id, names):
+LEFT_OUT = "left out: "      # why an object was not carried because the user asked (--no-constraints)
+
+
+def not_carried(conn, run_id, names):
+    """The report's lines naming what the copy does not carry though nobody asked to leave it
+    out (--no-constraints, or a selection leaving out a key's table): the copy is complete
+    when there are none."""
+    return [line for line in schema_lines(conn, run_id, names, missing_only=True)
+            if LEFT_OUT not in line and NOT_COPIED not in line]
+
+
+def schema_lines(conn, run_id, names, missing_only=False):
     """What became of each table's indexes and constraints: how many the copy carries, how its
     foreign keys stand, and every object it does not carry, with the reason."""
     dst = destination(target_endpoint())
@@ -52,6 +63,8 @@ def schema_lines(conn, run_id, names):
                     keys[dst.constraint_state(cur, table, fk.name)] += 1
     conn.rollback()
     missing += [f"  {kind} {name}: {why}" for kind, name, why in markers.objects(conn, run_id)]
+    if missing_only:
+        return missing
     lines = []
     if carried or any(keys.values()):
         fk_words = f"; foreign keys: {keys['valid']} validated" if any(keys.values()) else ""

@@ -23,7 +23,7 @@ import tenacity
 from . import bulk, load, report, snapshot, sync, targets
 from .config import bulk_settings, section, source_endpoint, target_endpoint
 from .dialects import translate
-from .errors import ConfigError, SchemaError, SoLuigiError, TransientError
+from .errors import ConfigError, IncompleteCopy, SchemaError, SoLuigiError, TransientError
 from .progress import Progress
 from .luigi_internals import a_worker_is_scheduling, count_work_done_elsewhere
 from .state import markers
@@ -425,6 +425,10 @@ class ReplicateAll(_HowMixin, SoTask):
     no_constraints = luigi.BoolParameter(default=False, significant=False,
                                          description="leave foreign keys and CHECK constraints out (for users "
                                                      "who add them later); the report lists them")
+    accept_not_carried = luigi.BoolParameter(default=False, significant=False,
+                                             description="exit 0 when every table is copied though the report "
+                                                         "lists objects not carried (by default the run fails "
+                                                         "then: the copy is not complete)")
     sync = luigi.BoolParameter(default=False, significant=False,
                                description="bring the run's finished copy up to date: compare every partition "
                                            "with the source and recopy only those that differ; tables new in "
@@ -530,6 +534,8 @@ class ReplicateAll(_HowMixin, SoTask):
                     if not self.wanted:         # a selection leaves the rest out on purpose
                         load.note_other_objects(self.run_id, src, dst)
                     snapshot.ensure(self.run_id, src, dst, self._names, self.not_consistent)
+                    if not self.wanted:
+                        load.carry_objects(self.run_id, "before")     # functions and such, before any table
                 # plan the tables side by side (the source counts and walks each key), not one by
                 # one as Luigi would ask each CompleteTable for its requirements; all at once (up
                 # to 8), so the biggest table's walk starts first instead of waiting its turn
@@ -579,12 +585,25 @@ class ReplicateAll(_HowMixin, SoTask):
                 load.leave_out_constraints(table)
             with load.endpoints()[1].session() as conn:
                 markers.register_run(conn, self.run_id, source_ep, target_ep)
-            print("\n".join(load.create_schema(self.run_id, tables)), flush=True)
+            if not self.wanted:
+                load.carry_objects(self.run_id, "before")
+            lines = load.create_schema(self.run_id, tables)
+            if not self.wanted:
+                load.carry_objects(self.run_id, "after")
+            print("\n".join(lines), flush=True)
             return
+        if not self.wanted:     # partitioned tables, views, triggers, ...: after every table and key
+            load.carry_objects(self.run_id, "after")
         with load.endpoints()[1].session() as conn:
             text = report.render(conn, self.run_id, self.table_names, source_ep, target_ep)
-            markers.mark_replicated(conn, self.run_id, self.selection)
+            left = [] if self.accept_not_carried else report.not_carried(conn, self.run_id, self.table_names)
+            if not left:
+                markers.mark_replicated(conn, self.run_id, self.selection)
         print(text, flush=True)
+        if left:
+            raise IncompleteCopy(f"every table is copied and verified, but {len(left)} object(s) are not carried "
+                                 f"(listed under 'not carried' in the report): the copy is not complete; "
+                                 f"--accept-not-carried exits 0 for such a copy")
 
 
 class LoadDump(SoTask):

@@ -1013,3 +1013,40 @@ def test_marker_tables_in_sql_server_are_the_one_definition_fresh_and_from_the_l
             conn.close()
         assert marker_catalog(old_url) == expected_markers()
         assert mssql_query(old_url, "SELECT run_id, rows, attempts FROM so_luigi.partitions") == [("old", 5, 0)]
+
+
+def test_every_schema_of_a_sql_server_source_dbo_into_public_keys_across(pair, mssql_source, mssql_target):
+    """Every user schema by default: dbo into public (into dbo for SQL Server), Sales into Sales,
+    tables named schema.table, and the foreign key from Sales.[Order] to dbo.Person carried."""
+    url, _ = mssql_source
+    target, _ = mssql_target
+    mssql_exec(url, "CREATE SCHEMA Sales")
+    mssql_exec(url, "CREATE TABLE dbo.Person (Id int PRIMARY KEY, Name nvarchar(50) NOT NULL)")
+    mssql_exec(url, "CREATE TABLE Sales.[Order] (Id int PRIMARY KEY, PersonId int NOT NULL "
+                    "CONSTRAINT FK_Order_Person REFERENCES dbo.Person (Id), Total decimal(12,2))")
+    mssql_exec(url, "INSERT INTO dbo.Person SELECT TOP 300 ROW_NUMBER() OVER (ORDER BY (SELECT 1)), N'p ' "
+                    "+ CAST(ROW_NUMBER() OVER (ORDER BY (SELECT 1)) AS nvarchar(10)) FROM sys.all_columns")
+    mssql_exec(url, "INSERT INTO Sales.[Order] SELECT Id, 1 + Id % 300, Id / 7.0 FROM dbo.Person")
+    persons = mssql_query(url, "SELECT Id, Name FROM dbo.Person ORDER BY Id")
+    orders = [(i, p, Decimal(t)) for i, p, t in mssql_query(url, "SELECT Id, PersonId, Total FROM Sales.[Order] ORDER BY Id")]
+    assert len(persons) == 300
+
+    into_pg = pair.run("--workers", "2", env=pair.env(SO_SOURCE_URL=url))
+    assert into_pg.returncode == 0, into_pg.stderr[-3000:]
+    said = into_pg.stdout.lower()
+    assert "\ndbo.person " in said and "\nsales.order " in said, into_pg.stdout
+    sales = pair.query("target", "SELECT nspname FROM pg_namespace WHERE lower(nspname) = 'sales'")[0][0]
+    assert pair.query("target", 'SELECT "Id", "Name" FROM public."Person" ORDER BY 1') == persons
+    assert pair.query("target", f'SELECT "Id", "PersonId", "Total" FROM "{sales}"."Order" ORDER BY 1') == orders
+    fks = pair.query("target", "SELECT conrelid::regclass::text, confrelid::regclass::text, convalidated "
+                               "FROM pg_constraint WHERE contype = 'f'")
+    assert fks == [(f'"{sales}"."Order"', '"Person"', True)], fks
+
+    into_ms = pair.run("--workers", "2", env=pair.env(SO_SOURCE_URL=url, SO_TARGET_URL=target))
+    assert into_ms.returncode == 0, into_ms.stderr[-3000:]
+    assert mssql_query(target, "SELECT Id, Name FROM dbo.Person ORDER BY Id") == persons
+    assert [(i, p, Decimal(t)) for i, p, t in mssql_query(target, "SELECT Id, PersonId, Total FROM Sales.[Order] "
+                                                                  "ORDER BY Id")] == orders
+    keys = mssql_query(target, "SELECT OBJECT_SCHEMA_NAME(parent_object_id), OBJECT_SCHEMA_NAME(referenced_object_id), "
+                               "CAST(is_not_trusted AS int) FROM sys.foreign_keys")
+    assert [(a.lower(), b.lower(), t) for a, b, t in keys] == [("sales", "dbo", 0)], keys

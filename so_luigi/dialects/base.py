@@ -277,6 +277,7 @@ class Source(_Database):
     """
     binary_copy = False       # its rows can travel in PostgreSQL's binary COPY format
     exports_snapshots = False  # every session of the run can read it at one moment (so_luigi.snapshot)
+    dumps_schema = False      # schema_dump gives what its schemas hold besides the tables
     catalog = None            # the dialect's module: schema_exists, list_tables, describe, table_bytes
 
     def __init__(self, endpoint, snapshot=None):
@@ -361,6 +362,11 @@ class Source(_Database):
             raise SchemaError(f"table {', '.join(hints)} not found in {ep.role} {where}; "
                               f"tables there: {shown or '(none)'}")
         return list(wanted)
+
+    def schema_dump(self, exclude=()):
+        """What its schema holds besides the tables, as a destination that ``restores_dumps``
+        can re-create it (PostgreSQL: objects.Dump); None where there is no such thing."""
+        return None
 
     def can_import(self, snapshot):
         """Whether a session can still read at ``snapshot`` (its holder alive)."""
@@ -454,6 +460,7 @@ class Destination(_Database):
     bulk_files = False        # can load partitions from extracted files (--mode bulk)
     cuts_by_position = False  # takes partitions that are not key ranges (Source.measure)
     counts_attempts = False   # a partition's load might commit part of its rows: attempts are counted
+    restores_dumps = False    # re-creates what a source's schema_dump holds (PostgreSQL from PostgreSQL)
 
     def connect(self, autocommit=False):
         raise NotImplementedError

@@ -309,7 +309,7 @@ def reset(conn, run_id, tables=None):
             cur.execute(f"DELETE FROM {m()}.replications WHERE run_id = %s", (run_id,))
         else:
             for name in ("loaded", "partitions", "tables", "replications", "synced", "proofs", "syncs", "objects",
-                         "runs"):
+                         "steps", "runs"):
                 if marker_table_exists(cur, name):
                     cur.execute(f"DELETE FROM {m()}.{name} WHERE run_id = %s", (run_id,))
     conn.commit()
@@ -505,6 +505,28 @@ def note_objects(conn, run_id, found):
     conn.commit()
 
 
+def note_objects_in(cur, run_id, found):
+    """note_objects in the caller's transaction (the caller holds the run's step lock)."""
+    cur.execute(f"DELETE FROM {m()}.objects WHERE run_id = %s", (run_id,))
+    add_objects(cur, run_id, found)
+
+
+def add_objects(cur, run_id, found):
+    """More source objects the run does not carry, [(kind, name, why)], in the caller's transaction."""
+    if found:
+        cur.executemany(f"INSERT INTO {m()}.objects (run_id, kind, name, why) VALUES (%s, %s, %s, %s)",
+                        [(run_id, *row) for row in found])
+
+
+def step_done(cur, run_id, step):
+    cur.execute(f"SELECT 1 FROM {m()}.steps WHERE run_id = %s AND step = %s", (run_id, step))
+    return cur.fetchone() is not None
+
+
+def mark_step(cur, run_id, step):
+    cur.execute(f"INSERT INTO {m()}.steps (run_id, step) VALUES (%s, %s)", (run_id, step))
+
+
 def objects(conn, run_id):
     """[(kind, name, why)] the run noted (note_objects), by kind and name."""
     with conn.cursor() as cur:
@@ -543,6 +565,7 @@ EXISTS = {
     "complete": ("tables", "SELECT 1 FROM {m}.tables WHERE run_id = %s AND table_name = %s "
                            "AND completed_at IS NOT NULL"),
     "loaded": ("loaded", "SELECT 1 FROM {m}.loaded WHERE run_id = %s AND table_name = %s AND partition = %s"),
+    "step": ("steps", "SELECT 1 FROM {m}.steps WHERE run_id = %s AND step = %s"),
     "replicated": ("replications", "SELECT 1 FROM {m}.replications WHERE run_id = %s AND tables = %s"),
     # a step of a sync (run_id, generation, table, item), done in the sync's current pass
     "synced": ("synced", "SELECT 1 FROM {m}.synced s JOIN {m}.syncs g ON g.run_id = s.run_id "

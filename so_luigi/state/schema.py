@@ -161,6 +161,13 @@ MIGRATIONS = (
             col("noted_at", "time", False, "now"),
         )),
     )),
+    Migration(4, "steps of a run besides its tables (the source's other objects, before and after the rows)", (
+        Table("steps", (
+            col("run_id", "id", False),
+            col("step", "text:200", False),
+            col("done_at", "time", False, "now"),
+        ), key=("run_id", "step")),
+    )),
 )
 
 VERSION = MIGRATIONS[-1].version

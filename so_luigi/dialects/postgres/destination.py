@@ -35,6 +35,7 @@ class PostgresDestination(Destination):
     checksum_family = "postgres"
     driver = "psycopg2"
     bulk_files = True
+    restores_dumps = True     # objects.Dump of a PostgreSQL source
     cuts_by_position = True   # a partition's rows and marker commit together: no range is ever cleared
 
     state = state             # the marker tables' SQL in PostgreSQL's words

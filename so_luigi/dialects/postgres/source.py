@@ -21,6 +21,7 @@ class PostgresSource(Source):
     driver = "psycopg2"
     binary_copy = True
     exports_snapshots = True
+    dumps_schema = True
     catalog = catalog
 
     def translate(self, exc, role):
@@ -34,6 +35,13 @@ class PostgresSource(Source):
             return conn
         snapshot.enter(conn, self.snapshot)
         return conn
+
+    def schema_dump(self, exclude=()):
+        """``pg_dump --schema-only`` of the copied schemas (objects.Dump, closed by its caller),
+        at the run's snapshot while it is held, else at a snapshot of its own."""
+        from . import objects
+        held = self.snapshot if self.snapshot and self.can_import(self.snapshot) else None
+        return objects.Dump(self.endpoint.url.raw, list(self.endpoint.schemas), exclude, snapshot=held)
 
     def can_import(self, snapshot):
         try:

@@ -26,5 +26,9 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_class rc ON rc.oid = con.confrelid
 LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
 WHERE n.nspname = %(schema)s AND c.relname = %(table)s
-  AND con.contype IN ('c', 'u', 'x', 'f') AND con.conislocal
+  AND con.contype IN ('c', 'u', 'x', 'f')
+  -- a partition's own, and the CHECK, unique and exclusion constraints it has from its parent
+  -- (attaching it to the re-created parent needs them); a foreign key it has from its parent
+  -- comes with the parent's
+  AND (con.conislocal OR c.relispartition AND con.contype IN ('c', 'u', 'x'))
 ORDER BY con.contype, con.conname;

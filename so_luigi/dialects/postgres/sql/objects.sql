@@ -1,7 +1,7 @@
 -- What else one schema holds besides its tables, none of which so_luigi carries yet: views,
 -- materialized views, foreign tables, sequences no column owns, functions, procedures,
 -- aggregates, triggers and rules (an extension's own objects are left to the extension), and
--- partitioned tables, which arrive as one plain table. (kind, name), by kind and name.
+-- partitioned tables, whose partitions arrive as tables of their own. (kind, name), by kind and name.
 SELECT kind, name FROM (
     SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table'
                           WHEN 'S' THEN 'sequence' WHEN 'p' THEN 'partitioned table' END AS kind,

@@ -1,10 +1,10 @@
--- Base tables of every user schema (ordinary tables and partitioned parents, not their
--- partitions), by schema and name; an extension's own tables are left to the extension.
+-- Base tables of every user schema, by schema and name: ordinary tables, partitions among them
+-- (a partitioned table holds no rows of its own: it is re-created after its partitions are
+-- loaded, see objects.py); an extension's own tables are left to the extension.
 SELECT n.nspname, c.relname
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p')
-  AND NOT c.relispartition
+WHERE c.relkind = 'r'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND left(n.nspname, 3) <> 'pg_'
   AND NOT EXISTS (SELECT 1 FROM pg_depend d
