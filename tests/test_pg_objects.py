@@ -77,7 +77,7 @@ SELECT nextval('"Sales Dept".invoice_no') FROM generate_series(1, 3);   -- at 10
 REFRESH MATERIALIZED VIEW totals;
 """
 
-# what a so_luigi run builds before the pre-data (schemas and types) and the rest of its own
+# what a so_luigi run builds before the pre-data (none now: schemas and types are pre-data)
 FIRST = {"SCHEMA", "EXTENSION", "TYPE", "SHELL TYPE", "DOMAIN"}
 SPECIAL = {"DATABASE", "ENCODING", "STDSTRINGS", "SEARCHPATH"}
 
@@ -123,7 +123,8 @@ def test_each_entry_lands_in_one_selection(source):
         ("PROCEDURE", "Sales Dept.bump(integer)"), ("FUNCTION", "public.add2(numeric, numeric)"),
         ("FUNCTION", "public.touch()"), ("COMMENT", "public.FUNCTION touch()"), ("FUNCTION", "public.note_ddl()"),
         ("AGGREGATE", "public.total(numeric)"), ("SEQUENCE", "Sales Dept.invoice_no"),
-        ("SEQUENCE SET", "Sales Dept.invoice_no")}
+        ("SEQUENCE SET", "Sales Dept.invoice_no"), ("SCHEMA", "Sales Dept"), ("TYPE", "public.mood"),
+        ("COMMENT", "public.TYPE mood")}
     assert labels(post) == {
         ("VIEW", "Sales Dept.big_orders"), ("COMMENT", "Sales Dept.VIEW big_orders"),
         ("COMMENT", "Sales Dept.COLUMN big_orders.amount"), ("VIEW", "Sales Dept.Big Names"),
@@ -153,11 +154,11 @@ def test_each_entry_lands_in_one_selection(source):
     assert objects.not_carried(entries) == [("PUBLICATION", "pub_all", reason),
                                             ("PUBLICATION TABLE", "public.pub_all person", reason)]
     ours = objects.left_out(entries)
-    assert {("TABLE", "Sales Dept.Order"), ("SEQUENCE", "Sales Dept.Order_id_seq"), ("TYPE", "public.mood"),
+    assert {("TABLE", "Sales Dept.Order"), ("SEQUENCE", "Sales Dept.Order_id_seq"),
             ("SEQUENCE SET", "public.person_id_seq"), ("DEFAULT", "public.person id"),
             ("TABLE", "public.measure_2023"), ("INDEX", "public.measure_2023_peak_idx"),
-            ("FK CONSTRAINT", "Sales Dept.Order Order_person_id_fkey"), ("COMMENT", "public.TABLE person"),
-            ("COMMENT", "public.TYPE mood")} <= labels(ours)
+            ("FK CONSTRAINT", "Sales Dept.Order Order_person_id_fkey"), ("COMMENT", "public.TABLE person")} \
+        <= labels(ours)
     placed = [e.dump_id for e in ours + pre + post + parts]
     assert len(placed) == len(set(placed)) == len(entries) - len(objects.not_carried(entries))
     assert not any(e.schema == "so_luigi" for e in entries)

@@ -549,6 +549,11 @@ class Destination(_Database):
         range_figures: by the source server with ``method``, else from its rows as read."""
         raise NotImplementedError
 
+    def quiet_triggers(self, cur, table):
+        """Before a recopy, in its transaction: the table's triggers and rules that would act on
+        its delete and insert disabled; returns the statements enabling them again, as they were."""
+        return []
+
     def clear_range(self, cur, table, lo, hi):
         """Delete the stored partition in the open transaction; returns the rows deleted."""
         raise NotImplementedError

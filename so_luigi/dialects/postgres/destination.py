@@ -383,6 +383,21 @@ class PostgresDestination(Destination):
         rows, total, _ = source.copy_reader(table, lo, hi, True, buffer_bytes)(_Discard())
         return int(rows), int(total or 0)
 
+    def quiet_triggers(self, cur, table):
+        """The table's user triggers and rules enabled now (those the copy carried from the source,
+        objects.py), disabled in the recopy's transaction and enabled again before it commits:
+        no other session sees them off."""
+        q = qualified(self.schema_of(table), table.name)
+        cur.execute("SELECT 'TRIGGER', tgname, tgenabled FROM pg_trigger WHERE tgrelid = to_regclass(%s) "
+                    "AND NOT tgisinternal AND tgenabled <> 'D' "
+                    "UNION ALL SELECT 'RULE', rulename, ev_enabled FROM pg_rewrite WHERE ev_class = to_regclass(%s) "
+                    "AND rulename <> '_RETURN' AND ev_enabled <> 'D'", (q, q))
+        found = cur.fetchall()
+        how = {"O": "ENABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}
+        for kind, name, _ in found:
+            cur.execute(f"ALTER TABLE {q} DISABLE {kind} {ident(name)}")
+        return [f"ALTER TABLE {q} {how[state]} {kind} {ident(name)}" for kind, name, state in found]
+
     def clear_range(self, cur, table, lo, hi):
         cur.execute(*ddl.range_sql(f"DELETE FROM {qualified(self.schema_of(table), table.name)}", table, lo, hi))
         return cur.rowcount

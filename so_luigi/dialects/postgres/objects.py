@@ -49,14 +49,14 @@ KINDS = sorted((
     "TABLE DATA", "TEXT SEARCH CONFIGURATION", "TEXT SEARCH DICTIONARY", "TEXT SEARCH PARSER",
     "TEXT SEARCH TEMPLATE", "TRANSFORM", "TRIGGER", "TYPE", "USER MAPPING", "VIEW"), key=len, reverse=True)
 
-PRE_DATA = {"FUNCTION", "PROCEDURE", "AGGREGATE", "OPERATOR", "OPERATOR CLASS", "OPERATOR FAMILY", "CAST",
+PRE_DATA = {"SCHEMA", "EXTENSION", "TYPE", "SHELL TYPE", "DOMAIN", "FUNCTION", "PROCEDURE", "AGGREGATE", "OPERATOR", "OPERATOR CLASS", "OPERATOR FAMILY", "CAST",
             "COLLATION", "CONVERSION", "TEXT SEARCH CONFIGURATION", "TEXT SEARCH DICTIONARY",
             "TEXT SEARCH PARSER", "TEXT SEARCH TEMPLATE", "PROCEDURAL LANGUAGE", "TRANSFORM", "ACCESS METHOD",
             "FOREIGN DATA WRAPPER", "SERVER", "USER MAPPING", "FOREIGN TABLE"}
 # DEFAULT ACL changes the privileges of everything created after it, so it waits for the end
 POST_DATA = {"VIEW", "MATERIALIZED VIEW", "TRIGGER", "RULE", "POLICY", "ROW SECURITY", "EVENT TRIGGER",
              "STATISTICS", "DEFAULT ACL"}
-SO_LUIGI = {"SCHEMA", "EXTENSION", "TYPE", "SHELL TYPE", "DOMAIN", "TABLE DATA", "DATABASE",
+SO_LUIGI = {"TABLE DATA", "DATABASE",
             "DATABASE PROPERTIES", "ENCODING", "STDSTRINGS", "SEARCHPATH"}
 TABLE_PARTS = {"DEFAULT", "CONSTRAINT", "CHECK CONSTRAINT", "FK CONSTRAINT", "INDEX"}
 ATTACH = {"TABLE ATTACH", "INDEX ATTACH"}
@@ -197,6 +197,9 @@ class Dump:
         preamble, chunks = _split(text)
         script.preamble = tuple(preamble)
         script.update(_match(chunks, listed))
+        for e in listed:        # a schema a table of the run made (or a run before) is no refusal
+            if e.kind == "SCHEMA" and script.get(e.dump_id, "").lstrip().startswith("CREATE SCHEMA "):
+                script[e.dump_id] = script[e.dump_id].replace("CREATE SCHEMA ", "CREATE SCHEMA IF NOT EXISTS ", 1)
         return script
 
     def step(self, name):

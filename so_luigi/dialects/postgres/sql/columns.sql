@@ -1,5 +1,6 @@
 -- Columns of one table in order: name, base type, declared type, nullability, identity
--- (an IDENTITY column, or a serial whose default draws from a sequence), whether the type is
+-- (an IDENTITY column, or a serial: its default draws from a sequence the column owns; one
+-- drawing from a sequence no column owns is a plain default), whether the type is
 -- built in, whether the column is generated, its DEFAULT expression (not an identity's), its
 -- collation when not its type's (qualified), the identity kind (a always, d by default), and
 -- the sequence it draws from (an identity's, or a serial's: owned by the column) with its
@@ -8,7 +9,7 @@ SELECT a.attname,
        t.typname,
        format_type(a.atttypid, a.atttypmod),
        NOT a.attnotnull,
-       a.attidentity <> '' OR coalesce(pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%', false),
+       a.attidentity <> '' OR s.oid IS NOT NULL,
        tn.nspname = 'pg_catalog',
        a.attgenerated <> '',
        pg_get_expr(d.adbin, d.adrelid),
