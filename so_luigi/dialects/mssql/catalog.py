@@ -52,6 +52,24 @@ def other_objects(conn, schema):
         cur.execute(sql("objects"), {"schema": schema})
         return [(kind, name) for kind, name in cur.fetchall()]
 
+COMPUTED_WHY = ("a computed column, not re-created yet: a plain column of its type holding the values the "
+                "source computed (copied and verified like the others)")
+
+
+def _computation(cur, qualified_name, column):
+    """A computed column's definition as the source prints it, PERSISTED when it is; '?' from a
+    server without sys.computed_columns."""
+    try:
+        cur.execute("SELECT definition, CAST(is_persisted AS int) FROM sys.computed_columns "
+                    "WHERE object_id = OBJECT_ID(%s) AND name = %s", (qualified_name, column))
+        row = cur.fetchone()
+    except Exception:  # noqa: BLE001 -- the catalog view is missing: say so, copy the values
+        return "its definition is not in this server's catalog"
+    if not row:
+        return "its definition is not in this server's catalog"
+    return f"AS {row[0]}" + (" PERSISTED" if row[1] else "")
+
+
 def describe(conn, schema, name):
     params = {"schema": schema, "table": name, "qualified": qualified(schema, name)}
     cur = conn.cursor()
@@ -59,12 +77,11 @@ def describe(conn, schema, name):
     rows = cur.fetchall()
     if not rows:
         raise SchemaError(f"table {schema}.{name} not found in the source")
-    columns = []
+    columns, computed_columns = [], []
     for cname, dtype, nullable, length, precision, scale, fsp, identity, computed, collation, seed, step in rows:
         dtype = dtype.lower()
         if computed:
-            raise SchemaError(f"{schema}.{name}.{cname} is a computed column, which so_luigi cannot "
-                              "copy yet; exclude the table with --tables")
+            computed_columns.append((cname, _computation(cur, params["qualified"], cname)))
         is_time = dtype in ("time", "datetime2", "datetimeoffset")
         columns.append(Column(
             name=cname, data_type=dtype, nullable=bool(nullable), length=length,
@@ -73,6 +90,8 @@ def describe(conn, schema, name):
             **({"seed": int(seed), "increment": int(step)} if identity and seed is not None and (seed, step) != (1, 1)
                else {})))
     table = Table(schema=schema, name=name, columns=columns, dialect="mssql")
+    for cname, how in computed_columns:
+        table.not_carried.append([f"computation of {cname} ({how})", COMPUTED_WHY])
     cur.execute(sql("primary_key"), params)
     for constraint, column in cur.fetchall():
         table.pk_name = constraint
