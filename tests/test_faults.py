@@ -198,7 +198,7 @@ def test_least_privilege_roles_are_enough(sourced):
         for mode in ("streaming", "bulk"):
             out = subprocess.run(luigi_cmd("--mode", mode, "--run-id", mode), cwd=ROOT, env=env,
                                  capture_output=True, text=True, timeout=600)
-            assert out.returncode == 0, out.stderr[-3000:]
+            assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-3000:]
             if mode == "bulk":       # no pg_read_server_files: the client streams the files
                 assert "client streams the files" in out.stderr
             assert_same_tables(pair, TABLES, "public", "so")

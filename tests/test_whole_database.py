@@ -377,3 +377,26 @@ def test_a_whole_database_killed_mid_way_then_rerun_copies_as_pg_dump_sees_it(pa
     assert synced.returncode == 0, synced.stderr[-4000:]
     assert "recopied" in synced.stdout, synced.stdout
     assert_whole_copy(pair)
+
+
+def test_owners_and_privileges_come_along_when_asked(pair):
+    """[target] owners (here --target-owners): the objects' owners and grants as the source's."""
+    import uuid
+    role = f"so_owner_{uuid.uuid4().hex[:8]}"
+    pair.query("source", f"""CREATE ROLE {role};
+        CREATE TABLE "T" ("Id" int PRIMARY KEY); INSERT INTO "T" VALUES (1), (2);
+        CREATE VIEW v AS SELECT * FROM "T"; ALTER VIEW v OWNER TO {role}; GRANT SELECT ON v TO PUBLIC;
+        CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'; ALTER FUNCTION f() OWNER TO {role};
+        REVOKE EXECUTE ON FUNCTION f() FROM PUBLIC""")
+    try:
+        out = pair.run("--workers", "1", "--target-owners")
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+        for check in ("SELECT viewowner FROM pg_views WHERE viewname = 'v'",
+                      "SELECT relacl::text FROM pg_class WHERE relname = 'v'",
+                      "SELECT proowner::regrole::text, proacl::text FROM pg_proc WHERE proname = 'f'"):
+            assert pair.query("target", check) == pair.query("source", check), check
+        assert pair.query("target", "SELECT viewowner FROM pg_views WHERE viewname = 'v'") == [(role,)]
+    finally:
+        for side in ("target", "source"):
+            pair.query(side, f"DROP OWNED BY {role}")
+        pair.query("source", f"DROP ROLE {role}")

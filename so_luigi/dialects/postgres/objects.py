@@ -215,7 +215,7 @@ class Dump:
         return apply(conn, self.sql(entries, owners), entries)
 
     def not_carried(self):
-        return not_carried(self.entries)
+        return not_carried(self.entries) + list(getattr(self, "unreadable", []))
 
     def close(self):
         if self.path and os.path.exists(self.path):
@@ -277,7 +277,17 @@ class Dump:
         """SEQUENCE SET after each sequence and MATERIALIZED VIEW DATA (populated ones) at the end,
         with dump ids after pg_dump's."""
         next_id = max((e.dump_id for e in entries), default=0) + 1
-        seqs = [e for e in entries if e.kind == "SEQUENCE" and e.oid in rels]
+        # a sequence an ordinary table's column owns is so_luigi's (its position too); of the
+        # others, those the source role may not read keep their start, and the report says so
+        seqs = [e for e in entries if e.kind == "SEQUENCE" and e.oid in rels and e.table_kind != "r"]
+        if seqs:
+            cur.execute("SELECT oid FROM pg_class WHERE oid = ANY(%s::oid[]) AND NOT has_sequence_privilege(oid, 'SELECT')",
+                        ([e.oid for e in seqs],))
+            unreadable = {r[0] for r in cur.fetchall()}
+            self.unreadable = [("SEQUENCE SET", e.label, "the source's role may not read its position (GRANT SELECT "
+                                                         "ON SEQUENCE): it starts where the source's definition says")
+                               for e in seqs if e.oid in unreadable]
+            seqs = [e for e in seqs if e.oid not in unreadable]
         positions = {}
         for i in range(0, len(seqs), 500):
             cur.execute(" UNION ALL ".join(
@@ -474,6 +484,8 @@ def _place(e, by_id, seen=()):
     if kind in ABOUT:
         of = by_id.get(e.deps[0]) if e.deps else None
         if of is None or of.dump_id in seen:
+            if kind in ("ACL", "ACL LANGUAGE"):     # privileges on what pg_dump does not create (public)
+                return "so_luigi", None, ""
             return "not carried", None, "it belongs to an object outside the dump"
         return _place(of, by_id, seen + (e.dump_id,))
     if kind in NOT_CARRIED:
