@@ -154,8 +154,7 @@ def test_each_entry_lands_in_one_selection(source):
     assert objects.not_carried(entries) == [("PUBLICATION", "pub_all", reason),
                                             ("PUBLICATION TABLE", "public.pub_all person", reason)]
     ours = objects.left_out(entries)
-    assert {("TABLE", "Sales Dept.Order"), ("SEQUENCE", "Sales Dept.Order_id_seq"),
-            ("SEQUENCE SET", "public.person_id_seq"), ("DEFAULT", "public.person id"),
+    assert {("TABLE", "Sales Dept.Order"), ("SEQUENCE", "Sales Dept.Order_id_seq"), ("DEFAULT", "public.person id"),
             ("TABLE", "public.measure_2023"), ("INDEX", "public.measure_2023_peak_idx"),
             ("FK CONSTRAINT", "Sales Dept.Order Order_person_id_fkey"), ("COMMENT", "public.TABLE person")} \
         <= labels(ours)
@@ -212,6 +211,8 @@ def test_round_trip_gives_the_same_schema(cluster, source):
             cur.execute(ROWS)
         assert objects.apply(conn, sql, objects.partition_entries(entries, objects.partitioned(entries))) == []
         assert objects.apply(conn, sql, objects.post_data(entries)) == []
+        with conn.cursor() as cur:      # the owned sequences' positions are so_luigi's own step
+            cur.execute("""SELECT setval('person_id_seq', 2); SELECT setval('"Sales Dept"."Order_id_seq"', 2)""")
         conn.commit()
     finally:
         conn.close()
