@@ -666,7 +666,10 @@ def test_postgres_definitions_into_sql_server_are_listed_not_dropped(pair, mssql
                           tags jsonb, n int DEFAULT 7 CONSTRAINT p_n_check CHECK (n >= 0));
         CREATE INDEX p_tags_gin ON "P" USING gin (tags);
         CREATE INDEX p_n ON "P" (n);
-        CREATE TABLE "C" (id int PRIMARY KEY, p int CONSTRAINT c_p_fk REFERENCES "P" (id));
+        CREATE TABLE "C" (id int PRIMARY KEY, p int CONSTRAINT c_p_fk REFERENCES "P" (id) ON DELETE CASCADE,
+                          q int CONSTRAINT c_q_fk REFERENCES "P" (id) ON UPDATE RESTRICT DEFERRABLE,
+                          at timestamptz DEFAULT now(), label text DEFAULT 'it''s'::text, on_ boolean DEFAULT true,
+                          odd text DEFAULT md5('x'));
         INSERT INTO "P" SELECT g, 'c' || g, '{}', g FROM generate_series(1, 50) g;
         INSERT INTO "C" SELECT g, g FROM generate_series(1, 50) g;""")
     result = pair.run("--workers", "2", env=pair.env(SO_TARGET_URL=url))
@@ -674,8 +677,17 @@ def test_postgres_definitions_into_sql_server_are_listed_not_dropped(pair, mssql
     out = result.stdout
     why = "a PostgreSQL definition, not translated for SQL Server"
     for line in ["P: index p_tags_gin (USING gin (tags))", "P: check p_n_check (CHECK ((n >= 0)))",
-                 "P: default of n (7)", 'C: foreign key c_p_fk (FOREIGN KEY (p) REFERENCES public."P"(id))']:
+                 "C: default of odd (md5('x'::text))"]:
         assert f"  {line}: {why}" in out, out
+    assert "  C: foreign key c_q_fk (FOREIGN KEY (q) REFERENCES public.\"P\"(id) ON UPDATE RESTRICT DEFERRABLE): " \
+           "DEFERRABLE: SQL Server checks every foreign key at once" in out, out
+    # carried: the key with its action, and the defaults with a T-SQL form of the same meaning
+    keys = mssql_query(url, "SELECT name, delete_referential_action_desc, CAST(is_not_trusted AS int) FROM sys.foreign_keys")
+    assert [(n.lower(), a, t) for n, a, t in keys] == [("c_p_fk", "CASCADE", 0)], keys
+    mssql_exec(url, "INSERT INTO dbo.P (id, code) VALUES (99, N'new'); INSERT INTO dbo.C (id) VALUES (99)")
+    assert mssql_query(url, "SELECT n FROM dbo.P WHERE id = 99") == [(7,)]
+    at, label, on_ = mssql_query(url, "SELECT at, label, on_ FROM dbo.C WHERE id = 99")[0]
+    assert at is not None and label == "it's" and on_ is True
     indexes = {r[0].lower() for r in mssql_query(url, "SELECT i.name FROM sys.indexes i WHERE i.object_id = "
                                                       "OBJECT_ID('dbo.P') AND i.is_primary_key = 0 AND i.type > 0")}
     # Babelfish keeps an index's name with a hash of its table after it

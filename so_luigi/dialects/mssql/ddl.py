@@ -49,8 +49,8 @@ def create_table_sql(schema, table, source_dialect):
         collate = _collate(c, final) if source_dialect == "mssql" else ""     # PostgreSQL's: Destination.carry
         spec = f"{ident(c.name)} {final}{collate}"
         spec += f" IDENTITY({_seeded(c)}) NOT NULL" if c.identity else (" NULL" if c.nullable else " NOT NULL")
-        if c.default and source_dialect == "mssql" and not c.identity:
-            spec += f" DEFAULT {c.default}"         # T-SQL as the source's catalog prints it
+        if c.default and not c.identity:
+            spec += f" DEFAULT {c.default}"         # T-SQL: the source's, or Destination.carry's
         cols.append(spec)
     return f"CREATE TABLE {qualified(schema, table.name)} (\n    " + ",\n    ".join(cols) + "\n)"
 

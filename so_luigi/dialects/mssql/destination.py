@@ -33,6 +33,7 @@ with SO_TEST_MSSQL_URL).
 """
 import hashlib
 import logging
+import re
 
 from ...config import marker_schema
 from ...errors import SchemaError
@@ -63,6 +64,38 @@ def side_table(table_name, schema="dbo"):
     return f"{ident(marker_schema())}.{ident(name)}"
 
 
+def foreign_key_refused(fk):
+    """Why a PostgreSQL foreign key has no SQL Server form, or None: SQL Server checks every key
+    at once, with MATCH SIMPLE."""
+    if fk.match == "FULL":
+        return "MATCH FULL: SQL Server has only MATCH SIMPLE"
+    if fk.deferrable:
+        return "DEFERRABLE: SQL Server checks every foreign key at once"
+    return None
+
+
+_NUMBER = re.compile(r"^\(*(-?\d+(\.\d+)?)\)*(::(integer|bigint|smallint|numeric|real|double precision))?$")
+_TEXT = re.compile(r"^'((?:[^']|'')*)'::(text|character varying|character|bpchar|varchar)$")
+_CLOCK = {"now()": "SYSDATETIMEOFFSET()", "CURRENT_TIMESTAMP": "SYSDATETIMEOFFSET()",
+          "LOCALTIMESTAMP": "SYSDATETIME()", "CURRENT_DATE": "CAST(GETDATE() AS date)",
+          "gen_random_uuid()": "NEWID()"}
+
+
+def default_in_tsql(col):
+    """A PostgreSQL column default in T-SQL where its meaning is the same: a number, a string, a
+    boolean, the clock (into the column's own type), a new UUID; None for any other (listed)."""
+    text = col.default.strip()
+    if _NUMBER.match(text):
+        return f"({_NUMBER.match(text).group(1)})"
+    if _TEXT.match(text):
+        return f"(N'{_TEXT.match(text).group(1)}')"
+    if text in ("true", "false") and col.pg_type == "boolean":
+        return "((1))" if text == "true" else "((0))"
+    if text in _CLOCK:
+        return f"({_CLOCK[text]})"
+    return None
+
+
 class MssqlDestination(Destination):
     dialect = "mssql"
     checksum_family = "tsql"
@@ -91,8 +124,9 @@ class MssqlDestination(Destination):
         types.check_mappable(tables, source.dialect)
 
     def carry(self, table):
-        """From PostgreSQL: plain indexes only; its constraints, defaults and other indexes are
-        PostgreSQL's expressions, which so_luigi does not translate into T-SQL."""
+        """From PostgreSQL: plain indexes, unique constraints, foreign keys with their actions, and
+        the defaults ``default_in_tsql`` gives the same meaning; its other indexes, CHECKs and
+        defaults are PostgreSQL's expressions, not translated into T-SQL: listed."""
         if table.dialect == "mssql":
             # Babelfish's catalog prints some CHECK definitions in PostgreSQL's words (x ~~ 'a%',
             # 'a'::text): not T-SQL, so not carried; SQL Server's are T-SQL
@@ -106,14 +140,24 @@ class MssqlDestination(Destination):
         why = "a PostgreSQL definition, not translated for SQL Server"
         for idx in [i for i in table.indexes if not i.plain]:
             table.not_carried.append([f"index {idx.name} (USING {idx.definition})", why])
+        keys = []
         for con in table.constraints:
             if con.kind == "unique":        # columns only: a unique index there, as before
                 table.indexes.append(Index(name=con.name, columns=[[c, "ASC"] for c in con.columns], unique=True))
                 continue
-            table.not_carried.append([f"{con.kind.replace('_', ' ')} {con.name} ({con.definition})", why])
+            refused = con.kind == "foreign_key" and foreign_key_refused(con)
+            if con.kind == "foreign_key" and not refused:
+                for side in ("on_update", "on_delete"):         # the same but for when it is checked
+                    if getattr(con, side) == "RESTRICT":
+                        setattr(con, side, "NO ACTION")
+                keys.append(con)
+                continue
+            table.not_carried.append([f"{con.kind.replace('_', ' ')} {con.name} ({con.definition})", refused or why])
         for col in [c for c in table.columns if c.default]:
-            table.not_carried.append([f"default of {col.name} ({col.default})", why])
-            col.default = ""
+            default = default_in_tsql(col)
+            if default is None:
+                table.not_carried.append([f"default of {col.name} ({col.default})", why])
+            col.default = default or ""
         for col in [c for c in table.columns if c.collation]:
             table.not_carried.append([f"collation of {col.name} ({col.collation})", why])
             col.collation = ""
@@ -129,7 +173,7 @@ class MssqlDestination(Destination):
                                       f"{why}: a plain column holding the source's values"])
             col.generated = ""
         table.indexes = [i for i in table.indexes if i.plain]
-        table.constraints = []
+        table.constraints = keys
 
     def constraint_state(self, cur, table, name):
         cur.execute("SELECT CAST(is_not_trusted AS int) FROM sys.foreign_keys WHERE parent_object_id = OBJECT_ID(%s) "
