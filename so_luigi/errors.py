@@ -24,6 +24,10 @@ class SchemaError(SoLuigiError):
     """The source or destination catalog is not what the run needs (missing table, unmappable type)."""
 
 
+class Unmappable(SchemaError):
+    """A table has a column type (or a name) the destination cannot take: that table is left out."""
+
+
 class VerificationError(SoLuigiError):
     """Destination data does not match the source."""
 

@@ -24,7 +24,7 @@ from . import bulk, faults, snapshot
 from .config import bulk_settings, destination_schema, marker_schema, section, source_endpoint, target_endpoint
 from .dialects import destination, source
 from .dialects.base import NOT_COPIED, Slice, same_name
-from .errors import SchemaError, VerificationError
+from .errors import SchemaError, Unmappable, VerificationError
 from .planning import plan, rows_per_partition
 from .state import markers
 from .verify import judge, missing, table_figures
@@ -42,9 +42,11 @@ def endpoints(run_id=None):
 
 # --- planning -----------------------------------------------------------------------------------
 
-def discover(src, dst, wanted=None, overrides=None, conn=None):
-    """Describe and type-map every selected source table; unmappable types stop everything here.
-    ``conn``: an open source connection to use (left open), else one of its own."""
+def discover(src, dst, wanted=None, overrides=None, conn=None, refused=None):
+    """Describe and type-map every selected source table. ``conn``: an open source connection to
+    use (left open), else one of its own. A table with a column the destination cannot take
+    stops everything here, unless ``refused`` (a list) is given: then it is left out and
+    (run name, why) appended there; the others go on (when none can, it stops)."""
     own = conn is None
     conn = src.connect() if own else conn
     try:
@@ -54,8 +56,22 @@ def discover(src, dst, wanted=None, overrides=None, conn=None):
             conn.close()
     for table in tables:
         table.target_schema = destination_schema(table.schema, src.endpoint, dst.endpoint)
-    dst.map_types(tables, src, overrides)
-    return tables
+    try:
+        dst.map_types(tables, src, overrides)
+        return tables
+    except Unmappable:
+        if refused is None:
+            raise
+    kept = []
+    for table in tables:            # which ones, each said on its own
+        try:
+            dst.map_types([table], src, overrides)
+            kept.append(table)
+        except Unmappable as exc:
+            refused.append((table.run_name, str(exc)))
+    if not kept:
+        raise Unmappable("no table can be copied: " + "; ".join(why for _, why in refused))
+    return kept
 
 
 # why each kind of object the run does not carry is left out, for the report

@@ -512,7 +512,8 @@ class ReplicateAll(_HowMixin, SoTask):
                 self.check_options()
                 source_ep, target_ep = source_endpoint(), target_endpoint()
                 src, dst = load.endpoints()
-                tables = load.discover(src, dst, self.wanted)
+                left_out = []           # tables with a column the destination cannot take
+                tables = load.discover(src, dst, self.wanted, refused=left_out)
                 if self.no_constraints:
                     for table in tables:
                         load.leave_out_constraints(table)
@@ -531,6 +532,9 @@ class ReplicateAll(_HowMixin, SoTask):
                 elif for_a_run:
                     with dst.session() as conn:
                         markers.register_run(conn, self.run_id, source_ep, target_ep)
+                        markers.note_tables_left_out(conn, self.run_id, left_out)
+                    for name, why in left_out:
+                        log.warning("%s is left out: %s", name, why)
                     if not self.wanted:         # a selection leaves the rest out on purpose
                         load.note_other_objects(self.run_id, src, dst)
                     snapshot.ensure(self.run_id, src, dst, self._names, self.not_consistent)

@@ -347,10 +347,10 @@ class Source(_Database):
         ep = self.endpoint
         names = list(self.tables(conn))
         where = f"schema {ep.schemas[0]!r}" if len(ep.schemas) == 1 else (
-            f"schemas {', '.join(map(repr, ep.schemas))}" if ep.schemas else "any user schema")
+            f"schemas {', '.join(map(repr, ep.schemas))}" if ep.schemas else "user schemas")
         if not wanted:
             if not names:
-                raise SchemaError(f"{where} of {ep.role} {ep.url.redacted} has no tables")
+                raise SchemaError(f"the {where} of {ep.role} {ep.url.redacted} hold no tables")
             return names
         missing = [w for w in wanted if w not in names]
         if missing:
@@ -359,7 +359,7 @@ class Source(_Database):
                 same = [n for n in names if n.lower() == w.lower() or n.lower().endswith("." + w.lower())]
                 hints.append(f"{w!r}" + (f" (did you mean {same[0]!r}?)" if len(same) == 1 else ""))
             shown = ", ".join(names[:50]) + (f", ... ({len(names)} in all)" if len(names) > 50 else "")
-            raise SchemaError(f"table {', '.join(hints)} not found in {ep.role} {where}; "
+            raise SchemaError(f"table {', '.join(hints)} not found in the {ep.role}'s {where}; "
                               f"tables there: {shown or '(none)'}")
         return list(wanted)
 

@@ -495,10 +495,11 @@ def marker_table_exists(cur, name):
 
 def note_objects(conn, run_id, found):
     """The run's list of source objects it does not carry, [(kind, name, why)], as the source
-    has them now (replacing the last list); committed."""
+    has them now (replacing the last list, but for the tables left out: note_tables_left_out);
+    committed."""
     with conn.cursor() as cur:
         lock(cur, "objects", run_id)
-        cur.execute(f"DELETE FROM {m()}.objects WHERE run_id = %s", (run_id,))
+        cur.execute(f"DELETE FROM {m()}.objects WHERE run_id = %s AND kind <> 'table'", (run_id,))
         if found:
             cur.executemany(f"INSERT INTO {m()}.objects (run_id, kind, name, why) VALUES (%s, %s, %s, %s)",
                             [(run_id, *row) for row in found])
@@ -507,8 +508,18 @@ def note_objects(conn, run_id, found):
 
 def note_objects_in(cur, run_id, found):
     """note_objects in the caller's transaction (the caller holds the run's step lock)."""
-    cur.execute(f"DELETE FROM {m()}.objects WHERE run_id = %s", (run_id,))
+    cur.execute(f"DELETE FROM {m()}.objects WHERE run_id = %s AND kind <> 'table'", (run_id,))
     add_objects(cur, run_id, found)
+
+
+def note_tables_left_out(conn, run_id, left_out):
+    """The source tables the run leaves out, [(name, why)], as found at this scheduling
+    (replacing the last list); committed."""
+    with conn.cursor() as cur:
+        lock(cur, "objects", run_id)
+        cur.execute(f"DELETE FROM {m()}.objects WHERE run_id = %s AND kind = 'table'", (run_id,))
+        add_objects(cur, run_id, [("table", name, why) for name, why in left_out])
+    conn.commit()
 
 
 def add_objects(cur, run_id, found):

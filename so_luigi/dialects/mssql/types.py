@@ -3,7 +3,7 @@ PostgreSQL's), the T-SQL type it becomes, and the checks that stop a table no ru
 before any data moves."""
 import re
 
-from ...errors import SchemaError
+from ...errors import SchemaError, Unmappable
 from ..base import type_name
 
 
@@ -216,7 +216,7 @@ def check_mappable(tables, source_dialect):
     """One SchemaError naming every column, key and name of ``tables`` SQL Server cannot take."""
     problems = [p for t in tables for p in _table_problems(t, source_dialect)]
     if problems:
-        raise SchemaError(f"cannot copy to SQL Server: {'; '.join(problems)}; "
+        raise Unmappable(f"cannot copy to SQL Server: {'; '.join(problems)}; "
                           "exclude these tables with --tables")
 
 

@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from ...errors import ConfigError, SchemaError
+from ...errors import ConfigError, SchemaError, Unmappable
 from ..base import type_name as base_type
 
 
@@ -146,14 +146,14 @@ def check_mappable(tables, dialect, overrides=None):
     too_long = [n for t in tables for n in [t.name] + [f"{t.name}.{c.name}" for c in t.columns]
                 if len(n.rsplit(".", 1)[-1].encode("utf-8")) > 63]
     if too_long:
-        raise SchemaError(f"PostgreSQL names are at most 63 bytes and would cut these: {', '.join(too_long)}; "
+        raise Unmappable(f"PostgreSQL names are at most 63 bytes and would cut these: {', '.join(too_long)}; "
                           "rename them in the source or leave the tables out with --tables")
     problems = []
     for table in tables:
         for col in map_table(table, dialect, overrides):
             problems.append(f"{table.qualified}.{col.name} ({col.source_type or col.data_type})")
     if problems:
-        raise SchemaError(
+        raise Unmappable(
             f"cannot map {len(problems)} column type(s) to PostgreSQL: {', '.join(problems)}; "
             "add an override in config/type_overrides.json")
 
