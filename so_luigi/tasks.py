@@ -603,6 +603,9 @@ class ReplicateAll(_HowMixin, SoTask):
             left = [] if self.accept_not_carried else report.not_carried(conn, self.run_id, self.table_names)
             if not left:
                 markers.mark_replicated(conn, self.run_id, self.selection)
+            else:
+                markers.mark_copied(conn.cursor(), self.run_id)
+                conn.commit()
         print(text, flush=True)
         if left:
             raise IncompleteCopy(f"every table is copied and verified, but {len(left)} object(s) are not carried "

@@ -538,6 +538,16 @@ def mark_step(cur, run_id, step):
     cur.execute(f"INSERT INTO {m()}.steps (run_id, step) VALUES (%s, %s)", (run_id, step))
 
 
+COPIED = "every table copied"     # a run that ended not complete (objects not carried) read all it needs
+
+
+def mark_copied(cur, run_id):
+    """The run read everything it copies, though the copy is not complete: its snapshot may go."""
+    lock(cur, run_id, "objects", COPIED)
+    if not step_done(cur, run_id, COPIED):
+        mark_step(cur, run_id, COPIED)
+
+
 def objects(conn, run_id):
     """[(kind, name, why)] the run noted (note_objects), by kind and name."""
     with conn.cursor() as cur:
@@ -631,6 +641,8 @@ def holder_view(cur, run_id, snapshot):
         return None
     cur.execute(f"SELECT count(*) FROM {m()}.replications WHERE run_id = %s", (run_id,))
     replicated = cur.fetchone()[0] > 0
+    if not replicated and marker_table_exists(cur, "steps"):   # every table copied, the copy incomplete
+        replicated = step_done(cur, run_id, COPIED)
     cur.execute(f"SELECT count(*) FROM {m()}.syncs WHERE run_id = %s AND finished_at IS NULL "
                 "AND source_snapshot = %s", (run_id, snapshot))
     syncing = cur.fetchone()[0] > 0
