@@ -89,7 +89,7 @@ def default_in_tsql(col):
         return f"({_NUMBER.match(text).group(1)})"
     if _TEXT.match(text):
         return f"(N'{_TEXT.match(text).group(1)}')"
-    if text in ("true", "false") and col.pg_type == "boolean":
+    if text in ("true", "false") and col.data_type in ("bool", "boolean"):
         return "((1))" if text == "true" else "((0))"
     if text in _CLOCK:
         return f"({_CLOCK[text]})"
