@@ -663,7 +663,8 @@ def test_postgres_definitions_into_sql_server_are_listed_not_dropped(pair, mssql
     url, _ = mssql_target
     pair.query("source", """
         CREATE TABLE "P" (id int PRIMARY KEY, code varchar(10) NOT NULL CONSTRAINT p_code_key UNIQUE,
-                          tags jsonb, n int DEFAULT 7 CONSTRAINT p_n_check CHECK (n >= 0));
+                          tags jsonb, n int DEFAULT 7 CONSTRAINT p_n_check CHECK (n >= 0),
+                          CONSTRAINT p_code_check CHECK (code <> 'none'));
         CREATE INDEX p_tags_gin ON "P" USING gin (tags);
         CREATE INDEX p_n ON "P" (n);
         CREATE TABLE "C" (id int PRIMARY KEY, p int CONSTRAINT c_p_fk REFERENCES "P" (id) ON DELETE CASCADE,
@@ -676,9 +677,13 @@ def test_postgres_definitions_into_sql_server_are_listed_not_dropped(pair, mssql
     assert_incomplete(result)
     out = result.stdout
     why = "a PostgreSQL definition, not translated for SQL Server"
-    for line in ["P: index p_tags_gin (USING gin (tags))", "P: check p_n_check (CHECK ((n >= 0)))",
-                 "C: default of odd (md5('x'::text))"]:
+    for line in ["P: index p_tags_gin (USING gin (tags))", "C: default of odd (md5('x'::text))"]:
         assert f"  {line}: {why}" in out, out
+    assert "  P: check p_code_check (CHECK (((code)::text <> 'none'::text))): not translated:" in out, out
+    # a CHECK over numbers is carried, and holds
+    assert [n.lower() for (n,) in mssql_query(url, "SELECT name FROM sys.check_constraints")] == ["p_n_check"]
+    with pytest.raises(Exception, match="p_n_check"):
+        mssql_exec(url, "INSERT INTO dbo.P (id, code, n) VALUES (98, N'neg', -1)")
     assert "  C: foreign key c_q_fk (FOREIGN KEY (q) REFERENCES public.\"P\"(id) ON UPDATE RESTRICT DEFERRABLE): " \
            "DEFERRABLE: SQL Server checks every foreign key at once" in out, out
     # carried: the key with its action, and the defaults with a T-SQL form of the same meaning

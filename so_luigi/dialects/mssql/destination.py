@@ -124,9 +124,9 @@ class MssqlDestination(Destination):
         types.check_mappable(tables, source.dialect)
 
     def carry(self, table):
-        """From PostgreSQL: plain indexes, unique constraints, foreign keys with their actions, and
-        the defaults ``default_in_tsql`` gives the same meaning; its other indexes, CHECKs and
-        defaults are PostgreSQL's expressions, not translated into T-SQL: listed."""
+        """From PostgreSQL: plain indexes, unique constraints, foreign keys with their actions,
+        CHECKs over numbers (postgres/to_tsql.py) and the defaults ``default_in_tsql`` gives the
+        same meaning; its other indexes, CHECKs and defaults are listed."""
         if table.dialect == "mssql":
             # Babelfish's catalog prints some CHECK definitions in PostgreSQL's words (x ~~ 'a%',
             # 'a'::text): not T-SQL, so not carried; SQL Server's are T-SQL
@@ -140,10 +140,19 @@ class MssqlDestination(Destination):
         why = "a PostgreSQL definition, not translated for SQL Server"
         for idx in [i for i in table.indexes if not i.plain]:
             table.not_carried.append([f"index {idx.name} (USING {idx.definition})", why])
+        from .. import expressions
+        to_tsql = expressions(table.dialect, self.dialect)
         keys = []
         for con in table.constraints:
             if con.kind == "unique":        # columns only: a unique index there, as before
                 table.indexes.append(Index(name=con.name, columns=[[c, "ASC"] for c in con.columns], unique=True))
+                continue
+            if con.kind == "check":
+                try:
+                    con.definition = to_tsql.check(con.definition, table)
+                    keys.append(con)
+                except to_tsql.Untranslatable as reason:
+                    table.not_carried.append([f"check {con.name} ({con.definition})", f"not translated: {reason}"])
                 continue
             refused = con.kind == "foreign_key" and foreign_key_refused(con)
             if con.kind == "foreign_key" and not refused:

@@ -3,6 +3,6 @@ from . import types, writer  # noqa: F401 -- dialects.value_kind reads types
 from .destination import PostgresDestination as Destination
 from .source import PostgresSource as Source
 
-EXPRESSIONS = {}        # module names: a PostgreSQL source's expressions need no translation into PostgreSQL
+EXPRESSIONS = {"mssql": "to_tsql"}     # module names: CHECKs in T-SQL (none needed into PostgreSQL)
 
 
