@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from ...errors import ConfigError, SchemaError, Unmappable
+from ...errors import ConfigError, Unmappable
 from ..base import type_name as base_type
 
 
