@@ -7,6 +7,11 @@ from .state import markers
 
 
 def render(conn, run_id, tables=None, source_ep=None, target_ep=None):
+    return summary(conn, run_id, tables, source_ep, target_ep)[0]
+
+
+def summary(conn, run_id, tables=None, source_ep=None, target_ep=None):
+    """(the report's text, its lines naming each object not carried)."""
     rows = markers.report_rows(conn, run_id, tables)
     head = f"so_luigi run {run_id!r}"
     if source_ep and target_ep:
@@ -31,24 +36,24 @@ def render(conn, run_id, tables=None, source_ep=None, target_ep=None):
     said = markers.source_reading(conn, run_id)[1]
     if said:
         lines.append(f"source: {said}")
-    lines += schema_lines(conn, run_id, [r[0] for r in rows])
-    return "\n".join(lines)
+    schema, missing = schema_lines(conn, run_id, [r[0] for r in rows])
+    return "\n".join(lines + schema), missing
 
 
 LEFT_OUT = "left out: "      # why an object was not carried because the user asked (--no-constraints)
 
 
-def not_carried(conn, run_id, names):
-    """The report's lines naming what the copy does not carry though nobody asked to leave it
-    out (--no-constraints, or a selection leaving out a key's table): the copy is complete
+def not_carried(missing):
+    """Of the report's lines naming an object not carried (``summary``), those nobody asked to
+    leave out (--no-constraints, or a selection leaving out a key's table): the copy is complete
     when there are none."""
-    return [line for line in schema_lines(conn, run_id, names, missing_only=True)
-            if LEFT_OUT not in line and NOT_COPIED not in line]
+    return [line for line in missing if LEFT_OUT not in line and NOT_COPIED not in line]
 
 
-def schema_lines(conn, run_id, names, missing_only=False):
-    """What became of each table's indexes and constraints: how many the copy carries, how its
-    foreign keys stand, and every object it does not carry, with the reason."""
+def schema_lines(conn, run_id, names):
+    """What became of each table's indexes and constraints: (lines saying how many the copy
+    carries, how its foreign keys stand and every object it does not carry, with the reason;
+    those naming an object not carried)."""
     dst = destination(target_endpoint())
     carried, keys, missing = 0, {"valid": 0, "not valid": 0, None: 0}, []
     for name in names:
@@ -63,8 +68,6 @@ def schema_lines(conn, run_id, names, missing_only=False):
                     keys[dst.constraint_state(cur, table, fk.name)] += 1
     conn.rollback()
     missing += [f"  {kind} {name}: {why}" for kind, name, why in markers.objects(conn, run_id)]
-    if missing_only:
-        return missing
     lines = []
     if carried or any(keys.values()):
         fk_words = f"; foreign keys: {keys['valid']} validated" if any(keys.values()) else ""
@@ -76,7 +79,7 @@ def schema_lines(conn, run_id, names, missing_only=False):
     if missing:
         lines.append(f"not carried ({len(missing)}):")
         lines += missing
-    return lines
+    return lines, missing
 
 
 def _eta(seconds):

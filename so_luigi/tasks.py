@@ -599,8 +599,8 @@ class ReplicateAll(_HowMixin, SoTask):
         if not self.wanted:     # partitioned tables, views, triggers, ...: after every table and key
             load.carry_objects(self.run_id, "after")
         with load.endpoints()[1].session() as conn:
-            text = report.render(conn, self.run_id, self.table_names, source_ep, target_ep)
-            left = [] if self.accept_not_carried else report.not_carried(conn, self.run_id, self.table_names)
+            text, missing = report.summary(conn, self.run_id, self.table_names, source_ep, target_ep)
+            left = [] if self.accept_not_carried else report.not_carried(missing)
             if not left:
                 markers.mark_replicated(conn, self.run_id, self.selection)
             else:

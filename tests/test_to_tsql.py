@@ -20,6 +20,7 @@ TABLE = Table("public", "P", [Column("n", "int4", source_type="integer"),
     ("CHECK (((n % 2) = 0)) NOT VALID", "(((([n] % 2) = 0)))"),
     ("CHECK ((NOT (n = 5)))", "(((NOT (([n] = 5)))))"),
     ("CHECK ((n IS NOT NULL))", "((([n] IS NOT NULL)))"),
+    ("CHECK ((NOT (n IS NOT NULL)))", "(((NOT (([n] IS NOT NULL)))))"),
 ])
 def test_numbers_and_their_comparisons_are_carried(pg, tsql):
     if tsql is None:

@@ -499,10 +499,7 @@ def note_objects(conn, run_id, found):
     committed."""
     with conn.cursor() as cur:
         lock(cur, "objects", run_id)
-        cur.execute(f"DELETE FROM {m()}.objects WHERE run_id = %s AND kind <> 'table'", (run_id,))
-        if found:
-            cur.executemany(f"INSERT INTO {m()}.objects (run_id, kind, name, why) VALUES (%s, %s, %s, %s)",
-                            [(run_id, *row) for row in found])
+        note_objects_in(cur, run_id, found)
     conn.commit()
 
 

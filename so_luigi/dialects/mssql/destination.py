@@ -85,10 +85,11 @@ def default_in_tsql(col):
     """A PostgreSQL column default in T-SQL where its meaning is the same: a number, a string, a
     boolean, the clock (into the column's own type), a new UUID; None for any other (listed)."""
     text = col.default.strip()
-    if _NUMBER.match(text):
-        return f"({_NUMBER.match(text).group(1)})"
-    if _TEXT.match(text):
-        return f"(N'{_TEXT.match(text).group(1)}')"
+    number, string = _NUMBER.match(text), _TEXT.match(text)
+    if number:
+        return f"({number.group(1)})"
+    if string:
+        return f"(N'{string.group(1)}')"
     if text in ("true", "false") and col.data_type in ("bool", "boolean"):
         return "((1))" if text == "true" else "((0))"
     if text in _CLOCK:
@@ -184,6 +185,9 @@ class MssqlDestination(Destination):
         table.indexes = [i for i in table.indexes if i.plain]
         table.constraints = keys
 
+    def _side(self, table):
+        return side_table(table.name, self.schema_of(table))
+
     def constraint_state(self, cur, table, name):
         cur.execute("SELECT CAST(is_not_trusted AS int) FROM sys.foreign_keys WHERE parent_object_id = OBJECT_ID(%s) "
                     "AND name = %s", (connection.qualified(self.schema_of(table), table.name), name))
@@ -204,7 +208,7 @@ class MssqlDestination(Destination):
         cur.execute(ddl.create_schema_sql(schema))
         self._drop_previous(cur, schema, table.name)
         cur.execute(ddl.create_table_sql(self.schema_of(table), table, table.dialect))
-        side = side_table(table.name, self.schema_of(table))
+        side = self._side(table)
         cur.execute(f"DROP TABLE IF EXISTS {side}")
         cur.execute(bulk.staging_table_sql(table, [load for _, load, _ in bulk.bulk_columns(table, table.dialect)],
                                             side, SIDE_EXTRA))
@@ -251,7 +255,7 @@ class MssqlDestination(Destination):
                 sql, params = ddl.clear_range_sql(self.schema_of(table), table, part.lo, part.hi)
                 cur.execute(sql, params)
                 removed = cur.rowcount
-            cur.execute(f"DELETE FROM {percent_safe(side_table(table.name, self.schema_of(table)))} WITH (TABLOCKX) "
+            cur.execute(f"DELETE FROM {percent_safe(self._side(table))} WITH (TABLOCKX) "
                         f"WHERE {SIDE_EXTRA[0][0]} = %s", (part.number,))
             removed += cur.rowcount
             if removed > 0:
@@ -273,7 +277,7 @@ class MssqlDestination(Destination):
         bulk.bulk_load(conn, self.schema_of(table), table, bulk.bulk_columns(table, table.dialect),
                         source.batches(table, part.lo, part.hi, batch), batch,
                         spill_bytes=buffer_bytes // 4, on_batch=seen,
-                        side=None if part.replace else (side_table(table.name, self.schema_of(table)), (part.number,)))
+                        side=None if part.replace else (self._side(table), (part.number,)))
         return Written(stats["rows"], stats["rows"], stats["bytes"], stats["checksum"], "bulk-copy", 0,
                        "rows go through the TDS bulk copy (pymssql bulk_copy, TABLOCK)")
 
@@ -283,7 +287,7 @@ class MssqlDestination(Destination):
         server as they go in. Its own transaction, and idempotent (the side table goes with the
         insert), so a crash here is repeated harmlessly."""
         cur = conn.cursor()
-        side = side_table(table.name, self.schema_of(table))
+        side = self._side(table)
         cur.execute("SELECT OBJECT_ID(%s, 'U')", (side,))
         if cur.fetchone()[0] is not None:
             casts = bulk.side_casts(bulk.bulk_columns(table, table.dialect))

@@ -75,6 +75,18 @@ def translate(text, table, boolean_columns=(), compares_text=True):
     return _Writer(table, set(boolean_columns), called).write(tree)
 
 
+def null_test(node, write):
+    """``x IS [NOT] NULL`` for each form sqlglot reads it as (NOT over IS, or IS negated), the
+    operand written by ``write``; None for any other node."""
+    negate = isinstance(node, exp.Not)
+    if negate:
+        node = node.this
+    if not (isinstance(node, exp.Is) and isinstance(node.expression, exp.Null)):
+        return None
+    negate ^= bool(node.args.get("negate"))
+    return f"{write(node.this)} IS {'NOT ' if negate else ''}NULL"
+
+
 def _is_text(node):
     return isinstance(node, exp.National) or isinstance(node, exp.Literal) and node.is_string
 
@@ -101,16 +113,15 @@ class _Writer:
             return self._binary(node, COMPARISONS[kind])
         if kind is exp.Neg:
             return f"- {self.write(node.this)}"        # never '--', a comment
+        tested = null_test(node, self.write)
+        if tested:
+            return tested
         if kind is exp.Not:
             inner = node.this
-            if isinstance(inner, exp.Is):
-                return f"{self.write(inner.this)} IS NOT NULL"
             if isinstance(inner, (exp.In, exp.Between)):
                 return self.write(inner).replace(" IN (", " NOT IN (", 1) if isinstance(inner, exp.In) else \
                     self.write(inner).replace(" BETWEEN ", " NOT BETWEEN ", 1)
             return f"NOT {self.write(inner)}"
-        if kind is exp.Is and isinstance(node.expression, exp.Null):
-            return f"{self.write(node.this)} IS NULL"
         if kind is exp.In and node.expressions and not node.args.get("query"):
             return f"{self.write(node.this)} IN ({', '.join(self.write(e) for e in node.expressions)})"
         if kind is exp.Between:

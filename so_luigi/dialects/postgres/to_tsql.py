@@ -14,6 +14,7 @@ import sqlglot
 from sqlglot import exp
 
 from ..mssql.connection import ident as tsql_ident
+from ..mssql.tsql import null_test
 
 
 class Untranslatable(Exception):
@@ -66,13 +67,11 @@ class _Writer:
             return f"{self.write(node.this)} {OPERATORS[kind]} {self.write(node.expression)}"
         if kind is exp.Neg:
             return f"- {self.write(node.this)}"
+        tested = null_test(node, self.write)
+        if tested:
+            return tested
         if kind is exp.Not:
-            inner = node.this
-            if isinstance(inner, exp.Is):
-                return f"{self.write(inner.this)} IS NOT NULL"
-            return f"NOT ({self.write(inner)})"
-        if kind is exp.Is and isinstance(node.expression, exp.Null):
-            return f"{self.write(node.this)} IS {'NOT ' if node.args.get('negate') else ''}NULL"
+            return f"NOT ({self.write(node.this)})"
         if kind is exp.In and node.expressions and not node.args.get("query"):
             return f"{self.write(node.this)} IN ({', '.join(self._number(e) for e in node.expressions)})"
         if kind is exp.Between:
