@@ -8,6 +8,7 @@ source-side checksum can be computed from the very bytes that were sent. ``\\N``
 empty string stays an empty field.
 """
 import hashlib
+import json
 import re
 import struct
 from collections import Counter
@@ -258,9 +259,16 @@ def converter(col, csv=False, alone=False):
     return CONVERTERS[kind]
 
 
-CSV_CONVERTERS = {"text": csv_text, "bytea": csv_bytea}
+def variant_json(value):
+    """A sql_variant read as base type, U+001F, value (mssql catalog.variant_sql) as the jsonb
+    text PostgreSQL prints for it: keys by length, ", " and ": ", the same escapes."""
+    base, _, text_ = value.partition("\x1f")
+    return json.dumps({"type": base, "value": text_}, ensure_ascii=False)
+
+
+CSV_CONVERTERS = {"text": csv_text, "bytea": csv_bytea, "variant": lambda v: csv_text(variant_json(v))}
 CONVERTERS = {"text": text, "bool": boolean, "int": integer, "uuid": uuid_, "bytea": bytea,
-              "date": date_, "float8": float8, "float4": float4}
+              "date": date_, "float8": float8, "float4": float4, "variant": lambda v: text(variant_json(v))}
 
 
 NUL_POLICIES = ("fail", "strip", "replace")

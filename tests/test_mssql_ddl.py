@@ -93,11 +93,8 @@ POSTGRES_REFUSED = [
     ("numeric", "numeric(39,2)", "more than 38 digits"),
     ("numeric", "numeric(5,-2)", "scale outside"),
     ("bpchar", "character(4001)", "at most 4000"),
-    ("interval", "interval", "no SQL Server type"),
-    ("timetz", "time with time zone", "no SQL Server type"),
-    ("_int4", "integer[]", "no SQL Server type"),
-    ("mood", "mood", "no SQL Server type"),
-    ("inet", "inet", "no SQL Server type"),
+    ("mood", "mood", "no SQL Server type"),          # a type the table's catalog reading did not describe
+    ("regclass", "regclass", "no SQL Server type"),
 ]
 
 
@@ -151,6 +148,29 @@ def test_sql_server_types_without_destination_are_refused_by_name(data_type):
     table = _table([_mssql_col(data_type, name="Shape")], name="Places", schema="geo")
     text = _one_line_error(ms_types.column_type, table.columns[0], "mssql", table)
     assert f"geo.Places.Shape ({data_type})" in text
+
+
+def test_postgres_types_sql_server_lacks_travel_as_their_text_or_json():
+    types = [{"kind": "e", "name": "public.mood", "typname": "mood", "labels": ["sad", "ok", "rather happy"]},
+             {"kind": "d", "name": "public.pos", "typname": "pos", "base": "numeric(10,2)",
+              "checks": ["CONSTRAINT pos_check CHECK ((VALUE > (0)::numeric))"]},
+             {"kind": "d", "name": "public.tags", "typname": "tags", "base": "text[]"},
+             {"kind": "r", "name": "public.span", "typname": "span"},
+             {"kind": "x", "name": "public.citext", "typname": "citext"}]
+    cols = [_pg_col("mood", "public.mood", name="m", user_type=True),
+            _pg_col("pos", "public.pos", name="p", user_type=True),
+            _pg_col("tags", "public.tags", name="t", user_type=True),
+            _pg_col("span", "public.span", name="s", user_type=True),
+            _pg_col("citext", "public.citext", name="ci", user_type=True),
+            _pg_col("_int4", "integer[]", name="a"), _pg_col("inet", "inet", name="ip"),
+            _pg_col("interval", "interval", name="iv"), _pg_col("tsrange", "tsrange", name="r"),
+            _pg_col("timetz", "time with time zone", name="tz"), _pg_col("tsvector", "tsvector", name="tv")]
+    table = _table(cols, dialect="postgres", types=types)
+    got = {c.name: ms_types.column_type(c, "postgres", table) for c in cols}
+    assert got == {"m": "nvarchar(12)", "p": "decimal(10,2)", "t": "nvarchar(max)", "s": "nvarchar(max)",
+                   "ci": "nvarchar(max)", "a": "nvarchar(max)", "ip": "nvarchar(43)", "iv": "nvarchar(100)",
+                   "r": "nvarchar(max)", "tz": "nvarchar(30)", "tv": "nvarchar(max)"}
+    assert [ms_types.pg_form(c, table)[0] for c in cols[:3]] == ["enum", None, "json"]
 
 
 @pytest.mark.parametrize("typname,declared,reason", POSTGRES_REFUSED)
@@ -459,7 +479,7 @@ def test_tsql_helper_rejects_what_is_not_tsql():
     # text of any kind unbounded: a value ending in blanks travels there with a mark appended
     ("varchar(50)", "nvarchar(max)"), ("char(5)", "nvarchar(max)"), ("varchar(max)", "nvarchar(max)"),
     ("varchar(8000)", "nvarchar(max)"), ("char(5000)", "nvarchar(max)"), ("smallmoney", "varchar(40)"),
-    ("datetime", "datetime"), ("smalldatetime", "smalldatetime"), ("time(7)", "time(7)"),
+    ("datetime", "datetime"), ("smalldatetime", "smalldatetime"), ("time(7)", "varchar(40)"),
     ("xml", "nvarchar(max)"),
     ("nvarchar(40)", "nvarchar(max)"), ("nchar(3)", "nvarchar(max)"), ("decimal(9,2)", "decimal(9,2)"), ("int", "int"),
 ])

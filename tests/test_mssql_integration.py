@@ -74,6 +74,8 @@ class Server:
         self.min_active_rowversion = self.rowversion and self._one("SELECT CAST(MIN_ACTIVE_ROWVERSION() AS bigint)") \
             is not None
         # 100 ns kept: datetime2(7) and time(7) hold their seventh digit
+        self.hierarchyid = self._works("CREATE TABLE #so_probe (h hierarchyid); DROP TABLE #so_probe")
+        self.spatial = self._works("CREATE TABLE #so_probe (g geography, m geometry); DROP TABLE #so_probe")
         self.seven_digits = (self._one("SELECT CONVERT(varchar(40), CAST('2010-01-01 00:00:00.1234567' "
                                        "AS datetime2(7)), 121)") or "").endswith("1234567")
 
@@ -677,13 +679,17 @@ def test_postgres_definitions_into_sql_server_are_listed_not_dropped(pair, mssql
     assert_incomplete(result)
     out = result.stdout
     why = "a PostgreSQL definition, not translated for SQL Server"
-    for line in ["P: index p_tags_gin (USING gin (tags))", "C: default of odd (md5('x'::text))"]:
-        assert f"  {line}: {why}" in out, out
-    assert "  P: check p_code_check (CHECK (((code)::text <> 'none'::text))): not translated:" in out, out
-    # a CHECK over numbers is carried, and holds
-    assert [n.lower() for (n,) in mssql_query(url, "SELECT name FROM sys.check_constraints")] == ["p_n_check"]
+    assert f"  C: default of odd (md5('x'::text)): {why}" in out, out
+    assert "  P: index p_tags_gin (USING gin (tags)): not translated: a gin index, which SQL Server has no " \
+           "counterpart for" in out, out
+    # a CHECK over numbers is carried, and one over text by exact characters, and both hold
+    assert sorted(n.lower() for (n,) in mssql_query(url, "SELECT name FROM sys.check_constraints")) == \
+        ["p_code_check", "p_n_check"]
     with pytest.raises(Exception, match="p_n_check"):
         mssql_exec(url, "INSERT INTO dbo.P (id, code, n) VALUES (98, N'neg', -1)")
+    with pytest.raises(Exception, match="p_code_check"):
+        mssql_exec(url, "INSERT INTO dbo.P (id, code) VALUES (98, N'none')")
+    mssql_exec(url, "INSERT INTO dbo.P (id, code) VALUES (97, N'None')")
     assert "  C: foreign key c_q_fk (FOREIGN KEY (q) REFERENCES public.\"P\"(id) ON UPDATE RESTRICT DEFERRABLE): " \
            "DEFERRABLE: SQL Server checks every foreign key at once" in out, out
     # carried: the key with its action, and the defaults with a T-SQL form of the same meaning
@@ -697,6 +703,77 @@ def test_postgres_definitions_into_sql_server_are_listed_not_dropped(pair, mssql
                                                       "OBJECT_ID('dbo.P') AND i.is_primary_key = 0 AND i.type > 0")}
     # Babelfish keeps an index's name with a hash of its table after it
     assert {n for n in indexes if n.startswith(("p_code_key", "p_n"))} == indexes and len(indexes) == 2, indexes
+
+
+PG_TYPES_SQL = r"""
+CREATE EXTENSION IF NOT EXISTS citext;
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'Happy ', 'it''s');
+CREATE DOMAIN positive AS numeric(10, 2) CHECK (VALUE > 0);
+CREATE DOMAIN labels AS text[];
+CREATE TYPE pair AS (a int, b text);
+CREATE TABLE "T" (id int PRIMARY KEY, m mood DEFAULT 'ok', p positive, l labels, pr pair, ints int[],
+                  grid int[][], texts text[], r tsrange, nr numrange, ip inet, net cidr, mac macaddr,
+                  iv interval, tz timetz, tv tsvector, ci citext, bits bit varying(8), x xml,
+                  n int, code varchar(10), at timestamp,
+                  CONSTRAINT t_code_check CHECK (code IN ('a', 'b ')));
+CREATE INDEX t_n_positive ON "T" (n) INCLUDE (at) WHERE n > 0 AND at IS NOT NULL;
+CREATE UNIQUE INDEX t_code_when ON "T" (n, code) WHERE n < 0;
+CREATE INDEX t_code_text ON "T" (n) WHERE code = 'a';
+INSERT INTO "T" VALUES
+ (1, 'Happy ', 12.5, '{a,"b c",NULL,"q\"uote"}', '(1,"x y")', '{1,NULL,3}', '{{1,2},{3,4}}', '{"",NULL," "}',
+  '[2010-01-01 00:00,2011-01-01 12:30:00.5)', '(,5.5]', '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03',
+  '1 year 2 mons -3 days 04:05:06.789', '12:34:56.789+05:30', 'a fat:2A cat', 'MiXeD', B'1011', '<a>x</a>',
+  5, 'a', '2010-01-01 00:00'),
+ (2, 'it''s', NULL, '{}', NULL, '{}', NULL, NULL, 'empty', NULL, '::1', NULL, NULL, '-1 days', '00:00:00-14',
+  '', NULL, B'', NULL, -1, 'b ', NULL),
+ (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL);
+"""
+
+
+def test_postgres_types_sql_server_lacks_arrive_as_text_json_and_checks(pair, mssql_target):
+    """Enums (nvarchar and a CHECK of their labels), domains (their base type and CHECK), arrays
+    (JSON), ranges, inet, interval, timetz, tsvector, citext, bit strings, xml and composites (their
+    PostgreSQL text), compared value by value with what PostgreSQL prints; partial indexes become
+    filtered ones and INCLUDE stays, a text filter is listed."""
+    url, _ = mssql_target
+    pair.query("source", PG_TYPES_SQL)
+    result = pair.run("--tables", "T", env=pair.env(SO_TARGET_URL=url))
+    assert_incomplete(result)                   # the text filter is listed
+    assert "ok: count+checksum" in result.stdout
+    assert re.search(r"  T: index t_code_text \(USING btree \(n\) WHERE .*\): not translated: it compares text",
+                     result.stdout), result.stdout
+    cols = ["m", "p", "l", "pr", "ints", "grid", "texts", "r", "nr", "ip", "net", "mac", "iv", "tz", "tv", "ci",
+            "bits", "x"]
+    as_text = ", ".join(f"array_to_json({c})::text" if c in ("l", "ints", "grid", "texts")
+                        else c if c == "p" else f"{c}::text" for c in cols)
+    expected = pair.query("source", f'SELECT {as_text} FROM "T" ORDER BY id')
+    got = mssql_query(url, f"SELECT {', '.join(cols)} FROM dbo.T ORDER BY id")
+    assert got == expected
+    assert got[0][0] == "Happy " and got[0][2] == '["a","b c",null,"q\\"uote"]' and got[0][5] == "[[1,2],[3,4]]"
+    types = dict(mssql_query(url, "SELECT COLUMN_NAME, DATA_TYPE + ISNULL('(' + CAST(CHARACTER_MAXIMUM_LENGTH AS "
+                                  "varchar(10)) + ')', '') FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_NAME = 'T'"))
+    assert types["m"] == "nvarchar(6)" and types["ip"] == "nvarchar(43)" and types["ints"] == "nvarchar(-1)", types
+    # the enum's labels, the domain's CHECK and the text CHECK hold, by exact characters; the
+    # enum's default is its label
+    for bad, constraint in [("m) VALUES (9, N'happy ')", "T_m_enum"), ("m) VALUES (9, N'Happy')", "T_m_enum"),
+                            ("p) VALUES (9, -1)", "T_p_positive_check"), ("code) VALUES (9, N'b')", "t_code_check")]:
+        with pytest.raises(Exception, match=f"(?i){constraint}"):
+            mssql_exec(url, f"INSERT INTO dbo.T (id, {bad}")
+    mssql_exec(url, "INSERT INTO dbo.T (id, code) VALUES (10, N'b ')")
+    assert mssql_query(url, "SELECT m FROM dbo.T WHERE id = 10") == [("ok",)]
+    indexes = dict(mssql_query(
+        url, "SELECT i.name, COUNT(CASE WHEN ic.is_included_column = 1 THEN 1 END) FROM sys.indexes i "
+             "JOIN sys.index_columns ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id "
+             "WHERE i.object_id = OBJECT_ID('dbo.T') AND i.is_primary_key = 0 GROUP BY i.name"))
+    # Babelfish keeps an index's name with a hash of its table after it
+    named = {n: [i for i in indexes if i.lower().startswith(n)] for n in ("t_n_positive", "t_code_when", "t_code_text")}
+    assert [len(v) for v in named.values()] == [1, 1, 0], indexes
+    assert indexes[named["t_n_positive"][0]] == 1                      # INCLUDE (at)
+    # the filter, shown by what the unique one refuses: a second (n, code) only where n < 0
+    mssql_exec(url, "INSERT INTO dbo.T (id, n, code) VALUES (20, 5, N'a'); INSERT INTO dbo.T (id, n, code) VALUES (21, 5, N'a')")
+    with pytest.raises(Exception, match="(?i)duplicate|unique"):
+        mssql_exec(url, "INSERT INTO dbo.T (id, n, code) VALUES (22, -1, N'b ')")
 
 
 SCHEMA_OBJECTS_SQL = """
@@ -1106,3 +1183,117 @@ def test_a_computed_column_no_longer_stops_the_run(pair, mssql_source, mssql_tar
     into_ms = pair.run("--workers", "2", env=pair.env(SO_SOURCE_URL=url, SO_TARGET_URL=target))
     assert_incomplete(into_ms)
     assert mssql_query(target, "SELECT Id, First, Twice, Half FROM dbo.Person ORDER BY Id") == rows
+
+
+def test_sql_variant_hierarchyid_and_spatial_into_postgres(pair, mssql_source):
+    """sql_variant becomes jsonb holding its base type and its value as text; hierarchyid its
+    path; geography and geometry EWKT. Compared with what the server itself says of each value."""
+    url, _ = mssql_source
+    mssql_exec(url, """CREATE TABLE dbo.V (Id int NOT NULL PRIMARY KEY, v sql_variant NULL);
+        INSERT INTO dbo.V VALUES (1, CAST(5 AS int)), (2, CAST(-1.5e-7 AS float)), (3, CAST(12.34 AS money)),
+          (4, CAST('2020-01-02 03:04:05.123456 +05:30' AS datetimeoffset(6))), (5, CAST(N'ab "q" \\ é ' AS nvarchar(10))),
+          (6, CAST(1.50 AS decimal(5,2))), (7, NULL), (8, CAST('' AS varchar(3))), (9, CAST(1 AS bit)),
+          (10, CAST('2010-01-01 10:00:00.997' AS datetime)), (11, CAST('6F9619FF-8B86-D011-B42D-00C04FC964FF' AS uniqueidentifier)),
+          (12, CAST(N'tab	nl
+' AS nvarchar(20)))""")
+    result = pair.run("--tables", "V", env=pair.env(SO_SOURCE_URL=url))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ok: count+checksum" in result.stdout
+    said = mssql_query(url, "SELECT Id, CAST(SQL_VARIANT_PROPERTY(v, 'BaseType') AS nvarchar(128)), "
+                            "CAST(v AS nvarchar(4000)) FROM dbo.V ORDER BY Id")
+    got = pair.query("target", "SELECT \"Id\", v FROM \"V\" ORDER BY \"Id\"")
+    assert [i for i, _ in got] == [i for i, _, _ in said]
+    for (i, base, text), (_, value) in zip(said, got):
+        if base is None:
+            assert value is None
+            continue
+        assert value["type"].split("(")[0] == base, (i, value)
+        if base not in ("float", "money", "datetime", "datetimeoffset"):      # their exact forms: below
+            assert value["value"] == text, (i, value, text)
+    values = {i: v for i, v in got}
+    assert float(values[2]["value"]) == -1.5e-7 and values[3]["value"] == "12.3400"
+    assert values[10]["value"] == "2010-01-01 10:00:00.997" and values[6]["type"].startswith("numeric(")
+    assert values[4]["value"].startswith("2020-01-02 03:04:05.123456") and values[4]["value"].endswith("+05:30")
+    assert pair.query("target", "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+                                "'\"V\"'::regclass AND attname = 'v'") == [("jsonb",)]
+    SERVER.lacks("hierarchyid", "no hierarchyid type: on SQL Server this test also copies /1/3/ and "
+                                "geography::Point(47.65, -122.34, 4326) (as 'SRID=4326;POINT (-122.34 47.65)')")
+    SERVER.lacks("spatial", "no geography or geometry type")
+    mssql_exec(url, """CREATE TABLE dbo.H (Id int NOT NULL PRIMARY KEY, h hierarchyid NULL, g geography NULL,
+                                            m geometry NULL);
+        INSERT INTO dbo.H VALUES (1, '/1/3/', geography::Point(47.65, -122.34, 4326),
+                                  geometry::STGeomFromText('LINESTRING (1 2, 3 4)', 0)), (2, NULL, NULL, NULL)""")
+    result = pair.run("--tables", "H", env=pair.env(SO_SOURCE_URL=url))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert pair.query("target", 'SELECT h, g, m FROM "H" ORDER BY "Id"') == [
+        ("/1/3/", "SRID=4326;POINT (-122.34 47.65)", "SRID=0;LINESTRING (1 2, 3 4)"), (None, None, None)]
+
+
+YEARS = [1, 99, 999, 1000, 1582, 1752, 1753, 1899, 1900, 1969, 1970, 2000, 2038, 2100, 9998, 9999]
+OFFSETS = ["-14:00", "-12:34", "-00:01", "+00:00", "+05:45", "+13:59", "+14:00"]
+DIGITS = [(1, 0), (1, 1), (5, 5), (9, 2), (18, 0), (18, 9), (19, 4), (28, 14), (38, 0), (38, 10), (38, 38)]
+
+
+def _decimal(p, s, i):
+    """The i-th test value of decimal(p, s): its largest and smallest, one unit of its last
+    digit, zero, and digits of every place."""
+    whole = "9" * (p - s) or "0"
+    largest = f"{whole}.{'9' * s}" if s else whole
+    unit = f"0.{'0' * (s - 1)}1" if s else "1"
+    every = ("1234567890" * 4)[:p]
+    mixed = f"{every[:p - s] or '0'}.{every[p - s:]}" if s else every
+    return [largest, f"-{largest}", unit, f"-{unit}", "0", mixed][i % 6]
+
+
+def _moment(year, i, digits):
+    fraction = "1234567"[:digits] if i % 2 else "9999999"[:digits]
+    return f"{year:04d}-{1 + i % 12:02d}-{28 if i % 3 else 1:02d} {i % 24:02d}:{59 - i % 60:02d}:59" + \
+        (f".{fraction}" if digits else "")
+
+
+def test_every_year_offset_and_precision_arrives_as_it_was(pair, mssql_source, mssql_target):
+    """Dates and times of every year the types hold, every offset, each fractional precision and
+    decimals of every precision and scale, SQL Server -> SQL Server, SQL Server -> PostgreSQL and
+    PostgreSQL -> SQL Server, compared value by value by each server's own text of the value."""
+    src_url, _ = mssql_source
+    dst_url, _ = mssql_target
+    fsp = range(8) if SERVER.seven_digits else range(7)
+    cols = ["d date"] + [f"dt2_{n} datetime2({n})" for n in fsp] + [f"t_{n} time({n})" for n in fsp] + \
+        [f"dto datetimeoffset({max(fsp)})", "dtm datetime", "sdt smalldatetime"] + \
+        [f"n_{p}_{s} decimal({p},{s})" for p, s in DIGITS]
+    mssql_exec(src_url, f"CREATE TABLE dbo.M (Id int NOT NULL PRIMARY KEY, {', '.join(c + ' NULL' for c in cols)})")
+    rows = []
+    for i, year in enumerate(YEARS + [2010] * 6):
+        moment = lambda n: _moment(year, i, n)                                      # noqa: E731
+        values = [f"'{moment(0)[:10]}'"] + [f"'{moment(n)}'" for n in fsp] + [f"'{moment(n)[11:]}'" for n in fsp]
+        values += [f"'{moment(max(fsp))} {OFFSETS[i % len(OFFSETS)]}'" if year > 1 else "NULL",
+                   f"'{year:04d}-06-15 12:00:00.997'" if year >= 1753 else "NULL",
+                   f"'{year:04d}-06-15 12:34:00'" if 1900 <= year <= 2078 else "NULL"]
+        values += [_decimal(p, s, i) for p, s in DIGITS]
+        rows.append(f"({i + 1}, {', '.join(values)})")
+    mssql_exec(src_url, f"INSERT INTO dbo.M VALUES {', '.join(rows)}")
+    names = [c.split()[0] for c in cols]
+    as_text = ", ".join(f"CONVERT(varchar(60), {n}, 121)" if not n.startswith("n_") else f"CAST({n} AS varchar(60))"
+                        for n in names)
+
+    # SQL Server -> SQL Server: each server's text of each value, the same
+    result = pair.run("--tables", "M", env=pair.env(SO_SOURCE_URL=src_url, SO_TARGET_URL=dst_url))
+    assert result.returncode == 0, result.stderr[-3000:]
+    source_text = mssql_query(src_url, f"SELECT Id, {as_text} FROM dbo.M ORDER BY Id")
+    assert mssql_query(dst_url, f"SELECT Id, {as_text} FROM dbo.M ORDER BY Id") == source_text
+
+    # SQL Server -> PostgreSQL: the values as each driver returns them (6 digits at most there)
+    result = pair.run("--tables", "M", env=pair.env(SO_SOURCE_URL=src_url))
+    assert result.returncode == 0, result.stderr[-3000:]
+    quoted = ", ".join(f'"{n}"' for n in names)
+    from_pg = pair.query("target", f'SELECT "Id", {quoted} FROM "M" ORDER BY "Id"')
+    from_ms = mssql_query(src_url, f"SELECT Id, {', '.join(names)} FROM dbo.M ORDER BY Id")
+    assert [tuple(map(normalise, r)) for r in from_pg] == [tuple(map(normalise, r)) for r in from_ms]
+
+    # PostgreSQL -> SQL Server: the copy just made (timestamp(n), timestamptz, time(n), numeric(p,s))
+    # is the source now, into a fresh SQL Server database
+    with database("target") as (again, _):
+        result = pair.run("--tables", "M", env=pair.env(SO_SOURCE_URL=pair.target_url, SO_TARGET_URL=again))
+        assert result.returncode == 0, result.stderr[-3000:]
+        back = mssql_query(again, f"SELECT Id, {', '.join(names)} FROM dbo.M ORDER BY Id")
+        assert [tuple(map(normalise, r)) for r in back] == [tuple(map(normalise, r)) for r in from_pg]

@@ -52,6 +52,16 @@ def _carriers(*finals):
     return [ms_bulk.carrier(f) for f in finals]
 
 
+def test_a_null_in_a_column_with_a_default_goes_by_the_side_table_which_keeps_it():
+    """The bulk copy would put the column's DEFAULT in its place."""
+    table = Table("dbo", "D", [Column("id", "int", nullable=False), Column("n", "int", default="((7))"),
+                               Column("s", "nvarchar", length=5)], dialect="mssql")
+    carriers = [c for _, _, c in ms_bulk.bulk_columns(table, "mssql")]
+    direct, side = ms_bulk.bulk_rows([(1, 5, None), (2, None, "x")], carriers)
+    assert direct == [(1, 5, None)]
+    assert side == [(2, None, "x", "000")]
+
+
 def test_rows_with_empty_strings_take_the_masked_path_and_keep_their_empties():
     rows = [(1, "a", b"x", None), (2, "", b"x", None), (3, "b", b"", ""), (4, None, None, None)]
     direct, masked = ms_bulk.bulk_rows(rows, _carriers("int", "nvarchar(10)", "varbinary(10)", "nvarchar(max)"))

@@ -90,9 +90,9 @@ def test_mapped_table_is_created_by_postgresql_with_nullability_and_identity(pai
 
 def test_unmappable_types_are_all_named_before_anything_moves():
     table = mssql_table()
-    table.columns += [Column(name="v", data_type="sql_variant", source_type="sql_variant"),
-                      Column(name="g", data_type="geography", source_type="geography")]
-    with pytest.raises(SchemaError, match=r"dbo.AllTypes.v \(sql_variant\), dbo.AllTypes.g \(geography\)"):
+    table.columns += [Column(name="v", data_type="vector", source_type="vector(3)"),
+                      Column(name="g", data_type="MyClrType", source_type="MyClrType")]
+    with pytest.raises(SchemaError, match=r"dbo.AllTypes.v \(vector\(3\)\), dbo.AllTypes.g \(MyClrType\)"):
         pg_types.check_mappable([table], "mssql")
 
 

@@ -64,7 +64,8 @@ def bulk_rows(rows, carriers):
     direct, side = [], []
     for row in rows:
         sent = [None if v is None else bulk_value(v) for v in row]
-        out = [v if v is None else carry(v) for v, carry in zip(sent, carriers)]
+        out = [(SIDE if isinstance(carry, NullKept) else None) if v is None else carry(v)
+               for v, carry in zip(sent, carriers)]
         if not any(v is SIDE for v in out):
             direct.append(tuple(out))
             continue
@@ -89,11 +90,13 @@ def unmask_sql(schema, table, source=STAGING, casts=None):
     with a type in ``casts`` (per column, or None) CAST to it from its text. Text for code-page
     columns is not cast: the INSERT converts it with the column's own collation."""
     casts = casts or [None] * len(table.columns)
+    # what the column is in SQL Server decides (a PostgreSQL enum or inet is text there)
+    held = [column_type(c, table.dialect or "mssql", table).split("(")[0] for c in table.columns]
 
     def value(i, c):
-        if c.data_type not in TEXT_TYPES | BINARY_TYPES:
+        if held[i - 1] not in TEXT_TYPES | BINARY_TYPES:
             expr = ident(c.name)
-        elif c.data_type in BINARY_TYPES:
+        elif held[i - 1] in BINARY_TYPES:
             expr = f"CASE WHEN SUBSTRING({MASK}, {i}, 1) = '1' THEN 0x ELSE {ident(c.name)} END"
         else:                           # LEN counts up to the mark, which is no blank
             expr = (f"CASE WHEN SUBSTRING({MASK}, {i}, 1) = '1' THEN N'' WHEN SUBSTRING({MASK}, {i}, 1) = '2' "
@@ -214,7 +217,7 @@ def insert_sql(table, rows):
 def load_type(final):
     """A column's type in the side table, given its destination type: text that the server
     converts where FreeTDS would not convert some values right, else the type itself."""
-    if final in ("date", "smallmoney") or final.startswith(("datetime2(", "datetimeoffset(")):
+    if final in ("date", "smallmoney") or final.startswith(("datetime2(", "datetimeoffset(", "time(")):
         return "varchar(40)"                       # ISO text; SQL Server parses it whatever the language
     if final == "xml":
         return "nvarchar(max)"
@@ -313,16 +316,31 @@ def carrier(final):
         return _not_negative
     if base == "datetime":
         return _nearest_tick
-    if base == "xml":
+    if base in ("xml", "time"):
+        # time: the bulk copy's conversion of its text is a microsecond off for some fractions
+        # (00:59:59.99999 arrives as .999989): the server converts the same text exactly
         return _always_side
     return _as_is
 
 
 
+class NullKept:
+    """The carrier of a column with a DEFAULT: the bulk copy puts the default where a row sends
+    NULL (FreeTDS asks for no KEEP_NULLS, and pymssql cannot), so a NULL goes by the side table,
+    whose INSERT keeps it."""
+
+    def __init__(self, carry):
+        self.carry = carry
+
+    def __call__(self, v):
+        return self.carry(v)
+
+
 def bulk_columns(table, source_dialect):
     """Per column of ``table`` in SQL Server: (destination type, side-table type, carrier)."""
     finals = [column_type(c, source_dialect, table) for c in table.columns]
-    return [(final, load_type(final), carrier(final)) for final in finals]
+    return [(final, load_type(final), NullKept(carrier(final)) if c.default and not c.identity else carrier(final))
+            for c, final in zip(table.columns, finals)]
 
 
 

@@ -347,7 +347,57 @@ def table_bytes(conn, table):
 
 
 
+# sql_variant's value as text, by its base type: each in a form that reads back exactly (17
+# digits of a float, 4 decimals of money, every fractional digit of a time, hex of bytes); any
+# other base type as CAST to nvarchar prints it
+_VARIANT_TEXT = [
+    (("float",), "LTRIM(RTRIM(CONVERT(nvarchar(60), CAST({c} AS float), 3)))"),
+    (("real",), "LTRIM(RTRIM(CONVERT(nvarchar(60), CAST({c} AS real), 3)))"),
+    (("money", "smallmoney"), "LTRIM(RTRIM(CONVERT(nvarchar(60), CAST({c} AS money), 2)))"),
+    (("datetime", "smalldatetime"), "CONVERT(nvarchar(60), CAST({c} AS datetime), 121)"),
+    (("date",), "CONVERT(nvarchar(60), CAST({c} AS date), 121)"),
+    (("time",), "CONVERT(nvarchar(60), CAST({c} AS time(7)), 121)"),
+    (("datetime2",), "CONVERT(nvarchar(60), CAST({c} AS datetime2(7)), 121)"),
+    (("datetimeoffset",), "CONVERT(nvarchar(60), CAST({c} AS datetimeoffset(7)), 121)"),
+    (("binary", "varbinary"), "CONVERT(nvarchar(max), CAST({c} AS varbinary(8000)), 1)"),
+]
+
+
+def variant_sql(name):
+    """A sql_variant column as text: its base type (with precision and scale, or length), U+001F,
+    then its value as text (``_VARIANT_TEXT``); NULL stays NULL. encode.variant_json makes it
+    {"type": ..., "value": ...}."""
+    c = ident(name)
+
+    def prop(p):
+        return f"CAST(SQL_VARIANT_PROPERTY({c}, '{p}') AS nvarchar(20))"
+    base = f"CAST(SQL_VARIANT_PROPERTY({c}, 'BaseType') AS nvarchar(128))"
+    sized = (f"CASE WHEN {base} IN ('decimal', 'numeric') THEN '(' + {prop('Precision')} + ',' + {prop('Scale')} + ')' "
+             f"WHEN {base} IN ('time', 'datetime2', 'datetimeoffset') THEN '(' + {prop('Scale')} + ')' "
+             f"WHEN {base} IN ('char', 'varchar', 'binary', 'varbinary') THEN '(' + {prop('MaxLength')} + ')' "
+             f"WHEN {base} IN ('nchar', 'nvarchar') THEN '(' + CAST(CAST(SQL_VARIANT_PROPERTY({c}, 'MaxLength') AS int) / 2 "
+             f"AS nvarchar(20)) + ')' ELSE '' END")
+    whens = " ".join(f"WHEN {base} IN ({', '.join(repr(b) for b in bases)}) THEN {expr.format(c=c)}"
+                     for bases, expr in _VARIANT_TEXT)
+    value = f"CASE {whens} ELSE CAST({c} AS nvarchar(max)) END"
+    return f"CASE WHEN {c} IS NULL THEN NULL ELSE {base} + {sized} + NCHAR(31) + {value} END"
+
+
+def read_sql(col):
+    """How a column is read: as it is, or, for the types no driver returns as a value of their
+    own, as text: sql_variant (variant_sql), hierarchyid (its path), geography and geometry (EWKT:
+    SRID, then WKT with Z and M)."""
+    c = ident(col.name)
+    if col.data_type == "sql_variant":
+        return variant_sql(col.name)
+    if col.data_type == "hierarchyid":
+        return f"{c}.ToString()"
+    if col.data_type in ("geography", "geometry"):
+        return f"CASE WHEN {c} IS NULL THEN NULL ELSE 'SRID=' + CAST({c}.STSrid AS varchar(11)) + ';' + {c}.AsTextZM() END"
+    return c
+
+
 def select_sql(table, lo, hi):
     """SELECT of one partition: (sql, params) for pymssql."""
-    cols = ", ".join(ident(c.name) for c in table.columns)
+    cols = ", ".join(read_sql(c) for c in table.columns)
     return range_sql(f"SELECT {cols} FROM {qualified(table.schema, table.name)}", table, lo, hi)

@@ -42,7 +42,7 @@ def row_hash_sql(table):
     are taken as SQL Server holds them: a table read from PostgreSQL has its types mapped first
     (PostgreSQL's ``timestamp`` is a date and time, SQL Server's a rowversion)."""
     numbered = list(enumerate(table.columns, start=1))
-    held = {c.name: (_mapped(c, table.dialect) if table.dialect == "postgres" else c.data_type).split("(")[0]
+    held = {c.name: (_mapped(c, table.dialect, table) if table.dialect == "postgres" else c.data_type).split("(")[0]
             for c in table.columns}
     binary = {"binary", "varbinary", "image", "timestamp", "rowversion"}
     # money as the decimal it is: Babelfish 4.3's FOR JSON crashes on money's extremes

@@ -74,9 +74,11 @@ def _index_sql(q, table, idx):
     cols = ", ".join(f"{ident(c)} {d}" for c, d in idx.columns)
     unique = "UNIQUE " if idx.unique else ""
     nullable = [c for c, _ in idx.columns if table.column(c).nullable]
-    where = f" WHERE {idx.where}" if idx.where else ""      # a SQL Server source's filter, as it is
+    # a SQL Server source's filter as it is, a PostgreSQL partial index's as Destination.carry wrote it
+    filters = [idx.where] if idx.where else []
     if idx.unique and nullable and table.dialect == "postgres":
-        where = " WHERE " + " AND ".join(f"{ident(c)} IS NOT NULL" for c in nullable)
+        filters += [f"{ident(c)} IS NOT NULL" for c in nullable]
+    where = f" WHERE {' AND '.join(filters)}" if filters else ""
     include = f" INCLUDE ({', '.join(ident(c) for c in idx.include)})" if idx.include else ""
     return f"CREATE {unique}NONCLUSTERED INDEX {ident(idx.name)} ON {q} ({cols}){include}{where}"
 

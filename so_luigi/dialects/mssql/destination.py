@@ -37,7 +37,7 @@ import re
 
 from ...config import marker_schema
 from ...errors import SchemaError
-from ..base import Destination, Index, Written, by_hash_sql, changes_sql
+from ..base import Constraint, Destination, Index, Written, by_hash_sql, changes_sql
 from . import bulk, catalog, checksum, connection, ddl, state, types
 from .checksum import canonical_encoders, rows_checksum
 from .connection import ident, percent_safe
@@ -81,11 +81,14 @@ _CLOCK = {"now()": "SYSDATETIMEOFFSET()", "CURRENT_TIMESTAMP": "SYSDATETIMEOFFSE
           "gen_random_uuid()": "NEWID()"}
 
 
-def default_in_tsql(col):
-    """A PostgreSQL column default in T-SQL where its meaning is the same: a number, a string, a
-    boolean, the clock (into the column's own type), a new UUID; None for any other (listed)."""
+def default_in_tsql(col, table=None):
+    """A PostgreSQL column default in T-SQL where its meaning is the same: a number, a string (an
+    enum's label too), a boolean, the clock (into the column's own type), a new UUID; None for any
+    other (listed)."""
     text = col.default.strip()
     number, string = _NUMBER.match(text), _TEXT.match(text)
+    if not string and types.pg_form(col, table)[0] == "enum":
+        string = re.match(r"^'((?:[^']|'')*)'::\S+$", text)
     if number:
         return f"({number.group(1)})"
     if string:
@@ -139,10 +142,17 @@ class MssqlDestination(Destination):
         if table.dialect != "postgres":
             return
         why = "a PostgreSQL definition, not translated for SQL Server"
-        for idx in [i for i in table.indexes if not i.plain]:
-            table.not_carried.append([f"index {idx.name} (USING {idx.definition})", why])
         from .. import expressions
         to_tsql = expressions(table.dialect, self.dialect)
+        for idx in [i for i in table.indexes if not i.plain]:
+            try:
+                idx.columns, idx.include, idx.where = to_tsql.index(idx.definition, table)
+                held = [types.column_type(table.column(c), table.dialect, table) for c, _ in idx.columns]
+                if any(types._is_max(t) for t in held):
+                    raise to_tsql.Untranslatable("a key column is (max) in SQL Server, which an index cannot hold")
+                idx.plain = True
+            except to_tsql.Untranslatable as reason:
+                table.not_carried.append([f"index {idx.name} (USING {idx.definition})", f"not translated: {reason}"])
         keys = []
         for con in table.constraints:
             if con.kind == "unique":        # columns only: a unique index there, as before
@@ -163,8 +173,9 @@ class MssqlDestination(Destination):
                 keys.append(con)
                 continue
             table.not_carried.append([f"{con.kind.replace('_', ' ')} {con.name} ({con.definition})", refused or why])
+        keys += self._type_checks(table, to_tsql)
         for col in [c for c in table.columns if c.default]:
-            default = default_in_tsql(col)
+            default = default_in_tsql(col, table)
             if default is None:
                 table.not_carried.append([f"default of {col.name} ({col.default})", why])
             col.default = default or ""
@@ -184,6 +195,29 @@ class MssqlDestination(Destination):
             col.generated = ""
         table.indexes = [i for i in table.indexes if i.plain]
         table.constraints = keys
+
+    def _type_checks(self, table, to_tsql):
+        """What a column's PostgreSQL type enforced, as CHECKs: an enum's labels (compared by
+        their exact characters: to_tsql.exact_text), a domain's CHECKs where they translate
+        (else listed)."""
+        out = []
+        for col in table.columns:
+            form, inner = types.pg_form(col, table)
+            if form == "enum":
+                labels = ", ".join(to_tsql.exact_literal(label) for label in inner)
+                out.append(Constraint(name=f"{table.name}_{col.name}_enum"[:128], kind="check",
+                                      definition=f"({to_tsql.exact_text(ident(col.name))} IN ({labels}))"))
+            entry = types._user_type(col, table)
+            for check in ((entry or {}).get("checks") or []) if entry and entry["kind"] == "d" else []:
+                name, _, definition = check.partition(" CHECK ")
+                written = re.sub(r"\bVALUE\b", '"' + col.name.replace('"', '""') + '"', definition)
+                try:
+                    out.append(Constraint(name=f"{table.name}_{col.name}_{name.split(' ', 1)[-1].strip(chr(34))}"[:128],
+                                          kind="check", definition=to_tsql.check("CHECK " + written, table)))
+                except to_tsql.Untranslatable as reason:
+                    table.not_carried.append([f"check of domain {entry['name']} on {col.name} ({definition})",
+                                              f"not translated: {reason}"])
+        return out
 
     def _side(self, table):
         return side_table(table.name, self.schema_of(table))

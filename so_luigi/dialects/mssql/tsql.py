@@ -81,6 +81,8 @@ def null_test(node, write):
     negate = isinstance(node, exp.Not)
     if negate:
         node = node.this
+        while isinstance(node, exp.Paren):
+            node = node.this
     if not (isinstance(node, exp.Is) and isinstance(node.expression, exp.Null)):
         return None
     negate ^= bool(node.args.get("negate"))

@@ -100,8 +100,20 @@ class PostgresSource(Source):
 
     def batches(self, table, lo, hi, batch_rows):
         """Through a server-side cursor: rows arrive as they are fetched. json comes as its
-        text and money as numeric, the values psycopg2 would otherwise parse or localise."""
+        text and money as numeric, the values psycopg2 would otherwise parse or localise; arrays
+        as JSON text, a domain as its base type, and the types SQL Server has none of (enums,
+        ranges, inet, ...) as their PostgreSQL text (mssql types.pg_form)."""
+        from ..mssql.types import pg_form
+
         def expr(c):
+            form, inner = pg_form(c, table)
+            if form == "json":
+                return f"array_to_json({ident(c.name)})::text"
+            if form in ("enum", "text"):
+                return f"{ident(c.name)}::text"
+            if inner is not c:                          # a domain over a built-in type
+                return expr(inner) if inner.data_type in ("json", "jsonb", "money") \
+                    else f"{ident(c.name)}::{inner.source_type}"
             if c.data_type in ("json", "jsonb"):
                 return f"{ident(c.name)}::text"
             if c.data_type == "money":

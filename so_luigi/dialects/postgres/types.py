@@ -67,6 +67,10 @@ MSSQL = {
     "uniqueidentifier": Rule("uuid"),
     "xml":              Rule("xml", "stored as sent by the server; override to text if the "
                                             "destination has no libxml"),
+    "sql_variant":      Rule("jsonb", '{"type": its base type, "value": its value as text}'),
+    "hierarchyid":      Rule("text", "its path, as ToString() prints it (/1/3/)"),
+    "geography":        Rule("text", "EWKT (SRID=4326;POINT (...)): ::geometry or ::geography with PostGIS"),
+    "geometry":         Rule("text", "EWKT (SRID=0;POINT (...)): ::geometry with PostGIS"),
     # rowversion is a per-database change counter, not a point in time
     "timestamp":        Rule("bytea", "rowversion: an 8-byte counter, not a time"),
     "rowversion":       Rule("bytea", "an 8-byte counter, not a time"),

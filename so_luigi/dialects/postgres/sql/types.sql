@@ -51,6 +51,6 @@ LEFT JOIN pg_depend d ON d.classid = 'pg_type'::regclass AND d.objid = t.oid AND
 LEFT JOIN pg_extension e ON e.oid = d.refobjid
 LEFT JOIN pg_namespace en ON en.oid = e.extnamespace
 WHERE tn.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND t.typcategory <> 'A'                     -- arrays come with their element type
+  AND (t.typcategory <> 'A' OR t.typtype = 'd')  -- arrays come with their element type; a domain over one is its own
   AND NOT (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class rc WHERE rc.oid = t.typrelid AND rc.relkind <> 'c'))
 ORDER BY n.depth DESC, format_type(t.oid, NULL);
