@@ -111,3 +111,30 @@ def test_a_sql_server_definition_becomes_postgresql_ddl_that_runs(pair):
     finally:
         conn.rollback()
         conn.close()
+
+
+COMPUTED = Table("dbo", "P", [Column("Id", "int"), Column("First", "nvarchar"), Column("d", "decimal"),
+                              Column("Twice", "int", computed="([Id]*(2))")])
+
+
+@pytest.mark.parametrize("tsql,pg", [
+    ("([Id]*(2))", '("Id" * (2))'),
+    ("([Id]/(2))", '("Id" / (2))'),                       # integer division in both
+    ("(isnull([d],(0))+abs([Id]))", '(coalesce("d", (0)) + abs("Id"))'),
+])
+def test_a_computed_column_over_numbers_becomes_a_generated_one(tsql, pg):
+    assert ms_tsql.generated(tsql, COMPUTED) == pg
+
+
+@pytest.mark.parametrize("tsql,why", [
+    ("([d]/(2))", "division over decimals"),
+    ("([Id]/(2.0))", "division over decimals"),
+    ("([First]+N'x')", "only arithmetic over numbers"),
+    ("(upper([First]))", "upper()"),
+    ("(CAST([Id] AS decimal(10,2))/(3))", "CAST()"),
+    ("([Twice]+(1))", "itself computed"),
+    ("(getdate())", "getdate()"),
+])
+def test_a_computed_column_that_might_compute_otherwise_stays_plain(tsql, why):
+    with pytest.raises(ms_tsql.Untranslatable, match=why):
+        ms_tsql.generated(tsql, COMPUTED)

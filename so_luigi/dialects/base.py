@@ -42,6 +42,8 @@ class Column:
     user_type: bool = False   # PostgreSQL: a type the source defines (enum, domain, composite, range,
                               # an extension's): created before the table, values travel as text
     comment: str = None       # PostgreSQL: COMMENT ON COLUMN, when it has one
+    computed: str = ""        # SQL Server: a computed column's expression as the catalog prints it;
+                              # its values are read (and verified) whatever the destination does
 
 
 @dataclass

@@ -92,6 +92,8 @@ def describe(conn, schema, name):
     table = Table(schema=schema, name=name, columns=columns, dialect="mssql")
     for cname, how in computed_columns:
         table.not_carried.append([f"computation of {cname} ({how})", COMPUTED_WHY])
+        if how.startswith("AS "):
+            table.column(cname).computed = how[3:].removesuffix(" PERSISTED")
     cur.execute(sql("primary_key"), params)
     for constraint, column in cur.fetchall():
         table.pk_name = constraint

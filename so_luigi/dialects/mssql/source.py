@@ -6,6 +6,7 @@ checksum is computed from those lines on the way (``stream.copy_rows``); into SQ
 as the driver returns them.
 """
 import os
+from dataclasses import replace
 
 from ... import encode
 from ...errors import DataError
@@ -91,16 +92,19 @@ class MssqlSource(Source):
 
     def extract(self, table, lo, hi, fmt, sink, checksum):
         """CSV; the checksum comes from the same rows' COPY text lines, as a stream's would."""
-        to_csv = row_encoder(table, csv=True)
+        keep = [i for i, c in enumerate(table.columns) if not c.generated]
+        loaded = replace(table, columns=[table.columns[i] for i in keep])
+        to_csv = row_encoder(loaded, csv=True)
         to_text = row_encoder(table) if checksum else None
         rows, total = 0, 0
         for batch in self._rows(table, lo, hi, [5000]):
+            written = batch if len(keep) == len(table.columns) else [tuple(r[i] for i in keep) for r in batch]
             try:
-                lines = encode.encode_lines(to_csv(batch))
+                lines = encode.encode_lines(to_csv(written))
                 if to_text is not None:
                     total += encode.lines_checksum(encode.encode_lines(to_text(batch)))
             except UnicodeEncodeError:
-                raise bad_unicode(table, batch, to_csv(batch)) from None
+                raise bad_unicode(loaded, written, to_csv(written)) from None
             lines.append(b"")
             sink.write(b"\n".join(lines))
             rows += len(batch)

@@ -75,6 +75,43 @@ def translate(text, table, boolean_columns=(), compares_text=True):
     return _Writer(table, set(boolean_columns), called).write(tree)
 
 
+EXACT_NUMBERS = {"tinyint", "smallint", "int", "bigint"}
+NUMBERS = EXACT_NUMBERS | {"decimal", "numeric", "money", "smallmoney", "float", "real"}
+
+
+def generated(text, table):
+    """A computed column's T-SQL as a PostgreSQL generated column's expression, where it computes
+    the same values and is immutable: arithmetic over number columns (division over integers
+    only: decimal scale rules differ), abs, isnull, coalesce, number literals; no column that is
+    computed itself. Untranslatable otherwise (text: SQL Server's + concatenates; functions of the
+    clock; ...). Verification compares the values either way."""
+    tree, called = _read(text)
+    for name in called:
+        if name.lower() not in ("abs", "isnull", "coalesce"):
+            raise Untranslatable(f"{name}() in a generated column")
+    used = list({id(c): c for c in (_column_of(n.name, table) for n in tree.find_all(exp.Column))}.values())
+    for col in used:
+        if col.computed:
+            raise Untranslatable(f"it uses {col.name}, itself computed (PostgreSQL refuses that)")
+        if col.data_type not in NUMBERS:
+            raise Untranslatable(f"it uses {col.name} ({col.data_type}): only arithmetic over numbers is translated")
+    decimals = any(isinstance(n, exp.Literal) and not n.is_string and not n.this.lstrip("-").isdigit()
+                   for n in tree.walk())
+    if any(isinstance(n, exp.Div) for n in tree.walk()) and (decimals or any(c.data_type not in EXACT_NUMBERS
+                                                                              for c in used)):
+        raise Untranslatable("division over decimals, whose scale rules differ")
+    if any(_is_text(n) for n in tree.walk()):
+        raise Untranslatable("a text literal")
+    return _Writer(table, set(), called).write(tree)
+
+
+def _column_of(name, table):
+    for col in table.columns:
+        if col.name == name or col.name.casefold() == name.casefold():
+            return col
+    raise Untranslatable(f"{name!r} is not a column of {table.name}")
+
+
 def null_test(node, write):
     """``x IS [NOT] NULL`` for each form sqlglot reads it as (NOT over IS, or IS negated), the
     operand written by ``write``; None for any other node."""

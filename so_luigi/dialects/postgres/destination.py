@@ -112,6 +112,14 @@ class PostgresDestination(Destination):
         if tsql_expr is None:           # the source's own words, or none to translate
             return
         booleans = [c.name for c in table.columns if c.pg_type == "boolean"]
+        for col in [c for c in table.columns if c.computed]:
+            try:
+                col.generated = tsql_expr.generated(col.computed, table)
+                table.not_carried = [n for n in table.not_carried if not n[0].startswith(f"computation of {col.name} (")]
+            except tsql_expr.Untranslatable as why:
+                for entry in table.not_carried:
+                    if entry[0].startswith(f"computation of {col.name} ("):
+                        entry[1] = f"a plain column holding the source's values: not re-created, {why}"
         for col in [c for c in table.columns if c.default]:
             try:
                 col.default = tsql_expr.default_for(col.default, col.name, table, col.name in booleans)

@@ -31,6 +31,11 @@ def _chars(col):
     return "text" if col.length in (None, -1) or col.length > 10485760 else "varchar({length})"
 
 
+def _decimal(col):
+    # a computed column's precision can be missing from the catalog (Babelfish): any numeric then
+    return "numeric" if col.precision is None else "numeric({precision},{scale})"
+
+
 # SQL Server type -> PostgreSQL. Keys are INFORMATION_SCHEMA.COLUMNS.DATA_TYPE values.
 MSSQL = {
     "bit":              Rule("boolean"),
@@ -38,8 +43,8 @@ MSSQL = {
     "smallint":         Rule("smallint"),
     "int":              Rule("integer"),
     "bigint":           Rule("bigint"),
-    "decimal":          Rule("numeric({precision},{scale})"),
-    "numeric":          Rule("numeric({precision},{scale})"),
+    "decimal":          Rule(_decimal),
+    "numeric":          Rule(_decimal),
     "money":            Rule("numeric(19,4)",
                              "exact 4 decimals; PostgreSQL money depends on lc_monetary"),
     "smallmoney":       Rule("numeric(10,4)"),
@@ -166,7 +171,7 @@ def markdown_table():
     """The SQL Server mapping as a Markdown table (for the README)."""
     lines = ["| SQL Server | PostgreSQL | note |", "|---|---|---|"]
     for name, rule in MSSQL.items():
-        pg = "varchar(n), or text for (max)" if callable(rule.pg) else rule.pg
+        pg = {_chars: "varchar(n), or text for (max)", _decimal: "numeric(p,s)"}.get(rule.pg, rule.pg)
         pg = pg.replace("{length}", "n").replace("{precision},{scale}", "p,s").replace("{fsp}", "n≤6")
         lines.append(f"| {name} | {pg} | {rule.note} |")
     return "\n".join(lines)
