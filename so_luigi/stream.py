@@ -237,7 +237,7 @@ def copy_rows(batches, encoder, sink, checksum, table, batch=None, target_batch_
     read from the source, are compared with what the destination computed).
     """
     rows, total = 0, 0
-    keep = [i for i, c in enumerate(table.columns) if not c.generated]
+    keep = table.loaded_positions
     for chunk in batches:
         lines = encoder(chunk)
         try:

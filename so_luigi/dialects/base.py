@@ -139,6 +139,11 @@ class Table:
         return [c for c in self.columns if not c.generated]
 
     @property
+    def loaded_positions(self):
+        """Where the loaded_columns are among the columns (0-based)."""
+        return [i for i, c in enumerate(self.columns) if not c.generated]
+
+    @property
     def identity_columns(self):
         return [c.name for c in self.columns if c.identity]
 

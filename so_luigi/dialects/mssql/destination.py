@@ -40,6 +40,7 @@ from ...errors import SchemaError
 from ..base import Constraint, Destination, Index, Written, by_hash_sql, changes_sql
 from . import bulk, catalog, checksum, connection, ddl, state, types
 from .checksum import canonical_encoders, rows_checksum
+from ..postgres.connection import ident as pg_ident
 from .connection import ident, percent_safe
 
 log = logging.getLogger("luigi-interface.so_luigi")
@@ -208,9 +209,10 @@ class MssqlDestination(Destination):
                 out.append(Constraint(name=f"{table.name}_{col.name}_enum"[:128], kind="check",
                                       definition=f"({to_tsql.exact_text(ident(col.name))} IN ({labels}))"))
             entry = types._user_type(col, table)
-            for check in ((entry or {}).get("checks") or []) if entry and entry["kind"] == "d" else []:
+            checks = (entry.get("checks") or []) if entry and entry["kind"] == "d" else []
+            for check in checks:
                 name, _, definition = check.partition(" CHECK ")
-                written = re.sub(r"\bVALUE\b", '"' + col.name.replace('"', '""') + '"', definition)
+                written = re.sub(r"\bVALUE\b", lambda _: pg_ident(col.name), definition)
                 try:
                     out.append(Constraint(name=f"{table.name}_{col.name}_{name.split(' ', 1)[-1].strip(chr(34))}"[:128],
                                           kind="check", definition=to_tsql.check("CHECK " + written, table)))

@@ -92,8 +92,8 @@ class MssqlSource(Source):
 
     def extract(self, table, lo, hi, fmt, sink, checksum):
         """CSV; the checksum comes from the same rows' COPY text lines, as a stream's would."""
-        keep = [i for i, c in enumerate(table.columns) if not c.generated]
-        loaded = replace(table, columns=[table.columns[i] for i in keep])
+        keep = table.loaded_positions
+        loaded = replace(table, columns=table.loaded_columns)
         to_csv = row_encoder(loaded, csv=True)
         to_text = row_encoder(table) if checksum else None
         rows, total = 0, 0

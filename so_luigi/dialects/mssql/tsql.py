@@ -105,13 +105,6 @@ def generated(text, table):
     return _Writer(table, set(), called).write(tree)
 
 
-def _column_of(name, table):
-    for col in table.columns:
-        if col.name == name or col.name.casefold() == name.casefold():
-            return col
-    raise Untranslatable(f"{name!r} is not a column of {table.name}")
-
-
 def null_test(node, write):
     """``x IS [NOT] NULL`` for each form sqlglot reads it as (NOT over IS, or IS negated), the
     operand written by ``write``; None for any other node."""
@@ -221,14 +214,19 @@ class _Writer:
         return template.format(*written) if template else f"{name}({', '.join(written)})"
 
 
-def _column(name, table):
-    names = [c.name for c in table.columns]
-    if name in names:
-        return pg_ident(name)
-    same = [n for n in names if n.casefold() == name.casefold()]
+def _column_of(name, table):
+    """The column a T-SQL name means: the one of that name, else the one equal ignoring case."""
+    for col in table.columns:
+        if col.name == name:
+            return col
+    same = [c for c in table.columns if c.name.casefold() == name.casefold()]
     if len(same) != 1:
         raise Untranslatable(f"{name!r} is not a column of {table.name}")
-    return pg_ident(same[0])
+    return same[0]
+
+
+def _column(name, table):
+    return pg_ident(_column_of(name, table).name)
 
 
 def _bit(text):

@@ -106,19 +106,15 @@ class PostgresSource(Source):
         from ..mssql.types import pg_form
 
         def expr(c):
-            form, inner = pg_form(c, table)
+            form, inner = pg_form(c, table)     # inner: a domain's base type, else the column
+            name = ident(c.name)
             if form == "json":
-                return f"array_to_json({ident(c.name)})::text"
-            if form in ("enum", "text"):
-                return f"{ident(c.name)}::text"
-            if inner is not c:                          # a domain over a built-in type
-                return expr(inner) if inner.data_type in ("json", "jsonb", "money") \
-                    else f"{ident(c.name)}::{inner.source_type}"
-            if c.data_type in ("json", "jsonb"):
-                return f"{ident(c.name)}::text"
-            if c.data_type == "money":
-                return f"{ident(c.name)}::numeric"
-            return ident(c.name)
+                return f"array_to_json({name})::text"
+            if form in ("enum", "text") or inner.data_type in ("json", "jsonb"):
+                return f"{name}::text"
+            if inner.data_type == "money":
+                return f"{name}::numeric"
+            return name if inner is c else f"{name}::{inner.source_type}"
         query, params = ddl.range_sql(f"SELECT {', '.join(expr(c) for c in table.loaded_columns)} "
                                      f"FROM {qualified(table.schema, table.name)}", table, lo, hi)
         conn = self.connect()
