@@ -6,6 +6,7 @@ import sqlglot
 from sqlglot import exp
 
 from so_luigi.dialects.postgres import types as pg_types
+from so_luigi.dialects.postgres.forms import pg_form
 from so_luigi.testing import sample
 from so_luigi.dialects.mssql import bulk as ms_bulk, checksum as ms_checksum, ddl as ms_ddl, types as ms_types
 from so_luigi.dialects.base import Column, Index, Table
@@ -170,7 +171,7 @@ def test_postgres_types_sql_server_lacks_travel_as_their_text_or_json():
     assert got == {"m": "nvarchar(12)", "p": "decimal(10,2)", "t": "nvarchar(max)", "s": "nvarchar(max)",
                    "ci": "nvarchar(max)", "a": "nvarchar(max)", "ip": "nvarchar(43)", "iv": "nvarchar(100)",
                    "r": "nvarchar(max)", "tz": "nvarchar(30)", "tv": "nvarchar(max)"}
-    assert [ms_types.pg_form(c, table)[0] for c in cols[:3]] == ["enum", None, "json"]
+    assert [pg_form(c, table)[0] for c in cols[:3]] == ["enum", None, "json"]
 
 
 @pytest.mark.parametrize("typname,declared,reason", POSTGRES_REFUSED)

@@ -41,6 +41,7 @@ from ..base import Constraint, Destination, Index, Written, by_hash_sql, changes
 from . import bulk, catalog, checksum, connection, ddl, state, types
 from .checksum import canonical_encoders, rows_checksum
 from ..postgres.connection import ident as pg_ident
+from ..postgres.forms import pg_form, user_type
 from .connection import ident, percent_safe
 
 log = logging.getLogger("luigi-interface.so_luigi")
@@ -88,7 +89,7 @@ def default_in_tsql(col, table=None):
     other (listed)."""
     text = col.default.strip()
     number, string = _NUMBER.match(text), _TEXT.match(text)
-    if not string and types.pg_form(col, table)[0] == "enum":
+    if not string and pg_form(col, table)[0] == "enum":
         string = re.match(r"^'((?:[^']|'')*)'::\S+$", text)
     if number:
         return f"({number.group(1)})"
@@ -203,12 +204,12 @@ class MssqlDestination(Destination):
         (else listed)."""
         out = []
         for col in table.columns:
-            form, inner = types.pg_form(col, table)
+            form, inner = pg_form(col, table)
             if form == "enum":
                 labels = ", ".join(to_tsql.exact_literal(label) for label in inner)
                 out.append(Constraint(name=f"{table.name}_{col.name}_enum"[:128], kind="check",
                                       definition=f"({to_tsql.exact_text(ident(col.name))} IN ({labels}))"))
-            entry = types._user_type(col, table)
+            entry = user_type(col, table)
             checks = (entry.get("checks") or []) if entry and entry["kind"] == "d" else []
             for check in checks:
                 name, _, definition = check.partition(" CHECK ")

@@ -5,6 +5,7 @@ import re
 
 from ...errors import SchemaError, Unmappable
 from ..base import type_name
+from ..postgres.forms import TEXT_FORM, pg_form
 
 
 MAX_NAME = 128                # SQL Server identifiers (sysname) hold 128 UTF-16 code units
@@ -105,18 +106,6 @@ def _pg_fsp(template):
 
 
 
-# PostgreSQL types SQL Server has no counterpart for, carried as their PostgreSQL text (what
-# ``col::text`` prints, which casts back in PostgreSQL): (n) of nvarchar, or max
-TEXT_FORM = {
-    "inet": 43, "cidr": 43, "macaddr": 17, "macaddr8": 23, "pg_lsn": 17, "interval": 100, "timetz": 30,
-    "bit": -1, "varbit": -1, "tsvector": -1, "tsquery": -1, "xml": -1, "point": -1, "line": -1,
-    "lseg": -1, "box": -1, "path": -1, "polygon": -1, "circle": -1, "name": 64, "txid_snapshot": -1,
-    "pg_snapshot": -1, **{r: -1 for r in ("int4range", "int8range", "numrange", "tsrange", "tstzrange",
-                                           "daterange", "int4multirange", "int8multirange", "nummultirange",
-                                           "tsmultirange", "tstzmultirange", "datemultirange")},
-}
-
-
 def _text_form(col):
     size = TEXT_FORM[type_name(col.data_type)]
     return "nvarchar(max)" if size == -1 else f"nvarchar({size})"
@@ -172,41 +161,6 @@ def _mapped(col, source_dialect, table=None):
     if col.identity and not _identity_capable(sql_type):
         raise _Refused("an identity column must be an integer or decimal(p,0) in SQL Server")
     return sql_type
-
-
-def _user_type(col, table):
-    """The entry of ``table.types`` (postgres catalog.user_types) for a column's type, or None."""
-    for entry in (table.types if table is not None else []):
-        if entry.get("typname") == col.data_type:
-            return entry
-    return None
-
-
-def pg_form(col, table):
-    """How a PostgreSQL column's values travel into SQL Server: (form, what it needs):
-    ("json", col) an array, as its JSON text (array_to_json); ("enum", labels) an enum, as its
-    label; ("text", col) a type SQL Server has none of, as its PostgreSQL text; (None, column) a
-    built-in type, read by the driver: for a domain, its base type's column."""
-    if col.data_type.startswith("_") or (col.source_type or "").rstrip().endswith("]"):
-        return "json", col
-    if not col.user_type:
-        return ("text" if type_name(col.data_type) in TEXT_FORM else None), col
-    entry = _user_type(col, table)
-    if entry and entry["kind"] == "e":
-        return "enum", list(entry["labels"] or [])
-    if entry and entry["kind"] == "d" and entry.get("base"):
-        from dataclasses import replace
-        base = entry["base"]
-        bare = base.split(".")[-1].strip('"')
-        inner = replace(col, data_type=type_name(bare), source_type=base,
-                        user_type=not _builtin(base), precision=None, length=None, scale=None)
-        return pg_form(inner, table)
-    return "text", col
-
-
-def _builtin(pg_type):
-    """A type format_type() prints unqualified (PostgreSQL's own) rather than schema.name."""
-    return "." not in pg_type.split("(")[0]
 
 
 def _identity_capable(sql_type):

@@ -11,7 +11,7 @@ import psycopg2
 from ...errors import SnapshotGone
 from ...stream import binary_compatible
 from ..base import Source
-from . import catalog, checksum, connection, ddl, snapshot
+from . import catalog, checksum, connection, ddl, forms, snapshot
 from .connection import ident, qualified
 
 
@@ -102,11 +102,9 @@ class PostgresSource(Source):
         """Through a server-side cursor: rows arrive as they are fetched. json comes as its
         text and money as numeric, the values psycopg2 would otherwise parse or localise; arrays
         as JSON text, a domain as its base type, and the types SQL Server has none of (enums,
-        ranges, inet, ...) as their PostgreSQL text (mssql types.pg_form)."""
-        from ..mssql.types import pg_form
-
+        ranges, inet, ...) as their PostgreSQL text (forms.pg_form)."""
         def expr(c):
-            form, inner = pg_form(c, table)     # inner: a domain's base type, else the column
+            form, inner = forms.pg_form(c, table)     # inner: a domain's base type, else the column
             name = ident(c.name)
             if form == "json":
                 return f"array_to_json({name})::text"

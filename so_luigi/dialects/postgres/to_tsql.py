@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from ..mssql.connection import ident as tsql_ident
 from ..mssql.tsql import null_test
+from . import forms
 
 
 class Untranslatable(Exception):
@@ -163,10 +164,9 @@ class _Writer:
 
     def _typed(self, name):
         """The column ``name``, its type a domain's base type where it has one."""
-        from ..mssql.types import pg_form
         for col in self.table.columns:
             if col.name == name:
-                form, inner = pg_form(col, self.table)
+                form, inner = forms.pg_form(col, self.table)
                 return inner if form is None else col if form != "enum" else None
         return None
 
