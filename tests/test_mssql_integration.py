@@ -1163,8 +1163,9 @@ def test_a_computed_column_no_longer_stops_the_run(pair, mssql_source, mssql_tar
     """A table with computed columns is copied and verified into PostgreSQL and into SQL Server.
     Into PostgreSQL one over numbers becomes a generated column (its values, read from the
     source, compared with those PostgreSQL computed); one that might compute otherwise (a CAST)
-    is a plain column holding the source's values, listed with why. Into SQL
-    Server each is such a plain column, listed; the run exits 30 (not complete)."""
+    is a plain column holding the source's values, listed with why (the run exits 30, not
+    complete). Into SQL Server each is re-created as it is, PERSISTED kept: the bulk copy sends
+    the other columns, the server computes these, and the checksums of both servers agree."""
     url, _ = mssql_source
     target, _ = mssql_target
     try:
@@ -1189,14 +1190,30 @@ def test_a_computed_column_no_longer_stops_the_run(pair, mssql_source, mssql_tar
     pair.query("target", 'INSERT INTO "Person" ("Id", "First", "Ratio") VALUES (1001, \'new\', 0)')
     assert pair.query("target", 'SELECT "Twice", "Half" FROM "Person" WHERE "Id" = 1001') == [(2002, 500)]
     into_ms = pair.run("--workers", "2", env=pair.env(SO_SOURCE_URL=url, SO_TARGET_URL=target))
-    assert_incomplete(into_ms)
+    assert into_ms.returncode == 0, into_ms.stderr[-3000:]
+    assert "computation of" not in into_ms.stdout and "ok: count+checksum" in into_ms.stdout, into_ms.stdout
     assert mssql_query(target, "SELECT Id, First, Twice, Half, Ratio FROM dbo.Person ORDER BY Id") == rows
+    computed = {name.lower(): (definition, persisted) for name, definition, persisted in mssql_query(
+        target, "SELECT name, definition, CAST(is_persisted AS int) FROM sys.computed_columns "
+                "WHERE object_id = OBJECT_ID('dbo.Person')")}
+    assert sorted(computed) == ["half", "ratio", "twice"] and computed["twice"][1] == 1, computed
+    mssql_exec(target, "INSERT INTO dbo.Person (Id, First) VALUES (1001, N'new')")
+    assert mssql_query(target, "SELECT Twice, Half FROM dbo.Person WHERE Id = 1001") == [(2002, 500)]
 
 
-def test_sql_variant_hierarchyid_and_spatial_into_postgres(pair, mssql_source):
+VARIANT_SAID = ("SELECT Id, " + ", ".join(f"CAST(SQL_VARIANT_PROPERTY(v, '{p}') AS nvarchar(128))"
+                                         for p in ("BaseType", "Precision", "Scale", "MaxLength"))
+                + ", CAST(v AS nvarchar(4000)), CASE WHEN SQL_VARIANT_PROPERTY(v, 'BaseType') IN ('float', 'real') "
+                  "THEN CAST(v AS float) END FROM dbo.V ORDER BY Id")
+
+
+def test_sql_variant_hierarchyid_and_spatial_into_postgres_and_sql_server(pair, mssql_source, mssql_target):
     """sql_variant becomes jsonb holding its base type and its value as text; hierarchyid its
-    path; geography and geometry EWKT. Compared with what the server itself says of each value."""
+    path; geography and geometry EWKT. Compared with what the server itself says of each value.
+    Into SQL Server each is its own type again, made by the server from that text: every
+    sql_variant with its base type, precision, scale, length and bytes as they were."""
     url, _ = mssql_source
+    target, _ = mssql_target
     mssql_exec(url, """CREATE TABLE dbo.V (Id int NOT NULL PRIMARY KEY, v sql_variant NULL);
         INSERT INTO dbo.V VALUES (1, CAST(5 AS int)), (2, CAST(-1.5e-7 AS float)), (3, CAST(12.34 AS money)),
           (4, CAST('2020-01-02 03:04:05.123456 +05:30' AS datetimeoffset(6))), (5, CAST(N'ab "q" \\ é ' AS nvarchar(10))),
@@ -1224,8 +1241,13 @@ def test_sql_variant_hierarchyid_and_spatial_into_postgres(pair, mssql_source):
     assert values[4]["value"].startswith("2020-01-02 03:04:05.123456") and values[4]["value"].endswith("+05:30")
     assert pair.query("target", "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
                                 "'\"V\"'::regclass AND attname = 'v'") == [("jsonb",)]
+    into_ms = pair.run("--tables", "V", env=pair.env(SO_SOURCE_URL=url, SO_TARGET_URL=target))
+    assert into_ms.returncode == 0, into_ms.stderr[-3000:]
+    assert "ok: count+checksum" in into_ms.stdout
+    assert mssql_query(target, VARIANT_SAID) == mssql_query(url, VARIANT_SAID)
     SERVER.lacks("hierarchyid", "no hierarchyid type: on SQL Server this test also copies /1/3/ and "
-                                "geography::Point(47.65, -122.34, 4326) (as 'SRID=4326;POINT (-122.34 47.65)')")
+                                "geography::Point(47.65, -122.34, 4326) (as 'SRID=4326;POINT (-122.34 47.65)') into "
+                                "PostgreSQL, and all three into SQL Server")
     SERVER.lacks("spatial", "no geography or geometry type")
     mssql_exec(url, """CREATE TABLE dbo.H (Id int NOT NULL PRIMARY KEY, h hierarchyid NULL, g geography NULL,
                                             m geometry NULL);
@@ -1235,6 +1257,10 @@ def test_sql_variant_hierarchyid_and_spatial_into_postgres(pair, mssql_source):
     assert result.returncode == 0, result.stderr[-3000:]
     assert pair.query("target", 'SELECT h, g, m FROM "H" ORDER BY "Id"') == [
         ("/1/3/", "SRID=4326;POINT (-122.34 47.65)", "SRID=0;LINESTRING (1 2, 3 4)"), (None, None, None)]
+    into_ms = pair.run("--tables", "H", env=pair.env(SO_SOURCE_URL=url, SO_TARGET_URL=target))
+    assert into_ms.returncode == 0, into_ms.stderr[-3000:]
+    said = "SELECT Id, CAST(h AS varbinary(892)), g.STAsBinary(), g.STSrid, m.STAsBinary(), m.STSrid FROM dbo.H ORDER BY Id"
+    assert mssql_query(target, said) == mssql_query(url, said)
 
 
 YEARS = [1, 99, 999, 1000, 1582, 1752, 1753, 1899, 1900, 1969, 1970, 2000, 2038, 2100, 9998, 9999]

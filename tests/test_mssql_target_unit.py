@@ -17,9 +17,10 @@ import sqlglot
 from so_luigi.state import markers
 from so_luigi.config import Endpoint, parse_url
 from so_luigi.dialects.mssql import connection as ms_connection
-from so_luigi.dialects.mssql import bulk as ms_bulk, types as ms_types
+from so_luigi.dialects.mssql import bulk as ms_bulk, ddl as ms_ddl, types as ms_types
 from so_luigi.dialects.mssql import checksum as ms_checksum, destination as ms_destination, state as ms_state
 from so_luigi.dialects.base import Column, Table
+from so_luigi.errors import SchemaError
 from so_luigi.testing import sample
 
 
@@ -149,6 +150,50 @@ def test_bulk_load_with_a_side_table_leaves_empty_rows_there_with_their_partitio
     assert [c[:2] for c in conn.copies] == [("[dbo].[Odd]]Name]", [(2, "b", None, None)]),
                                             ("[so_luigi].[empties_T]", [(1, None, None, None, "0100", 7)])]
     assert not any(s.startswith(("INSERT", "CREATE")) for s in conn.cur.sql)   # applied once, before verification
+
+
+def _computing():
+    """SQL Server into SQL Server: Twice re-created as computed (Destination.carry set it)."""
+    return Table(schema="dbo", name="P", dialect="mssql", primary_key=["Id"], columns=[
+        Column("Id", "int", nullable=False, source_type="int"),
+        Column("Twice", "int", computed="([Id]*(2))", generated="([Id]*(2))", persisted=True, nullable=False),
+        Column("Name", "nvarchar", length=10, source_type="nvarchar(10)"),
+        Column("Half", "int", computed="([Id]/(2))", generated="([Id]/(2))")])
+
+
+def test_computed_columns_are_read_but_not_sent_the_bulk_copy_names_the_others():
+    """The source's rows hold every column (their checksum covers them); the server computes
+    Twice and Half, so every row goes by the side table, which holds only Id and Name, and its
+    INSERT names those two."""
+    table, conn, seen = _computing(), BulkRecorder(), []
+    n = ms_bulk.bulk_load(conn, "dbo", table, ms_bulk.bulk_columns(table, "mssql"),
+                          iter([[(1, 2, "a", 0), (2, 4, "", 1)]]), 500, on_batch=seen.append)
+    assert n == 2 and seen == [[(1, 2, "a", 0), (2, 4, "", 1)]]
+    assert conn.copies == [("#so_luigi_empties", [(1, "a", "00"), (2, None, "01")], 500, True)]
+    assert conn.cur.sql[0] == "CREATE TABLE #so_luigi_empties ([Id] int NULL, [Name] nvarchar(max) NULL, so_luigi_mask varchar(max) NOT NULL)"
+    assert conn.cur.sql[1].startswith("INSERT INTO [dbo].[P] WITH (TABLOCK) ([Id], [Name]) SELECT [Id], CASE")
+    create = ms_ddl.create_table_sql("dbo", table, "mssql")
+    assert "[Twice] AS (([Id]*(2))) PERSISTED NOT NULL" in create and "[Half] AS (([Id]/(2)))," not in create
+    assert create.rstrip().endswith("[Half] AS (([Id]/(2)))\n)")
+    tsql(create)
+
+
+@pytest.mark.parametrize("definition,why", [
+    ("([Id]*(2))", None),
+    ("([Node].[GetLevel]())", None),                 # a method of the column's own type
+    ("([dbo].[ufnTag]([Id]))", "it calls dbo.ufnTag(), a function so_luigi does not carry"),
+    ("(id * 2)::integer", "the source's catalog prints it in PostgreSQL's words, not T-SQL"),
+])
+def test_a_computed_column_is_re_created_unless_it_needs_what_is_not_carried(definition, why):
+    table = Table("dbo", "P", [Column("Id", "int"), Column("Node", "hierarchyid"), Column("C", "int", computed=definition)],
+                  dialect="mssql")
+    table.not_carried.append(["computation of C (AS x)", "a plain column"])
+    ms_destination.MssqlDestination.carry(None, table)
+    assert ms_destination.computed_refused(table.columns[2], table) == why
+    assert table.columns[2].generated == ("" if why else definition)
+    assert [n[0] for n in table.not_carried] == (["computation of C (AS x)"] if why else [])
+    if why:
+        assert table.not_carried[0][1] == f"a plain column holding the source's values: not re-created, {why}"
 
 
 def test_bulk_load_of_nothing_starts_no_bulk_copy():
@@ -376,3 +421,33 @@ def test_side_table_and_prepare_statements(monkeypatch):
     assert ", CAST([Day] AS date) FROM [so_luigi]" in applied[0]          # converted on the way in, no ALTER
     for statement in applied[0].split("; "):
         tsql(statement.replace(" WITH (TABLOCK)", ""))
+
+
+def test_sql_variant_hierarchyid_and_spatial_go_by_the_side_table_and_are_made_again_from_their_text():
+    """Read as text (catalog.read_sql), every such value goes by the side table; its INSERT makes
+    the value again: a sql_variant as its own base type, from a CASE over the types present."""
+    table = Table("dbo", "V", [Column("Id", "int", nullable=False), Column("v", "sql_variant"),
+                               Column("node", "hierarchyid"), Column("shape", "geography")], dialect="mssql")
+    columns = ms_bulk.bulk_columns(table, "mssql")
+    assert [load for _, load, _ in columns] == ["int"] + ["nvarchar(max)"] * 3
+    direct, side = ms_bulk.bulk_rows([(1, "int\x1f5", "/1/", "SRID=4326;POINT (1 2)"), (2, None, None, None)],
+                                     [c for _, _, c in columns])
+    assert direct == [(2, None, None, None)] and side == [(1, "int\x1f5", "/1/", "SRID=4326;POINT (1 2)", "0000")]
+    casts = ms_bulk.side_casts(columns)
+    assert casts == [None, "sql_variant", "hierarchyid", "geography"]
+    sql = ms_bulk.unmask_sql("dbo", table, "[so_luigi].[empties_V]", casts, {"v": ["decimal(5,2)", "nvarchar(3)"]})
+    assert "WHEN N'decimal(5,2)' THEN CAST(CAST(SUBSTRING(" in sql and "AS decimal(5,2)) AS sql_variant)" in sql
+    assert "WHEN N'nvarchar(3)' THEN CAST(CAST(" in sql and "geography::STGeomFromText(SUBSTRING(" in sql
+    assert "AS hierarchyid)" in sql
+    assert ms_bulk.from_text("sql_variant", "x") == "CAST(NULL AS sql_variant)"    # only NULLs held
+
+
+def test_a_sql_variant_base_type_so_luigi_cannot_make_again_stops_naming_it():
+    table = Table("dbo", "V", [Column("Id", "int"), Column("v", "sql_variant")], dialect="mssql")
+
+    class Cur(Recorder):
+        def fetchall(self):
+            return [("int",), ("geometry",)]
+    with pytest.raises(SchemaError, match=r"dbo\.V\.v holds a sql_variant of base type geometry"):
+        ms_bulk.variant_kinds(Cur(), "#side", table)
+    assert ms_bulk.VARIANT_KIND.fullmatch("datetimeoffset(7)") and not ms_bulk.VARIANT_KIND.fullmatch("int; DROP")

@@ -44,6 +44,7 @@ class Column:
     comment: str = None       # PostgreSQL: COMMENT ON COLUMN, when it has one
     computed: str = ""        # SQL Server: a computed column's expression as the catalog prints it;
                               # its values are read (and verified) whatever the destination does
+    persisted: bool = False   # SQL Server: the computed column is PERSISTED
 
 
 @dataclass

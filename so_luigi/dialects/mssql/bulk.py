@@ -9,6 +9,7 @@ import pickle
 import tempfile
 import uuid
 
+from ...errors import SchemaError
 from ..base import SIDE
 from .connection import ident, qualified
 from .types import column_type
@@ -24,6 +25,9 @@ from .types import column_type
 TEXT_TYPES = {"char", "nchar", "varchar", "nvarchar", "text", "ntext", "xml", "bpchar", "character",
               "character varying", "json", "jsonb"}
 BINARY_TYPES = {"binary", "varbinary", "image", "bytea"}
+# types no driver hands over as values of their own: read as text (catalog.read_sql), they go by
+# the side table and the server makes them again from it (``from_text``)
+FROM_TEXT = {"sql_variant", "hierarchyid", "geography", "geometry"}
 STAGING = "#so_luigi_empties"
 MASK = "so_luigi_mask"
 
@@ -55,18 +59,18 @@ def bulk_value(v):
 END_MARK = "|"
 
 
-def bulk_rows(rows, carriers):
+def bulk_rows(rows, carriers, everything=False):
     """(rows for the table, rows for the side table). ``carriers``: per column, what to send for a
     value (carrier), or SIDE when the bulk copy cannot deliver it; a row holding any such value
     goes to the side table as text, with a mask appended, one digit per column: '1' where the
     value was empty (sent as NULL), '2' where it ends in blanks (sent with END_MARK after them),
-    else '0'."""
+    else '0'. ``everything``: every row goes to the side table."""
     direct, side = [], []
     for row in rows:
         sent = [None if v is None else bulk_value(v) for v in row]
         out = [(SIDE if isinstance(carry, NullKept) else None) if v is None else carry(v)
                for v, carry in zip(sent, carriers)]
-        if not any(v is SIDE for v in out):
+        if not everything and not any(v is SIDE for v in out):
             direct.append(tuple(out))
             continue
         mask = ["1" if v == "" or v == b"" else "2" if isinstance(v, str) and v.endswith(" ") else "0"
@@ -77,38 +81,100 @@ def bulk_rows(rows, carriers):
 
 
 def staging_table_sql(table, types, name=STAGING, extra=()):
-    """A side table: the table's columns with ``types`` (mssql_ddl.load_type), every column
-    nullable, no identity, then the mask column and ``extra`` [name, type] columns (bulk_copy
-    binds by position)."""
-    cols = [f"{ident(c.name)} {t} NULL" for c, t in zip(table.columns, types)]
+    """A side table: the table's loaded columns (all but those it computes) with ``types``
+    (mssql_ddl.load_type), every column nullable, no identity, then the mask column and
+    ``extra`` [name, type] columns (bulk_copy binds by position)."""
+    cols = [f"{ident(c.name)} {t} NULL" for c, t in zip(table.loaded_columns, types)]
     cols += [f"{MASK} varchar(max) NOT NULL"] + [f"{ident(n)} {t} NOT NULL" for n, t in extra]
     return f"CREATE TABLE {name} ({', '.join(cols)})"
 
 
-def unmask_sql(schema, table, source=STAGING, casts=None):
+def unmask_sql(schema, table, source=STAGING, casts=None, kinds=None):
     """One INSERT ... SELECT from ``source``, '' (or 0x) where the mask says so, and each column
-    with a type in ``casts`` (per column, or None) CAST to it from its text. Text for code-page
-    columns is not cast: the INSERT converts it with the column's own collation."""
-    casts = casts or [None] * len(table.columns)
+    with a type in ``casts`` (per column, or None) CAST to it from its text (``from_text`` for
+    the FROM_TEXT types; ``kinds``: sql_variant column -> the base types its rows hold). Text for
+    code-page columns is not cast: the INSERT converts it with the column's own collation."""
+    loaded = table.loaded_columns
+    casts = casts or [None] * len(loaded)
     # what the column is in SQL Server decides (a PostgreSQL enum or inet is text there)
-    held = [column_type(c, table.dialect or "mssql", table).split("(")[0] for c in table.columns]
+    held = [column_type(c, table.dialect or "mssql", table).split("(")[0] for c in loaded]
 
     def value(i, c):
-        if held[i - 1] not in TEXT_TYPES | BINARY_TYPES:
+        if held[i - 1] not in TEXT_TYPES | BINARY_TYPES | FROM_TEXT:
             expr = ident(c.name)
         elif held[i - 1] in BINARY_TYPES:
             expr = f"CASE WHEN SUBSTRING({MASK}, {i}, 1) = '1' THEN 0x ELSE {ident(c.name)} END"
         else:                           # LEN counts up to the mark, which is no blank
             expr = (f"CASE WHEN SUBSTRING({MASK}, {i}, 1) = '1' THEN N'' WHEN SUBSTRING({MASK}, {i}, 1) = '2' "
                     f"THEN LEFT({ident(c.name)}, LEN({ident(c.name)}) - 1) ELSE {ident(c.name)} END")
+        if casts[i - 1] in FROM_TEXT:
+            return from_text(casts[i - 1], expr, (kinds or {}).get(c.name, ()))
         return f"CAST({expr} AS {casts[i - 1]})" if casts[i - 1] else expr
     q = qualified(schema, table.name)
-    cols = ", ".join(ident(c.name) for c in table.columns)
+    cols = ", ".join(ident(c.name) for c in loaded)
     insert = (f"INSERT INTO {q} WITH (TABLOCK) ({cols}) SELECT "
-              f"{', '.join(value(i, c) for i, c in enumerate(table.columns, start=1))} FROM {source}")
+              f"{', '.join(value(i, c) for i, c in enumerate(loaded, start=1))} FROM {source}")
     if table.identity_columns:
         return f"SET IDENTITY_INSERT {q} ON; {insert}; SET IDENTITY_INSERT {q} OFF"
     return insert
+
+
+# a sql_variant's base type as catalog.variant_sql prints it, and how its value's text reads back
+VARIANT_KIND = re.compile(r"(bigint|int|smallint|tinyint|bit|float|real|money|smallmoney|date|datetime|"
+                          r"smalldatetime|uniqueidentifier|(decimal|numeric)\(\d+,\d+\)|"
+                          r"(time|datetime2|datetimeoffset)\(\d\)|(n?(var)?char|(var)?binary)\(\d+\))")
+
+
+def _variant_value(kind, text):
+    base = kind.split("(")[0]
+    longest = 4000 if base in ("nchar", "nvarchar") else 8000
+    if base in ("char", "varchar", "nchar", "nvarchar", "binary", "varbinary") and int(kind[len(base) + 1:-1]) > longest:
+        kind = f"{base}({longest})"         # Babelfish reports 65534 bytes of any nvarchar
+    if base in ("date", "time", "datetime", "smalldatetime", "datetime2", "datetimeoffset"):
+        return f"CONVERT({kind}, {text}, 121)"
+    if base in ("binary", "varbinary"):
+        return f"CONVERT({kind}, {text}, 1)"
+    return f"CAST({text} AS {kind})"
+
+
+def _separator(text):
+    """Where U+001F is in ``text``, by code point: under most collations a control character
+    weighs nothing, and CHARINDEX finds it anywhere (Babelfish: at 0)."""
+    return f"CHARINDEX(NCHAR(31) COLLATE Latin1_General_100_BIN2, {text} COLLATE Latin1_General_100_BIN2)"
+
+
+def from_text(final, text, kinds=()):
+    """The value of type ``final`` (FROM_TEXT) from ``text``, as catalog.read_sql printed it:
+    hierarchyid from its path; geography and geometry from EWKT (SRID=n;WKT); sql_variant from
+    its base type, U+001F and its value, as a value of that base type again (``kinds``: the
+    base types present, each checked against VARIANT_KIND)."""
+    if final in ("geography", "geometry"):
+        semi = f"CHARINDEX(';', {text})"
+        return (f"{final}::STGeomFromText(SUBSTRING({text}, {semi} + 1, 2147483647), "
+                f"CAST(SUBSTRING({text}, 6, {semi} - 6) AS int))")
+    if final != "sql_variant":
+        return f"CAST({text} AS {final})"
+    if not kinds:
+        return "CAST(NULL AS sql_variant)"
+    sep = _separator(text)
+    value = f"SUBSTRING({text}, {sep} + 1, 2147483647)"
+    whens = " ".join(f"WHEN N'{k}' THEN CAST({_variant_value(k, value)} AS sql_variant)" for k in kinds)
+    return f"CASE LEFT({text}, {sep} - 1) {whens} END"
+
+
+def variant_kinds(cur, source, table):
+    """sql_variant column of ``table`` -> the base types its rows in ``source`` (a side table)
+    hold; a base type so_luigi cannot make again stops here, naming it."""
+    found = {}
+    for col in [c for c in table.loaded_columns if c.data_type == "sql_variant"]:
+        c = ident(col.name)
+        cur.execute(f"SELECT DISTINCT LEFT({c}, {_separator(c)} - 1) FROM {source} WHERE {c} IS NOT NULL")
+        found[col.name] = sorted(row[0] for row in cur.fetchall())
+        for kind in found[col.name]:
+            if not VARIANT_KIND.fullmatch(kind):
+                raise SchemaError(f"{table.qualified}.{col.name} holds a sql_variant of base type {kind}, "
+                                  "which so_luigi cannot write into SQL Server; exclude the table with --tables")
+    return found
 
 
 def _bulk_copy(conn, dest, rows, batch_rows):
@@ -144,8 +210,11 @@ def bulk_load(conn, schema, table, columns, batches, batch_rows, spill_bytes=16 
               side=None):
     """Batches of row tuples into an existing table through the TDS bulk copy; returns the rows.
 
-    ``columns``: per column (destination type, side-table type, carrier), as
-    mssql_ddl.bulk_columns gives them. ``on_batch(rows)`` sees every batch as read (checksums,
+    ``columns``: per loaded column (destination type, side-table type, carrier), as
+    bulk_columns gives them. The values of the columns the table computes are read but not sent
+    (the server computes them): such a table's rows all go by the side table, whose INSERT names
+    the other columns (a bulk copy into it fails on Babelfish: 'Computed columns cannot be used
+    in BULK COPY'), as do those of a table with a FROM_TEXT column. ``on_batch(rows)`` sees every batch as read (checksums,
     progress). Rows holding a value the bulk copy cannot deliver are set aside (``spill_bytes`` in memory at most) and, after the others, bulk copied into
     ``side`` = (table name, values appended to each row) for the caller to apply later, or
     without ``side`` into a temporary table put into the table at once. Identity values are
@@ -155,13 +224,19 @@ def bulk_load(conn, schema, table, columns, batches, batch_rows, spill_bytes=16 
     spill = _Spill(spill_bytes)
     total = [0]
     carriers = [carry for _, _, carry in columns]
+    keep = table.loaded_positions
+    computes = len(keep) < len(table.columns)
+    # FreeTDS's bulk copy knows no sql_variant, hierarchyid or spatial column, not even for a NULL
+    everything = computes or any(final in FROM_TEXT for final, _, _ in columns)
 
     def direct():
         for rows in batches:
             if on_batch is not None:
                 on_batch(rows)
             total[0] += len(rows)
-            plain, masked = bulk_rows(rows, carriers)
+            if computes:
+                rows = [tuple(row[i] for i in keep) for row in rows]
+            plain, masked = bulk_rows(rows, carriers, everything)
             if masked:
                 spill.add(masked)
             yield from plain
@@ -179,7 +254,7 @@ def bulk_load(conn, schema, table, columns, batches, batch_rows, spill_bytes=16 
         elif spill.count:
             cur.execute(staging_table_sql(table, [load for _, load, _ in columns]))
             _bulk_copy(conn, STAGING, spill.rows(), batch_rows)
-            cur.execute(unmask_sql(schema, table))
+            cur.execute(unmask_sql(schema, table, STAGING, side_casts(columns), variant_kinds(cur, STAGING, table)))
             cur.execute(f"DROP TABLE {STAGING}")
     finally:
         spill.file.close()
@@ -219,7 +294,7 @@ def load_type(final):
     converts where FreeTDS would not convert some values right, else the type itself."""
     if final in ("date", "smallmoney") or final.startswith(("datetime2(", "datetimeoffset(", "time(")):
         return "varchar(40)"                       # ISO text; SQL Server parses it whatever the language
-    if final == "xml":
+    if final == "xml" or final in FROM_TEXT:
         return "nvarchar(max)"
     if re.fullmatch(r"n?(var)?char\((\d+|max)\)", final):
         # unbounded: a value ending in blanks travels with a mark appended (see bulk_rows)
@@ -316,7 +391,7 @@ def carrier(final):
         return _not_negative
     if base == "datetime":
         return _nearest_tick
-    if base in ("xml", "time"):
+    if base in ("xml", "time") or base in FROM_TEXT:
         # time: the bulk copy's conversion of its text is a microsecond off for some fractions
         # (00:59:59.99999 arrives as .999989): the server converts the same text exactly
         return _always_side
@@ -337,10 +412,11 @@ class NullKept:
 
 
 def bulk_columns(table, source_dialect):
-    """Per column of ``table`` in SQL Server: (destination type, side-table type, carrier)."""
-    finals = [column_type(c, source_dialect, table) for c in table.columns]
+    """Per loaded column of ``table`` in SQL Server (all but those it computes): (destination
+    type, side-table type, carrier)."""
+    finals = [column_type(c, source_dialect, table) for c in table.loaded_columns]
     return [(final, load_type(final), NullKept(carrier(final)) if c.default and not c.identity else carrier(final))
-            for c, final in zip(table.columns, finals)]
+            for c, final in zip(table.loaded_columns, finals)]
 
 
 

@@ -52,8 +52,8 @@ def other_objects(conn, schema):
         cur.execute(sql("objects"), {"schema": schema})
         return [(kind, name) for kind, name in cur.fetchall()]
 
-COMPUTED_WHY = ("a computed column, not re-created yet: a plain column of its type holding the values the "
-                "source computed (copied and verified like the others)")
+COMPUTED_WHY = ("a plain column of its type holding the values the source computed (copied and verified like "
+                "the others)")
 
 
 def _computation(cur, qualified_name, column):
@@ -94,6 +94,7 @@ def describe(conn, schema, name):
         table.not_carried.append([f"computation of {cname} ({how})", COMPUTED_WHY])
         if how.startswith("AS "):
             table.column(cname).computed = how[3:].removesuffix(" PERSISTED")
+            table.column(cname).persisted = how.endswith(" PERSISTED")
     cur.execute(sql("primary_key"), params)
     for constraint, column in cur.fetchall():
         table.pk_name = constraint

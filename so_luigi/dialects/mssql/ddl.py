@@ -37,7 +37,8 @@ def _collate(col, sql_type):
 
 
 def create_table_sql(schema, table, source_dialect):
-    """CREATE TABLE as a heap: the destination types, NULL / NOT NULL as the source, IDENTITY(1,1).
+    """CREATE TABLE as a heap: the destination types, NULL / NOT NULL as the source, IDENTITY(1,1),
+    a SQL Server source's computed columns as they are (Destination.carry decides which).
 
     NULL is always spelled out: without it the session's ANSI_NULL_DFLT settings decide. Identity
     values are inserted as read (bulk copy KEEPIDENTITY); ``reseed_sql`` moves the seed.
@@ -45,6 +46,10 @@ def create_table_sql(schema, table, source_dialect):
     _check_names([schema] + _names(table))
     cols = []
     for c in table.columns:
+        if c.generated and source_dialect == "mssql":      # a computed column, as the source has it
+            persisted = " PERSISTED" + ("" if c.nullable else " NOT NULL") if c.persisted else ""
+            cols.append(f"{ident(c.name)} AS ({c.generated}){persisted}")
+            continue
         final = column_type(c, source_dialect, table)
         collate = _collate(c, final) if source_dialect == "mssql" else ""     # PostgreSQL's: Destination.carry
         spec = f"{ident(c.name)} {final}{collate}"

@@ -83,6 +83,21 @@ _CLOCK = {"now()": "SYSDATETIMEOFFSET()", "CURRENT_TIMESTAMP": "SYSDATETIMEOFFSE
           "gen_random_uuid()": "NEWID()"}
 
 
+def computed_refused(col, table):
+    """Why a SQL Server computed column cannot be re-created as it is in another SQL Server, or
+    None: its definition in PostgreSQL's words (Babelfish's catalog prints some so), or a call of
+    a function so_luigi does not carry (schema.function(...); a column's method, such as
+    hierarchyid's GetLevel(), is the type's own)."""
+    text = col.computed
+    if "::" in text or "~" in text:
+        return "the source's catalog prints it in PostgreSQL's words, not T-SQL"
+    columns = {c.name.lower() for c in table.columns}
+    for owner, function in re.findall(r"\[?(\w+)\]?\s*\.\s*\[?(\w+)\]?\s*\(", text):
+        if owner.lower() not in columns:
+            return f"it calls {owner}.{function}(), a function so_luigi does not carry"
+    return None
+
+
 def default_in_tsql(col, table=None):
     """A PostgreSQL column default in T-SQL where its meaning is the same: a number, a string (an
     enum's label too), a boolean, the clock (into the column's own type), a new UUID; None for any
@@ -140,6 +155,15 @@ class MssqlDestination(Destination):
                 table.not_carried.append([f"check {con.name} ({con.definition})",
                                           "the source's catalog prints it in PostgreSQL's words, not T-SQL"])
                 table.constraints.remove(con)
+            for col in [c for c in table.columns if c.computed]:
+                why = computed_refused(col, table)
+                entries = [n for n in table.not_carried if n[0].startswith(f"computation of {col.name} (")]
+                if why:
+                    for entry in entries:
+                        entry[1] = f"a plain column holding the source's values: not re-created, {why}"
+                    continue
+                col.generated = col.computed        # re-created as it is: the server computes it
+                table.not_carried = [n for n in table.not_carried if n not in entries]
             return
         if table.dialect != "postgres":
             return
@@ -328,7 +352,7 @@ class MssqlDestination(Destination):
         cur.execute("SELECT OBJECT_ID(%s, 'U')", (side,))
         if cur.fetchone()[0] is not None:
             casts = bulk.side_casts(bulk.bulk_columns(table, table.dialect))
-            cur.execute(bulk.unmask_sql(self.schema_of(table), table, side, casts))
+            cur.execute(bulk.unmask_sql(self.schema_of(table), table, side, casts, bulk.variant_kinds(cur, side, table)))
             cur.execute(f"DROP TABLE {side}")
         conn.commit()
 

@@ -111,12 +111,13 @@ class MssqlSource(Source):
         return rows, (total if checksum else None), sum(to_csv.changed.values())
 
     def batches(self, table, lo, hi, batch_rows):
-        """Time types with 7 fractional digits come as text: Python's datetime stops at microseconds."""
+        """Time types with 7 fractional digits come as text: Python's datetime stops at
+        microseconds; sql_variant, hierarchyid and spatial types as their text (catalog.read_sql)."""
         def select(table, lo, hi):
             def expr(c):
                 if c.data_type in ("datetime2", "datetimeoffset", "time") and (c.precision or 0) > 6:
                     return f"CONVERT(varchar(40), {ident(c.name)}, 121)"
-                return ident(c.name)
+                return catalog.read_sql(c)
             return catalog.range_sql(f"SELECT {', '.join(expr(c) for c in table.columns)} "
                                    f"FROM {connection.qualified(table.schema, table.name)}", table, lo, hi)
         return self._rows(table, lo, hi, [batch_rows], select)
