@@ -56,6 +56,8 @@ def discover(src, dst, wanted=None, overrides=None, conn=None, refused=None):
             conn.close()
     for table in tables:
         table.target_schema = destination_schema(table.schema, src.endpoint, dst.endpoint)
+        for col in [c for c in table.columns if c.sequence and c.sequence.get("standalone")]:
+            col.sequence["target_schema"] = destination_schema(col.sequence["schema"], src.endpoint, dst.endpoint)
     try:
         dst.map_types(tables, src, overrides)
         return tables

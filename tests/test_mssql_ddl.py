@@ -530,3 +530,31 @@ def test_row_hash_takes_columns_as_sql_server_holds_them():
     from_mssql = ms_checksum.row_hash_sql(_table([_mssql_col("int", name="Id"), _mssql_col("timestamp", name="Rv")]))
     assert "CAST(t.[Rv] AS varbinary(max))" in from_mssql
     assert tsql(f"SELECT {from_pg} FROM x AS t") is not None
+
+
+def _drawing(last=1040, step=10):
+    seq = {"name": "Ticket", "schema": "Sales", "target_schema": "sales", "type": "decimal(38,0)", "start": 1000,
+           "increment": step, "min": -10**37, "max": 10**37, "cache": 1, "cycle": False, "last": last, "standalone": True}
+    return Table(schema="Sales", name="Bug", dialect="mssql", columns=[
+        Column("Id", "int", nullable=False, default="(NEXT VALUE FOR [Sales].[Ticket])", sequence=seq)])
+
+
+def test_a_sql_server_sequence_becomes_a_postgres_one_within_bigint_that_continues_past_the_copy():
+    from so_luigi.dialects.postgres import ddl as pg_ddl
+    table = _drawing()
+    made = pg_ddl.create_table_statements("public", table)
+    assert made[:2] == ['CREATE SCHEMA IF NOT EXISTS "sales"',
+                        'CREATE SEQUENCE IF NOT EXISTS "sales"."Ticket" AS bigint START WITH 1000 INCREMENT BY 10 '
+                        'MINVALUE -9223372036854775808 MAXVALUE 9223372036854775807 CACHE 1 NO CYCLE']
+    moved = pg_ddl.sequence_sql("public", table)
+    assert moved == ['SELECT setval(\'"sales"."Ticket"\', v, true) FROM (SELECT greatest(1040, (SELECT max("Id") '
+                     'FROM "public"."Bug"), (SELECT CASE WHEN is_called THEN last_value END FROM "sales"."Ticket")) '
+                     'AS v) AS s WHERE v BETWEEN -9223372036854775808 AND 9223372036854775807']
+    assert "least(NULL, (SELECT min(" in pg_ddl.sequence_sql("public", _drawing(last=None, step=-1))[0]
+
+
+def test_a_sql_server_sequence_is_made_again_in_sql_server_before_the_table_whose_default_names_it():
+    sql = ms_ddl.create_sequence_sql(_drawing().columns[0].sequence, "sales")
+    assert sql == ("IF OBJECT_ID(N'[sales].[Ticket]', 'SO') IS NULL CREATE SEQUENCE [sales].[Ticket] AS decimal(38,0) "
+                   f"START WITH 1000 INCREMENT BY 10 MINVALUE {-10**37} MAXVALUE {10**37} NO CYCLE")
+    tsql(sql)

@@ -1201,6 +1201,38 @@ def test_a_computed_column_no_longer_stops_the_run(pair, mssql_source, mssql_tar
     assert mssql_query(target, "SELECT Twice, Half FROM dbo.Person WHERE Id = 1001") == [(2002, 500)]
 
 
+def test_a_sequence_defaults_draw_from_comes_along_into_postgres_and_sql_server(pair, mssql_source, mssql_target):
+    """Two tables whose DEFAULT is NEXT VALUE FOR one sequence: the sequence is made in the
+    destination (its step kept), the defaults draw from it, and after the copy it continues past
+    every value either table holds: a new row of each gets a new number. It is not listed as
+    not carried."""
+    url, _ = mssql_source
+    target, _ = mssql_target
+    mssql_exec(url, """CREATE SEQUENCE dbo.Ticket AS int START WITH 1000 INCREMENT BY 10;
+        CREATE TABLE dbo.Bug (Id int NOT NULL PRIMARY KEY DEFAULT (NEXT VALUE FOR dbo.Ticket), Title nvarchar(20) NOT NULL);
+        CREATE TABLE dbo.Task (Id int NOT NULL PRIMARY KEY DEFAULT (NEXT VALUE FOR dbo.Ticket), Title nvarchar(20) NOT NULL);
+        INSERT INTO dbo.Bug (Title) VALUES (N'a'), (N'b'), (N'c');
+        INSERT INTO dbo.Task (Title) VALUES (N'd'), (N'e')""")
+    taken = sorted(i for (i,) in mssql_query(url, "SELECT Id FROM dbo.Bug UNION ALL SELECT Id FROM dbo.Task"))
+    assert taken == [1000, 1010, 1020, 1030, 1040], taken
+    into_pg = pair.run("--tables", "Bug,Task", env=pair.env(SO_SOURCE_URL=url))
+    assert into_pg.returncode == 0, into_pg.stderr[-3000:]
+    assert "ticket" not in into_pg.stdout.lower(), into_pg.stdout       # (Babelfish's catalog says ticket)
+    assert pair.query("target", "SELECT increment_by, data_type::text FROM pg_sequences WHERE lower(sequencename) = 'ticket'") == \
+        [(10, "integer")]
+    pair.query("target", 'INSERT INTO "Bug" ("Title") VALUES (\'new\')')
+    pair.query("target", 'INSERT INTO "Task" ("Title") VALUES (\'new\')')
+    assert pair.query("target", 'SELECT "Id" FROM "Bug" WHERE "Title" = \'new\' UNION ALL '
+                                'SELECT "Id" FROM "Task" WHERE "Title" = \'new\' ORDER BY 1') == [(1050,), (1060,)]
+    into_ms = pair.run("--tables", "Bug,Task", env=pair.env(SO_SOURCE_URL=url, SO_TARGET_URL=target))
+    assert into_ms.returncode == 0, into_ms.stderr[-3000:]
+    assert "ticket" not in into_ms.stdout.lower(), into_ms.stdout
+    mssql_exec(target, "INSERT INTO dbo.Bug (Title) VALUES (N'new'); INSERT INTO dbo.Task (Title) VALUES (N'new')")
+    fresh = sorted(i for (i,) in mssql_query(target, "SELECT Id FROM dbo.Bug WHERE Title = N'new' UNION ALL "
+                                                     "SELECT Id FROM dbo.Task WHERE Title = N'new'"))
+    assert len(fresh) == 2 and min(fresh) > max(taken) and (fresh[1] - fresh[0]) % 10 == 0, fresh
+
+
 VARIANT_SAID = ("SELECT Id, " + ", ".join(f"CAST(SQL_VARIANT_PROPERTY(v, '{p}') AS nvarchar(128))"
                                          for p in ("BaseType", "Precision", "Scale", "MaxLength"))
                 + ", CAST(v AS nvarchar(4000)), CASE WHEN SQL_VARIANT_PROPERTY(v, 'BaseType') IN ('float', 'real') "

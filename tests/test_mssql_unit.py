@@ -248,3 +248,45 @@ def test_boundaries_of_any_key_round_trip_through_the_markers():
     from so_luigi.state import markers
     assert markers._bounds(None, None, '["1", "x"]', None) == (["1", "x"], None)
     assert markers._bounds(5, 9, None, None) == (5, 9)
+
+
+class _SequenceCatalog:
+    """A cursor answering INFORMATION_SCHEMA.SEQUENCES and sys.sequences as a server would."""
+
+    def __init__(self, last=None, known=True):
+        self.asked, self.answer, self.last, self.known = [], None, last, known
+
+    def execute(self, sql, params=None):
+        self.asked.append((sql, params))
+        if "INFORMATION_SCHEMA.SEQUENCES" in sql:
+            self.answer = ("int", 1000, 10, -2147483648, 2147483647, 0) if self.known else None
+        elif self.last == "missing":
+            raise RuntimeError("Invalid column name 'last_used_value'")
+        else:
+            self.answer = (self.last,)
+
+    def fetchone(self):
+        return self.answer
+
+
+@pytest.mark.parametrize("default,schema,name", [
+    ("(NEXT VALUE FOR [Sales].[Ticket]]No])", "Sales", "Ticket]No"),
+    ("(NEXT VALUE FOR [Ticket])", "dbo", "Ticket"),
+    ("(next value for Sales.Ticket)", "Sales", "Ticket"),
+    ("nextval('ticket')", "dbo", "ticket"),                   # Babelfish's catalog
+    ("(nextval('master_dbo.ticket'::regclass))", "dbo", "ticket"),
+])
+def test_a_default_drawing_from_a_sequence_names_it_with_its_settings(default, schema, name):
+    cur = _SequenceCatalog(last=1040)
+    seq = ms_catalog._sequence(cur, "dbo", default)
+    assert cur.asked[0][1] == (schema, name)
+    assert seq == {"name": name, "schema": schema, "type": "int", "start": 1000, "increment": 10, "min": -2147483648,
+                   "max": 2147483647, "cache": 1, "cycle": False, "last": 1040, "standalone": True}
+
+
+def test_a_sequence_never_used_or_on_a_server_without_last_used_value_has_no_last_and_others_are_none():
+    assert ms_catalog._sequence(_SequenceCatalog(last=None), "dbo", "(NEXT VALUE FOR dbo.T)")["last"] is None
+    assert ms_catalog._sequence(_SequenceCatalog(last="missing"), "dbo", "(NEXT VALUE FOR dbo.T)")["last"] is None
+    assert ms_catalog._sequence(_SequenceCatalog(known=False), "dbo", "(NEXT VALUE FOR dbo.T)") is None
+    for other in ("((0))", "(getdate())", "(N'nextval(''x'')')", None):
+        assert ms_catalog._sequence(_SequenceCatalog(), "dbo", other) is None

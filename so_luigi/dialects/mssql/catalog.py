@@ -6,6 +6,7 @@ Names come from INFORMATION_SCHEMA, which keeps their case everywhere; sys.* vie
 for what they alone hold (identity, secondary indexes), joined by object and column ids.
 """
 import itertools
+import re
 from importlib import resources
 
 from ... import planning
@@ -115,8 +116,50 @@ def describe(conn, schema, name):
         col = table.column(resolve_column(table, column))
         if not col.identity:
             col.default = definition
+            col.sequence = _sequence(cur, table.schema, definition)
     _constraints(cur, table, params)
     return table
+
+
+# a default drawing from a sequence: T-SQL's NEXT VALUE FOR [schema].[name], or Babelfish's
+# catalog's PostgreSQL words, nextval('name'::regclass)
+_NEXT_VALUE = re.compile(r"NEXT\s+VALUE\s+FOR\s+(?:(\[(?:[^\]]|\]\])+\]|\w+)\s*\.\s*)?(\[(?:[^\]]|\]\])+\]|\w+)", re.I)
+_NEXTVAL = re.compile(r"^\(*nextval\('(?:[^'.]+\.)?([^'.]+)'(?:::regclass)?\)\)*$", re.I)
+
+
+def _unbracket(name):
+    return name[1:-1].replace("]]", "]") if name.startswith("[") else name
+
+
+def _sequence(cur, schema, default):
+    """The sequence a column's DEFAULT draws from, as Column.sequence holds it, with
+    ``standalone`` (no column owns it) and ``last`` (the last value it gave, None when never used
+    or not known: sys.sequences.last_used_value is SQL Server 2017's); None for another default."""
+    found = _NEXT_VALUE.search(default or "")
+    if found:
+        schema, name = (_unbracket(found.group(1)) if found.group(1) else schema), _unbracket(found.group(2))
+    else:
+        found = _NEXTVAL.match((default or "").strip())
+        if not found:
+            return None
+        name = found.group(1)
+    cur.execute("SELECT DATA_TYPE, CAST(START_VALUE AS decimal(38,0)), CAST(INCREMENT AS decimal(38,0)), "
+                "CAST(MINIMUM_VALUE AS decimal(38,0)), CAST(MAXIMUM_VALUE AS decimal(38,0)), CAST(CYCLE_OPTION AS int) "
+                "FROM INFORMATION_SCHEMA.SEQUENCES WHERE SEQUENCE_SCHEMA = %s AND SEQUENCE_NAME = %s", (schema, name))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    data_type, start, step, low, high, cycle = row
+    last = None
+    try:
+        cur.execute("SELECT CAST(last_used_value AS decimal(38,0)) FROM sys.sequences WHERE object_id = OBJECT_ID(%s)",
+                    (qualified(schema, name),))
+        got = cur.fetchone()
+        last = int(got[0]) if got and got[0] is not None else None
+    except Exception:  # noqa: BLE001 -- before SQL Server 2017 (or Babelfish): the column's values decide
+        pass
+    return {"name": name, "schema": schema, "type": str(data_type).lower(), "start": int(start), "increment": int(step),
+            "min": int(low), "max": int(high), "cache": 1, "cycle": bool(cycle), "last": last, "standalone": True}
 
 
 

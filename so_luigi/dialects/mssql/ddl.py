@@ -17,6 +17,16 @@ OWNER_PROPERTY = "so_luigi"   # the extended property marking a table so_luigi c
 
 
 
+def create_sequence_sql(seq, schema):
+    """A SQL Server source's sequence (Column.sequence) a DEFAULT draws from, in ``schema``
+    unless there (tables may share one): type, start, step, bounds, cycling."""
+    q = qualified(schema, seq["name"])
+    data_type = seq["type"] if re.fullmatch(r"(tiny|small|big)?int|(decimal|numeric)(\(\d+(,\s*0)?\))?", seq["type"]) else "bigint"
+    return (f"IF OBJECT_ID({literal(q)}, 'SO') IS NULL CREATE SEQUENCE {q} AS {data_type} START WITH {int(seq['start'])} "
+            f"INCREMENT BY {int(seq['increment'])} MINVALUE {int(seq['min'])} MAXVALUE {int(seq['max'])} "
+            f"{'CYCLE' if seq['cycle'] else 'NO CYCLE'}")
+
+
 def create_schema_sql(schema):
     """CREATE SCHEMA must be alone in its batch, hence EXEC; SCHEMA_ID takes the bare name."""
     _check_names([schema])

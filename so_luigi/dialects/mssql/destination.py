@@ -83,6 +83,10 @@ _CLOCK = {"now()": "SYSDATETIMEOFFSET()", "CURRENT_TIMESTAMP": "SYSDATETIMEOFFSE
           "gen_random_uuid()": "NEWID()"}
 
 
+def _standalone(col):
+    return bool(col.sequence and col.sequence.get("standalone"))
+
+
 def computed_refused(col, table):
     """Why a SQL Server computed column cannot be re-created as it is in another SQL Server, or
     None: its definition in PostgreSQL's words (Babelfish's catalog prints some so), or a call of
@@ -164,6 +168,8 @@ class MssqlDestination(Destination):
                     continue
                 col.generated = col.computed        # re-created as it is: the server computes it
                 table.not_carried = [n for n in table.not_carried if n not in entries]
+            for col in [c for c in table.columns if _standalone(c)]:   # Babelfish prints nextval('s')
+                col.default = f"(NEXT VALUE FOR {connection.qualified(self._sequence_schema(table, col), col.sequence['name'])})"
             return
         if table.dialect != "postgres":
             return
@@ -264,9 +270,15 @@ class MssqlDestination(Destination):
         cur.execute(f"ALTER TABLE {connection.qualified(self.schema_of(table), table.name)} WITH CHECK CHECK CONSTRAINT "
                     f"{ident(name)}")
 
+    def _sequence_schema(self, table, col):
+        return col.sequence.get("target_schema") or self.schema_of(table)
+
     def create(self, cur, run_id, table):
         schema = self.schema_of(table)
         cur.execute(ddl.create_schema_sql(schema))
+        for col in [c for c in table.columns if _standalone(c)]:    # before the DEFAULT naming it
+            cur.execute(ddl.create_schema_sql(self._sequence_schema(table, col)))
+            cur.execute(ddl.create_sequence_sql(col.sequence, self._sequence_schema(table, col)))
         self._drop_previous(cur, schema, table.name)
         cur.execute(ddl.create_table_sql(self.schema_of(table), table, table.dialect))
         side = self._side(table)
@@ -384,7 +396,8 @@ class MssqlDestination(Destination):
             conn.close()
 
     def finish_steps(self, table, partitions, positions=None):
-        return [], ddl.finish_table_sql(self.schema_of(table), table) + [lambda cur: self._reseed(cur, table)]
+        return [], ddl.finish_table_sql(self.schema_of(table), table) + [lambda cur: self._reseed(cur, table),
+                                                                          lambda cur: self._restart(cur, table)]
 
     # --- re-syncing ---------------------------------------------------------------------------
     def _read_back(self, select, params, table):
@@ -459,7 +472,27 @@ class MssqlDestination(Destination):
         self._drop_referencing_keys(cur, self.schema_of(table), table.name)
 
     def sequence_steps(self, table, positions):
-        return [lambda cur: self._reseed(cur, table)]
+        return [lambda cur: self._reseed(cur, table), lambda cur: self._restart(cur, table)]
+
+    def _restart(self, cur, table):
+        """Each sequence a DEFAULT draws from restarts past the last value the source's gave
+        (SQL Server 2017+ says which), the values copied and where it stands here (another table
+        sharing it may have moved it on); a step further than needed leaves a gap, never a
+        duplicate."""
+        for col in [c for c in table.columns if _standalone(c)]:
+            seq, q = col.sequence, connection.qualified(self._sequence_schema(table, col), col.sequence["name"])
+            up = int(seq["increment"]) > 0
+            cur.execute(f"SELECT {'MAX' if up else 'MIN'}({ident(col.name)}) FROM "
+                        f"{connection.qualified(self.schema_of(table), table.name)}")
+            seen = [v for v in (seq.get("last"), cur.fetchone()[0]) if v is not None]
+            if not seen:
+                continue            # never drawn from, nothing copied: at its start
+            # where it stands here, read by drawing (Babelfish's sys.sequences is empty): never backwards
+            cur.execute(f"SELECT NEXT VALUE FOR {q}")
+            seen.append(int(cur.fetchone()[0]) - int(seq["increment"]))
+            following = (max(seen) if up else min(seen)) + int(seq["increment"])
+            if int(seq["min"]) <= following <= int(seq["max"]):
+                cur.execute(f"ALTER SEQUENCE {q} RESTART WITH {int(following)}")
 
     def _reseed(self, cur, table):
         """Each identity column's next value past the largest copied one, unless the bulk copy's

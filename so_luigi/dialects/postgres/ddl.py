@@ -54,7 +54,8 @@ def create_table_statements(schema, table):
     serials = [c for c in table.columns
                if table.dialect == "postgres" and c.identity and c.sequence and not c.identity_kind]
     q = qualified(schema, table.name)
-    return ([f"CREATE SEQUENCE {qualified(schema, c.sequence['name'])} AS {c.sequence['type']}"
+    return (standalone_sequences_sql(schema, table)
+            + [f"CREATE SEQUENCE {qualified(schema, c.sequence['name'])} AS {c.sequence['type']}"
              f"{_sequence_options(c.sequence)}" for c in serials]
             + [create_table_sql(schema, table)]
             + [f"ALTER SEQUENCE {qualified(schema, c.sequence['name'])} OWNED BY {q}.{ident(c.name)}"
@@ -90,6 +91,33 @@ def optional(statement, what, table):
     run.sql = statement
     return run
 
+
+
+# a SQL Server sequence's type, as PostgreSQL's (whose sequences are bigint at most)
+SEQUENCE_TYPES = {"tinyint": "smallint", "smallint": "smallint", "int": "integer", "bigint": "bigint"}
+BIGINT = (-2**63, 2**63 - 1)
+
+
+def standalone(col):
+    """The sequence (Column.sequence) a SQL Server column's DEFAULT draws from, or None."""
+    return col.sequence if col.sequence and col.sequence.get("standalone") else None
+
+
+def standalone_name(schema, seq):
+    return qualified(seq.get("target_schema") or schema, seq["name"])
+
+
+def standalone_sequences_sql(schema, table):
+    """CREATE SEQUENCE IF NOT EXISTS for each SQL Server sequence a column's DEFAULT draws from
+    (tables may share one): its type, start, step, bounds and cycling, the bounds within bigint."""
+    out = []
+    for seq in [standalone(c) for c in table.columns if standalone(c)]:
+        bounded = dict(seq, cache=1, min=max(int(seq["min"]), BIGINT[0]), max=min(int(seq["max"]), BIGINT[1]))
+        if seq.get("target_schema") and seq["target_schema"] != schema:
+            out.append(f"CREATE SCHEMA IF NOT EXISTS {ident(seq['target_schema'])}")
+        out.append(f"CREATE SEQUENCE IF NOT EXISTS {standalone_name(schema, seq)} AS "
+                   f"{SEQUENCE_TYPES.get(seq['type'], 'bigint')}{_sequence_options(bounded)}")
+    return out
 
 
 def _sequence_options(seq):
@@ -243,6 +271,17 @@ def sequence_sql(schema, table, positions=None):
                 # can hold it; an empty table's sequence stays at its start
                 out.append(f"SELECT setval({seq}, {top}, true) FROM {q} "
                            f"HAVING {top} BETWEEN {int(col.sequence['min'])} AND {int(col.sequence['max'])}")
+    for c in [c for c in table.columns if standalone(c)]:
+        # a SQL Server sequence: past the last value it gave (2017+ says which), the values copied
+        # and where another table sharing it left it, within its bounds; never used: at its start
+        seq = standalone(c)
+        name, up = literal(standalone_name(schema, seq)), int(seq["increment"]) > 0
+        edge, pick = ("max", "greatest") if up else ("min", "least")
+        last = "NULL" if seq.get("last") is None else int(seq["last"])
+        low, high = max(int(seq["min"]), BIGINT[0]), min(int(seq["max"]), BIGINT[1])
+        out.append(f"SELECT setval({name}, v, true) FROM (SELECT {pick}({last}, (SELECT {edge}({ident(c.name)}) "
+                   f"FROM {q}), (SELECT CASE WHEN is_called THEN last_value END FROM {standalone_name(schema, seq)})) "
+                   f"AS v) AS s WHERE v BETWEEN {low} AND {high}")
     for c in [c for c in table.columns if c.identity and not c.sequence and c.seed is not None]:
         # a SQL Server IDENTITY(seed, increment): past the copied values in its direction, else at its seed
         edge = "max" if int(c.increment) > 0 else "min"

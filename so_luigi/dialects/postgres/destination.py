@@ -17,7 +17,7 @@ from ...progress import watching
 from ...stream import batched, chunk_size, copy_rows, stream
 from ..base import Destination, Written, by_hash_sql, changes_sql
 from . import checksum, connection, ddl, progress, state, types
-from .connection import ident, qualified
+from .connection import ident, literal, qualified
 
 # how releases before the marker table ``owned`` marked the tables they created: still recognised
 OWNER_COMMENT = "so_luigi run "
@@ -120,7 +120,10 @@ class PostgresDestination(Destination):
                 for entry in table.not_carried:
                     if entry[0].startswith(f"computation of {col.name} ("):
                         entry[1] = f"a plain column holding the source's values: not re-created, {why}"
-        for col in [c for c in table.columns if c.default]:
+        for col in [c for c in table.columns if ddl.standalone(c)]:
+            # NEXT VALUE FOR the sequence, which the table's creation makes (ddl.standalone_sequences_sql)
+            col.default = f"nextval({literal(ddl.standalone_name(self.schema_of(table), col.sequence))}::regclass)"
+        for col in [c for c in table.columns if c.default and not ddl.standalone(c)]:
             try:
                 col.default = tsql_expr.default_for(col.default, col.name, table, col.name in booleans)
             except tsql_expr.Untranslatable as why:

@@ -1,6 +1,7 @@
 -- What else one schema holds besides its tables, none of which so_luigi carries yet: views,
 -- procedures, functions, triggers, synonyms, sequences, by kind and name (sys.objects: SQL
--- Server's own are left out).
+-- Server's own are left out). A sequence a column's DEFAULT draws from is carried with the
+-- table (catalog._sequence), so not listed.
 SELECT LOWER(REPLACE(o.type_desc, '_', ' ')), o.name
 FROM sys.objects o
 WHERE o.schema_id = SCHEMA_ID(%(schema)s) AND o.is_ms_shipped = 0
@@ -10,4 +11,6 @@ WHERE o.schema_id = SCHEMA_ID(%(schema)s) AND o.is_ms_shipped = 0
                                      WHERE ic.object_id IN (SELECT t.object_id FROM sys.tables t
                                                             WHERE t.schema_id = o.schema_id)
                                        AND LOWER(OBJECT_NAME(ic.object_id) + '_' + ic.name + '_seq') = LOWER(o.name)))
+  AND NOT (o.type = 'SO' AND EXISTS (SELECT 1 FROM sys.default_constraints d
+                                     WHERE CHARINDEX(o.name, d.definition) > 0))
 ORDER BY 1, 2;
