@@ -259,7 +259,8 @@ class _SequenceCatalog:
     def execute(self, sql, params=None):
         self.asked.append((sql, params))
         if "INFORMATION_SCHEMA.SEQUENCES" in sql:
-            self.answer = ("int", 1000, 10, -2147483648, 2147483647, 0) if self.known else None
+            self.answer = (params[1] if len(params) > 1 else "dbo", "int", 1000, 10, -2147483648, 2147483647, 0) \
+                if self.known else None
         elif self.last == "missing":
             raise RuntimeError("Invalid column name 'last_used_value'")
         else:
@@ -267,6 +268,9 @@ class _SequenceCatalog:
 
     def fetchone(self):
         return self.answer
+
+    def fetchall(self):
+        return [self.answer] if self.answer else []
 
 
 @pytest.mark.parametrize("default,schema,name", [
@@ -279,7 +283,7 @@ class _SequenceCatalog:
 def test_a_default_drawing_from_a_sequence_names_it_with_its_settings(default, schema, name):
     cur = _SequenceCatalog(last=1040)
     seq = ms_catalog._sequence(cur, "dbo", default)
-    assert cur.asked[0][1] == (schema, name)
+    assert cur.asked[0][1] == (name, schema)
     assert seq == {"name": name, "schema": schema, "type": "int", "start": 1000, "increment": 10, "min": -2147483648,
                    "max": 2147483647, "cache": 1, "cycle": False, "last": 1040, "standalone": True}
 
@@ -288,5 +292,7 @@ def test_a_sequence_never_used_or_on_a_server_without_last_used_value_has_no_las
     assert ms_catalog._sequence(_SequenceCatalog(last=None), "dbo", "(NEXT VALUE FOR dbo.T)")["last"] is None
     assert ms_catalog._sequence(_SequenceCatalog(last="missing"), "dbo", "(NEXT VALUE FOR dbo.T)")["last"] is None
     assert ms_catalog._sequence(_SequenceCatalog(known=False), "dbo", "(NEXT VALUE FOR dbo.T)") is None
+    lost = _SequenceCatalog(known=False)            # not in the table's schema: asked by name alone
+    assert ms_catalog._sequence(lost, "Sales", "nextval('ticket')") is None and lost.asked[1][1] == ("ticket",)
     for other in ("((0))", "(getdate())", "(N'nextval(''x'')')", None):
         assert ms_catalog._sequence(_SequenceCatalog(), "dbo", other) is None

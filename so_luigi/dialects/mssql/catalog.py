@@ -143,13 +143,19 @@ def _sequence(cur, schema, default):
         if not found:
             return None
         name = found.group(1)
-    cur.execute("SELECT DATA_TYPE, CAST(START_VALUE AS decimal(38,0)), CAST(INCREMENT AS decimal(38,0)), "
+    settings = ("SELECT SEQUENCE_SCHEMA, DATA_TYPE, CAST(START_VALUE AS decimal(38,0)), CAST(INCREMENT AS decimal(38,0)), "
                 "CAST(MINIMUM_VALUE AS decimal(38,0)), CAST(MAXIMUM_VALUE AS decimal(38,0)), CAST(CYCLE_OPTION AS int) "
-                "FROM INFORMATION_SCHEMA.SEQUENCES WHERE SEQUENCE_SCHEMA = %s AND SEQUENCE_NAME = %s", (schema, name))
+                "FROM INFORMATION_SCHEMA.SEQUENCES WHERE SEQUENCE_NAME = %s")
+    cur.execute(settings + " AND SEQUENCE_SCHEMA = %s", (name, schema))
     row = cur.fetchone()
+    if row is None and not (found.re is _NEXT_VALUE and found.group(1)):
+        # a name without its schema (Babelfish prints none): the one sequence of that name
+        cur.execute(settings, (name,))
+        rows = cur.fetchall()
+        row = rows[0] if len(rows) == 1 else None
     if row is None:
         return None
-    data_type, start, step, low, high, cycle = row
+    schema, data_type, start, step, low, high, cycle = row
     last = None
     try:
         cur.execute("SELECT CAST(last_used_value AS decimal(38,0)) FROM sys.sequences WHERE object_id = OBJECT_ID(%s)",
@@ -418,15 +424,15 @@ def variant_sql(name):
     def prop(p):
         return f"CAST(SQL_VARIANT_PROPERTY({c}, '{p}') AS nvarchar(20))"
     base = f"CAST(SQL_VARIANT_PROPERTY({c}, 'BaseType') AS nvarchar(128))"
-    sized = (f"CASE WHEN {base} IN ('decimal', 'numeric') THEN '(' + {prop('Precision')} + ',' + {prop('Scale')} + ')' "
-             f"WHEN {base} IN ('time', 'datetime2', 'datetimeoffset') THEN '(' + {prop('Scale')} + ')' "
-             f"WHEN {base} IN ('char', 'varchar', 'binary', 'varbinary') THEN '(' + {prop('MaxLength')} + ')' "
-             f"WHEN {base} IN ('nchar', 'nvarchar') THEN '(' + CAST(CAST(SQL_VARIANT_PROPERTY({c}, 'MaxLength') AS int) / 2 "
-             f"AS nvarchar(20)) + ')' ELSE '' END")
+    sized = (f"CASE WHEN {base} IN ('decimal', 'numeric') THEN N'(' + {prop('Precision')} + N',' + {prop('Scale')} + N')' "
+             f"WHEN {base} IN ('time', 'datetime2', 'datetimeoffset') THEN N'(' + {prop('Scale')} + N')' "
+             f"WHEN {base} IN ('char', 'varchar', 'binary', 'varbinary') THEN N'(' + {prop('MaxLength')} + N')' "
+             f"WHEN {base} IN ('nchar', 'nvarchar') THEN N'(' + CAST(CAST(SQL_VARIANT_PROPERTY({c}, 'MaxLength') AS int) / 2 "
+             f"AS nvarchar(20)) + N')' ELSE N'' END")
     whens = " ".join(f"WHEN {base} IN ({', '.join(repr(b) for b in bases)}) THEN {expr.format(c=c)}"
                      for bases, expr in _VARIANT_TEXT)
     value = f"CASE {whens} ELSE CAST({c} AS nvarchar(max)) END"
-    return f"CASE WHEN {c} IS NULL THEN NULL ELSE {base} + {sized} + NCHAR(31) + {value} END"
+    return f"CASE WHEN {c} IS NULL THEN CAST(NULL AS nvarchar(max)) ELSE {base} + {sized} + NCHAR(31) + {value} END"
 
 
 def read_sql(col):
