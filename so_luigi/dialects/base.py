@@ -46,6 +46,12 @@ class Column:
                               # its values are read (and verified) whatever the destination does
     persisted: bool = False   # SQL Server: the computed column is PERSISTED
 
+    @property
+    def drawn_sequence(self):
+        """The sequence a SQL Server column's DEFAULT draws from (NEXT VALUE FOR), which no
+        column owns: its ``sequence`` with ``standalone`` set; None for any other column."""
+        return self.sequence if self.sequence and self.sequence.get("standalone") else None
+
 
 @dataclass
 class Index:

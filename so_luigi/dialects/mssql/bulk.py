@@ -11,6 +11,7 @@ import uuid
 
 from ...errors import SchemaError
 from ..base import SIDE
+from .catalog import READ_AS_TEXT
 from .connection import ident, qualified
 from .types import column_type
 
@@ -25,9 +26,9 @@ from .types import column_type
 TEXT_TYPES = {"char", "nchar", "varchar", "nvarchar", "text", "ntext", "xml", "bpchar", "character",
               "character varying", "json", "jsonb"}
 BINARY_TYPES = {"binary", "varbinary", "image", "bytea"}
-# types no driver hands over as values of their own: read as text (catalog.read_sql), they go by
-# the side table and the server makes them again from it (``from_text``)
-FROM_TEXT = {"sql_variant", "hierarchyid", "geography", "geometry"}
+# read as text (catalog.read_sql), they go by the side table and the server makes them again
+# from it (``from_text``)
+FROM_TEXT = READ_AS_TEXT
 STAGING = "#so_luigi_empties"
 MASK = "so_luigi_mask"
 

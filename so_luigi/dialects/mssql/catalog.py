@@ -435,6 +435,11 @@ def variant_sql(name):
     return f"CASE WHEN {c} IS NULL THEN CAST(NULL AS nvarchar(max)) ELSE {base} + {sized} + NCHAR(31) + {value} END"
 
 
+# the types no driver returns as a value of their own: read as text (read_sql), made again from it
+# by a SQL Server destination (bulk.from_text), hashed as that text by its checksum
+READ_AS_TEXT = frozenset({"sql_variant", "hierarchyid", "geography", "geometry"})
+
+
 def read_sql(col):
     """How a column is read: as it is, or, for the types no driver returns as a value of their
     own, as text: sql_variant (variant_sql), hierarchyid (its path), geography and geometry (EWKT:

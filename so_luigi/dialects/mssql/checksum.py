@@ -6,7 +6,7 @@ import decimal
 import hashlib
 import struct
 
-from .catalog import range_sql, read_sql
+from .catalog import READ_AS_TEXT, range_sql, read_sql
 from .connection import ident, qualified
 from .types import _mapped
 
@@ -50,7 +50,7 @@ def row_hash_sql(table):
 
     def json_col(c):
         col = f"t.{ident(c.name)}"
-        if held[c.name] in ("sql_variant", "hierarchyid", "geography", "geometry"):
+        if held[c.name] in READ_AS_TEXT:
             return read_sql(c)          # as text (the base type of a sql_variant included)
         return f"CAST({col} AS {as_decimal[held[c.name]]})" if held[c.name] in as_decimal else col
     cols = ", ".join(f"{json_col(c)} AS [{i}]" for i, c in numbered if held[c.name] not in binary)

@@ -83,10 +83,6 @@ _CLOCK = {"now()": "SYSDATETIMEOFFSET()", "CURRENT_TIMESTAMP": "SYSDATETIMEOFFSE
           "gen_random_uuid()": "NEWID()"}
 
 
-def _standalone(col):
-    return bool(col.sequence and col.sequence.get("standalone"))
-
-
 def computed_refused(col, table):
     """Why a SQL Server computed column cannot be re-created as it is in another SQL Server, or
     None: its definition in PostgreSQL's words (Babelfish's catalog prints some so), or a call of
@@ -168,7 +164,7 @@ class MssqlDestination(Destination):
                     continue
                 col.generated = col.computed        # re-created as it is: the server computes it
                 table.not_carried = [n for n in table.not_carried if n not in entries]
-            for col in [c for c in table.columns if _standalone(c)]:   # Babelfish prints nextval('s')
+            for col in [c for c in table.columns if c.drawn_sequence]:   # Babelfish prints nextval('s')
                 col.default = f"(NEXT VALUE FOR {connection.qualified(self._sequence_schema(table, col), col.sequence['name'])})"
             return
         if table.dialect != "postgres":
@@ -276,7 +272,7 @@ class MssqlDestination(Destination):
     def create(self, cur, run_id, table):
         schema = self.schema_of(table)
         cur.execute(ddl.create_schema_sql(schema))
-        for col in [c for c in table.columns if _standalone(c)]:    # before the DEFAULT naming it
+        for col in [c for c in table.columns if c.drawn_sequence]:    # before the DEFAULT naming it
             cur.execute(ddl.create_schema_sql(self._sequence_schema(table, col)))
             cur.execute(ddl.create_sequence_sql(col.sequence, self._sequence_schema(table, col)))
         self._drop_previous(cur, schema, table.name)
@@ -479,7 +475,7 @@ class MssqlDestination(Destination):
         (SQL Server 2017+ says which), the values copied and where it stands here (another table
         sharing it may have moved it on); a step further than needed leaves a gap, never a
         duplicate."""
-        for col in [c for c in table.columns if _standalone(c)]:
+        for col in [c for c in table.columns if c.drawn_sequence]:
             seq, q = col.sequence, connection.qualified(self._sequence_schema(table, col), col.sequence["name"])
             up = int(seq["increment"]) > 0
             cur.execute(f"SELECT {'MAX' if up else 'MIN'}({ident(col.name)}) FROM "

@@ -98,11 +98,6 @@ SEQUENCE_TYPES = {"tinyint": "smallint", "smallint": "smallint", "int": "integer
 BIGINT = (-2**63, 2**63 - 1)
 
 
-def standalone(col):
-    """The sequence (Column.sequence) a SQL Server column's DEFAULT draws from, or None."""
-    return col.sequence if col.sequence and col.sequence.get("standalone") else None
-
-
 def standalone_name(schema, seq):
     return qualified(seq.get("target_schema") or schema, seq["name"])
 
@@ -111,7 +106,7 @@ def standalone_sequences_sql(schema, table):
     """CREATE SEQUENCE IF NOT EXISTS for each SQL Server sequence a column's DEFAULT draws from
     (tables may share one): its type, start, step, bounds and cycling, the bounds within bigint."""
     out = []
-    for seq in [standalone(c) for c in table.columns if standalone(c)]:
+    for seq in [c.drawn_sequence for c in table.columns if c.drawn_sequence]:
         bounded = dict(seq, cache=1, min=max(int(seq["min"]), BIGINT[0]), max=min(int(seq["max"]), BIGINT[1]))
         if seq.get("target_schema") and seq["target_schema"] != schema:
             out.append(f"CREATE SCHEMA IF NOT EXISTS {ident(seq['target_schema'])}")
@@ -271,10 +266,10 @@ def sequence_sql(schema, table, positions=None):
                 # can hold it; an empty table's sequence stays at its start
                 out.append(f"SELECT setval({seq}, {top}, true) FROM {q} "
                            f"HAVING {top} BETWEEN {int(col.sequence['min'])} AND {int(col.sequence['max'])}")
-    for c in [c for c in table.columns if standalone(c)]:
+    for c in [c for c in table.columns if c.drawn_sequence]:
         # a SQL Server sequence: past the last value it gave (2017+ says which), the values copied
         # and where another table sharing it left it, within its bounds; never used: at its start
-        seq = standalone(c)
+        seq = c.drawn_sequence
         name, up = literal(standalone_name(schema, seq)), int(seq["increment"]) > 0
         edge, pick = ("max", "greatest") if up else ("min", "least")
         last = "NULL" if seq.get("last") is None else int(seq["last"])

@@ -120,10 +120,10 @@ class PostgresDestination(Destination):
                 for entry in table.not_carried:
                     if entry[0].startswith(f"computation of {col.name} ("):
                         entry[1] = f"a plain column holding the source's values: not re-created, {why}"
-        for col in [c for c in table.columns if ddl.standalone(c)]:
+        for col in [c for c in table.columns if c.drawn_sequence]:
             # NEXT VALUE FOR the sequence, which the table's creation makes (ddl.standalone_sequences_sql)
             col.default = f"nextval({literal(ddl.standalone_name(self.schema_of(table), col.sequence))}::regclass)"
-        for col in [c for c in table.columns if c.default and not ddl.standalone(c)]:
+        for col in [c for c in table.columns if c.default and not c.drawn_sequence]:
             try:
                 col.default = tsql_expr.default_for(col.default, col.name, table, col.name in booleans)
             except tsql_expr.Untranslatable as why:
