@@ -178,6 +178,14 @@ def test_computed_columns_are_read_but_not_sent_the_bulk_copy_names_the_others()
     tsql(create)
 
 
+def test_a_sparse_column_stays_sparse_into_sql_server():
+    table = Table("dbo", "S", [Column("Id", "int", nullable=False, source_type="int"),
+                               Column("Color", "nvarchar", length=20, source_type="nvarchar(20)", sparse=True)],
+                  dialect="mssql")
+    create = ms_ddl.create_table_sql("dbo", table, "mssql")
+    assert "[Color] nvarchar(20) SPARSE NULL" in create and "[Id] int NOT NULL" in create   # (sqlglot has no SPARSE)
+
+
 @pytest.mark.parametrize("definition,why", [
     ("([Id]*(2))", None),
     ("([Node].[GetLevel]())", None),                 # a method of the column's own type

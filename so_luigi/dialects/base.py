@@ -45,6 +45,7 @@ class Column:
     computed: str = ""        # SQL Server: a computed column's expression as the catalog prints it;
                               # its values are read (and verified) whatever the destination does
     persisted: bool = False   # SQL Server: the computed column is PERSISTED
+    sparse: bool = False      # SQL Server: a SPARSE column (kept into SQL Server; storage only)
 
     @property
     def drawn_sequence(self):

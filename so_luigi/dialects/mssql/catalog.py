@@ -57,6 +57,11 @@ COMPUTED_WHY = ("a plain column of its type holding the values the source comput
                 "the others)")
 
 
+COLUMN_SET_WHY = ("the XML view of the table's sparse columns, whose values are copied as their own columns; "
+                  "not re-created")
+XML_SCHEMA_WHY = "the column is copied as untyped xml (schema collections are not carried)"
+
+
 def _computation(cur, qualified_name, column):
     """A computed column's definition as the source prints it, PERSISTED when it is; '?' from a
     server without sys.computed_columns."""
@@ -78,9 +83,15 @@ def describe(conn, schema, name):
     rows = cur.fetchall()
     if not rows:
         raise SchemaError(f"table {schema}.{name} not found in the source")
-    columns, computed_columns = [], []
-    for cname, dtype, nullable, length, precision, scale, fsp, identity, computed, collation, seed, step in rows:
+    columns, computed_columns, notes = [], [], []
+    for (cname, dtype, nullable, length, precision, scale, fsp, identity, computed, collation, seed, step,
+         sparse, column_set, xml_schema) in rows:
         dtype = dtype.lower()
+        if column_set:
+            notes.append([f"column set {cname}", COLUMN_SET_WHY])
+            continue
+        if xml_schema:
+            notes.append([f"XML schema collection {xml_schema} of {cname}", XML_SCHEMA_WHY])
         if computed:
             computed_columns.append((cname, _computation(cur, params["qualified"], cname)))
         is_time = dtype in ("time", "datetime2", "datetimeoffset")
@@ -88,9 +99,10 @@ def describe(conn, schema, name):
             name=cname, data_type=dtype, nullable=bool(nullable), length=length,
             precision=fsp if is_time else precision, scale=scale, identity=bool(identity),
             source_type=_source_type(dtype, length, precision, scale, fsp), collation=collation or "",
+            sparse=bool(sparse),
             **({"seed": int(seed), "increment": int(step)} if identity and seed is not None and (seed, step) != (1, 1)
                else {})))
-    table = Table(schema=schema, name=name, columns=columns, dialect="mssql")
+    table = Table(schema=schema, name=name, columns=columns, dialect="mssql", not_carried=notes)
     for cname, how in computed_columns:
         table.not_carried.append([f"computation of {cname} ({how})", COMPUTED_WHY])
         if how.startswith("AS "):

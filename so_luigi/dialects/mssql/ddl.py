@@ -62,7 +62,7 @@ def create_table_sql(schema, table, source_dialect):
             continue
         final = column_type(c, source_dialect, table)
         collate = _collate(c, final) if source_dialect == "mssql" else ""     # PostgreSQL's: Destination.carry
-        spec = f"{ident(c.name)} {final}{collate}"
+        spec = f"{ident(c.name)} {final}{collate}" + (" SPARSE" if c.sparse else "")
         spec += f" IDENTITY({_seeded(c)}) NOT NULL" if c.identity else (" NULL" if c.nullable else " NOT NULL")
         if c.default and not c.identity:
             spec += f" DEFAULT {c.default}"         # T-SQL: the source's, or Destination.carry's
