@@ -73,8 +73,8 @@ def _compression(path):
 
 def manifest_matches(path, planned):
     """Whether the manifest at ``path`` (local path or smart_open URI) exists and was written for
-    the partition as planned now: ``planned()`` gives (plan id, lo, hi), None when the table is
-    not planned."""
+    the partition as planned now: ``planned()`` gives (plan id, lo, hi, snapshot), None when the
+    table is not planned."""
     if "://" not in path and not os.path.exists(path):
         return False
     try:
@@ -86,8 +86,9 @@ def manifest_matches(path, planned):
 
 
 def cut_for(manifest, planned):
-    """Whether a manifest was written for the partition ``planned`` = (plan id, lo, hi)."""
-    return planned is not None and [manifest.get(k) for k in ("plan", "lo", "hi")] == list(planned)
+    """Whether a manifest was written for the partition ``planned`` = (plan id, lo, hi, source
+    snapshot): a file read at a snapshot the run no longer reads at is extracted again."""
+    return planned is not None and [manifest.get(k) for k in ("plan", "lo", "hi", "snapshot")] == list(planned)
 
 
 def _bulk_error(settings, path, exc):

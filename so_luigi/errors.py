@@ -41,7 +41,11 @@ class IncompleteCopy(SoLuigiError):
 
 
 class SnapshotGone(SoLuigiError):
-    """The run's source snapshot cannot be imported any more (see ``snapshot``)."""
+    """The run's source snapshot cannot be imported any more (see ``snapshot``): ``snapshot``."""
+
+    def __init__(self, message, snapshot=None):
+        super().__init__(message)
+        self.snapshot = snapshot
 
 
 class TransientError(SoLuigiError):

@@ -248,7 +248,7 @@ def extract_partition(run_id, table_name, partition, checksum=True):
     settings = bulk_settings()
     with dst.session() as conn:
         table, _ = markers.planned_table(conn, run_id, table_name)
-        plan_id, lo, hi = markers.partition_plan(conn, run_id, table_name, partition)
+        plan_id, lo, hi, _ = markers.partition_plan(conn, run_id, table_name, partition)
     fmt = bulk.file_format(settings, src, table)
     files = bulk.files_for(run_id, table_name, partition, settings, fmt)
     started = time.monotonic()
@@ -261,7 +261,7 @@ def extract_partition(run_id, table_name, partition, checksum=True):
         faults.pause("extract-write")       # written, not yet under its final name
         return rows, total, fh.tell() if local else sink.bytes, changed
     rows, total, nbytes, changed = bulk.write_atomically(files.data, settings, fill)
-    manifest = {"table": table_name, "partition": partition, "plan": plan_id, "lo": lo, "hi": hi,
+    manifest = {"table": table_name, "partition": partition, "plan": plan_id, "lo": lo, "hi": hi, "snapshot": src.snapshot,
                 "rows": rows, "bytes": nbytes, "changed": changed,
                 "checksum": None if total is None else str(total), "file": os.path.basename(files.data),
                 "format": fmt, "seconds": round(time.monotonic() - started, 3)}
@@ -271,7 +271,10 @@ def extract_partition(run_id, table_name, partition, checksum=True):
 
 def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode="streaming", progress=None):
     """Load one partition (streamed from the source, or from its bulk file); its rows and its
-    marker commit together. Returns stats, or None when it was already loaded."""
+    marker commit together. Returns stats, or None when it was already loaded. One loaded at a
+    source snapshot since lost is proven at the run's instead (recover.prove_partition)."""
+    if mode == "bulk" and not markers.marker_exists("loaded at any snapshot", run_id, table_name, partition):
+        refresh_files(run_id, table_name, [partition], checksum)
     src, dst = endpoints(run_id)
     buffer_bytes = int(buffer_mb * 1024 * 1024)
     with dst.session() as conn:
@@ -279,6 +282,9 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
         claimed = claim_partition(conn, cur, run_id, table_name, partition, progress)
         if claimed is None:
             return None
+        if claimed == "stale":
+            from .recover import prove_partition
+            return prove_partition(run_id, table_name, partition, buffer_mb, progress)
         table, partitions, lo, hi = claimed
         started = time.monotonic()
         # a destination whose load might commit part of its rows counts attempts, committed
@@ -293,7 +299,8 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
                                     f"from the source but the destination stored {written.rows}")
         seconds = time.monotonic() - started
         first = markers.insert_loaded(cur, run_id, table_name, partition, written.rows, written.bytes, seconds,
-                                      written.checksum, written.via, written.changed)
+                                      written.checksum, written.via, written.changed,
+                                      part.plan[3] if mode == "bulk" and part.plan else src.snapshot)
         if watermark is not None:
             markers.record_proof(cur, run_id, table_name, partition, written.rows, watermark)
         faults.pause("load-commit")
@@ -313,9 +320,11 @@ def load_table_files(run_id, table_name, buffer_mb, checksum=True, progress=None
     with dst.session() as conn:
         table, partitions = markers.planned_table(conn, run_id, table_name)
         cur = conn.cursor()
-        loaded = [p for p in range(partitions) if markers.is_loaded(cur, run_id, table_name, p)]
+        loaded = [p for p in range(partitions) if markers.loaded_state(cur, run_id, table_name, p) == "fresh"]
+        stale = [p for p in range(partitions) if p not in loaded and markers.is_loaded(cur, run_id, table_name, p)]
         conn.rollback()
-        if table.layout == "plain" and not loaded and partitions > 1 and dst.bulk_files:
+        if table.layout == "plain" and not loaded and not stale and partitions > 1 and dst.bulk_files:
+            refresh_files(run_id, table_name, range(partitions), checksum)
             stats = _load_files(conn, src, dst, run_id, table, partitions, int(buffer_mb * 1024 * 1024), progress)
             if stats is not None:
                 return stats
@@ -326,6 +335,18 @@ def load_table_files(run_id, table_name, buffer_mb, checksum=True, progress=None
         return None
     return {"rows": sum(d["rows"] for d in done), "bytes": sum(d["bytes"] for d in done),
             "seconds": sum(d["seconds"] for d in done)}
+
+
+def refresh_files(run_id, table_name, numbers, checksum=True):
+    """Bulk files of the partitions ``numbers`` that were extracted when the scheduler looked but
+    for another plan or at a source snapshot lost since: extracted again here, never loaded stale."""
+    conn = markers.shared_connection()
+    for p in numbers:
+        path = bulk.files_for(run_id, table_name, p).manifest
+        if not bulk.manifest_matches(path, lambda: markers.partition_plan(conn, run_id, table_name, p)):
+            log.info("%s partition %d: its bulk file is not one of the partition as the run reads it now (another "
+                     "plan, or a source snapshot since lost): extracted again", table_name, p)
+            extract_partition(run_id, table_name, p, checksum)
 
 
 def _load_files(conn, src, dst, run_id, table, partitions, buffer_bytes, progress):
@@ -354,7 +375,7 @@ def _load_files(conn, src, dst, run_id, table, partitions, buffer_bytes, progres
     first = False
     for part, w in zip(parts, written):
         first |= markers.insert_loaded(cur, run_id, table.run_name, part.number, w.rows, w.bytes, seconds / partitions,
-                                       w.checksum, w.via, w.changed)
+                                       w.checksum, w.via, w.changed, part.plan[3] if part.plan else None)
         if watermark is not None:
             markers.record_proof(cur, run_id, table.run_name, part.number, w.rows, watermark)
     faults.pause("load-commit")
@@ -367,29 +388,49 @@ def _load_files(conn, src, dst, run_id, table, partitions, buffer_bytes, progres
 def claim_partition(conn, cur, run_id, table_name, partition, progress=None):
     """(planned table, its partition count, lo, hi) of a partition, under the partition's lock in
     ``conn``'s transaction; None (the transaction rolled back) when another process, a second run
-    on the same destination, loaded it meanwhile."""
+    on the same destination, loaded it meanwhile; "stale" (rolled back) when it was loaded at a
+    source snapshot the run no longer reads at."""
     table, partitions = markers.planned_table(conn, run_id, table_name)
+    if partition >= partitions:     # a table cut by heap position, recopied whole (recover)
+        conn.rollback()
+        return None
     lo, hi, expected = markers.partition_range(conn, run_id, table_name, partition)
     if progress is not None:
         progress.expected = expected
     markers.lock(cur, run_id, table_name, partition)
-    if markers.is_loaded(cur, run_id, table_name, partition):
-        log.info("%s partition %d was loaded by another process meanwhile: skipped", table_name, partition)
+    state = markers.loaded_state(cur, run_id, table_name, partition)
+    if state is not None:
+        if state == "fresh":
+            log.info("%s partition %d was loaded by another process meanwhile: skipped", table_name, partition)
         conn.rollback()
-        return None
+        return None if state == "fresh" else "stale"
     return table, partitions, lo, hi
 
 
 # --- completing ---------------------------------------------------------------------------------
 
-def complete_table(run_id, table_name, verify="full"):
-    """Verify against the source, then key, index, sequence, analyze and mark complete."""
+def complete_table(run_id, table_name, verify="full", buffer_mb=256):
+    """Verify against the source, then key, index, sequence, analyze and mark complete. Partitions
+    read at a source snapshot lost since they were loaded are proven first, and a table completed
+    at one is verified again at the run's (so_luigi.recover)."""
     src, dst = endpoints(run_id)
     with dst.session() as conn:
+        cur = conn.cursor()
+        again = markers.is_complete(cur, run_id, table_name)
+        _, partitions = markers.planned_table(conn, run_id, table_name)
+        stale = [p for p in range(partitions) if markers.loaded_state(cur, run_id, table_name, p) == "stale"]
+        conn.rollback()
+        if stale:
+            from .recover import prove_partition
+            for p in stale:
+                prove_partition(run_id, table_name, p, buffer_mb)
+        if again:
+            from .recover import reverify_table
+            return reverify_table(run_id, table_name, verify)
         return verify_and_finish(conn, run_id, table_name, verify, table_figures(src, dst, conn, verify),
                                  lambda table, partitions: dst.finish_steps(table, partitions,
                                                                             src.sequence_positions(table)),
-                                 lambda table: dst.prepare(conn, table))
+                                 lambda table: dst.prepare(conn, table), src.snapshot)
 
 
 # --- the schema alone ------------------------------------------------------------------------------
@@ -547,7 +588,7 @@ def _first_words(exc, dst):
     return " ".join(said.split()).rstrip(".")
 
 
-def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, prepare=None):
+def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, prepare=None, snapshot=None):
     """Completing a table: all partitions loaded, counts (and checksums) equal on source,
     destination and markers, then the finishing statements and the complete marker in one
     transaction.
@@ -560,7 +601,8 @@ def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, p
     other connections (statements that let readers in, so the destination's verification scan
     can share its pass over the heap with them), the second after the figures agree. When the
     first is empty (SQL Server, unlogged and partitioned tables) the figures come first.
-    ``prepare(table)``, when given, runs (and commits) first.
+    ``prepare(table)``, when given, runs (and commits) first. ``snapshot``: the source snapshot
+    the figures are read at, recorded with the complete marker.
     """
     table, partitions = markers.planned_table(conn, run_id, table_name)
     cur = conn.cursor()
@@ -601,7 +643,7 @@ def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, p
     _finish(cur, after, pause=not beside)
     if table.not_carried != refused:        # objects the destination refused while finishing
         markers.update_definition(cur, run_id, table)
-    markers.mark_complete(cur, run_id, table_name, dst_count, nbytes, src_sum, dst_sum, verdict)
+    markers.mark_complete(cur, run_id, table_name, dst_count, nbytes, src_sum, dst_sum, verdict, snapshot)
     faults.pause("complete-commit")
     conn.commit()
     log.info("completed %s: %d rows, %s", table_name, dst_count, verdict)

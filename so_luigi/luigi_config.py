@@ -22,6 +22,9 @@ LUIGI_DEFAULTS = {
     # connections each database sees, whatever the number of workers and hosts sharing a luigid
     "resources": {"source_connections": 8, "target_connections": 16},
     "core": {"log_level": "INFO", "autoload_range": "false"},
+    # a table whose partitions were proven done when scheduled may find some read at a source
+    # snapshot lost since: its task proves them (load.complete_table) instead of failing
+    "worker": {"check_unfulfilled_deps": "false"},
 }
 
 

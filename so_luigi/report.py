@@ -36,6 +36,10 @@ def summary(conn, run_id, tables=None, source_ep=None, target_ep=None):
     said = markers.source_reading(conn, run_id)[1]
     if said:
         lines.append(f"source: {said}")
+    same, recopied = markers.proven_counts(conn, run_id)
+    if same or recopied:
+        lines.append(f"recovered from a lost source snapshot: {same} partition(s) proven equal to the source at the "
+                     f"new one, {recopied} recopied")
     schema, missing = schema_lines(conn, run_id, [r[0] for r in rows])
     return "\n".join(lines + schema), missing
 

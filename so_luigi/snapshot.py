@@ -13,13 +13,15 @@ The holder outlives the process that started it, so a killed run resumes from th
 It lets go when the run is replicated (a sync's: when the sync finishes), reset or given another snapshot, when the source drops
 its session, or when no process of the run has been seen for ``[source] snapshot_grace_minutes``
 (every process scheduling the run marks ``runs.seen_at`` every few seconds). A run resumed after
-its snapshot is gone would mix moments: ``ensure`` refuses it unless the user accepts that
-(``--not-consistent``), and the run's row then says the copy is not consistent.
+its snapshot is gone, or a task meeting its loss, takes a new one, at which every partition and
+table read at the old one is proven before the run is done (``so_luigi.recover``); with
+``--not-consistent`` they are taken as they are, and the run's row says the copy is not consistent.
 
 Holding a snapshot keeps the source's VACUUM from removing rows deleted after it, for as long
 as the run lasts (and an ``idle_in_transaction_session_timeout`` on the source ends it).
 """
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -29,10 +31,11 @@ import time
 
 from .config import marker_schema, section, source_endpoint, target_endpoint
 from .dialects import destination, source as source_for
-from .errors import ConfigError, SnapshotGone
+from .errors import ConfigError
 from .state import markers
 
 HEARTBEAT_SECONDS = 5
+log = logging.getLogger("luigi-interface.so_luigi")
 
 
 def grace_seconds():
@@ -44,8 +47,8 @@ def grace_seconds():
 def ensure(run_id, src, dst, tables, not_consistent=False):
     """The snapshot the run reads ``src`` at (its name), starting a holder when the run has none
     alive; None for a source that cannot share one (then ``src.consistency()`` says how it is
-    read). Refuses to resume from a new moment what was partly read at an older one, unless
-    ``not_consistent``. Marks the run as alive from this process while it lives. Under the
+    read). When the run's snapshot is gone, a new one, at which what was read at the old one is
+    proven (``_replace``). Marks the run as alive from this process while it lives. Under the
     run's snapshot lock: processes scheduling one run at once agree on one snapshot."""
     if not src.exports_snapshots:
         with dst.session() as conn:
@@ -60,22 +63,52 @@ def ensure(run_id, src, dst, tables, not_consistent=False):
             _beat(run_id)
             return snapshot
         if snapshot:
-            loaded, unfinished = markers.run_progress(conn, run_id, tables)
-            if loaded and unfinished and not not_consistent:
-                raise SnapshotGone(
-                    f"run {run_id!r}: the source snapshot {snapshot} that its {loaded} loaded partition(s) were "
-                    f"read at is gone (its holder let go: the run was replicated, or idle longer than [source] "
-                    f"snapshot_grace_minutes, or the source restarted), and {unfinished} table(s) are not "
-                    f"complete; start over with `so-luigi reset --run-id {run_id}`, or finish from a new moment "
-                    f"with --not-consistent (the copy is then not consistent)")
-            if loaded and unfinished:
-                consistency = "not consistent: partitions read at different moments (resumed with --not-consistent)"
-        snapshot, exported_at = start_holder(run_id)
-        if not (consistency or "").startswith("not consistent"):
-            consistency = f"consistent: the source as of snapshot {snapshot} (exported {exported_at})"
-        _record(conn, run_id, snapshot, consistency)
+            snapshot = _replace(conn, run_id, src, snapshot, consistency, tables, not_consistent)
+        else:
+            snapshot, exported_at = start_holder(run_id)
+            _record(conn, run_id, snapshot, f"consistent: the source as of snapshot {snapshot} (exported {exported_at})")
     _beat(run_id)
     return snapshot
+
+
+def _replace(conn, run_id, src, lost, said, tables, not_consistent):
+    """A new snapshot for a run whose snapshot ``lost`` is gone (``said``: how the run read until
+    then), under the run's snapshot lock in ``conn``'s transaction, committed. What was read at
+    the lost one is proven at the new one (so_luigi.recover), unless the run was told to take it
+    as it is (``not_consistent``) or has nothing left to read (every table of ``tables``
+    complete: the copy is consistent as of the lost one)."""
+    loaded, unfinished = markers.run_progress(conn, run_id, tables)
+    snapshot, exported_at = start_holder(run_id)
+    cur = conn.cursor()
+    if loaded and (not unfinished or not_consistent or (said or "").startswith("not consistent")):
+        if unfinished and not (said or "").startswith("not consistent"):
+            said = "not consistent: partitions read at different moments (resumed with --not-consistent)"
+        markers.adopt_snapshot(cur, run_id, snapshot)
+    elif loaded:
+        said = (f"consistent: the source as of snapshot {snapshot} (exported {exported_at}); the partitions read at "
+                f"snapshot {lost}, lost, are proven at it")
+        log.warning("run %r: source snapshot %s is gone; reading at a new one, %s: the %d partition(s) read at the "
+                    "lost one are proven at it (count and checksum) and recopied where they differ", run_id, lost,
+                    snapshot, loaded)
+    else:
+        said = f"consistent: the source as of snapshot {snapshot} (exported {exported_at})"
+    _record(conn, run_id, snapshot, said)
+    return snapshot
+
+
+def replace_lost(run_id, src, dst, lost):
+    """Inside a run: the snapshot to read at once ``lost`` is gone, a new one when no process of
+    the run has taken one yet (under the run's snapshot lock)."""
+    with dst.session() as conn:
+        markers.lock(conn.cursor(), "snapshot", run_id)
+        recorded, said = markers.source_reading(conn, run_id)
+        if recorded and recorded != lost and src.can_import(recorded):
+            conn.rollback()
+            _of_run[_key(run_id)] = recorded
+            return recorded
+        with conn.cursor() as cur:
+            names = markers.planned_names(cur, run_id)
+        return _replace(conn, run_id, src, recorded or lost, said, names, False)
 
 
 def record(conn, run_id, snapshot, consistency):

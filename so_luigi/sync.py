@@ -145,12 +145,7 @@ def sync_partition(run_id, table_name, partition, generation, buffer_mb, progres
     src, dst = endpoints(run_id)
     started = time.monotonic()
     buffer_bytes = int(buffer_mb * 1024 * 1024)
-    with dst.session() as conn:
-        table, partitions = markers.planned_table(conn, run_id, table_name)
-        lo, hi, expected = markers.partition_range(conn, run_id, table_name, partition)
-        stored = markers.proof(conn.cursor(), run_id, table_name, partition)
-        method = dst.checksum_method(src, table, conn)
-        conn.rollback()
+    table, partitions, lo, hi, method, stored = planned_range(src, dst, run_id, table_name, partition)
     whole = table.cut == "ctid"
     if whole:
         lo = hi = None
@@ -159,10 +154,8 @@ def sync_partition(run_id, table_name, partition, generation, buffer_mb, progres
         rows, changed = src.changed_since(table, lo, hi, stored[1])
         proof, same = "rowversion", rows == stored[0] and changed == 0
     else:
-        (rows, src_sum), (dst_rows, dst_sum) = both_sides(
-            lambda: dst.source_figures(src, table, lo, hi, method, buffer_bytes),
-            lambda: dst.range_figures(table, lo, hi, method))
-        proof, same = "checksum", (rows, src_sum) == (dst_rows, dst_sum)
+        rows, same = compare_range(src, dst, table, lo, hi, method, buffer_bytes)
+        proof = "checksum"
     item = partition_item(partition)
     if same:
         with dst.session() as conn:
@@ -171,6 +164,8 @@ def sync_partition(run_id, table_name, partition, generation, buffer_mb, progres
                 return None
             if watermark is not None and not whole:
                 markers.record_proof(cur, run_id, table_name, partition, rows, watermark)
+            if not whole:
+                markers.mark_proven(cur, run_id, table_name, partition, src.snapshot, None)
             markers.insert_synced(cur, run_id, generation, table_name, item, "same", proof, rows,
                                   seconds=time.monotonic() - started)
             conn.commit()
@@ -179,6 +174,27 @@ def sync_partition(run_id, table_name, partition, generation, buffer_mb, progres
         progress.expected = rows
     return _recopy(src, dst, run_id, generation, table, partitions, partition, lo, hi, proof, buffer_bytes,
                    progress, started)
+
+
+def planned_range(src, dst, run_id, table_name, partition):
+    """(table, its partition count, lo, hi, checksum method, stored rowversion proof) of a
+    planned partition."""
+    with dst.session() as conn:
+        table, partitions = markers.planned_table(conn, run_id, table_name)
+        lo, hi, _ = markers.partition_range(conn, run_id, table_name, partition)
+        stored = markers.proof(conn.cursor(), run_id, table_name, partition)
+        method = dst.checksum_method(src, table, conn)
+        conn.rollback()
+    return table, partitions, lo, hi, method, stored
+
+
+def compare_range(src, dst, table, lo, hi, method, buffer_bytes):
+    """(the source's rows in the range, whether its count and checksum equal the destination's),
+    both sides computed at once, as the full copy's verification computes them."""
+    (rows, src_sum), (dst_rows, dst_sum) = both_sides(
+        lambda: dst.source_figures(src, table, lo, hi, method, buffer_bytes),
+        lambda: dst.range_figures(table, lo, hi, method))
+    return rows, (rows, src_sum) == (dst_rows, dst_sum)
 
 
 def _claim(conn, cur, run_id, generation, table_name, partition):
@@ -193,18 +209,34 @@ def _claim(conn, cur, run_id, generation, table_name, partition):
 
 def _recopy(src, dst, run_id, generation, table, partitions, partition, lo, hi, proof, buffer_bytes, progress,
             started):
+    """The range recopied (``recopy``) under the sync's claim, with its proof and synced markers."""
+    def record(cur, written, changes):
+        if watermark is not None:
+            markers.record_proof(cur, run_id, table.run_name, partition, written.rows, watermark)
+        markers.insert_synced(cur, run_id, generation, table.run_name, partition_item(partition), "recopied", proof,
+                              written.rows, changes, time.monotonic() - started)
+    watermark = None if table.cut == "ctid" else src.watermark(table)
+    done = recopy(src, dst, run_id, table, partitions, partition, lo, hi, buffer_bytes, progress, started,
+                  lambda conn, cur: _claim(conn, cur, run_id, generation, table.run_name, partition), record)
+    return None if done is None else "recopied"
+
+
+def recopy(src, dst, run_id, table, partitions, partition, lo, hi, buffer_bytes, progress, started, claim, record,
+           proven=None):
     """One transaction: the range's stored rows noted and deleted, the source's copied in, the
-    changes counted, the partition's markers replaced."""
+    changes counted, the partition's loaded marker replaced (read at the source's snapshot;
+    ``proven``: what a proof at it found) and the caller's markers added (``record(cur, written,
+    changes)``). ``claim(conn, cur)`` takes the partition's lock: False (rolled back) when another
+    process did it meanwhile; then None, else (rows, (inserted, updated, deleted))."""
     whole = table.cut == "ctid"
     with dst.session() as conn:
         cur = conn.cursor()
-        dst.release_foreign_keys(cur, table)       # its own transaction: the sync's key steps add them back
+        dst.release_foreign_keys(cur, table)       # its own transaction: the key steps add them back
         conn.commit()
     with dst.session() as conn:
         cur = conn.cursor()
-        if not _claim(conn, cur, run_id, generation, table.run_name, partition):
+        if not claim(conn, cur):
             return None
-        watermark = None if whole else src.watermark(table)
         dst.note_before(cur, table, lo, hi)
         awake = dst.quiet_triggers(cur, table)     # the copy's triggers and rules never see its rows
         dst.clear_range(cur, table, lo, hi)
@@ -217,24 +249,31 @@ def _recopy(src, dst, run_id, generation, table, partitions, partition, lo, hi, 
             raise VerificationError(f"{table.run_name} partition {partition}: read {written.source_rows} rows from the "
                                     f"source but the destination stored {written.rows}")
         changes = dst.changes(cur, table, lo, hi)
-        seconds = time.monotonic() - started
         if whole:
             markers.collapse_partitions(cur, run_id, table.run_name, written.rows)
         markers.replace_loaded(cur, run_id, table.run_name, 0 if whole else partition, written.rows, written.bytes,
-                               seconds, written.checksum, written.via, written.changed)
-        if watermark is not None:
-            markers.record_proof(cur, run_id, table.run_name, partition, written.rows, watermark)
-        markers.insert_synced(cur, run_id, generation, table.run_name, partition_item(partition), "recopied", proof,
-                              written.rows, changes, seconds)
+                               time.monotonic() - started, written.checksum, written.via, written.changed,
+                               src.snapshot, proven)
+        record(cur, written, changes)
         faults.pause("sync-commit")
         conn.commit()
     inserted, updated, deleted = changes
-    log.info("%s partition %d recopied (%s differed): %d rows; %d inserted, %d updated, %d deleted",
-             table.run_name, partition, proof, written.rows, inserted, updated, deleted)
-    return "recopied"
+    log.info("%s partition %d recopied (it differed from the source): %d rows; %d inserted, %d updated, %d deleted",
+             table.run_name, partition, written.rows, inserted, updated, deleted)
+    return written.rows, changes
 
 
 # --- the table ------------------------------------------------------------------------------------------
+
+def judged(src, dst, conn, run_id, table_name, verify):
+    """(table, bytes loaded, verify.judge's finding) of a loaded table, measured on both servers."""
+    with conn.cursor() as cur:
+        table, partitions = markers.planned_table(conn, run_id, table_name)
+        loaded, rows, nbytes, streamed_sum = markers.loaded_totals(cur, run_id, table_name)
+    conn.rollback()
+    return table, nbytes, judge(verify, partitions, loaded, rows, streamed_sum,
+                                *table_figures(src, dst, conn, verify)(table))
+
 
 def verify_table(run_id, table_name, generation, verify="full"):
     """Every partition synced: the table verified against the source as after a full copy,
@@ -245,10 +284,7 @@ def verify_table(run_id, table_name, generation, verify="full"):
     started = time.monotonic()
     with dst.session() as conn:
         cur = conn.cursor()
-        table, partitions = markers.planned_table(conn, run_id, table_name)
-        loaded, rows, nbytes, streamed_sum = markers.loaded_totals(cur, run_id, table_name)
-        conn.rollback()
-        found = judge(verify, partitions, loaded, rows, streamed_sum, *table_figures(src, dst, conn, verify)(table))
+        table, nbytes, found = judged(src, dst, conn, run_id, table_name, verify)
         problem = found.problem
         if problem:
             markers.forget_synced_partitions(cur, run_id, generation, table_name)
@@ -263,7 +299,7 @@ def verify_table(run_id, table_name, generation, verify="full"):
             conn.rollback()
             return None
         _finish(cur, steps, pause=False)
-        markers.update_figures(cur, run_id, table_name, dst_count, nbytes, src_sum, dst_sum, verdict)
+        markers.update_figures(cur, run_id, table_name, dst_count, nbytes, src_sum, dst_sum, verdict, src.snapshot)
         markers.insert_synced(cur, run_id, generation, table_name, "table", verdict, rows=dst_count,
                               seconds=time.monotonic() - started)
         conn.commit()

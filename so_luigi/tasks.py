@@ -23,7 +23,7 @@ import tenacity
 from . import bulk, load, report, snapshot, sync, targets
 from .config import bulk_settings, section, source_endpoint, target_endpoint
 from .dialects import translate
-from .errors import ConfigError, IncompleteCopy, SchemaError, SoLuigiError, TransientError
+from .errors import ConfigError, IncompleteCopy, SchemaError, SnapshotGone, SoLuigiError, TransientError
 from .progress import Progress
 from .luigi_internals import a_worker_is_scheduling, count_work_done_elsewhere
 from .state import markers
@@ -69,9 +69,18 @@ class SoTask(luigi.Task):
         return retrying(self.work)
 
     def work(self):
-        """The task's body, with driver errors as SoLuigiErrors."""
+        """The task's body, with driver errors as SoLuigiErrors. A task meeting the loss of the
+        run's source snapshot goes on at a new one (once: recover.renew)."""
         try:
             return self.do()
+        except SnapshotGone as exc:
+            if exc.snapshot is None or getattr(self, "_renewed", False):
+                raise
+            from .recover import renew
+            self._renewed = True
+            log.warning("%s: source snapshot %s is gone; the run reads at %s from now on", self, exc.snapshot,
+                        renew(self.run_id, exc.snapshot))
+            return self.work()
         except Exception as exc:
             err = _translated(exc)
             if err is None:
@@ -208,14 +217,19 @@ class LoadPartition(_HowMixin, SoTask):
         return self.mode == "bulk" and self.layout != "partitioned" and self.partitions > 1
 
     def requires(self):
+        """Bulk mode: the partition's file (every file, for partition 0 of a whole table), unless
+        it was loaded at a source snapshot since lost: that one is proven against the source."""
         if self.mode != "bulk":
             return []
         if not self.whole:
+            if markers.marker_exists("loaded at any snapshot", self.run_id, self.table, self.partition):
+                return []
             return ExtractPartition(run_id=self.run_id, table=self.table, partition=self.partition,
                                     weight=self.weight, **_how(self))
         if self.partition == 0:         # every file extracted, in parallel, then loaded at once
             return [ExtractPartition(run_id=self.run_id, table=self.table, partition=i, weight=self.weight,
-                                     **_how(self)) for i in range(self.partitions)]
+                                     **_how(self)) for i in range(self.partitions)
+                    if not markers.marker_exists("loaded at any snapshot", self.run_id, self.table, i)]
         return LoadPartition(run_id=self.run_id, table=self.table, partition=0, partitions=self.partitions,
                              weight=self.weight, **_how(self))
 
@@ -286,7 +300,7 @@ class CompleteTable(_HowMixin, SoTask):
         return targets.MarkerTarget("complete", self.run_id, self.table)
 
     def do(self):
-        load.complete_table(self.run_id, self.table, self.verify)
+        load.complete_table(self.run_id, self.table, self.verify, self.buffer_mb)
         if self.mode == "bulk":
             bulk.remove_files(self.run_id, self.table)
 
@@ -307,6 +321,11 @@ class ForeignKey(_HowMixin, SoTask):
 
     def output(self):
         return targets.ForeignKeyTarget(self.run_id, self.table, self.name)
+
+    def complete(self):
+        """In the catalog, and both tables complete at the run's snapshot: a table proven at a new
+        one may have been recopied in part, which takes its keys away."""
+        return super().complete() and all(r.complete() for r in self.requires())
 
     def do(self):
         load.add_foreign_key(self.run_id, self.table, self.name, self.references)
@@ -571,6 +590,24 @@ class ReplicateAll(_HowMixin, SoTask):
         """Tables the run copied that the source no longer has."""
         with markers.shared_connection().cursor() as cur:
             return sorted(n for n in markers.planned_names(cur, self.run_id) if n not in names)
+
+    def run(self):
+        """The report, once every table and key is done at the run's source snapshot: those done
+        at a snapshot lost during the run (so_luigi.recover) are done again first, as Luigi's
+        dynamic requirements, in parallel like the rest."""
+        if not (self.schema_only or self.sync):
+            while True:
+                with load.endpoints()[1].session() as conn:
+                    stale = markers.stale(conn, self.run_id, self.table_names)
+                if not any(stale):
+                    break
+                again = [t for t in self.requires() if not t.complete()]
+                if not again:
+                    raise SnapshotGone(f"run {self.run_id!r}: the source snapshot was lost during the run and "
+                                       f"{stale[0]} partition(s), {stale[1]} table(s) were read at an earlier one: "
+                                       "rerun the same command, which proves them at the new snapshot")
+                yield again
+        return super().run()
 
     def do(self):
         source_ep, target_ep = source_endpoint(), target_endpoint()

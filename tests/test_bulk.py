@@ -237,9 +237,11 @@ def test_a_file_cut_for_another_plan_is_never_loaded_and_reset_removes_a_tables_
 
 
 def test_loading_a_file_of_another_plan_is_refused():
-    planned = ("p2", 100, 200)
-    assert bulk.cut_for({"plan": "p2", "lo": 100, "hi": 200}, planned)
-    assert not bulk.cut_for({"plan": "p1", "lo": 100, "hi": 200}, planned)
-    assert not bulk.cut_for({"plan": "p2", "lo": 100, "hi": 300}, planned)
+    planned = ("p2", 100, 200, "s1")
+    assert bulk.cut_for({"plan": "p2", "lo": 100, "hi": 200, "snapshot": "s1"}, planned)
+    assert not bulk.cut_for({"plan": "p1", "lo": 100, "hi": 200, "snapshot": "s1"}, planned)
+    assert not bulk.cut_for({"plan": "p2", "lo": 100, "hi": 300, "snapshot": "s1"}, planned)
+    assert not bulk.cut_for({"plan": "p2", "lo": 100, "hi": 200, "snapshot": "s0"}, planned)   # read at a lost one
     assert not bulk.cut_for({"lo": 100, "hi": 200}, planned)              # an earlier release's manifest
-    assert not bulk.cut_for({"plan": "p2", "lo": 100, "hi": 200}, None)    # the table is not planned
+    assert not bulk.cut_for({"plan": "p2", "lo": 100, "hi": 200, "snapshot": "s1"}, None)    # the table is not planned
+    assert bulk.cut_for({"plan": "p2", "lo": 100, "hi": 200, "snapshot": None}, ("p2", 100, 200, None))  # no snapshots

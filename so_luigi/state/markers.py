@@ -144,15 +144,17 @@ def partition_weights(conn, run_id, table):
 
 
 def partition_plan(conn, run_id, table, partition):
-    """(plan id, lo, hi) of a planned partition, or None when it is not planned (read only)."""
+    """(plan id, lo, hi, the run's source snapshot) of a planned partition, or None when it is not
+    planned (read only): what a bulk file must have been cut for to be loaded."""
     with conn.cursor() as cur:
         if not marker_table_exists(cur, "partitions"):
             return None
-        cur.execute(f"SELECT t.plan_id, p.lo, p.hi, p.lo_key, p.hi_key FROM {m()}.partitions p JOIN {m()}.tables t "
-                    "ON t.run_id = p.run_id AND t.table_name = p.table_name "
+        cur.execute(f"SELECT t.plan_id, p.lo, p.hi, p.lo_key, p.hi_key, r.source_snapshot FROM {m()}.partitions p "
+                    f"JOIN {m()}.tables t ON t.run_id = p.run_id AND t.table_name = p.table_name "
+                    f"JOIN {m()}.runs r ON r.run_id = p.run_id "
                     "WHERE p.run_id = %s AND p.table_name = %s AND p.partition = %s", (run_id, table, partition))
         row = cur.fetchone()
-    return None if row is None else (row[0], *_bounds(*row[1:]))
+    return None if row is None else (row[0], *_bounds(*row[1:5]), row[5])
 
 
 def partition_range(conn, run_id, table, partition):
@@ -170,9 +172,57 @@ def partition_range(conn, run_id, table, partition):
 # --- loaded partitions ----------------------------------------------------------------------
 
 def is_loaded(cur, run_id, table, partition):
-    cur.execute(f"SELECT 1 FROM {m()}.loaded WHERE run_id = %s AND table_name = %s AND partition = %s",
-                (run_id, table, partition))
-    return cur.fetchone() is not None
+    """Whether the partition is loaded, at the run's snapshot or an earlier one."""
+    return loaded_state(cur, run_id, table, partition) is not None
+
+
+def loaded_state(cur, run_id, table, partition):
+    """None (not loaded), "fresh" (read or proven at the run's snapshot) or "stale" (read at a
+    snapshot since lost: to be proven at the run's)."""
+    cur.execute(f"SELECT CASE WHEN {AT_RUNS.format(x='x')} THEN 1 ELSE 0 END FROM {m()}.loaded x "
+                f"JOIN {m()}.runs r ON r.run_id = x.run_id "
+                "WHERE x.run_id = %s AND x.table_name = %s AND x.partition = %s", (run_id, table, partition))
+    row = cur.fetchone()
+    return None if row is None else ("fresh" if row[0] else "stale")
+
+
+def mark_proven(cur, run_id, table, partition, snapshot, proven="same"):
+    """A partition (None: every one of the table) is equal to the source at ``snapshot``
+    (proven: a partition read at a lost snapshot; None: a sync's check, which does not count as
+    a recovery)."""
+    cur.execute(f"UPDATE {m()}.loaded SET snapshot = %s, proven = coalesce(%s, proven) "
+                "WHERE run_id = %s AND table_name = %s" + ("" if partition is None else " AND partition = %s"),
+                (snapshot, proven, run_id, table) + (() if partition is None else (partition,)))
+
+
+def adopt_snapshot(cur, run_id, snapshot):
+    """What the run read at its lost snapshot is taken as read at ``snapshot`` without proof
+    (--not-consistent, or every table already complete: nothing more is read)."""
+    cur.execute(f"UPDATE {m()}.loaded SET snapshot = %s WHERE run_id = %s", (snapshot, run_id))
+    cur.execute(f"UPDATE {m()}.tables SET snapshot = %s WHERE run_id = %s AND completed_at IS NOT NULL",
+                (snapshot, run_id))
+
+
+def stale(conn, run_id, tables):
+    """(partitions, complete tables) of ``tables`` read at a snapshot the run no longer reads at."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT x.table_name FROM {m()}.loaded x JOIN {m()}.runs r ON r.run_id = x.run_id "
+                    f"WHERE x.run_id = %s AND NOT {AT_RUNS.format(x='x')}", (run_id,))
+        partitions = [n for (n,) in cur.fetchall() if n in tables]
+        cur.execute(f"SELECT t.table_name FROM {m()}.tables t JOIN {m()}.runs r ON r.run_id = t.run_id "
+                    f"WHERE t.run_id = %s AND t.completed_at IS NOT NULL AND NOT {AT_RUNS.format(x='t')}", (run_id,))
+        complete = [n for (n,) in cur.fetchall() if n in tables]
+    conn.rollback()
+    return len(partitions), len(complete)
+
+
+def proven_counts(conn, run_id):
+    """(partitions proven equal at a later snapshot, partitions recopied at it)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT proven, count(*) FROM {m()}.loaded WHERE run_id = %s AND proven IS NOT NULL "
+                    "GROUP BY proven", (run_id,))
+        found = dict(cur.fetchall())
+    return int(found.get("same", 0)), int(found.get("recopied", 0))
 
 
 def count_attempt(run_id, table, partition):
@@ -197,14 +247,17 @@ def peak_rss_kb():
         return None
 
 
-def insert_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum, via, changed=0):
-    """The partition's marker; returns True when it is the run's first load that went ``via``."""
+def insert_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum, via, changed=0, snapshot=None,
+                  proven=None):
+    """The partition's marker (``snapshot``: the source snapshot its rows were read at);
+    returns True when it is the run's first load that went ``via``."""
     cur.execute(f"SELECT count(*) FROM {m()}.loaded WHERE run_id = %s AND via = %s", (run_id, via))
     first = cur.fetchone()[0] == 0
     cur.execute(f"INSERT INTO {m()}.loaded (run_id, table_name, partition, rows, bytes, seconds, "
-                "checksum, via, changed, peak_kb, worker) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                "checksum, via, changed, peak_kb, worker, snapshot, proven) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (run_id, table, partition, rows, nbytes, seconds, checksum, via, changed, peak_rss_kb(),
-                 worker_id()))
+                 worker_id(), snapshot, proven))
     return first
 
 
@@ -225,13 +278,13 @@ def is_complete(cur, run_id, table):
     return cur.fetchone() is not None
 
 
-def mark_complete(cur, run_id, table, rows, nbytes, source_checksum, target_checksum, verdict):
+def mark_complete(cur, run_id, table, rows, nbytes, source_checksum, target_checksum, verdict, snapshot=None):
     f = flavor()
     cur.execute(f"UPDATE {m()}.tables SET completed_at = {f.now}, rows = %s, bytes = %s, "
                 f"seconds = {f.seconds_since('planned_at')}, "
-                "source_checksum = %s, target_checksum = %s, verdict = %s "
+                "source_checksum = %s, target_checksum = %s, verdict = %s, snapshot = %s "
                 "WHERE run_id = %s AND table_name = %s AND completed_at IS NULL",
-                (rows, nbytes, source_checksum, target_checksum, verdict, run_id, table))
+                (rows, nbytes, source_checksum, target_checksum, verdict, snapshot, run_id, table))
     if cur.rowcount != 1:
         raise RuntimeError(f"table {table} of run {run_id} was completed concurrently")
 
@@ -297,7 +350,7 @@ def source_reading(conn, run_id):
     return (row[0], row[1]) if row else (None, None)
 
 
-def reset(conn, run_id, tables=None):
+def reset(conn, run_id, tables=None, commit=True):
     """Forget a run (or some of its tables) so the next run copies them afresh."""
     with conn.cursor() as cur:
         if tables:
@@ -312,7 +365,8 @@ def reset(conn, run_id, tables=None):
                          "steps", "runs"):
                 if marker_table_exists(cur, name):
                     cur.execute(f"DELETE FROM {m()}.{name} WHERE run_id = %s", (run_id,))
-    conn.commit()
+    if commit:
+        conn.commit()
 
 
 # --- re-syncs (so_luigi.sync) ------------------------------------------------------------------
@@ -429,18 +483,19 @@ def collapse_partitions(cur, run_id, table, rows):
     cur.execute(f"UPDATE {m()}.tables SET partitions = 1 WHERE run_id = %s AND table_name = %s", (run_id, table))
 
 
-def update_figures(cur, run_id, table, rows, nbytes, source_checksum, target_checksum, verdict):
-    """A synced table's figures, as its verification found them."""
+def update_figures(cur, run_id, table, rows, nbytes, source_checksum, target_checksum, verdict, snapshot=None):
+    """A synced (or proven) table's figures, as its verification at ``snapshot`` found them."""
     cur.execute(f"UPDATE {m()}.tables SET rows = %s, bytes = %s, source_checksum = %s, target_checksum = %s, "
-                "verdict = %s WHERE run_id = %s AND table_name = %s",
-                (rows, nbytes, source_checksum, target_checksum, verdict, run_id, table))
+                "verdict = %s, snapshot = %s WHERE run_id = %s AND table_name = %s",
+                (rows, nbytes, source_checksum, target_checksum, verdict, snapshot, run_id, table))
 
 
-def replace_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum, via, changed=0):
+def replace_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum, via, changed=0, snapshot=None,
+                   proven=None):
     """A recopied partition's marker, in its recopy's transaction."""
     cur.execute(f"DELETE FROM {m()}.loaded WHERE run_id = %s AND table_name = %s AND partition = %s",
                 (run_id, table, partition))
-    insert_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum, via, changed)
+    insert_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum, via, changed, snapshot, proven)
 
 
 def proof(cur, run_id, table, partition):
@@ -579,10 +634,18 @@ def disown(cur, places):
 
 # --- completion targets (so_luigi.targets) ----------------------------------------------------------
 
+# a marker row ``x`` read at the snapshot its run reads at now (or where there are none: a source
+# that exports no snapshot, a row of a release before snapshots were recorded)
+AT_RUNS = "({x}.snapshot IS NULL OR r.source_snapshot IS NULL OR {x}.snapshot = r.source_snapshot)"
+
 EXISTS = {
-    "complete": ("tables", "SELECT 1 FROM {m}.tables WHERE run_id = %s AND table_name = %s "
-                           "AND completed_at IS NOT NULL"),
-    "loaded": ("loaded", "SELECT 1 FROM {m}.loaded WHERE run_id = %s AND table_name = %s AND partition = %s"),
+    # read (or proven) at the run's snapshot: one read at a snapshot since lost is not done
+    "complete": ("tables", "SELECT 1 FROM {m}.tables t JOIN {m}.runs r ON r.run_id = t.run_id "
+                           "WHERE t.run_id = %s AND t.table_name = %s AND t.completed_at IS NOT NULL AND " + AT_RUNS.format(x="t")),
+    "loaded": ("loaded", "SELECT 1 FROM {m}.loaded x JOIN {m}.runs r ON r.run_id = x.run_id "
+                         "WHERE x.run_id = %s AND x.table_name = %s AND x.partition = %s AND " + AT_RUNS.format(x="x")),
+    "loaded at any snapshot": ("loaded", "SELECT 1 FROM {m}.loaded WHERE run_id = %s AND table_name = %s "
+                                         "AND partition = %s"),
     "step": ("steps", "SELECT 1 FROM {m}.steps WHERE run_id = %s AND step = %s"),
     "replicated": ("replications", "SELECT 1 FROM {m}.replications WHERE run_id = %s AND tables = %s"),
     # a step of a sync (run_id, generation, table, item), done in the sync's current pass

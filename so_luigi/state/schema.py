@@ -168,6 +168,15 @@ MIGRATIONS = (
             col("done_at", "time", False, "now"),
         ), key=("run_id", "step")),
     )),
+    Migration(5, "the source snapshot each partition and table was read or proven at (a lost snapshot is recovered)", (
+        Table("loaded", (
+            col("snapshot", "text:200"),                # read at; NULL: a source without snapshots
+            col("proven", "text:40"),                   # proven at a later snapshot: same, or recopied
+        )),
+        Table("tables", (
+            col("snapshot", "text:200"),                # verified at
+        )),
+    )),
 )
 
 VERSION = MIGRATIONS[-1].version

@@ -298,7 +298,8 @@ class PostgresDestination(Destination):
         manifest = bulk.read_manifest(bulk.files_for(part.run_id, part.table.run_name, part.number))
         if not bulk.cut_for(manifest, part.plan):
             raise DataError(f"{part.table.run_name} partition {part.number}: its bulk file was cut for another plan "
-                            f"of the table (plan {manifest.get('plan')}, keys {manifest.get('lo')}..{manifest.get('hi')}) "
+                            f"of the table or read at another source snapshot (plan {manifest.get('plan')}, keys "
+                            f"{manifest.get('lo')}..{manifest.get('hi')}, snapshot {manifest.get('snapshot')}) "
                             f"and is never loaded; rerun: the partition is extracted again")
         fmt = manifest.get("format", "csv")
         files = bulk.files_for(part.run_id, part.table.run_name, part.number, fmt=fmt)

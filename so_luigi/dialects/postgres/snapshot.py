@@ -42,4 +42,4 @@ def enter(conn, snapshot):
     except psycopg2.Error as exc:
         conn.close()
         raise SnapshotGone(f"source snapshot {snapshot} is gone ({translate(exc)}): its holder "
-                           "exited; rerun ReplicateAll, which says how to go on") from None
+                           "exited; rerun ReplicateAll, which reads at a new one", snapshot) from None
