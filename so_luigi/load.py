@@ -271,8 +271,8 @@ def extract_partition(run_id, table_name, partition, checksum=True):
 
 def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode="streaming", progress=None):
     """Load one partition (streamed from the source, or from its bulk file); its rows and its
-    marker commit together. Returns stats, or None when it was already loaded. One loaded at a
-    source snapshot since lost is proven at the run's instead (recover.prove_partition)."""
+    marker commit together. Returns stats, or None when it was already loaded (at the run's
+    source snapshot, or at one since lost: recover.prove_partition proves that one)."""
     if mode == "bulk" and not markers.marker_exists("loaded at any snapshot", run_id, table_name, partition):
         refresh_files(run_id, table_name, [partition], checksum)
     src, dst = endpoints(run_id)
@@ -283,8 +283,7 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
         if claimed is None:
             return None
         if claimed == "stale":
-            from .recover import prove_partition
-            return prove_partition(run_id, table_name, partition, buffer_mb, progress)
+            return None
         table, partitions, lo, hi = claimed
         started = time.monotonic()
         # a destination whose load might commit part of its rows counts attempts, committed
@@ -409,24 +408,10 @@ def claim_partition(conn, cur, run_id, table_name, partition, progress=None):
 
 # --- completing ---------------------------------------------------------------------------------
 
-def complete_table(run_id, table_name, verify="full", buffer_mb=256):
-    """Verify against the source, then key, index, sequence, analyze and mark complete. Partitions
-    read at a source snapshot lost since they were loaded are proven first, and a table completed
-    at one is verified again at the run's (so_luigi.recover)."""
+def complete_table(run_id, table_name, verify="full"):
+    """Verify against the source, then key, index, sequence, analyze and mark complete."""
     src, dst = endpoints(run_id)
     with dst.session() as conn:
-        cur = conn.cursor()
-        again = markers.is_complete(cur, run_id, table_name)
-        _, partitions = markers.planned_table(conn, run_id, table_name)
-        stale = [p for p in range(partitions) if markers.loaded_state(cur, run_id, table_name, p) == "stale"]
-        conn.rollback()
-        if stale:
-            from .recover import prove_partition
-            for p in stale:
-                prove_partition(run_id, table_name, p, buffer_mb)
-        if again:
-            from .recover import reverify_table
-            return reverify_table(run_id, table_name, verify)
         return verify_and_finish(conn, run_id, table_name, verify, table_figures(src, dst, conn, verify),
                                  lambda table, partitions: dst.finish_steps(table, partitions,
                                                                             src.sequence_positions(table)),

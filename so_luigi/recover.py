@@ -20,7 +20,7 @@ report says how many partitions were proven and recopied.
 import logging
 import time
 
-from . import snapshot
+from . import load, snapshot
 from .errors import VerificationError
 from .load import _finish, endpoints
 from .state import markers
@@ -31,7 +31,7 @@ log = logging.getLogger("luigi-interface.so_luigi")
 
 def prove_partition(run_id, table_name, partition, buffer_mb, progress=None):
     """A partition loaded at a lost snapshot, compared with the source at the run's: stats of
-    the recopy, {"rows": 0, ...} when it was equal, None when another process proved it."""
+    the recopy, None when it was equal (or another process proved it meanwhile)."""
     src, dst = endpoints(run_id)
     started = time.monotonic()
     buffer_bytes = int(buffer_mb * 1024 * 1024)
@@ -56,7 +56,7 @@ def prove_partition(run_id, table_name, partition, buffer_mb, progress=None):
             conn.commit()
         log.info("%s partition %d: read at a lost snapshot, proven equal to the source at %s (%d rows)",
                  table_name, partition, src.snapshot, rows)
-        return {"rows": 0, "bytes": 0, "seconds": time.monotonic() - started}
+        return None
     if progress is not None:
         progress.expected = rows
     done = recopy(src, dst, run_id, table, partitions, partition, lo, hi, buffer_bytes, progress, started, claim,
@@ -86,6 +86,33 @@ def reverify_table(run_id, table_name, verify="full"):
     log.info("%s verified again at source snapshot %s: %d rows, %s", table_name, src.snapshot, found.rows,
              found.verdict)
     return found.verdict
+
+
+def stale(run_id, table_name, partition):
+    """Whether the partition was loaded at a source snapshot the run no longer reads at."""
+    _, dst = endpoints(run_id)
+    with dst.session() as conn:
+        found = markers.loaded_state(conn.cursor(), run_id, table_name, partition)
+        conn.rollback()
+    return found == "stale"
+
+
+def complete_table(run_id, table_name, verify="full", buffer_mb=256):
+    """load.complete_table, after proving the table's partitions read at a source snapshot lost
+    since they were loaded (the scheduler saw them done before); a table completed at such a
+    snapshot is verified again at the run's instead."""
+    _, dst = endpoints(run_id)
+    with dst.session() as conn:
+        cur = conn.cursor()
+        again = markers.is_complete(cur, run_id, table_name)
+        _, partitions = markers.planned_table(conn, run_id, table_name)
+        lost = [p for p in range(partitions) if markers.loaded_state(cur, run_id, table_name, p) == "stale"]
+        conn.rollback()
+    for p in lost:
+        prove_partition(run_id, table_name, p, buffer_mb)
+    if again:
+        return reverify_table(run_id, table_name, verify)
+    return load.complete_table(run_id, table_name, verify)
 
 
 def renew(run_id, lost):

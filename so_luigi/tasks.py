@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import luigi
 import tenacity
 
-from . import bulk, load, report, snapshot, sync, targets
+from . import bulk, load, recover, report, snapshot, sync, targets
 from .config import bulk_settings, section, source_endpoint, target_endpoint
 from .dialects import translate
 from .errors import ConfigError, IncompleteCopy, SchemaError, SnapshotGone, SoLuigiError, TransientError
@@ -76,10 +76,9 @@ class SoTask(luigi.Task):
         except SnapshotGone as exc:
             if exc.snapshot is None or getattr(self, "_renewed", False):
                 raise
-            from .recover import renew
             self._renewed = True
             log.warning("%s: source snapshot %s is gone; the run reads at %s from now on", self, exc.snapshot,
-                        renew(self.run_id, exc.snapshot))
+                        recover.renew(self.run_id, exc.snapshot))
             return self.work()
         except Exception as exc:
             err = _translated(exc)
@@ -238,7 +237,9 @@ class LoadPartition(_HowMixin, SoTask):
 
     def do(self):
         progress = Progress(self, f"{self.table} partition {self.partition}")
-        if self.whole and self.partition == 0:
+        if recover.stale(self.run_id, self.table, self.partition):
+            stats = recover.prove_partition(self.run_id, self.table, self.partition, self.buffer_mb, progress)
+        elif self.whole and self.partition == 0:
             stats = load.load_table_files(self.run_id, self.table, self.buffer_mb, checksum=self.verify == "full",
                                           progress=progress)
         else:
@@ -300,7 +301,7 @@ class CompleteTable(_HowMixin, SoTask):
         return targets.MarkerTarget("complete", self.run_id, self.table)
 
     def do(self):
-        load.complete_table(self.run_id, self.table, self.verify, self.buffer_mb)
+        recover.complete_table(self.run_id, self.table, self.verify, self.buffer_mb)
         if self.mode == "bulk":
             bulk.remove_files(self.run_id, self.table)
 
