@@ -43,6 +43,26 @@ def apply_luigi_defaults():
             cfg.set(section, key, value if typed else str(value))
 
 
+def share_caps(scheduler, log):
+    """Give ``scheduler`` so_luigi's connection caps ([resources], as this process's Luigi config
+    has them) where it has none: a plain luigid grants 1 of a resource it does not know, so every
+    worker of every process would load one partition at a time. A resource it has is never
+    changed. Says what it set; a scheduler that cannot say is left as it is, with a warning."""
+    try:
+        have = {r["name"] for r in scheduler.resource_list()}
+        cfg = luigi.configuration.get_config()
+        for name, default in LUIGI_DEFAULTS["resources"].items():
+            if name in have:
+                continue
+            amount = int(cfg.get("resources", name, default))
+            if scheduler.update_resource(name, amount):
+                log.info("the scheduler had no [resources] %s: set to %d (so_luigi's cap of %s across every "
+                         "worker and host sharing it)", name, amount, name.replace("_", " "))
+    except Exception as exc:  # noqa: BLE001 -- an older scheduler: the run goes on, at its pace
+        log.warning("could not read or set the scheduler's [resources] (%s): a scheduler without them runs one "
+                    "task at a time; start it with `so-luigi luigid` or set [resources] in its luigi.cfg", exc)
+
+
 def _parameter(default, description, choices=None):
     if choices:
         return luigi.ChoiceParameter(choices=choices, default=default, description=description)

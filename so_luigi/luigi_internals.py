@@ -6,6 +6,9 @@ release, so it is noticed before users notice.
   run (``luigi ...``, ``luigi.build``) may plan, not a dry pass that walks requires()
   (``luigi-deps-tree``). Luigi says nothing of who calls requires(): the stack says whether
   luigi.worker does.
+* ``scheduling_worker_scheduler``: the scheduler of that worker (its ``_scheduler``), to ask
+  which resources it has (``resource_list``) and set those it lacks (``update_resource``, both
+  public RPC methods of luigid).
 * ``count_work_done_elsewhere``: Luigi's end-of-run summary (``luigi.execution_summary``'s
   private ``_partition_tasks`` and ``_get_run_by_other_worker``) counts a task another process
   completed as not run by this one; wrapped so it counts as done.
@@ -26,6 +29,19 @@ def a_worker_is_scheduling():
             return True
         frame = frame.f_back
     return False
+
+
+def scheduling_worker_scheduler():
+    """The scheduler (local, or luigid's RemoteScheduler) of the Luigi worker scheduling this
+    call, or None when no worker is, or it keeps it elsewhere."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "luigi.worker":
+            scheduler = getattr(frame.f_locals.get("self"), "_scheduler", None)
+            if scheduler is not None:
+                return scheduler
+        frame = frame.f_back
+    return None
 
 
 def _summary_as_expected(summary):

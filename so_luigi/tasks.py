@@ -25,7 +25,8 @@ from .config import bulk_settings, section, source_endpoint, target_endpoint
 from .dialects import translate
 from .errors import ConfigError, IncompleteCopy, SchemaError, SnapshotGone, SoLuigiError, TransientError
 from .progress import Progress
-from .luigi_internals import a_worker_is_scheduling, count_work_done_elsewhere
+from .luigi_config import share_caps
+from .luigi_internals import a_worker_is_scheduling, count_work_done_elsewhere, scheduling_worker_scheduler
 from .state import markers
 
 log = logging.getLogger("luigi-interface.so_luigi")  # shown wherever Luigi shows its own log
@@ -538,6 +539,10 @@ class ReplicateAll(_HowMixin, SoTask):
                     for table in tables:
                         load.leave_out_constraints(table)
                 for_a_run = a_worker_is_scheduling()
+                if for_a_run and not self.schema_only:
+                    scheduler = scheduling_worker_scheduler()
+                    if scheduler is not None:
+                        share_caps(scheduler, log)
                 self._names = [t.run_name for t in tables]
                 if self.schema_only:
                     return self._names              # do() creates them: nothing is planned

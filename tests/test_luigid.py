@@ -129,3 +129,62 @@ def test_resources_cap_the_connections_each_database_sees(pair, tmp_path):
     run("open", 16)
     assert peaks["capped"] == 1 and peaks["open"] > 1, peaks
     assert_same_tables(pair, ["Wide"])
+
+
+def test_a_plain_luigid_is_given_the_caps_and_two_processes_share_the_work(pair, tmp_path):
+    """A luigid started as Luigi users start it (no config, no so_luigi) grants 1 of a resource
+    it does not know: so_luigi sets the caps it lacks at scheduling (here source_connections = 3,
+    from the workers' config: more than one process's 2 workers take), both processes load
+    partitions, and never more than 3 source sessions read at once across them."""
+    import threading
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", "from luigi.cmdline import luigid; luigid()", "--port", str(port),
+                               "--address", "127.0.0.1", "--state-path", str(tmp_path / "state.pickle"),
+                               "--logdir", str(tmp_path)], cwd=tmp_path,            # no luigi.cfg there
+                              env={k: v for k, v in pair.env().items() if k != "LUIGI_CONFIG_PATH"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                assert api(port, "resource_list", {}) == []       # plain: no resources at all
+                break
+            except OSError:
+                time.sleep(0.1)
+        pair.query("source", 'CREATE TABLE "Wide" ("Id" int PRIMARY KEY, "Body" text NOT NULL); '
+                             "INSERT INTO \"Wide\" SELECT g, repeat(md5(g::text), 100) FROM generate_series(1, 60000) g")
+        cfg = tmp_path / "caps.cfg"
+        cfg.write_text("[resources]\nsource_connections = 3\n")
+        env = pair.env(LUIGI_CONFIG_PATH=str(cfg))
+        peak, stop = [0], threading.Event()
+
+        def watch():
+            while not stop.is_set():
+                n = pair.query("source", "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                         "'so_luigi source' AND datname = current_database() AND state = 'active' "
+                                         "AND backend_type = 'client backend'")
+                peak[0] = max(peak[0], n[0][0])
+                time.sleep(0.01)
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        cmd = [sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--scheduler-host", "127.0.0.1",
+               "--scheduler-port", str(port), "--no-lock", "--workers", "2", "--chunk-rows", "3000",
+               "--worker-keep-alive"]
+        runs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+        outs = [p.communicate(timeout=600) for p in runs]
+        stop.set()
+        watcher.join()
+        resources = {r["name"]: r["num_total"] for r in api(port, "resource_list", {})}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    for run, (_, err) in zip(runs, outs):
+        assert run.returncode == 0, err[-3000:]
+    assert resources == {"source_connections": 3, "target_connections": 16}, resources
+    said = outs[0][1] + outs[1][1]
+    assert "the scheduler had no [resources] source_connections: set to 3" in said, said[-3000:]
+    rows = pair.query("target", "SELECT worker, count(*) FROM so_luigi.loaded GROUP BY worker")
+    assert {int(w.rsplit(":", 1)[1]) for w, _ in rows} == {runs[0].pid, runs[1].pid}, rows
+    assert peak[0] <= 3, peak                          # the cap holds across both processes
+    assert_same_tables(pair, ["Wide"])
