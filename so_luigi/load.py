@@ -269,10 +269,13 @@ def extract_partition(run_id, table_name, partition, checksum=True):
     return manifest
 
 
+STALE = "stale"     # load_partition's answer for a partition loaded at a lost source snapshot
+
+
 def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode="streaming", progress=None):
     """Load one partition (streamed from the source, or from its bulk file); its rows and its
-    marker commit together. Returns stats, or None when it was already loaded (at the run's
-    source snapshot, or at one since lost: recover.prove_partition proves that one)."""
+    marker commit together. Returns stats, None when it was already loaded, or STALE when it was
+    loaded at a source snapshot since lost (recover.prove_partition proves it)."""
     if mode == "bulk" and not markers.marker_exists("loaded at any snapshot", run_id, table_name, partition):
         refresh_files(run_id, table_name, [partition], checksum)
     src, dst = endpoints(run_id)
@@ -282,8 +285,8 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
         claimed = claim_partition(conn, cur, run_id, table_name, partition, progress)
         if claimed is None:
             return None
-        if claimed == "stale":
-            return None
+        if claimed == STALE:
+            return STALE
         table, partitions, lo, hi = claimed
         started = time.monotonic()
         # a destination whose load might commit part of its rows counts attempts, committed
@@ -319,17 +322,18 @@ def load_table_files(run_id, table_name, buffer_mb, checksum=True, progress=None
     with dst.session() as conn:
         table, partitions = markers.planned_table(conn, run_id, table_name)
         cur = conn.cursor()
-        loaded = [p for p in range(partitions) if markers.loaded_state(cur, run_id, table_name, p) == "fresh"]
-        stale = [p for p in range(partitions) if p not in loaded and markers.is_loaded(cur, run_id, table_name, p)]
+        states = markers.loaded_states(cur, run_id, table_name)
         conn.rollback()
-        if table.layout == "plain" and not loaded and not stale and partitions > 1 and dst.bulk_files:
+        if table.layout == "plain" and not states and partitions > 1 and dst.bulk_files:
             refresh_files(run_id, table_name, range(partitions), checksum)
             stats = _load_files(conn, src, dst, run_id, table, partitions, int(buffer_mb * 1024 * 1024), progress)
             if stats is not None:
                 return stats
+    # partitions loaded at a lost source snapshot are proven by their own tasks, or the table's
+    # (recover.complete_table)
     done = [load_partition(run_id, table_name, p, buffer_mb, checksum, "bulk", progress)
-            for p in range(partitions) if p not in loaded]
-    done = [d for d in done if d]
+            for p in range(partitions) if p not in states]
+    done = [d for d in done if d and d != STALE]
     if not done:
         return None
     return {"rows": sum(d["rows"] for d in done), "bytes": sum(d["bytes"] for d in done),
@@ -402,7 +406,7 @@ def claim_partition(conn, cur, run_id, table_name, partition, progress=None):
         if state == "fresh":
             log.info("%s partition %d was loaded by another process meanwhile: skipped", table_name, partition)
         conn.rollback()
-        return None if state == "fresh" else "stale"
+        return None if state == "fresh" else STALE
     return table, partitions, lo, hi
 
 

@@ -23,7 +23,7 @@ LUIGI_DEFAULTS = {
     "resources": {"source_connections": 8, "target_connections": 16},
     "core": {"log_level": "INFO", "autoload_range": "false"},
     # a table whose partitions were proven done when scheduled may find some read at a source
-    # snapshot lost since: its task proves them (load.complete_table) instead of failing
+    # snapshot lost since: its task proves them (recover.complete_table) instead of failing
     "worker": {"check_unfulfilled_deps": "false"},
 }
 

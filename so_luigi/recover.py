@@ -12,8 +12,8 @@ not done. Its task then proves it at the new moment the way ``--sync`` proves a 
 * ``reverify_table``: a table completed at the old snapshot is verified again at the new one
   (its sequences moved past its rows), its figures and marker moved to it.
 
-A table cut by heap position (``cut == "ctid"``) has no key range to prove: it is planned and
-copied again. Bulk files extracted at the old snapshot are never loaded (their manifest names
+A table cut by heap position (``cut == "ctid"``) has no key range to prove: it is proven whole
+and, where it differs, recopied whole as one partition. Bulk files extracted at the old snapshot are never loaded (their manifest names
 it): they are extracted again. The copy is then consistent as of the new snapshot, and the
 report says how many partitions were proven and recopied.
 """
@@ -88,15 +88,6 @@ def reverify_table(run_id, table_name, verify="full"):
     return found.verdict
 
 
-def stale(run_id, table_name, partition):
-    """Whether the partition was loaded at a source snapshot the run no longer reads at."""
-    _, dst = endpoints(run_id)
-    with dst.session() as conn:
-        found = markers.loaded_state(conn.cursor(), run_id, table_name, partition)
-        conn.rollback()
-    return found == "stale"
-
-
 def complete_table(run_id, table_name, verify="full", buffer_mb=256):
     """load.complete_table, after proving the table's partitions read at a source snapshot lost
     since they were loaded (the scheduler saw them done before); a table completed at such a
@@ -105,8 +96,7 @@ def complete_table(run_id, table_name, verify="full", buffer_mb=256):
     with dst.session() as conn:
         cur = conn.cursor()
         again = markers.is_complete(cur, run_id, table_name)
-        _, partitions = markers.planned_table(conn, run_id, table_name)
-        lost = [p for p in range(partitions) if markers.loaded_state(cur, run_id, table_name, p) == "stale"]
+        lost = [p for p, state in sorted(markers.loaded_states(cur, run_id, table_name).items()) if state == "stale"]
         conn.rollback()
     for p in lost:
         prove_partition(run_id, table_name, p, buffer_mb)

@@ -238,14 +238,14 @@ class LoadPartition(_HowMixin, SoTask):
 
     def do(self):
         progress = Progress(self, f"{self.table} partition {self.partition}")
-        if recover.stale(self.run_id, self.table, self.partition):
-            stats = recover.prove_partition(self.run_id, self.table, self.partition, self.buffer_mb, progress)
-        elif self.whole and self.partition == 0:
+        if self.whole and self.partition == 0:
             stats = load.load_table_files(self.run_id, self.table, self.buffer_mb, checksum=self.verify == "full",
                                           progress=progress)
         else:
             stats = load.load_partition(self.run_id, self.table, self.partition, self.buffer_mb,
                                         checksum=self.verify == "full", mode=self.mode, progress=progress)
+            if stats == load.STALE:     # loaded at a source snapshot since lost: proven at the run's
+                stats = recover.prove_partition(self.run_id, self.table, self.partition, self.buffer_mb, progress)
         if stats:
             rate = stats["rows"] / stats["seconds"] if stats["seconds"] else 0
             msg = (f"{self.table} partition {self.partition}: {stats['rows']:,} rows, "

@@ -186,6 +186,13 @@ def loaded_state(cur, run_id, table, partition):
     return None if row is None else ("fresh" if row[0] else "stale")
 
 
+def loaded_states(cur, run_id, table):
+    """{partition: "fresh" or "stale"} of the table's loaded partitions (see loaded_state), in one query."""
+    cur.execute(f"SELECT x.partition, CASE WHEN {AT_RUNS.format(x='x')} THEN 1 ELSE 0 END FROM {m()}.loaded x "
+                f"JOIN {m()}.runs r ON r.run_id = x.run_id WHERE x.run_id = %s AND x.table_name = %s", (run_id, table))
+    return {int(p): "fresh" if at else "stale" for p, at in cur.fetchall()}
+
+
 def mark_proven(cur, run_id, table, partition, snapshot, proven="same"):
     """A partition (None: every one of the table) is equal to the source at ``snapshot``
     (proven: a partition read at a lost snapshot; None: a sync's check, which does not count as
@@ -350,7 +357,7 @@ def source_reading(conn, run_id):
     return (row[0], row[1]) if row else (None, None)
 
 
-def reset(conn, run_id, tables=None, commit=True):
+def reset(conn, run_id, tables=None):
     """Forget a run (or some of its tables) so the next run copies them afresh."""
     with conn.cursor() as cur:
         if tables:
@@ -365,8 +372,7 @@ def reset(conn, run_id, tables=None, commit=True):
                          "steps", "runs"):
                 if marker_table_exists(cur, name):
                     cur.execute(f"DELETE FROM {m()}.{name} WHERE run_id = %s", (run_id,))
-    if commit:
-        conn.commit()
+    conn.commit()
 
 
 # --- re-syncs (so_luigi.sync) ------------------------------------------------------------------
