@@ -22,6 +22,7 @@ import sys
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -47,7 +48,8 @@ def mssql_admin(url, sql):
 
 def mssql_database(base_url, name):
     mssql_admin(base_url, f"CREATE DATABASE [{name}]")
-    return base_url.rsplit("/", 1)[0] + "/" + name
+    parts = urlsplit(base_url)                 # the query (TLS and the like) kept
+    return urlunsplit(parts._replace(path="/" + name))
 
 
 def timed(fn):

@@ -117,6 +117,7 @@ class DbUrl:
     port: int
     database: str
     query: tuple = ()
+    options: object = None          # a SQL Server URL's checked query (dialects.mssql.options)
 
     @property
     def redacted(self):
@@ -150,11 +151,15 @@ def parse_url(url, role="source"):
     database = unquote(parts.path.lstrip("/"))
     if not database:
         raise ConfigError(f"bad {role} URL in {where}: no database name after the host")
-    if dialect == "mssql" and not host:
-        raise ConfigError(f"bad {role} URL in {where}: mssql:// needs a host")
+    options = None
+    if dialect == "mssql":
+        if not host:
+            raise ConfigError(f"bad {role} URL in {where}: mssql:// needs a host")
+        from .dialects.mssql import options as mssql_options
+        host, options = mssql_options.parse(query, host, f"bad {role} URL in {where}")
     return DbUrl(raw=url, dialect=dialect, user=unquote(parts.username or ""),
                  password=unquote(parts.password or ""), host=host, port=port or 0,
-                 database=database, query=query)
+                 database=database, query=query, options=options)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ The login must be allowed to create a database; each test creates its own and dr
 Rows are compared value by value as each driver returns them (pymssql vs psycopg2), which does
 not go through so_luigi's encoder.
 """
+import json
 import os
 import re
 import struct
@@ -15,11 +16,13 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from so_luigi.testing import sample
 from so_luigi.config import Endpoint, parse_url
+from so_luigi.dialects.mssql import connection
 from conftest import DUMP, ROOT, kill_group, paused_at
 
 ROOT_FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
@@ -123,12 +126,10 @@ def all_types_rows():
 def database(role):
     """A fresh database on the test server, dropped afterwards: (url, Endpoint)."""
     import pymssql
-    base = parse_url(URL)
     name = f"so_test_{uuid.uuid4().hex[:8]}"
-    admin = pymssql.connect(server=base.host, port=str(base.port or 1433), user=base.user, password=base.password,
-                            database=base.database, autocommit=True)
+    admin = mssql_connect(URL, autocommit=True)
     admin.cursor().execute(f"CREATE DATABASE [{name}]")
-    url = URL.rsplit("/", 1)[0] + "/" + name
+    url = with_database(URL, name)
     try:
         yield url, Endpoint(parse_url(url), "dbo", role)
     finally:
@@ -158,11 +159,19 @@ def mssql_target(pair):
         yield db
 
 
+def with_database(url, name):
+    """``url`` naming database ``name`` instead, its query (TLS and the like) kept."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def mssql_connect(url, autocommit=False):
+    """A session as so_luigi opens one: the URL's options (TLS, timeouts) apply."""
+    return connection.connect(Endpoint(parse_url(url), "dbo", "source"), autocommit=autocommit)
+
+
 def mssql_query(url, sql):
-    import pymssql
-    p = parse_url(url)
-    conn = pymssql.connect(server=p.host, port=str(p.port or 1433), user=p.user, password=p.password,
-                           database=p.database)
+    conn = mssql_connect(url)
     try:
         cur = conn.cursor()
         cur.execute(sql)
@@ -172,10 +181,7 @@ def mssql_query(url, sql):
 
 
 def mssql_exec(url, sql):
-    import pymssql
-    p = parse_url(url)
-    conn = pymssql.connect(server=p.host, port=str(p.port or 1433), user=p.user, password=p.password,
-                           database=p.database, autocommit=True)
+    conn = mssql_connect(url, autocommit=True)
     try:
         conn.cursor().execute(sql)
     finally:
@@ -195,10 +201,7 @@ def source_rows(url, table, columns):
 
 def create_all_types(ep):
     """AllTypes, with a rowversion column where the server has the type."""
-    import pymssql
-    p = ep.url
-    conn = pymssql.connect(server=p.host, port=str(p.port or 1433), user=p.user, password=p.password,
-                           database=p.database, autocommit=True)
+    conn = connection.connect(ep, autocommit=True)
     try:
         conn.cursor().execute(ALL_TYPES.format(rowversion=", [rv] rowversion NOT NULL" if SERVER.rowversion else ""))
         conn.cursor().execute(all_types_rows())
@@ -1485,3 +1488,249 @@ def test_one_database_of_many_features_copied_three_ways(pair, mssql_source, mss
         from_pg = pair.query("target", person_pg.replace(' FROM "Person"', ', "Extra"::text FROM "Person"'))
         assert [tuple(map(normalise, r)) for r in back] == [tuple(map(normalise, r)) for r in from_pg]
         assert mssql_query(again, order_lines) == [(i, p, t) for i, p, t in pair.query("target", lines)]
+
+
+# ---- connections as production needs them: TLS forced on, a named instance ----------------------
+
+ADMIN_URL = os.environ.get("SO_TEST_BABELFISH_ADMIN_URL", "")
+
+
+def make_certificates(folder, names):
+    """A CA, a certificate it signs for ``names`` (DNS names and IP addresses), and a second CA
+    that signs nothing the server has: (ca.pem, other.pem, server.crt, server.key)."""
+    import ipaddress
+    import shutil
+    import subprocess
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make the test's certificates")
+
+    def ssl(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+    for ca in ("ca", "other"):
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key", "-out", f"{ca}.pem",
+            "-days", "2", "-subj", f"/CN=so_luigi test {ca}")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj",
+        f"/CN={names[0]}")
+
+    def alt(name):
+        try:
+            ipaddress.ip_address(name)
+            return f"IP:{name}"
+        except ValueError:
+            return f"DNS:{name}"
+    (folder / "ext.cnf").write_text("subjectAltName=" + ",".join(alt(n) for n in names) + "\n")
+    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf")
+    return [folder / n for n in ("ca.pem", "other.pem", "server.crt", "server.key")]
+
+
+@contextmanager
+def tls_forced(certificate, key):
+    """Babelfish forcing TLS with ``certificate``: its PostgreSQL side (a superuser, at
+    SO_TEST_BABELFISH_ADMIN_URL) writes the files into its data directory, sets ssl and
+    babelfishpg_tds.tds_ssl_encrypt, and restarts (Babelfish reads its TDS certificate only when
+    it starts); afterwards the settings are reset and the server restarted again."""
+    settings = {"ssl_cert_file": "so_test_server.crt", "ssl_key_file": "so_test_server.key", "ssl": "on",
+                "babelfishpg_tds.tds_ssl_encrypt": "on"}
+    with admin_session() as cur:
+        for path, name in ((certificate, "so_test_server.crt"), (key, "so_test_server.key")):
+            # line by line (PEM has no tab or backslash), into a file only the server can read
+            cur.execute("COPY (SELECT unnest(string_to_array(rtrim(%s, E'\\n'), E'\\n'))) TO PROGRAM %s",
+                        (path.read_text(), f"umask 077 && cat > {name} && chmod 600 {name}"))
+        for name, value in settings.items():
+            cur.execute(f"ALTER SYSTEM SET {name} = %s", (value,))
+        restart(cur)
+    try:
+        yield
+    finally:
+        with admin_session() as cur:
+            for name in settings:
+                cur.execute(f"ALTER SYSTEM RESET {name}")
+            restart(cur)
+
+
+@contextmanager
+def admin_session():
+    import psycopg2
+    conn = psycopg2.connect(ADMIN_URL)
+    conn.autocommit = True
+    try:
+        yield conn.cursor()
+    finally:
+        conn.close()
+
+
+def restart(cur):
+    """The server restarted by itself (pg_ctl, in the background, its log kept where it was),
+    returned once a TDS login gets through again."""
+    cur.execute("SELECT setting FROM pg_config WHERE name = 'BINDIR'")
+    bindir = cur.fetchone()[0]
+    cur.execute("SELECT current_setting('data_directory')")
+    data = cur.fetchone()[0]
+    command = (f"log=$(readlink /proc/$$/fd/2); case $log in /*) ;; *) log=/dev/null;; esac; "
+               f"setsid sh -c \"sleep 1; '{bindir}/pg_ctl' -D '{data}' -l '$log' -w restart -m fast\" "
+               "</dev/null >/dev/null 2>&1 &")      # its own session: the shutdown signals the backend's
+    cur.execute("COPY (SELECT 1) TO PROGRAM %s", (command,))
+    time.sleep(3)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            mssql_query(with_query(URL, login_timeout=2), "SELECT 1")
+            return
+        except Exception:  # noqa: BLE001 -- not up yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def with_query(url, **options):
+    parts = urlsplit(url)
+    query = "&".join(f"{k}={v}" for k, v in options.items())
+    return urlunsplit(parts._replace(query=query))
+
+
+def test_tls_forced_on_with_a_certificate_the_test_made(pair, tmp_path):
+    """TLS checked against the test's own CA: a copy goes through it; a wrong CA, a wrong name, a
+    certificate no system CA signed are each one line naming what to set; and the password is
+    in no log, no report, no marker and nowhere in the luigid UI."""
+    if not SERVER.babelfish:
+        pytest.skip("forcing TLS on SQL Server is a server setting (Configuration Manager: Force "
+                    "Encryption, with a certificate): there, run this suite with SO_TEST_MSSQL_URL="
+                    "'mssql://...?encrypt=require&ca_file=<the CA that signed it>'")
+    if not ADMIN_URL:
+        pytest.skip("TLS forced on Babelfish: set SO_TEST_BABELFISH_ADMIN_URL (postgresql://, a superuser "
+                    "on the Babelfish server's PostgreSQL side) so the test can install its certificate")
+    import subprocess
+    import sys
+    from so_luigi.errors import ConnectError
+    host = parse_url(URL).host
+    ca, other, certificate, key = make_certificates(tmp_path, [host, "localhost"])
+    with tls_forced(certificate, key):
+        def connects(**options):
+            conn = mssql_connect(with_query(URL, **options))
+            try:
+                cur = conn.cursor()
+                cur.execute("SELECT 1")
+                return cur.fetchall() == [(1,)]
+            finally:
+                conn.close()
+
+        assert connects(encrypt="require", ca_file=ca)
+        assert connects(encrypt="require", trust_server_certificate="yes")
+        assert connects(encrypt="require", ca_file=ca, certificate_hostname="localhost")
+        failures = {
+            "not signed by a CA in " + str(other): dict(encrypt="require", ca_file=other),
+            "not signed by a CA in": dict(encrypt="require"),        # the system's CAs
+            "does not name 'db.example.com'": dict(encrypt="require", ca_file=ca,
+                                                  certificate_hostname="db.example.com"),
+        }
+        for words, options in failures.items():
+            with pytest.raises(ConnectError) as err:
+                connects(**options)
+            said = str(err.value)
+            assert words in said and "\n" not in said and parse_url(URL).password not in said, said
+
+        # a whole copy through TLS, watched by a plain luigid: the password shows nowhere
+        with database("source") as (url, ep):
+            sample.fill(ep, scale=0.001, names=["Users", "Badges"], log=lambda *a: None)
+            tls_url = with_query(url, encrypt="require", ca_file=ca)
+            from so_luigi.testing.embedded import free_port
+            from test_luigid import api
+            port = free_port()
+            server = subprocess.Popen([sys.executable, "-c", "from luigi.cmdline import luigid; luigid()",
+                                       "--port", str(port), "--address", "127.0.0.1", "--state-path",
+                                       str(tmp_path / "state.pickle"), "--logdir", str(tmp_path)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                for _ in range(300):
+                    try:
+                        api(port, "task_list", {})
+                        break
+                    except OSError:
+                        time.sleep(0.1)
+                env = pair.env(SO_SOURCE_URL=tls_url)
+                run = subprocess.run([sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll",
+                                      "--scheduler-host", "127.0.0.1", "--scheduler-port", str(port),
+                                      "--workers", "2"], cwd=ROOT, env=env, capture_output=True, text=True,
+                                     timeout=600)
+                assert run.returncode == 0, run.stderr[-3000:]
+                assert run.stdout.count("ok: count+checksum") == 2, run.stdout[-3000:]
+                report = subprocess.run([sys.executable, "-m", "so_luigi", "report"], cwd=ROOT, env=env,
+                                        capture_output=True, text=True, timeout=120)
+                ui = json.dumps([api(port, "task_list", {"status": status, "upstream_status": "", "search": ""})
+                                 for status in ("DONE", "FAILED", "PENDING")])
+                ui += json.dumps(api(port, "resource_list", {}))
+            finally:
+                server.terminate()
+                server.wait(timeout=10)
+            markers = pair.query("target", "SELECT string_agg(t::text, '') FROM (SELECT * FROM so_luigi.runs) t")[0][0]
+            markers += pair.query("target", "SELECT string_agg(t::text, '') FROM (SELECT * FROM so_luigi.tables) t")[0][0]
+            assert "ReplicateAll" in ui and "Users" in ui
+            password = parse_url(URL).password
+            for where, text in (("the run's output", run.stdout + run.stderr), ("the report", report.stdout + report.stderr),
+                                ("the luigid UI", ui), ("the markers", markers)):
+                assert password not in text, where
+            assert "so_admin:***@" in run.stdout + run.stderr + report.stdout
+
+
+def test_a_named_instance_is_found_through_the_browser():
+    """``host\\INSTANCE`` (and ``instance=``) asks the SQL Server Browser (UDP 1434) for the
+    instance's port, as every SQL Server client does; here a stand-in Browser on this host answers
+    with the test server's port. An instance it does not know is one line naming it."""
+    import socket
+    import threading
+    from so_luigi.errors import ConnectError
+    base = parse_url(URL)
+    if base.host not in ("127.0.0.1", "localhost"):
+        pytest.skip("a stand-in SQL Server Browser answers only for this host: the test server is elsewhere")
+    browser = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        browser.bind(("127.0.0.1", 1434))
+    except OSError as exc:
+        pytest.skip(f"UDP 1434 is taken on this host ({exc}): a real SQL Server Browser runs here")
+    asked = []
+
+    def answer():
+        while True:
+            try:
+                data, addr = browser.recvfrom(1024)
+            except OSError:
+                return
+            if data[:1] == b"\x04":                     # CLNT_UCAST_INST: which port has this instance?
+                name = data[1:].split(b"\0")[0].decode()
+                asked.append(name)
+                if name.upper() == "SOTEST":
+                    text = (f"ServerName;SO;InstanceName;SOTEST;IsClustered;No;Version;16.0.1000.6;"
+                            f"tcp;{base.port or 1433};;").encode()
+                    browser.sendto(b"\x05" + len(text).to_bytes(2, "little") + text, addr)
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        auth = f"{base.user}:{base.password}@"
+        for url in (f"mssql://{auth}127.0.0.1%5CSOTEST/{base.database}",
+                    f"mssql://{auth}127.0.0.1/{base.database}?instance=SOTEST"):
+            assert mssql_query(url, "SELECT 1") == [(1,)]
+        assert [a.upper() for a in asked] == ["SOTEST", "SOTEST"]
+        with pytest.raises(ConnectError) as err:
+            mssql_query(f"mssql://{auth}127.0.0.1/{base.database}?instance=ELSEWHERE&login_timeout=2", "SELECT 1")
+        assert "instance 'ELSEWHERE' not found" in str(err.value) and base.password not in str(err.value)
+    finally:
+        browser.close()
+
+
+def test_query_timeout_and_read_only_intent():
+    """``query_timeout`` cancels a statement that runs longer, in one line naming the setting;
+    ``application_intent=readonly`` and ``tds_version`` are accepted by the server."""
+    from so_luigi.errors import SoLuigiError
+    from so_luigi.dialects.mssql.connection import translate
+    assert mssql_query(with_query(URL, application_intent="readonly", tds_version="7.3"), "SELECT 1") == [(1,)]
+    conn = mssql_connect(with_query(URL, query_timeout="1"))
+    try:
+        started = time.monotonic()
+        with pytest.raises(Exception) as err:      # a cross join long enough to outlast a second
+            conn.cursor().execute("SELECT COUNT_BIG(*) FROM sys.all_objects a CROSS JOIN sys.all_objects b "
+                                  "CROSS JOIN sys.all_objects c CROSS JOIN sys.all_objects d")
+        assert time.monotonic() - started < 30
+        said = translate(err.value)
+        assert isinstance(said, SoLuigiError) and "query_timeout" in str(said), said
+    finally:
+        conn.close()

@@ -3,6 +3,7 @@ DDL are what they should be, and real pymssql connection failures become one-lin
 
 These are not tests of SQL Server behaviour: tests/test_mssql_integration.py runs the same code
 against a real server when SO_TEST_MSSQL_URL is set."""
+import os
 import re
 
 import pytest
@@ -88,6 +89,71 @@ def test_login_failed_message_from_dblib_is_made_one_line():
                                            b"DB-Lib error message 20002, severity 9:\nAdaptive Server connection failed\n"))
     err = ms_connection.connect_error(exc, _ep("mssql://sa:pw@db.example:1433/so"))
     assert isinstance(err, ConnectError) and "login failed for user 'sa'" in str(err)
+
+
+@pytest.mark.parametrize("query, words", [
+    ("encrypt=maybe", "encrypt='maybe': use off or request or require"),
+    ("trust_server_certificate=perhaps", "trust_server_certificate='perhaps': use yes or no"),
+    ("ca_file=/no/such/ca.pem", "ca_file='/no/such/ca.pem' is not a readable file"),
+    ("tds_version=8.0", "tds_version='8.0': use 7.0 or 7.1"),
+    ("application_intent=read", "application_intent='read': use readwrite or readonly"),
+    ("login_timeout=soon", "login_timeout='soon': a whole number of seconds"),
+    ("query_timeout=-1", "query_timeout='-1': a whole number of seconds, 0 or more"),
+    ("timeout=5", "unknown option 'timeout' in the URL's query; use encrypt,"),
+    ("encrypt=off&trust_server_certificate=yes", "encrypt=off with certificate options"),
+    ("trust_server_certificate=yes&ca_file=system", "trust_server_certificate=yes and ca_file together"),
+    ("certificate_hostname=db", "certificate_hostname names what a checked certificate must carry"),
+    ("encrypt=require&encrypt=off", "option 'encrypt' given twice"),
+])
+def test_a_bad_connection_option_is_one_line_naming_it(query, words):
+    from so_luigi.errors import ConfigError
+    with pytest.raises(ConfigError) as info:
+        parse_url(f"mssql://sa:s3cret@db.example.com/so?{query}", "target")
+    text = str(info.value)
+    assert words in text and text.startswith("bad target URL in [target] url (or SO_TARGET_URL): "), text
+    assert "\n" not in text and "s3cret" not in text
+
+
+def test_connection_options_become_the_drivers_arguments(tmp_path, monkeypatch):
+    from so_luigi.dialects.mssql import options
+    monkeypatch.setattr(options.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.delenv("FREETDSCONF", raising=False)
+    plain = parse_url("mssql://sa:s3cret@db.example.com:1444/so?tds_version=7.3&application_intent=ReadOnly"
+                      "&login_timeout=5&query_timeout=600&encrypt=request")
+    args = options.connect_args(plain, plain.options)
+    assert args == dict(server="db.example.com", port="1444", user="sa", password="s3cret", database="so",
+                        login_timeout=5, timeout=600, read_only=True, encryption="request", tds_version="7.3")
+    for url in ("mssql://sa:pw@sql01%5CSALES/so", "mssql://sa:pw@sql01/so?instance=SALES",
+                "mssql://sa:pw@sql01\\SALES/so"):
+        named = parse_url(url)      # no port: FreeTDS asks the Browser; a port given wins
+        assert options.connect_args(named, named.options)["server"].lower() == "sql01\\sales", url
+    with_port = parse_url("mssql://sa:pw@sql01:1500/so?instance=SALES")
+    assert options.connect_args(with_port, with_port.options)["port"] == "1500"
+    from so_luigi.errors import ConfigError
+    with pytest.raises(ConfigError, match="two instances named"):
+        parse_url("mssql://sa:pw@sql01%5CSALES/so?instance=HR")
+
+    # certificate checking is only in freetds.conf: a section of so_luigi's own, no password in it
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    checked = parse_url(f"mssql://sa:s3cret@db.example.com/so?encrypt=require&ca_file={ca}"
+                        "&certificate_hostname=sql.example.com")
+    args = options.connect_args(checked, checked.options)
+    conf = open(os.environ["FREETDSCONF"]).read()
+    section = conf[conf.index(f"[{args['server']}]"):]
+    for line in ("host = db.example.com", "port = 1433", "encryption = require", f"ca file = {ca}",
+                 "check certificate hostname = yes", "certificate hostname = sql.example.com"):
+        assert f"\t{line}\n" in section, conf
+    assert "s3cret" not in conf and args["password"] == "s3cret"
+    # require checks against the system's CAs unless told to trust; request checks nothing
+    assert parse_url("mssql://sa:pw@h/so?encrypt=require").options.check_certificate
+    assert not parse_url("mssql://sa:pw@h/so?encrypt=require&trust_server_certificate=yes").options.check_certificate
+    assert not parse_url("mssql://sa:pw@h/so").options.check_certificate
+    # a second server in the same process: one file holding both sections
+    other = parse_url(f"mssql://sa:pw@other.example.com/so?ca_file={ca}")
+    name = options.connect_args(other, other.options)["server"]
+    conf = open(os.environ["FREETDSCONF"]).read()
+    assert f"[{name}]" in conf and f"[{args['server']}]" in conf
 
 
 class _Answers:

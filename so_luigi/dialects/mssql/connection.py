@@ -4,6 +4,7 @@ import re
 from contextlib import contextmanager
 
 from ...errors import ConnectError, SchemaError, SoLuigiError, TransientError
+from . import options
 
 
 def ident(name):
@@ -29,10 +30,9 @@ def percent_safe(sql):
 def connect(endpoint, autocommit=True):
     import pymssql
     url = endpoint.url
+    args = options.connect_args(url, url.options or options.Options())
     try:
-        conn = pymssql.connect(server=url.host, port=str(url.port or 1433), user=url.user,
-                               password=url.password, database=url.database, login_timeout=15,
-                               appname=f"so_luigi {endpoint.role}", charset="UTF-8",
+        conn = pymssql.connect(**args, appname=f"so_luigi {endpoint.role}", charset="UTF-8",
                                autocommit=autocommit)
     except (pymssql.OperationalError, pymssql.InterfaceError) as exc:
         raise connect_error(exc, endpoint) from None
@@ -77,11 +77,48 @@ def _message(exc):
 
 
 
+def _connects(url, opts):
+    """Whether a connection with ``opts`` instead gets through (only to explain a failure)."""
+    import pymssql
+    try:
+        pymssql.connect(**options.connect_args(url, opts), appname="so_luigi diagnosis").close()
+    except Exception:  # noqa: BLE001 -- any failure means "no"
+        return False
+    return True
+
+
+def _tls_error(where, url, opts):
+    """Why a TLS login failed, found by trying again with less checked: the CA, the name, or a
+    server that does not do TLS at all."""
+    import dataclasses
+    name = opts.certificate_hostname or url.host
+    if _connects(url, dataclasses.replace(opts, check_hostname=False)):
+        return ConnectError(f"{where}: the server's certificate does not name {name!r}: set "
+                            "certificate_hostname=<a name it carries> in the URL, or connect by that name")
+    if _connects(url, dataclasses.replace(opts, check_certificate=False, encrypt="require")):
+        return ConnectError(f"{where}: the server's certificate is not signed by a CA in "
+                            f"{opts.ca_file}: set ca_file=<the CA that signed it> in the URL "
+                            "(or trust_server_certificate=yes to encrypt unchecked)")
+    if opts.encrypt == "require" and _connects(url, dataclasses.replace(
+            opts, check_certificate=False, encrypt="")):
+        return ConnectError(f"{where}: the server does not do TLS, and the URL says encrypt=require")
+    return None
+
+
 def connect_error(exc, ep):
     import socket
-    msg = _message(exc)
+    msg = re.sub(r"Changed (language setting|database context) to '[^']*'\.?;? ?", "", _message(exc))
     url = ep.url
+    opts = url.options or options.Options()
     where = f"{ep.role} {url.redacted}"
+    if "connection failed" in msg and (opts.check_certificate or opts.encrypt == "require"):
+        found = _tls_error(where, url, opts)
+        if found:
+            return found
+    if opts.instance and not url.port and ("connection failed" in msg or "Unable to connect" in msg):
+        return ConnectError(f"{where}: instance {opts.instance!r} not found: the SQL Server Browser "
+                            f"on {url.host} (UDP 1434) gave no port for it; check the name, or give "
+                            "the instance's port in the URL")
     if "Login failed" in msg:
         return ConnectError(f"{where}: login failed for user {url.user!r}: wrong password or user "
                             f"(set [{ep.role}] url or SO_{ep.role.upper()}_URL)")
@@ -129,6 +166,9 @@ def translate(exc, role="source"):
     if number is not None and not 20000 <= number < 21000:     # the server's own (20xxx are DB-Lib's)
         msg = f"{msg} (error {number})"
     lost = re.search(r"connection|not connected|unable to connect|timed? ?out", msg, re.IGNORECASE)
+    if number in (20003, 20047) and "timed out" in msg:     # DB-Library's timer: a query_timeout
+        return TransientError(f"{role} SQL Server: a statement ran longer than the URL's query_timeout "
+                              f"(raise it, or 0 for none): {msg}")
     if number in TRANSIENT_ERRORS or (isinstance(exc, pymssql.InterfaceError) and lost):
         return TransientError(f"{role} SQL Server: connection lost, server unavailable or deadlock: {msg}")
     if "permission" in msg.lower() or "denied" in msg.lower():
