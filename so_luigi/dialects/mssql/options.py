@@ -166,14 +166,15 @@ def connect_args(url, opts):
 
 _CONF_LOCK = threading.Lock()
 _SECTIONS = {}
+_USERS_CONF = os.environ.get("FREETDSCONF")     # a freetds.conf of the user's own: copied in first
 
 
 def conf_section(url, opts):
     """The name of a freetds.conf section holding ``url``'s host and certificate checking, in a
     file of so_luigi's own that $FREETDSCONF names from then on. The file only ever grows within
     a process (a new one per set of sections), so a connection opened on another thread always
-    finds its section. A server name FreeTDS does not find there is looked up where it would be
-    without so_luigi."""
+    finds its section. A $FREETDSCONF the user had is copied in ahead of so_luigi's sections; a
+    server name FreeTDS does not find in the file is looked up in ~/.freetds.conf and the system's."""
     lines = [f"host = {url.host}", f"encryption = {opts.encrypt or 'request'}",
              f"ca file = {opts.ca_file}",
              f"check certificate hostname = {'yes' if opts.check_hostname else 'no'}"]
@@ -189,6 +190,9 @@ def conf_section(url, opts):
         if name not in _SECTIONS:
             _SECTIONS[name] = body
             text = "".join(f"[{n}]\n{b}" for n, b in sorted(_SECTIONS.items()))
+            if _USERS_CONF and os.path.isfile(_USERS_CONF):
+                with open(_USERS_CONF) as theirs:
+                    text = theirs.read() + "\n" + text
             folder = os.path.join(tempfile.gettempdir(), f"so_luigi-{os.getuid()}")
             os.makedirs(folder, mode=0o700, exist_ok=True)
             path = os.path.join(folder, f"freetds-{hashlib.sha1(text.encode()).hexdigest()[:12]}.conf")
