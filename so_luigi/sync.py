@@ -137,6 +137,95 @@ def _split_tail(conn, cur, src, dst, run_id, table, partitions, chunk_rows):
     return len(ranges)
 
 
+# --- every range of a table in one scan per side -------------------------------------------------------
+
+SCAN = "scan"
+
+
+def scan(run_id, table_name, generation):
+    """The partitions of the table still to check one by one (sync_partition): every one not
+    synced yet in this pass, less those one scan per side just found the same. That scan counts
+    and checksums every range at once on each server (figures_by_range, as the partitions' own
+    comparison computes them) and, in one destination transaction, marks the ranges that agree
+    "same" with their figures, which the table's verdict is then composed from (verify_table).
+    Where a server cannot, or the source proves ranges by rowversion, nothing is scanned."""
+    src, dst = endpoints(run_id)
+    started = time.monotonic()
+    with dst.session() as conn:
+        cur = conn.cursor()
+        table, partitions = markers.planned_table(conn, run_id, table_name)
+        done = markers.synced_steps(cur, run_id, generation, table_name)
+        ranges = markers.partition_ranges(conn, run_id, table_name)
+        method = dst.checksum_method(src, table, conn)
+        conn.rollback()
+    units = 1 if table.cut == "ctid" else partitions
+    left = [p for p in range(units) if partition_item(p) not in done]
+    cuts = _cuts(ranges) if len(ranges) == partitions else None
+    if not left or SCAN in done or cuts is None or not (src.scans_ranges(table, method) and
+                                                        dst.scans_ranges(table, method)) \
+            or src.watermark(table) is not None:
+        return left
+    source, target = both_sides(lambda: src.figures_by_range(table, cuts, method),
+                                lambda: dst.figures_by_range(table, cuts, method))
+    same = [p for p in left if source.get(p, (0, 0)) == target.get(p, (0, 0))]
+    with dst.session() as conn:
+        cur = conn.cursor()
+        markers.lock(cur, run_id, table_name, SCAN)
+        done = markers.synced_steps(cur, run_id, generation, table_name)
+        if SCAN not in done:
+            for p in same:
+                if partition_item(p) in done:
+                    continue
+                rows, checksum = source.get(p, (0, 0))
+                markers.mark_proven(cur, run_id, table_name, p, src.snapshot, None)
+                markers.insert_synced(cur, run_id, generation, table_name, partition_item(p), "same", "checksum",
+                                      rows, checksum=checksum)
+            markers.insert_synced(cur, run_id, generation, table_name, SCAN, f"{len(same)} of {len(left)} same",
+                                  "checksum", sum(n for n, _ in source.values()), seconds=time.monotonic() - started)
+            conn.commit()
+        done = markers.synced_steps(cur, run_id, generation, table_name)
+        conn.rollback()
+    log.info("sync %d: %s: %d of %d partition(s) the same in one scan per side", generation, table_name,
+             len(same), len(left))
+    return [p for p in range(units) if partition_item(p) not in done]
+
+
+def _cuts(ranges):
+    """The upper bounds closing each range but the last, when the ranges are integer ones that
+    tile the whole key (open at both ends, each starting where the one before ends); else None."""
+    if not ranges or ranges[0][0] is not None or ranges[-1][1] is not None:
+        return None
+    cuts = [hi for _, hi in ranges[:-1]]
+    if any(not isinstance(c, int) for c in cuts) or any(lo != hi for (_, hi), (lo, _) in zip(ranges, ranges[1:])):
+        return None
+    return cuts
+
+
+def composed(src, dst, conn, run_id, table_name, generation, table, partitions, method):
+    """((source count, checksum), (destination count, checksum)) of the table, composed from its
+    ranges as this pass's scan found them (the same on both sides), each range it did not find
+    the same measured again on both servers now; None when the pass scanned nothing."""
+    with conn.cursor() as cur:
+        done = markers.synced_steps(cur, run_id, generation, table_name)
+    conn.rollback()
+    if SCAN not in done:
+        return None
+    ranges = markers.partition_ranges(conn, run_id, table_name)
+    conn.rollback()
+    source, target = [0, 0], [0, 0]
+    for p, (lo, hi) in enumerate(ranges):
+        outcome, rows, checksum = done.get(partition_item(p), (None, None, None))
+        if outcome == "same" and checksum is not None:
+            figures = ((rows, checksum), (rows, checksum))
+        else:
+            figures = both_sides(lambda: src.range_figures(table, lo, hi, method),
+                                 lambda: dst.range_figures(table, lo, hi, method))
+        for side, (n, total) in zip((source, target), figures):
+            side[0] += n
+            side[1] += total
+    return tuple(source), tuple(target)
+
+
 # --- one partition ------------------------------------------------------------------------------------
 
 def sync_partition(run_id, table_name, partition, generation, buffer_mb, progress=None):
@@ -265,14 +354,20 @@ def recopy(src, dst, run_id, table, partitions, partition, lo, hi, buffer_bytes,
 
 # --- the table ------------------------------------------------------------------------------------------
 
-def judged(src, dst, conn, run_id, table_name, verify):
-    """(table, bytes loaded, verify.judge's finding) of a loaded table, measured on both servers."""
+def judged(src, dst, conn, run_id, table_name, verify, generation=None):
+    """(table, bytes loaded, verify.judge's finding) of a loaded table, measured on both servers;
+    for a sync's ``generation`` that scanned the table, composed from that scan (composed)."""
     with conn.cursor() as cur:
         table, partitions = markers.planned_table(conn, run_id, table_name)
         loaded, rows, nbytes, streamed_sum = markers.loaded_totals(cur, run_id, table_name)
     conn.rollback()
-    return table, nbytes, judge(verify, partitions, loaded, rows, streamed_sum,
-                                *table_figures(src, dst, conn, verify)(table))
+    figures = None
+    if generation is not None:
+        method = dst.checksum_method(src, table, conn)
+        figures = composed(src, dst, conn, run_id, table_name, generation, table, partitions, method)
+    if figures is None:
+        figures = table_figures(src, dst, conn, verify)(table)
+    return table, nbytes, judge(verify, partitions, loaded, rows, streamed_sum, *figures)
 
 
 def verify_table(run_id, table_name, generation, verify="full"):
@@ -284,7 +379,7 @@ def verify_table(run_id, table_name, generation, verify="full"):
     started = time.monotonic()
     with dst.session() as conn:
         cur = conn.cursor()
-        table, nbytes, found = judged(src, dst, conn, run_id, table_name, verify)
+        table, nbytes, found = judged(src, dst, conn, run_id, table_name, verify, generation)
         problem = found.problem
         if problem:
             markers.forget_synced_partitions(cur, run_id, generation, table_name)

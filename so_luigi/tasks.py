@@ -58,6 +58,10 @@ class SoTask(luigi.Task):
         Terminal errors (bad type, missing table, verification) fail at once. Every step is one
         transaction, so a retry starts from a clean state.
         """
+        return self.retried(self.do)
+
+    def retried(self, step):
+        """``step()`` as run() runs do(): translated, retried, going on at a new snapshot."""
         settings = section("retries")
 
         def say(state):
@@ -67,20 +71,21 @@ class SoTask(luigi.Task):
                                      stop=tenacity.stop_after_attempt(settings.transient + 1),
                                      wait=tenacity.wait_fixed(settings.delay_seconds),
                                      before_sleep=say, reraise=True)
-        return retrying(self.work)
+        return retrying(self.work, step)
 
-    def work(self):
-        """The task's body, with driver errors as SoLuigiErrors. A task meeting the loss of the
-        run's source snapshot goes on at a new one (once: recover.renew)."""
+    def work(self, step=None):
+        """The task's body (or ``step``), with driver errors as SoLuigiErrors. A task meeting the
+        loss of the run's source snapshot goes on at a new one (once: recover.renew)."""
+        step = step or self.do
         try:
-            return self.do()
+            return step()
         except SnapshotGone as exc:
             if exc.snapshot is None or getattr(self, "_renewed", False):
                 raise
             self._renewed = True
             log.warning("%s: source snapshot %s is gone; the run reads at %s from now on", self, exc.snapshot,
                         recover.renew(self.run_id, exc.snapshot))
-            return self.work()
+            return self.work(step)
         except Exception as exc:
             err = _translated(exc)
             if err is None:
@@ -364,7 +369,10 @@ class SyncPartition(_HowMixin, SoTask):
 
 
 class SyncTable(_HowMixin, SoTask):
-    """Every partition of a table synced, then the table verified against the source."""
+    """Every partition of a table synced, then the table verified against the source: the
+    ranges compared in one scan per side (sync.scan), the ones found to differ (or every one,
+    where a server cannot scan so) handed to Luigi as SyncPartitions (dynamic requirements),
+    then the verdict composed from that pass."""
 
     table = luigi.Parameter()
     generation = luigi.IntParameter(description="the run's sync this step belongs to")
@@ -387,9 +395,13 @@ class SyncTable(_HowMixin, SoTask):
                 _sync_plans[key] = sync.plan(self.run_id, self.table, self.generation, self.chunk_rows)
         return _sync_plans[key]
 
-    def requires(self):
-        return [SyncPartition(run_id=self.run_id, table=self.table, partition=i, generation=self.generation,
-                              weight=mb, **_how(self)) for i, mb in enumerate(self.weights)]
+    def run(self):
+        weights = self.retried(lambda: sync.plan(self.run_id, self.table, self.generation, self.chunk_rows))
+        left = self.retried(lambda: sync.scan(self.run_id, self.table, self.generation))
+        if left:
+            yield [SyncPartition(run_id=self.run_id, table=self.table, partition=i, generation=self.generation,
+                                 weight=weights[i] if i < len(weights) else 0, **_how(self)) for i in left]
+        return super().run()
 
     def output(self):
         return targets.MarkerTarget("synced", self.run_id, self.generation, self.table, "table")

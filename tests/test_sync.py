@@ -145,3 +145,68 @@ def test_tables_new_in_the_source_are_copied_and_gone_ones_reported(copied):
     assert "Fresh" in out.stdout and "copied whole" in out.stdout
     assert "gone from the source, left in the destination: Small" in out.stdout
     assert pair.query("target", 'SELECT count(*) FROM "Small"') == [(50,)]
+
+
+def scans(pair, which, table):
+    """Sequential scans of ``table`` so far (each backend's counts are in once it exits)."""
+    return pair.query(which, "SELECT pg_stat_clear_snapshot(); SELECT seq_scan FROM pg_stat_user_tables "
+                             "WHERE relname = %s", (table,))[0][0]
+
+
+def test_a_sync_reads_each_side_of_a_table_once(copied):
+    """Every range of a table compared in one scan per side, the ranges found the same marked so
+    with their figures, and the table's verdict composed from them: a sync that finds nothing
+    changed scans each side of Big once (the first copy's verification would be a second), and
+    runs no task per partition (NoKey, cut by heap position, is still checked whole)."""
+    pair = copied
+    before = {w: scans(pair, w, "Big") for w in ("source", "target")}
+    out = run(pair, "--sync")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "nothing to do" in out.stdout
+    assert {w: scans(pair, w, "Big") - before[w] for w in before} == {"source": 1, "target": 1}
+    assert "table=Big, partition" not in out.stderr and "table=Small, partition" not in out.stderr
+    assert "SyncTable(run_id=default, table=Big" in out.stderr
+    steps = synced(pair, 1)
+    assert steps[("Big", "scan")][0] == "5 of 5 same"
+    assert steps[("Big", "table")][0] == "ok: count+checksum"
+    # the ranges' figures add up to the table's, as a full verification computes it
+    parts = pair.query("target", "SELECT sum(rows), sum(checksum) FROM so_luigi.synced WHERE table_name = 'Big' "
+                                 "AND item LIKE 'partition %%'")[0]
+    figures = pair.query("target", "SELECT source_checksum, target_checksum, rows FROM so_luigi.tables "
+                                   "WHERE table_name = 'Big'")[0]
+    assert parts == (figures[2], figures[0]) and figures[0] == figures[1]
+
+    # changed: only the differing ranges become tasks; the rest keep the scan's verdict
+    change_source(pair)
+    out = run(pair, "--sync")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert_exact(pair)
+    steps = synced(pair, 2)
+    assert steps[("Big", "scan")][0] == "2 of 6 same"
+    ran = {int(p) for p in __import__("re").findall(r"SyncPartition\([^)]*table=Big, partition=(\d+)", out.stderr)}
+    assert ran == {0, 2, 4, 5}, out.stderr[-3000:]
+
+
+@pytest.mark.parametrize("cuts", [[], [-5], [0, 10, 11, 40], [-100, 100]])
+def test_every_range_in_one_scan_equals_each_range_alone(pair, cuts):
+    """figures_by_range's buckets are the partitions' (lo, hi] ranges, on both dialect sides:
+    negative keys, a key on a cut, empty ranges, one range."""
+    from so_luigi.dialects.postgres.destination import PostgresDestination
+    from so_luigi.dialects.postgres.source import PostgresSource
+    from so_luigi.dialects.base import Table
+    for which in ("source", "target"):
+        pair.query(which, 'CREATE TABLE "K" (id int PRIMARY KEY, v text); '
+                          "INSERT INTO \"K\" SELECT g, md5(g::text) FROM generate_series(-20, 50) g WHERE g % 7 <> 3")
+    src, dst = PostgresSource(pair.source()), PostgresDestination(pair.target())
+    with src.session() as conn:
+        table = src.describe(conn, src.find_tables(conn, ["K"])[0])
+    assert isinstance(table, Table) and table.int_key == "id"
+    with dst.session() as conn:
+        method = dst.checksum_method(src, table, conn)
+    edges = [None] + cuts + [None]
+    ranges = list(zip(edges[:-1], edges[1:]))
+    for side in (src, dst):
+        found = side.figures_by_range(table, cuts, method)
+        alone = {i: side.range_figures(table, lo, hi, method) for i, (lo, hi) in enumerate(ranges)}
+        assert {i: f for i, f in alone.items() if f[0]} == found
+        assert sum(n for n, _ in found.values()) == pair.query("source", 'SELECT count(*) FROM "K"')[0][0] == 64

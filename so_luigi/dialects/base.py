@@ -445,6 +445,16 @@ class Source(_Database):
         """(count, checksum by ``method``) of one partition, computed by the server."""
         raise NotImplementedError
 
+    def scans_ranges(self, table, method):
+        """Whether figures_by_range can compare this table's ranges in one scan."""
+        return False
+
+    def figures_by_range(self, table, cuts, method):
+        """{range number: (count, checksum by ``method``)} of every range of the table's integer
+        key that ``cuts`` (ascending; range i is (cuts[i-1], cuts[i]]) make, in one scan; a range
+        without rows is absent. Only where scans_ranges (else each range is read alone)."""
+        raise NotImplementedError
+
     def tail(self, conn, table, after, step):
         """(rows with an integer key above ``after`` (None: all), the keys closing each full
         ``step`` of them): where a sync plans rows past the old last key."""
@@ -557,6 +567,13 @@ class Destination(_Database):
     # re-syncing (so_luigi.sync)
     def range_figures(self, table, lo, hi, method):
         """(count, checksum) of one stored partition, as ``figures`` computes the table's."""
+        raise NotImplementedError
+
+    def scans_ranges(self, table, method):
+        return False
+
+    def figures_by_range(self, table, cuts, method):
+        """As Source.figures_by_range, of the stored rows."""
         raise NotImplementedError
 
     def source_figures(self, source, table, lo, hi, method, buffer_bytes):

@@ -410,19 +410,37 @@ def is_synced(cur, run_id, generation, table, item, any_pass=False):
 
 
 def insert_synced(cur, run_id, generation, table, item, outcome, proof=None, rows=None, changes=(0, 0, 0),
-                  seconds=0.0):
-    """A done step of the sync, in its current pass; ``changes``: rows (inserted, updated, deleted)."""
+                  seconds=0.0, checksum=None):
+    """A done step of the sync, in its current pass; ``changes``: rows (inserted, updated, deleted);
+    ``checksum``: a range's, found the same on both sides."""
     cur.execute(f"INSERT INTO {m()}.synced (run_id, generation, pass, table_name, item, outcome, proof, rows, "
-                "inserted, updated, deleted, seconds) "
-                f"SELECT run_id, generation, pass, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM {m()}.syncs "
+                "inserted, updated, deleted, seconds, checksum) "
+                f"SELECT run_id, generation, pass, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM {m()}.syncs "
                 "WHERE run_id = %s AND generation = %s",
-                (table, item, outcome, proof, rows, *changes, seconds, run_id, generation))
+                (table, item, outcome, proof, rows, *changes, seconds, checksum, run_id, generation))
+
+
+def synced_steps(cur, run_id, generation, table):
+    """{item: (outcome, rows, checksum)} of the table's steps in the sync's current pass."""
+    cur.execute(f"SELECT s.item, s.outcome, s.rows, s.checksum FROM {m()}.synced s JOIN {m()}.syncs g "
+                "ON g.run_id = s.run_id AND g.generation = s.generation AND g.pass = s.pass "
+                "WHERE s.run_id = %s AND s.generation = %s AND s.table_name = %s", (run_id, generation, table))
+    return {item: (outcome, rows, None if checksum is None else int(checksum))
+            for item, outcome, rows, checksum in cur.fetchall()}
+
+
+def partition_ranges(conn, run_id, table):
+    """[(lo, hi)] of the table's planned partitions, in order."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT lo, hi, lo_key, hi_key FROM {m()}.partitions WHERE run_id = %s AND table_name = %s "
+                    "ORDER BY partition", (run_id, table))
+        return [_bounds(*row) for row in cur.fetchall()]
 
 
 def forget_synced_partitions(cur, run_id, generation, table):
-    """The table's partitions are checked again (its verification after the sync failed)."""
+    """The table's partitions are checked again, scan and all (its verification after the sync failed)."""
     cur.execute(f"DELETE FROM {m()}.synced WHERE run_id = %s AND generation = %s AND table_name = %s "
-                "AND item LIKE 'partition %%'", (run_id, generation, table))
+                "AND (item LIKE 'partition %%' OR item = 'scan')", (run_id, generation, table))
 
 
 def finish_sync(cur, run_id, generation):
@@ -454,8 +472,8 @@ def sync_figures(conn, run_id, generation):
             t["seconds"] += float(seconds)
         elif item == "plan":
             t["split"] = int(nrows or 0)      # new partitions planned past the old last key
-        elif item == "table" and current:
-            t["verdict"] = outcome
+        elif item in ("table", "scan") and current:
+            t["verdict"] = outcome if item == "table" else t["verdict"]
             t["seconds"] += float(seconds)
     return out
 

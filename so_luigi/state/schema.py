@@ -177,6 +177,11 @@ MIGRATIONS = (
             col("snapshot", "text:200"),                # verified at
         )),
     )),
+    Migration(6, "a sync's checksum of each range found the same (a table's verdict composed from one scan per side)", (
+        Table("synced", (
+            col("checksum", "checksum"),                # the range's, both sides (found the same)
+        )),
+    )),
 )
 
 VERSION = MIGRATIONS[-1].version

@@ -87,3 +87,18 @@ def row_checksum_sql(schema, name, method="text", table=None):
     else:
         row = "hashtextextended(r::text, 0)"
     return f"SELECT count(*), coalesce(sum({row}), 0) FROM {qualified(schema, name)} r"
+
+
+
+def by_range_sql(figures_sql, key):
+    """``figures_sql`` (SELECT count(*), sum FROM ...) per range of the integer ``key`` that a
+    list of cuts makes, in one scan: range i holds (cuts[i-1], cuts[i]], which width_bucket (lower
+    bound inclusive) finds with the thresholds cut + 1, the one parameter (``thresholds``). The
+    SQL takes parameters, so a '%' of a name is doubled."""
+    head, rest = figures_sql.split(" ", 1)
+    return (f"{head} width_bucket({ident(key)}::bigint, %s::bigint[]), {rest} GROUP BY 1").replace(
+        "%", "%%").replace("%%s::bigint[]", "%s::bigint[]")
+
+
+def thresholds(cuts):
+    return [int(c) + 1 for c in cuts]

@@ -137,6 +137,15 @@ class PostgresSource(Source):
             count, total = cur.fetchone()
         return int(count), int(total)
 
+    def scans_ranges(self, table, method):
+        return bool(method) and table.int_key is not None and table.cut != "ctid"
+
+    def figures_by_range(self, table, cuts, method):
+        sql = checksum.by_range_sql(checksum.row_checksum_sql(table.schema, table.name, method, table), table.int_key)
+        with self.session() as conn, conn.cursor() as cur:
+            cur.execute(sql, (checksum.thresholds(cuts),))
+            return {int(b): (int(n), int(total)) for b, n, total in cur.fetchall()}
+
     def tail(self, conn, table, after, step):
         return catalog.tail_boundaries(conn, table, after, step)
 
