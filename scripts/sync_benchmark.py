@@ -190,13 +190,16 @@ def main():
           f"(--chunk-mb {args.chunk_mb} --chunk-rows {args.chunk_rows}), "
           f"{args.workers} at a time, {os.cpu_count()} cores; every step's destination compared with the source "
           "(count and checksum per table) after it ran: equal")
-    print(f"{'step':<40} {'seconds':>8} {'vs raw':>7} {'peak RSS':>9} {'changed in the source':>32}")
+    full = steps["full copy (streaming, full verify)"]["seconds"]
+    print(f"{'step':<40} {'seconds':>8} {'vs raw':>7} {'vs copy':>8} {'peak RSS':>9} {'changed in the source':>32}")
     for label, s in steps.items():
         s["ratio"] = s["seconds"] / base
+        s["ratio_to_full_copy"] = s["seconds"] / full
         rss = f"{s['peak_rss_mb']:.0f} MB" if s.get("peak_rss_mb") else "-"
         what = (f"{s['rows_changed']} rows ({s['partitions_changed']} partitions updated)"
                 if s.get("partitions_changed") is not None else "")
-        print(f"{label:<40} {s['seconds']:>8.1f} {s['ratio']:>6.2f}x {rss:>9} {what:>32}")
+        print(f"{label:<40} {s['seconds']:>8.1f} {s['ratio']:>6.2f}x {s['ratio_to_full_copy']:>7.2f}x {rss:>9} "
+              f"{what:>32}")
         if s.get("report"):
             print(f"{'':<40} so_luigi said: {s['report']}")
     os.makedirs(args.out, exist_ok=True)

@@ -180,6 +180,11 @@ def scan(run_id, table_name, generation):
                 markers.mark_proven(cur, run_id, table_name, p, src.snapshot, None)
                 markers.insert_synced(cur, run_id, generation, table_name, partition_item(p), "same", "checksum",
                                       rows, checksum=checksum)
+            for p in left:                  # the source's figures of a range that differs: its recopy's due
+                if p not in same and f"{SCAN} {p}" not in done:
+                    rows, checksum = source.get(p, (0, 0))
+                    markers.insert_synced(cur, run_id, generation, table_name, f"{SCAN} {p}", "differs", "checksum",
+                                          rows, checksum=checksum)
             markers.insert_synced(cur, run_id, generation, table_name, SCAN, f"{len(same)} of {len(left)} same",
                                   "checksum", sum(n for n, _ in source.values()), seconds=time.monotonic() - started)
             conn.commit()
@@ -203,8 +208,9 @@ def _cuts(ranges):
 
 def composed(src, dst, conn, run_id, table_name, generation, table, partitions, method):
     """((source count, checksum), (destination count, checksum)) of the table, composed from its
-    ranges as this pass's scan found them (the same on both sides), each range it did not find
-    the same measured again on both servers now; None when the pass scanned nothing."""
+    ranges as this pass proved them equal on both sides (found the same by its scan, or recopied
+    and checked against the scan's source figures before committing), any other range measured
+    again on both servers now; None when the pass scanned nothing."""
     with conn.cursor() as cur:
         done = markers.synced_steps(cur, run_id, generation, table_name)
     conn.rollback()
@@ -215,7 +221,7 @@ def composed(src, dst, conn, run_id, table_name, generation, table, partitions, 
     source, target = [0, 0], [0, 0]
     for p, (lo, hi) in enumerate(ranges):
         outcome, rows, checksum = done.get(partition_item(p), (None, None, None))
-        if outcome == "same" and checksum is not None:
+        if outcome in ("same", "recopied") and checksum is not None:       # both sides, proven equal
             figures = ((rows, checksum), (rows, checksum))
         else:
             figures = both_sides(lambda: src.range_figures(table, lo, hi, method),
@@ -239,9 +245,12 @@ def sync_partition(run_id, table_name, partition, generation, buffer_mb, progres
     if whole:
         lo = hi = None
     watermark = src.watermark(table)                 # before any read of the range
+    due = None
     if stored is not None and watermark is not None and not whole:
         rows, changed = src.changed_since(table, lo, hi, stored[1])
         proof, same = "rowversion", rows == stored[0] and changed == 0
+    elif (due := scan_said(dst, run_id, generation, table_name, partition)) is not None:
+        (rows, _), same, proof = due, False, "checksum"     # this pass's scan found the range differing
     else:
         rows, same = compare_range(src, dst, table, lo, hi, method, buffer_bytes)
         proof = "checksum"
@@ -261,8 +270,19 @@ def sync_partition(run_id, table_name, partition, generation, buffer_mb, progres
         return "same"
     if progress is not None:
         progress.expected = rows
+    due = due if proof == "checksum" and src.snapshot is not None and not whole else None
     return _recopy(src, dst, run_id, generation, table, partitions, partition, lo, hi, proof, buffer_bytes,
-                   progress, started)
+                   progress, started, method, due)
+
+
+def scan_said(dst, run_id, generation, table_name, partition):
+    """(rows, checksum) of the source's range as this pass's scan found it, differing from the
+    destination's; None when the pass did not scan the table."""
+    with dst.session() as conn:
+        done = markers.synced_steps(conn.cursor(), run_id, generation, table_name)
+        conn.rollback()
+    found = done.get(f"{SCAN} {partition}")
+    return None if SCAN not in done or found is None else (found[1], found[2])
 
 
 def planned_range(src, dst, run_id, table_name, partition):
@@ -297,13 +317,21 @@ def _claim(conn, cur, run_id, generation, table_name, partition):
 
 
 def _recopy(src, dst, run_id, generation, table, partitions, partition, lo, hi, proof, buffer_bytes, progress,
-            started):
-    """The range recopied (``recopy``) under the sync's claim, with its proof and synced markers."""
+            started, method=None, due=None):
+    """The range recopied (``recopy``) under the sync's claim, with its proof and synced markers.
+    ``due``: the source's (rows, checksum) of the range as the pass's scan found it at the sync's
+    snapshot; the recopied range must hold the same before it commits, and the figures are kept
+    for the table's verdict (composed)."""
     def record(cur, written, changes):
         if watermark is not None:
             markers.record_proof(cur, run_id, table.run_name, partition, written.rows, watermark)
+        if due is not None and dst.range_figures(table, lo, hi, method, cur) != due:
+            raise VerificationError(f"{table.run_name} partition {partition}: the recopied range does not hold the "
+                                    f"rows the sync's scan found in the source ({due[0]} rows, checksum {due[1]}): "
+                                    "rerun the same command")
         markers.insert_synced(cur, run_id, generation, table.run_name, partition_item(partition), "recopied", proof,
-                              written.rows, changes, time.monotonic() - started)
+                              written.rows, changes, time.monotonic() - started,
+                              checksum=None if due is None else due[1])
     watermark = None if table.cut == "ctid" else src.watermark(table)
     done = recopy(src, dst, run_id, table, partitions, partition, lo, hi, buffer_bytes, progress, started,
                   lambda conn, cur: _claim(conn, cur, run_id, generation, table.run_name, partition), record)

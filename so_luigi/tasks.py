@@ -340,7 +340,7 @@ class ForeignKey(_HowMixin, SoTask):
 
 # --- re-sync (so_luigi.sync) -----------------------------------------------------------------------
 
-_sync_plans = {}    # (run_id, generation, table) -> weights of the units a sync checks
+_sync_plans = {}    # (run_id, generation, table) -> weights of the units a sync checks, planned while scheduling
 
 
 class SyncPartition(_HowMixin, SoTask):
@@ -379,24 +379,20 @@ class SyncTable(_HowMixin, SoTask):
 
     @property
     def priority(self):
+        """Just above the biggest unit: as planned while ReplicateAll was scheduled (every table
+        side by side), else the stored plan's, read only."""
         try:
-            return max(self.weights, default=0) + 1
-        except Exception:  # noqa: BLE001 -- reported once, by requires()
+            weights = _sync_plans.get((self.run_id, self.generation, self.table))
+            if weights is None:
+                with plainly():
+                    weights = planned_weights(self.run_id, self.table) or []
+            return max(weights, default=0) + 1
+        except Exception:  # noqa: BLE001 -- the run's checks say what is wrong
             return 0
 
-    @property
-    def weights(self):
-        """Expected MB of each unit checked (planning rows past the old last key first)."""
-        key = (self.run_id, self.generation, self.table)
-        if key not in _sync_plans:
-            with plainly():
-                if not a_worker_is_scheduling():
-                    return planned_weights(self.run_id, self.table) or []
-                _sync_plans[key] = sync.plan(self.run_id, self.table, self.generation, self.chunk_rows)
-        return _sync_plans[key]
-
     def run(self):
-        weights = self.retried(lambda: sync.plan(self.run_id, self.table, self.generation, self.chunk_rows))
+        weights = _sync_plans.get((self.run_id, self.generation, self.table)) or \
+            self.retried(lambda: sync.plan(self.run_id, self.table, self.generation, self.chunk_rows))
         left = self.retried(lambda: sync.scan(self.run_id, self.table, self.generation))
         if left:
             yield [SyncPartition(run_id=self.run_id, table=self.table, partition=i, generation=self.generation,

@@ -185,6 +185,12 @@ def test_a_sync_reads_each_side_of_a_table_once(copied):
     assert steps[("Big", "scan")][0] == "2 of 6 same"
     ran = {int(p) for p in __import__("re").findall(r"SyncPartition\([^)]*table=Big, partition=(\d+)", out.stderr)}
     assert ran == {0, 2, 4, 5}, out.stderr[-3000:]
+    # each recopy held what the scan found in the source before it committed, and says so
+    due = dict(pair.query("target", "SELECT item, checksum FROM so_luigi.synced WHERE generation = 2 AND "
+                                    "table_name = 'Big' AND item LIKE 'scan %%'"))
+    recopied = dict(pair.query("target", "SELECT item, checksum FROM so_luigi.synced WHERE generation = 2 AND "
+                                         "table_name = 'Big' AND outcome = 'recopied'"))
+    assert {k.replace("scan", "partition"): v for k, v in due.items()} == recopied and None not in recopied.values()
 
 
 @pytest.mark.parametrize("cuts", [[], [-5], [0, 10, 11, 40], [-100, 100]])

@@ -440,7 +440,7 @@ def partition_ranges(conn, run_id, table):
 def forget_synced_partitions(cur, run_id, generation, table):
     """The table's partitions are checked again, scan and all (its verification after the sync failed)."""
     cur.execute(f"DELETE FROM {m()}.synced WHERE run_id = %s AND generation = %s AND table_name = %s "
-                "AND (item LIKE 'partition %%' OR item = 'scan')", (run_id, generation, table))
+                "AND (item LIKE 'partition %%' OR item LIKE 'scan%%')", (run_id, generation, table))
 
 
 def finish_sync(cur, run_id, generation):
