@@ -341,6 +341,10 @@ class ForeignKey(_HowMixin, SoTask):
 # --- re-sync (so_luigi.sync) -----------------------------------------------------------------------
 
 _sync_plans = {}    # (run_id, generation, table) -> weights of the units a sync checks, planned while scheduling
+# up to this many ranges a table's scan found differing are recopied by its SyncTable itself, one
+# after another: each task of its own costs a process, its sessions and a scheduler round trip,
+# more than a small range's recopy; more are spread over the workers as SyncPartitions
+INLINE_RECOPIES = 4
 
 
 class SyncPartition(_HowMixin, SoTask):
@@ -394,6 +398,15 @@ class SyncTable(_HowMixin, SoTask):
         weights = _sync_plans.get((self.run_id, self.generation, self.table)) or \
             self.retried(lambda: sync.plan(self.run_id, self.table, self.generation, self.chunk_rows))
         left = self.retried(lambda: sync.scan(self.run_id, self.table, self.generation))
+        if left and len(left) <= INLINE_RECOPIES and self.retried(
+                lambda: sync.scan_said(load.endpoints()[1], self.run_id, self.generation, self.table, left[0])):
+            for i in left:          # a few ranges the scan found differing: recopied here, one by one
+                progress = Progress(self, f"{self.table} partition {i}")
+                outcome = self.retried(lambda: sync.sync_partition(self.run_id, self.table, i, self.generation,
+                                                                   self.buffer_mb, progress))
+                if outcome:
+                    progress.finish(f"{self.table} partition {i}: {outcome}")
+            left = []
         if left:
             yield [SyncPartition(run_id=self.run_id, table=self.table, partition=i, generation=self.generation,
                                  weight=weights[i] if i < len(weights) else 0, **_how(self)) for i in left]

@@ -176,21 +176,32 @@ def test_a_sync_reads_each_side_of_a_table_once(copied):
                                    "WHERE table_name = 'Big'")[0]
     assert parts == (figures[2], figures[0]) and figures[0] == figures[1]
 
-    # changed: only the differing ranges become tasks; the rest keep the scan's verdict
+    # changed: only the differing ranges are recopied (a few: by the table's own task); the rest
+    # keep the scan's verdict
     change_source(pair)
     out = run(pair, "--sync")
     assert out.returncode == 0, out.stderr[-3000:]
     assert_exact(pair)
     steps = synced(pair, 2)
     assert steps[("Big", "scan")][0] == "2 of 6 same"
-    ran = {int(p) for p in __import__("re").findall(r"SyncPartition\([^)]*table=Big, partition=(\d+)", out.stderr)}
-    assert ran == {0, 2, 4, 5}, out.stderr[-3000:]
+    assert {i for (t, i), v in steps.items() if t == "Big" and v[0] == "recopied"} == \
+        {"partition 0", "partition 2", "partition 4", "partition 5"}
+    assert "table=Big, partition" not in out.stderr
     # each recopy held what the scan found in the source before it committed, and says so
     due = dict(pair.query("target", "SELECT item, checksum FROM so_luigi.synced WHERE generation = 2 AND "
                                     "table_name = 'Big' AND item LIKE 'scan %%'"))
     recopied = dict(pair.query("target", "SELECT item, checksum FROM so_luigi.synced WHERE generation = 2 AND "
                                          "table_name = 'Big' AND outcome = 'recopied'"))
     assert {k.replace("scan", "partition"): v for k, v in due.items()} == recopied and None not in recopied.values()
+
+    # more differing ranges than a table's task recopies itself: spread over the workers as tasks
+    pair.query("source", 'UPDATE "Big" SET n = n + 1 WHERE "Id" IN (1, 4001, 8001, 12001, 16001)')
+    out = run(pair, "--sync")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert_exact(pair)
+    ran = {int(p) for p in __import__("re").findall(r"SyncPartition\([^)]*table=Big, partition=(\d+)", out.stderr)}
+    assert ran == {0, 1, 2, 3, 4}, out.stderr[-3000:]
+    assert synced(pair, 3)[("Big", "table")][0] == "ok: count+checksum"
 
 
 @pytest.mark.parametrize("cuts", [[], [-5], [0, 10, 11, 40], [-100, 100]])
