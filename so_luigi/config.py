@@ -117,7 +117,7 @@ class DbUrl:
     port: int
     database: str
     query: tuple = ()
-    options: object = None          # a SQL Server URL's checked query (dialects.mssql.options)
+    options: object = None          # a SQL Server URL's checked query (mssql_options)
 
     @property
     def redacted(self):
@@ -155,7 +155,7 @@ def parse_url(url, role="source"):
     if dialect == "mssql":
         if not host:
             raise ConfigError(f"bad {role} URL in {where}: mssql:// needs a host")
-        from .dialects.mssql import options as mssql_options
+        from . import mssql_options
         host, options = mssql_options.parse(query, host, f"bad {role} URL in {where}")
     return DbUrl(raw=url, dialect=dialect, user=unquote(parts.username or ""),
                  password=unquote(parts.password or ""), host=host, port=port or 0,

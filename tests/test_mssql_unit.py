@@ -115,7 +115,7 @@ def test_a_bad_connection_option_is_one_line_naming_it(query, words):
 
 
 def test_connection_options_become_the_drivers_arguments(tmp_path, monkeypatch):
-    from so_luigi.dialects.mssql import options
+    from so_luigi import mssql_options as options
     monkeypatch.setattr(options.tempfile, "gettempdir", lambda: str(tmp_path))
     monkeypatch.delenv("FREETDSCONF", raising=False)
     plain = parse_url("mssql://sa:s3cret@db.example.com:1444/so?tds_version=7.3&application_intent=ReadOnly"

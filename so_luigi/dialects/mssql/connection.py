@@ -4,7 +4,7 @@ import re
 from contextlib import contextmanager
 
 from ...errors import ConnectError, SchemaError, SoLuigiError, TransientError
-from . import options
+from ... import mssql_options as options
 
 
 def ident(name):

@@ -15,7 +15,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 
-from ...errors import ConfigError
+from .errors import ConfigError
 
 # name -> (values, what it does): the README's table is written from the same words
 OPTIONS = {
