@@ -143,8 +143,9 @@ SCAN = "scan"
 
 
 def scan(run_id, table_name, generation):
-    """The partitions of the table still to check one by one (sync_partition): every one not
-    synced yet in this pass, less those one scan per side just found the same. That scan counts
+    """(the partitions of the table still to check one by one (sync_partition), whether this
+    pass's scan found them differing): every one not synced yet in this pass, less those one scan
+    per side found the same. That scan counts
     and checksums every range at once on each server (figures_by_range, as the partitions' own
     comparison computes them) and, in one destination transaction, marks the ranges that agree
     "same" with their figures, which the table's verdict is then composed from (verify_table).
@@ -161,28 +162,26 @@ def scan(run_id, table_name, generation):
     units = 1 if table.cut == "ctid" else partitions
     left = [p for p in range(units) if partition_item(p) not in done]
     cuts = _cuts(ranges) if len(ranges) == partitions else None
-    if not left or SCAN in done or cuts is None or not (src.scans_ranges(table, method) and
-                                                        dst.scans_ranges(table, method)) \
+    if SCAN in done or not left:
+        return left, SCAN in done
+    if cuts is None or not (src.scans_ranges(table, method) and dst.scans_ranges(table, method)) \
             or src.watermark(table) is not None:
-        return left
+        return left, False
     source, target = both_sides(lambda: src.figures_by_range(table, cuts, method),
                                 lambda: dst.figures_by_range(table, cuts, method))
-    same = [p for p in left if source.get(p, (0, 0)) == target.get(p, (0, 0))]
+    same = {p for p in left if source.get(p, (0, 0)) == target.get(p, (0, 0))}
     with dst.session() as conn:
         cur = conn.cursor()
         markers.lock(cur, run_id, table_name, SCAN)
         done = markers.synced_steps(cur, run_id, generation, table_name)
         if SCAN not in done:
-            for p in same:
-                if partition_item(p) in done:
-                    continue
+            for p in left:
                 rows, checksum = source.get(p, (0, 0))
-                markers.mark_proven(cur, run_id, table_name, p, src.snapshot, None)
-                markers.insert_synced(cur, run_id, generation, table_name, partition_item(p), "same", "checksum",
-                                      rows, checksum=checksum)
-            for p in left:                  # the source's figures of a range that differs: its recopy's due
-                if p not in same and f"{SCAN} {p}" not in done:
-                    rows, checksum = source.get(p, (0, 0))
+                if p in same and partition_item(p) not in done:
+                    markers.mark_proven(cur, run_id, table_name, p, src.snapshot, None)
+                    markers.insert_synced(cur, run_id, generation, table_name, partition_item(p), "same", "checksum",
+                                          rows, checksum=checksum)
+                elif p not in same and f"{SCAN} {p}" not in done:   # the source's figures: its recopy's due
                     markers.insert_synced(cur, run_id, generation, table_name, f"{SCAN} {p}", "differs", "checksum",
                                           rows, checksum=checksum)
             markers.insert_synced(cur, run_id, generation, table_name, SCAN, f"{len(same)} of {len(left)} same",
@@ -192,7 +191,7 @@ def scan(run_id, table_name, generation):
         conn.rollback()
     log.info("sync %d: %s: %d of %d partition(s) the same in one scan per side", generation, table_name,
              len(same), len(left))
-    return [p for p in range(units) if partition_item(p) not in done]
+    return [p for p in range(units) if partition_item(p) not in done], True
 
 
 def _cuts(ranges):
@@ -206,7 +205,7 @@ def _cuts(ranges):
     return cuts
 
 
-def composed(src, dst, conn, run_id, table_name, generation, table, partitions, method):
+def composed(src, dst, conn, run_id, table_name, generation, table):
     """((source count, checksum), (destination count, checksum)) of the table, composed from its
     ranges as this pass proved them equal on both sides (found the same by its scan, or recopied
     and checked against the scan's source figures before committing), any other range measured
@@ -216,6 +215,7 @@ def composed(src, dst, conn, run_id, table_name, generation, table, partitions, 
     conn.rollback()
     if SCAN not in done:
         return None
+    method = dst.checksum_method(src, table, conn)
     ranges = markers.partition_ranges(conn, run_id, table_name)
     conn.rollback()
     source, target = [0, 0], [0, 0]
@@ -270,7 +270,8 @@ def sync_partition(run_id, table_name, partition, generation, buffer_mb, progres
         return "same"
     if progress is not None:
         progress.expected = rows
-    due = due if proof == "checksum" and src.snapshot is not None and not whole else None
+    if src.snapshot is None:        # read live: the scan's figures may not be the source's now
+        due = None
     return _recopy(src, dst, run_id, generation, table, partitions, partition, lo, hi, proof, buffer_bytes,
                    progress, started, method, due)
 
@@ -389,10 +390,7 @@ def judged(src, dst, conn, run_id, table_name, verify, generation=None):
         table, partitions = markers.planned_table(conn, run_id, table_name)
         loaded, rows, nbytes, streamed_sum = markers.loaded_totals(cur, run_id, table_name)
     conn.rollback()
-    figures = None
-    if generation is not None:
-        method = dst.checksum_method(src, table, conn)
-        figures = composed(src, dst, conn, run_id, table_name, generation, table, partitions, method)
+    figures = None if generation is None else composed(src, dst, conn, run_id, table_name, generation, table)
     if figures is None:
         figures = table_figures(src, dst, conn, verify)(table)
     return table, nbytes, judge(verify, partitions, loaded, rows, streamed_sum, *figures)

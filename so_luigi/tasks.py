@@ -365,11 +365,15 @@ class SyncPartition(_HowMixin, SoTask):
                                     sync.partition_item(self.partition))
 
     def do(self):
-        progress = Progress(self, f"{self.table} partition {self.partition}")
-        outcome = sync.sync_partition(self.run_id, self.table, self.partition, self.generation, self.buffer_mb,
-                                      progress)
-        if outcome:
-            progress.finish(f"{self.table} partition {self.partition}: {outcome}")
+        sync_one(self, self.table, self.partition, self.generation)
+
+
+def sync_one(task, table, partition, generation):
+    """One partition synced (sync.sync_partition) with its progress shown on ``task``."""
+    progress = Progress(task, f"{table} partition {partition}")
+    outcome = sync.sync_partition(task.run_id, table, partition, generation, task.buffer_mb, progress)
+    if outcome:
+        progress.finish(f"{table} partition {partition}: {outcome}")
 
 
 class SyncTable(_HowMixin, SoTask):
@@ -397,15 +401,10 @@ class SyncTable(_HowMixin, SoTask):
     def run(self):
         weights = _sync_plans.get((self.run_id, self.generation, self.table)) or \
             self.retried(lambda: sync.plan(self.run_id, self.table, self.generation, self.chunk_rows))
-        left = self.retried(lambda: sync.scan(self.run_id, self.table, self.generation))
-        if left and len(left) <= INLINE_RECOPIES and self.retried(
-                lambda: sync.scan_said(load.endpoints()[1], self.run_id, self.generation, self.table, left[0])):
+        left, differing = self.retried(lambda: sync.scan(self.run_id, self.table, self.generation))
+        if differing and len(left) <= INLINE_RECOPIES:
             for i in left:          # a few ranges the scan found differing: recopied here, one by one
-                progress = Progress(self, f"{self.table} partition {i}")
-                outcome = self.retried(lambda: sync.sync_partition(self.run_id, self.table, i, self.generation,
-                                                                   self.buffer_mb, progress))
-                if outcome:
-                    progress.finish(f"{self.table} partition {i}: {outcome}")
+                self.retried(lambda: sync_one(self, self.table, i, self.generation))
             left = []
         if left:
             yield [SyncPartition(run_id=self.run_id, table=self.table, partition=i, generation=self.generation,

@@ -93,12 +93,15 @@ def row_checksum_sql(schema, name, method="text", table=None):
 def by_range_sql(figures_sql, key):
     """``figures_sql`` (SELECT count(*), sum FROM ...) per range of the integer ``key`` that a
     list of cuts makes, in one scan: range i holds (cuts[i-1], cuts[i]], which width_bucket (lower
-    bound inclusive) finds with the thresholds cut + 1, the one parameter (``thresholds``). The
-    SQL takes parameters, so a '%' of a name is doubled."""
+    bound inclusive) finds with the thresholds cut + 1, the one parameter (by_range passes them).
+    The SQL takes parameters, so a '%' of a name is doubled."""
     head, rest = figures_sql.split(" ", 1)
     return (f"{head} width_bucket({ident(key)}::bigint, %s::bigint[]), {rest} GROUP BY 1").replace(
         "%", "%%").replace("%%s::bigint[]", "%s::bigint[]")
 
 
-def thresholds(cuts):
-    return [int(c) + 1 for c in cuts]
+def by_range(cur, figures_sql, key, cuts):
+    """{range: (count, checksum)} of figures_sql per range of ``key`` that ``cuts`` make
+    (by_range_sql), run on ``cur``; a range without rows is absent."""
+    cur.execute(by_range_sql(figures_sql, key), ([int(c) + 1 for c in cuts],))
+    return {int(b): (int(n), int(total)) for b, n, total in cur.fetchall()}

@@ -394,10 +394,8 @@ class PostgresDestination(Destination):
         return table.int_key is not None and table.cut != "ctid"
 
     def figures_by_range(self, table, cuts, method):
-        sql = checksum.by_range_sql(self._figures_sql(table, method), table.int_key)
         with connection.session(self.endpoint) as conn, conn.cursor() as cur:
-            cur.execute(sql, (checksum.thresholds(cuts),))
-            return {int(b): (int(n), int(total)) for b, n, total in cur.fetchall()}
+            return checksum.by_range(cur, self._figures_sql(table, method), table.int_key, cuts)
 
     def source_figures(self, source, table, lo, hi, method, buffer_bytes):
         """The server's checksum between two PostgreSQL servers; from SQL Server, the md5 of

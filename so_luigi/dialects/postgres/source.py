@@ -141,10 +141,9 @@ class PostgresSource(Source):
         return bool(method) and table.int_key is not None and table.cut != "ctid"
 
     def figures_by_range(self, table, cuts, method):
-        sql = checksum.by_range_sql(checksum.row_checksum_sql(table.schema, table.name, method, table), table.int_key)
         with self.session() as conn, conn.cursor() as cur:
-            cur.execute(sql, (checksum.thresholds(cuts),))
-            return {int(b): (int(n), int(total)) for b, n, total in cur.fetchall()}
+            return checksum.by_range(cur, checksum.row_checksum_sql(table.schema, table.name, method, table),
+                                     table.int_key, cuts)
 
     def tail(self, conn, table, after, step):
         return catalog.tail_boundaries(conn, table, after, step)
