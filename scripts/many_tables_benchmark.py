@@ -73,6 +73,13 @@ def main():
     p.add_argument("--only", choices=("all", "so_luigi"), default="all")
     args = p.parse_args()
     cluster = embedded.start("debian", workdir=os.path.join(b.ROOT, ".so_luigi", "bench-pg"))
+    try:
+        measure(args, cluster)
+    finally:
+        cluster.stop()
+
+
+def measure(args, cluster):
     source = make_source(cluster, args.tables, args.rows)
     names = [f"T{i:05d}" for i in range(args.tables)]
     expected = fingerprint(source, names)

@@ -187,7 +187,20 @@ def _names(text):
     return tuple(dict.fromkeys(n.strip() for n in (text or "").split(",") if n.strip()))
 
 
+_endpoints = {}     # (role, its settings) -> Endpoint: read thousands of times a run
+
+
 def _endpoint(role, section):
+    env = tuple(os.environ.get(f"SO_{name}") for name in (f"{role.upper()}_URL", f"{role.upper()}_SCHEMA",
+                                                          "SOURCE_SCHEMAS", "SCHEMA_MAP"))
+    key = (role, env, section.url, section.schema, getattr(section, "schemas", None),
+           getattr(section, "schema_map", None))
+    if key not in _endpoints:
+        _endpoints[key] = _parsed_endpoint(role, section)
+    return _endpoints[key]
+
+
+def _parsed_endpoint(role, section):
     url = parse_url(os.environ.get(f"SO_{role.upper()}_URL") or section.url, role)
     named = os.environ.get(f"SO_{role.upper()}_SCHEMA") or section.schema
     schema = named or DEFAULT_SCHEMA[url.dialect]

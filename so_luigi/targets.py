@@ -1,6 +1,7 @@
 """The luigi Targets of so_luigi's tasks: each one asks the engine whether a step is done.
 
 * ``MarkerTarget``: a row in the marker tables (``state.markers.marker_exists``);
+* ``TablesComplete``: every table of a group complete;
 * ``BulkTarget``: a partition's bulk-file manifest, written for the plan the partition has now;
 * ``ForeignKeyTarget``: a foreign key in the destination's catalog, as valid as the source's;
 * ``DumpLoaded``: the dump a source database was built from.
@@ -25,6 +26,16 @@ class MarkerTarget(luigi.Target):
 
     def __repr__(self):
         return f"MarkerTarget({self.kind}, {', '.join(map(str, self.key))})"
+
+
+class TablesComplete(luigi.Target):
+    """Every one of ``tables`` complete (a CopyTables task's): one query for them all."""
+
+    def __init__(self, run_id, tables):
+        self.run_id, self.tables = run_id, tables
+
+    def exists(self):
+        return not markers.not_complete(None, self.run_id, self.tables)
 
 
 class BulkTarget(luigi.Target):

@@ -312,6 +312,67 @@ class CompleteTable(_HowMixin, SoTask):
             bulk.remove_files(self.run_id, self.table)
 
 
+# a table planned as one partition of under SMALL_MB (expected) is copied by a CopyTables task
+# with other such tables, up to BATCH_TABLES of them or BATCH_MB in all: a task of its own (two,
+# with its partition) costs a process, its sessions and scheduler round trips, far more than
+# copying a small table
+SMALL_MB = 16
+BATCH_TABLES = 40
+BATCH_MB = 64
+
+_covering = {}      # (run_id, table) -> the CopyTables task that copies it, as ReplicateAll grouped them
+
+
+class CopyTables(_HowMixin, SoTask):
+    """Small tables, each planned as one partition, copied one after another by one task: each
+    loaded in one destination transaction with its loaded marker, then verified against the source
+    and finished (key, indexes, complete marker) in another, as LoadPartition and CompleteTable do
+    it, through sessions the task opens once. A rerun (or a retry) goes on at the first table not
+    complete."""
+
+    tables = luigi.ListParameter(description="the tables, in the order they are copied")
+    weight = luigi.IntParameter(default=0, significant=False, description="expected MB of them all")
+
+    @property
+    def priority(self):
+        return self.weight + 1
+
+    def output(self):
+        return targets.TablesComplete(self.run_id, list(self.tables))
+
+    def do(self):
+        with reused_sessions():
+            left = markers.not_complete(markers.shared_connection(), self.run_id, list(self.tables))
+            for n, name in enumerate(left):
+                self.set_status_message(f"{name}: table {n + 1} of {len(left)} left of {len(self.tables)}")
+                self.retried(lambda: self.copy(name))
+
+    def copy(self, name):
+        progress = Progress(self, f"{name} partition 0")
+        stats = load.load_partition(self.run_id, name, 0, self.buffer_mb, checksum=self.verify == "full",
+                                    mode=self.mode, progress=progress)
+        if stats == load.STALE:
+            recover.prove_partition(self.run_id, name, 0, self.buffer_mb, progress)
+        recover.complete_table(self.run_id, name, self.verify, self.buffer_mb)
+
+
+def batched(sized):
+    """[(table, expected MB)] of small tables in groups of at most BATCH_TABLES and BATCH_MB."""
+    groups, group, mb = [], [], 0
+    for name, weight in sized:
+        if group and (len(group) == BATCH_TABLES or mb + weight > BATCH_MB):
+            groups.append(group)
+            group, mb = [], 0
+        group.append((name, weight))
+        mb += weight
+    return groups + ([group] if group else [])
+
+
+def table_task(run_id, table, how):
+    """The task that copies ``table``: its CopyTables, or its own CompleteTable."""
+    return _covering.get((run_id, table)) or CompleteTable(run_id=run_id, table=table, **how)
+
+
 class ForeignKey(_HowMixin, SoTask):
     """One foreign key, added once its table and the table it references are complete: NOT
     VALID (a brief lock, no scan), then VALIDATE CONSTRAINT (a scan that lets writes in). Its
@@ -323,8 +384,7 @@ class ForeignKey(_HowMixin, SoTask):
     uses = {"target_connections": 1}
 
     def requires(self):
-        return [CompleteTable(run_id=self.run_id, table=t, **_how(self))
-                for t in dict.fromkeys([self.table, self.references])]
+        return [table_task(self.run_id, t, _how(self)) for t in dict.fromkeys([self.table, self.references])]
 
     def output(self):
         return targets.ForeignKeyTarget(self.run_id, self.table, self.name)
@@ -511,9 +571,25 @@ class ReplicateAll(_HowMixin, SoTask):
                     else CompleteTable(run_id=self.run_id, table=n, **how) for n in self.table_names] + \
                 [SyncForeignKey(run_id=self.run_id, table=t, name=k, references=r, generation=self._generation,
                                 **_how(self)) for t, k, r in self.foreign_keys]
-        tables = [CompleteTable(run_id=self.run_id, table=n, **_how(self)) for n in self.table_names]
+        tables = self.copy_tasks(self.table_names)
         return tables + [ForeignKey(run_id=self.run_id, table=t, name=k, references=r, **_how(self))
                          for t, k, r in self.foreign_keys]
+
+    def copy_tasks(self, names):
+        """A CompleteTable per table, but small tables of one partition (streaming mode) go by
+        CopyTables, many to a task."""
+        how, small, tasks = _how(self), [], []
+        for name in names:
+            weights = (_planned if a_worker_is_scheduling() else _previewed).get((self.run_id, name))
+            if self.mode == "streaming" and weights is not None and len(weights) == 1 and weights[0] < SMALL_MB:
+                small.append((name, weights[0]))
+            else:
+                tasks.append(CompleteTable(run_id=self.run_id, table=name, **how))
+        for group in batched(small):
+            task = CopyTables(run_id=self.run_id, tables=[n for n, _ in group], weight=sum(w for _, w in group), **how)
+            _covering.update({(self.run_id, n): task for n, _ in group})
+            tasks.append(task)
+        return tasks
 
     @property
     def foreign_keys(self):
@@ -701,6 +777,14 @@ class LoadDump(SoTask):
         target = source_endpoint()
         counts, _ = dump.load_dump(self.dump, target, self.post_history, self.tags, self.zero_fill, log=log.info)
         dump.mark_loaded(target, self.output().key, sum(counts.values()))
+
+
+@contextmanager
+def reused_sessions():
+    """Sessions a task opens one after another reuse their connections (PostgreSQL's)."""
+    from .dialects.postgres.connection import reusing
+    with reusing():
+        yield
 
 
 @contextmanager

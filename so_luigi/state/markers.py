@@ -698,6 +698,29 @@ def marker_exists(kind, *key):
                 raise
 
 
+def not_complete(conn, run_id, tables):
+    """Those of ``tables`` not complete at the run's snapshot (as marker_exists('complete') asks
+    of one), in their order: one query through ``conn``, or (None) this thread's shared connection."""
+    if not tables:
+        return []
+    query = (f"SELECT t.table_name FROM {m()}.tables t JOIN {m()}.runs r ON r.run_id = t.run_id "
+             f"WHERE t.run_id = %s AND t.table_name IN ({', '.join(['%s'] * len(tables))}) "
+             "AND t.completed_at IS NOT NULL AND " + AT_RUNS.format(x="t"))
+    for attempt in (1, 2):
+        shared = conn or shared_connection()
+        try:
+            with shared.cursor() as cur:
+                if not marker_table_exists(cur, "tables"):
+                    return list(tables)
+                cur.execute(query, (run_id, *tables))
+                done = {row[0] for row in cur.fetchall()}
+            return [t for t in tables if t not in done]
+        except flavor().lost:
+            if conn is not None or attempt == 2:
+                raise
+            _local.conn = None            # a server restart: reconnect once
+
+
 # --- the run's source snapshot (so_luigi.snapshot) ---------------------------------------------
 
 def record_reading(conn, run_id, snapshot, consistency):

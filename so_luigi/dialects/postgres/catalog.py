@@ -78,7 +78,7 @@ def _described(cur, schema, name, params):
         raise SchemaError(f"table {schema}.{name} not found in the source")
     columns = []
     for (attname, typname, declared, nullable, identity, builtin, generated, default, collation, kind_of_identity,
-         seq_name, *seq) in rows:
+         seq_name, *seq, _) in rows:
         kind = (PG_KINDS.get(typname, "text") if builtin else "")
         sequence = None
         if seq_name and seq[0]:
@@ -89,8 +89,10 @@ def _described(cur, schema, name, params):
                               default="" if identity or generated else (default or ""),
                               generated=(default or "") if generated else "",
                               sequence=sequence, identity_kind=kind_of_identity or ""))
+    # a table of initdb's types alone (FirstNormalObjectId: 16384) needs none of its own
+    needs_types = not all(row[-1] for row in rows)
     table = Table(schema=schema, name=name, columns=columns, dialect="postgres",
-                  types=user_types(cur, schema, name))
+                  types=user_types(cur, schema, name) if needs_types else [])
     cur.execute("SELECT obj_description(to_regclass(%(q)s), 'pg_class'), array_agg(a.attname), "
                 "array_agg(col_description(a.attrelid, a.attnum)) FROM pg_attribute a "
                 "WHERE a.attrelid = to_regclass(%(q)s) AND a.attnum > 0 AND NOT a.attisdropped",

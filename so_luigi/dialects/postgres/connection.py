@@ -5,9 +5,11 @@ Every session so_luigi opens pins the settings that change how values print (Dat
 extra_float_digits, bytea_output, IntervalStyle), so a checksum computed on the source and on
 the destination formats each value the same way.
 """
+import threading
 from contextlib import contextmanager
 
 import psycopg2
+import psycopg2.extensions
 import psycopg2.errors
 
 from ...errors import ConnectError, SchemaError, SoLuigiError, TransientError, one_line
@@ -44,14 +46,73 @@ SESSION_SETTINGS = ("SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'; SET extra
 
 
 class Connection(psycopg2.extensions.connection):
-    """A connection that knows which endpoint it is, so driver errors can say where they happened."""
+    """A connection that knows which endpoint it is, so driver errors can say where they happened.
+    While ``reusing`` is on, closing it keeps it (rolled back, its session defaults restored) for
+    the next session on the same endpoint."""
 
     label = "PostgreSQL"
+    kept_as = None              # its key in the pool of reusing(), when it may go back there
+
+    def close(self):
+        pool, key = _pool, self.kept_as
+        if pool is not None and key is not None and not self.closed:
+            try:
+                self.rollback()
+                self.autocommit = False
+                self.set_session(isolation_level="DEFAULT", readonly="DEFAULT", deferrable="DEFAULT")
+                self.autocommit = key[-1]
+            except psycopg2.Error:
+                pass                # broken: closed below, never handed out again
+            else:
+                if self.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+                    with _pool_lock:
+                        pool.setdefault(key, []).append(self)
+                    return
+        super().close()
+
+
+_pool = None                    # while reusing() is on: (URL, role, autocommit) -> idle connections
+_pool_lock = threading.Lock()
+
+
+@contextmanager
+def reusing():
+    """Within, a session closed keeps its connection for the next one (a PostgreSQL backend
+    costs both sides a process start, and a task copying many small tables opens several per
+    table); every kept connection is closed at the end. Only connections that change no setting
+    of their session beyond SESSION_SETTINGS are kept: ``keep(conn, False)`` for the others."""
+    global _pool
+    if _pool is not None:
+        yield
+        return
+    _pool = {}
+    try:
+        yield
+    finally:
+        with _pool_lock:
+            kept, _pool = _pool, None
+        for conns in kept.values():
+            for conn in conns:
+                conn.close()
+
+
+def keep(conn, reusable):
+    """Whether ``conn`` may go back to reusing()'s pool when closed (not one whose session
+    settings were changed)."""
+    if not reusable:
+        conn.kept_as = None
 
 
 
 def connect(endpoint, autocommit=False):
-    """Open a session on ``endpoint``; failures become one-line ConnectErrors naming what to fix."""
+    """Open a session on ``endpoint`` (one reusing() kept, if any); failures become one-line
+    ConnectErrors naming what to fix."""
+    key = (endpoint.url.raw, endpoint.role, autocommit)
+    if _pool is not None:
+        with _pool_lock:
+            idle = _pool.get(key)
+            if idle:
+                return idle.pop()
     try:
         conn = psycopg2.connect(endpoint.url.raw, application_name=f"so_luigi {endpoint.role}",
                                 connect_timeout=15, connection_factory=Connection)
@@ -62,6 +123,7 @@ def connect(endpoint, autocommit=False):
     with conn.cursor() as cur:
         cur.execute(SESSION_SETTINGS)
     conn.autocommit = autocommit
+    conn.kept_as = key
     return conn
 
 

@@ -4,7 +4,7 @@ SNAPSHOT``). The run's side of it (the holder process, the run's marker row) is 
 import psycopg2
 
 from ...errors import SnapshotGone
-from .connection import translate
+from .connection import keep, translate
 
 HOLDER_NAME = "so_luigi snapshot holder"      # the holder's application_name on the source
 
@@ -12,6 +12,7 @@ HOLDER_NAME = "so_luigi snapshot holder"      # the holder's application_name on
 def export(conn):
     """Open a REPEATABLE READ transaction on ``conn`` and export its snapshot: (name, when, in UTC
     words). The snapshot lives as long as that transaction."""
+    keep(conn, False)           # its session is renamed: never handed to another session
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("SET application_name = %s", (HOLDER_NAME,))

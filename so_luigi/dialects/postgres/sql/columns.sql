@@ -4,7 +4,7 @@
 -- built in, whether the column is generated, its DEFAULT expression (not an identity's), its
 -- collation when not its type's (qualified), the identity kind (a always, d by default), and
 -- the sequence it draws from (an identity's, or a serial's: owned by the column) with its
--- options. Read with an empty search_path, so every name outside pg_catalog comes qualified.
+-- options, and last whether the type is one initdb made (no extension's). Read with an empty search_path, so every name outside pg_catalog comes qualified.
 SELECT a.attname,
        t.typname,
        format_type(a.atttypid, a.atttypmod),
@@ -17,7 +17,8 @@ SELECT a.attname,
             THEN format('%%I.%%I', cn.nspname, co.collname) END,
        a.attidentity,
        s.relname,
-       format_type(sq.seqtypid, NULL), sq.seqstart, sq.seqincrement, sq.seqmin, sq.seqmax, sq.seqcache, sq.seqcycle
+       format_type(sq.seqtypid, NULL), sq.seqstart, sq.seqincrement, sq.seqmin, sq.seqmax, sq.seqcache, sq.seqcycle,
+       a.atttypid < 16384
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
