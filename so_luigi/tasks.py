@@ -335,7 +335,8 @@ class CopyTables(_HowMixin, SoTask):
 
     @property
     def priority(self):
-        return self.weight + 1
+        """Its MB, as a partition's: the biggest work first, small tables filling in around it."""
+        return self.weight
 
     def output(self):
         return targets.TablesComplete(self.run_id, list(self.tables))
@@ -630,7 +631,8 @@ class ReplicateAll(_HowMixin, SoTask):
                 source_ep, target_ep = source_endpoint(), target_endpoint()
                 src, dst = load.endpoints()
                 left_out = []           # tables with a column the destination cannot take
-                tables = load.discover(src, dst, self.wanted, refused=left_out)
+                with reused_sessions():
+                    tables = load.discover(src, dst, self.wanted, refused=left_out)
                 if self.no_constraints:
                     for table in tables:
                         load.leave_out_constraints(table)
@@ -664,7 +666,7 @@ class ReplicateAll(_HowMixin, SoTask):
                 # plan the tables side by side (the source counts and walks each key), not one by
                 # one as Luigi would ask each CompleteTable for its requirements; all at once (up
                 # to 8), so the biggest table's walk starts first instead of waiting its turn
-                with ThreadPoolExecutor(max_workers=max(1, min(8, len(self._names)))) as pool:
+                with reused_sessions(), ThreadPoolExecutor(max_workers=max(1, min(8, len(self._names)))) as pool:
                     for name, weights in zip(self._names, pool.map(lambda t: self.plan_one(t, for_a_run), tables)):
                         if self.sync and for_a_run and name in self._synced:
                             _sync_plans[(self.run_id, self._generation, name)] = weights
