@@ -35,7 +35,7 @@ class TablesComplete(luigi.Target):
         self.run_id, self.tables = run_id, tables
 
     def exists(self):
-        return not markers.not_complete(None, self.run_id, self.tables)
+        return not markers.not_complete(self.run_id, self.tables)
 
 
 class BulkTarget(luigi.Target):

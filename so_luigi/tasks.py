@@ -22,7 +22,7 @@ import tenacity
 
 from . import bulk, load, recover, report, snapshot, sync, targets
 from .config import bulk_settings, section, source_endpoint, target_endpoint
-from .dialects import translate
+from .dialects import reusing_sessions, translate
 from .errors import ConfigError, IncompleteCopy, SchemaError, SnapshotGone, SoLuigiError, TransientError
 from .progress import Progress
 from .luigi_config import share_caps
@@ -163,7 +163,17 @@ class _HowMixin:
                                                "range-partitioned on the key (a child table per partition)")
 
 
-class ExtractPartition(_HowMixin, SoTask):
+class _Weighted:
+    """A unit of work scheduled by its size: the biggest first, small ones filling in around them."""
+    weight = luigi.IntParameter(default=0, significant=False,
+                                description="expected MB: the biggest work is scheduled first")
+
+    @property
+    def priority(self):
+        return self.weight
+
+
+class ExtractPartition(_Weighted, _HowMixin, SoTask):
     """Bulk mode: write one key range of a source table as a file (CSV or binary COPY), then its
     manifest.
 
@@ -172,12 +182,7 @@ class ExtractPartition(_HowMixin, SoTask):
 
     table = luigi.Parameter()
     partition = luigi.IntParameter()
-    weight = luigi.IntParameter(default=0, significant=False, description="expected MB (scheduling order)")
     uses = {"source_connections": 1}
-
-    @property
-    def priority(self):
-        return self.weight
 
     def output(self):
         return targets.BulkTarget(bulk.files_for(self.run_id, self.table, self.partition).manifest,
@@ -191,7 +196,7 @@ class ExtractPartition(_HowMixin, SoTask):
                  manifest["rows"], manifest["bytes"] / 1e6, manifest["seconds"])
 
 
-class LoadPartition(_HowMixin, SoTask):
+class LoadPartition(_Weighted, _HowMixin, SoTask):
     """Load one key range of a table into the destination: streamed from the source, or in bulk
     mode from its extracted file.
 
@@ -201,15 +206,9 @@ class LoadPartition(_HowMixin, SoTask):
 
     table = luigi.Parameter()
     partition = luigi.IntParameter()
-    weight = luigi.IntParameter(default=0, significant=False,
-                                description="expected MB: the biggest partitions are scheduled first")
     partitions = luigi.IntParameter(default=0, significant=False,
                                     description="the table's partition count (bulk mode: partition 0 loads "
                                                 "every file of a plain table, in one transaction)")
-
-    @property
-    def priority(self):
-        return self.weight
 
     @property
     def resources(self):
@@ -247,16 +246,23 @@ class LoadPartition(_HowMixin, SoTask):
             stats = load.load_table_files(self.run_id, self.table, self.buffer_mb, checksum=self.verify == "full",
                                           progress=progress)
         else:
-            stats = load.load_partition(self.run_id, self.table, self.partition, self.buffer_mb,
-                                        checksum=self.verify == "full", mode=self.mode, progress=progress)
-            if stats == load.STALE:     # loaded at a source snapshot since lost: proven at the run's
-                stats = recover.prove_partition(self.run_id, self.table, self.partition, self.buffer_mb, progress)
+            stats = load_one(self, self.table, self.partition, progress)
         if stats:
             rate = stats["rows"] / stats["seconds"] if stats["seconds"] else 0
             msg = (f"{self.table} partition {self.partition}: {stats['rows']:,} rows, "
                    f"{stats['bytes'] / 1e6:.1f} MB in {stats['seconds']:.1f} s ({rate:,.0f} rows/s)")
             log.info(msg)
             progress.finish(msg)
+
+
+def load_one(task, table, partition, progress):
+    """One partition of ``table`` loaded as ``task`` says (load.load_partition); one loaded at a
+    source snapshot since lost is proven at the run's instead. Returns its stats, or None."""
+    stats = load.load_partition(task.run_id, table, partition, task.buffer_mb, checksum=task.verify == "full",
+                                mode=task.mode, progress=progress)
+    if stats == load.STALE:
+        stats = recover.prove_partition(task.run_id, table, partition, task.buffer_mb, progress)
+    return stats
 
 
 class CompleteTable(_HowMixin, SoTask):
@@ -323,7 +329,7 @@ BATCH_MB = 64
 _covering = {}      # (run_id, table) -> the CopyTables task that copies it, as ReplicateAll grouped them
 
 
-class CopyTables(_HowMixin, SoTask):
+class CopyTables(_Weighted, _HowMixin, SoTask):
     """Small tables, each planned as one partition, copied one after another by one task: each
     loaded in one destination transaction with its loaded marker, then verified against the source
     and finished (key, indexes, complete marker) in another, as LoadPartition and CompleteTable do
@@ -331,29 +337,24 @@ class CopyTables(_HowMixin, SoTask):
     complete."""
 
     tables = luigi.ListParameter(description="the tables, in the order they are copied")
-    weight = luigi.IntParameter(default=0, significant=False, description="expected MB of them all")
-
-    @property
-    def priority(self):
-        """Its MB, as a partition's: the biggest work first, small tables filling in around it."""
-        return self.weight
 
     def output(self):
         return targets.TablesComplete(self.run_id, list(self.tables))
 
+    def run(self):
+        """do(), its errors translated; each table is retried on its own (not the task again, which
+        would retry each table's retries)."""
+        return self.work()
+
     def do(self):
-        with reused_sessions():
-            left = markers.not_complete(markers.shared_connection(), self.run_id, list(self.tables))
+        with reusing_sessions():
+            left = markers.not_complete(self.run_id, list(self.tables))
             for n, name in enumerate(left):
                 self.set_status_message(f"{name}: table {n + 1} of {len(left)} left of {len(self.tables)}")
                 self.retried(lambda: self.copy(name))
 
     def copy(self, name):
-        progress = Progress(self, f"{name} partition 0")
-        stats = load.load_partition(self.run_id, name, 0, self.buffer_mb, checksum=self.verify == "full",
-                                    mode=self.mode, progress=progress)
-        if stats == load.STALE:
-            recover.prove_partition(self.run_id, name, 0, self.buffer_mb, progress)
+        load_one(self, name, 0, Progress(self, f"{name} partition 0"))
         recover.complete_table(self.run_id, name, self.verify, self.buffer_mb)
 
 
@@ -408,18 +409,13 @@ _sync_plans = {}    # (run_id, generation, table) -> weights of the units a sync
 INLINE_RECOPIES = 4
 
 
-class SyncPartition(_HowMixin, SoTask):
+class SyncPartition(_Weighted, _HowMixin, SoTask):
     """One partition of a sync: compared with the source (count and checksum, or rowversion),
     recopied in one destination transaction when it differs."""
 
     table = luigi.Parameter()
     partition = luigi.IntParameter()
     generation = luigi.IntParameter(description="the run's sync this step belongs to")
-    weight = luigi.IntParameter(default=0, significant=False, description="expected MB (scheduling order)")
-
-    @property
-    def priority(self):
-        return self.weight
 
     def output(self):
         return targets.MarkerTarget("synced", self.run_id, self.generation, self.table,
@@ -631,7 +627,7 @@ class ReplicateAll(_HowMixin, SoTask):
                 source_ep, target_ep = source_endpoint(), target_endpoint()
                 src, dst = load.endpoints()
                 left_out = []           # tables with a column the destination cannot take
-                with reused_sessions():
+                with reusing_sessions():
                     tables = load.discover(src, dst, self.wanted, refused=left_out)
                 if self.no_constraints:
                     for table in tables:
@@ -666,7 +662,7 @@ class ReplicateAll(_HowMixin, SoTask):
                 # plan the tables side by side (the source counts and walks each key), not one by
                 # one as Luigi would ask each CompleteTable for its requirements; all at once (up
                 # to 8), so the biggest table's walk starts first instead of waiting its turn
-                with reused_sessions(), ThreadPoolExecutor(max_workers=max(1, min(8, len(self._names)))) as pool:
+                with reusing_sessions(), ThreadPoolExecutor(max_workers=max(1, min(8, len(self._names)))) as pool:
                     for name, weights in zip(self._names, pool.map(lambda t: self.plan_one(t, for_a_run), tables)):
                         if self.sync and for_a_run and name in self._synced:
                             _sync_plans[(self.run_id, self._generation, name)] = weights
@@ -779,14 +775,6 @@ class LoadDump(SoTask):
         target = source_endpoint()
         counts, _ = dump.load_dump(self.dump, target, self.post_history, self.tags, self.zero_fill, log=log.info)
         dump.mark_loaded(target, self.output().key, sum(counts.values()))
-
-
-@contextmanager
-def reused_sessions():
-    """Sessions a task opens one after another reuse their connections (PostgreSQL's)."""
-    from .dialects.postgres.connection import reusing
-    with reusing():
-        yield
 
 
 @contextmanager

@@ -21,6 +21,12 @@ def _package(dialect):
         raise ValueError(f"unknown dialect {dialect!r}; known: {', '.join(PACKAGES)}") from None
 
 
+def reusing_sessions():
+    """A context within which sessions opened one after another reuse their connections, where
+    a dialect keeps them (PostgreSQL's: ``postgres.connection.reusing``)."""
+    return postgres.connection.reusing()
+
+
 def source(endpoint, snapshot=None):
     """The Source for ``endpoint`` (a config.Endpoint), reading at ``snapshot`` where it can."""
     return _package(endpoint.url.dialect).Source(endpoint, snapshot)

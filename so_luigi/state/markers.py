@@ -684,41 +684,43 @@ def marker_exists(kind, *key):
     is there: one indexed lookup through this thread's shared connection (reopened once after a
     server restart). A marker table not created yet means nothing exists yet."""
     table, query = EXISTS[kind]
+
+    def ask(cur):
+        cur.execute(query.format(m=m()), key)
+        return cur.fetchone() is not None
+    return _on_shared(table, False, ask)
+
+
+def _on_shared(table, absent, ask):
+    """``ask(cursor)`` through this thread's shared connection, reopened once after a server
+    restart; ``absent`` when the marker table ``table`` is not created yet."""
     for attempt in (1, 2):
         conn = shared_connection()
         try:
             with conn.cursor() as cur:
                 if not marker_table_exists(cur, table):
-                    return False
-                cur.execute(query.format(m=m()), key)
-                return cur.fetchone() is not None
+                    return absent
+                return ask(cur)
         except flavor().lost:
             _local.conn = None            # a server restart: reconnect once
             if attempt == 2:
                 raise
 
 
-def not_complete(conn, run_id, tables):
+def not_complete(run_id, tables):
     """Those of ``tables`` not complete at the run's snapshot (as marker_exists('complete') asks
-    of one), in their order: one query through ``conn``, or (None) this thread's shared connection."""
+    of one), in their order: one query through this thread's shared connection."""
     if not tables:
         return []
     query = (f"SELECT t.table_name FROM {m()}.tables t JOIN {m()}.runs r ON r.run_id = t.run_id "
              f"WHERE t.run_id = %s AND t.table_name IN ({', '.join(['%s'] * len(tables))}) "
              "AND t.completed_at IS NOT NULL AND " + AT_RUNS.format(x="t"))
-    for attempt in (1, 2):
-        shared = conn or shared_connection()
-        try:
-            with shared.cursor() as cur:
-                if not marker_table_exists(cur, "tables"):
-                    return list(tables)
-                cur.execute(query, (run_id, *tables))
-                done = {row[0] for row in cur.fetchall()}
-            return [t for t in tables if t not in done]
-        except flavor().lost:
-            if conn is not None or attempt == 2:
-                raise
-            _local.conn = None            # a server restart: reconnect once
+
+    def ask(cur):
+        cur.execute(query, (run_id, *tables))
+        done = {row[0] for row in cur.fetchall()}
+        return [t for t in tables if t not in done]
+    return _on_shared("tables", list(tables), ask)
 
 
 # --- the run's source snapshot (so_luigi.snapshot) ---------------------------------------------
