@@ -165,8 +165,35 @@ def _beat(run_id):
     _beating[(os.getpid(), run_id)] = thread
 
 
-def start_holder(run_id):
-    """Start the holder process; (snapshot name, when exported) once it has exported one."""
+_early = {}         # (pid, target, run_id) -> a holder started ahead (prestart), not yet taken
+
+
+def prestart(run_id, src):
+    """Start the holder of a run that has no snapshot yet now, while the run is being discovered:
+    it takes a Python start and an import (0.3 s) to say its snapshot, which ``ensure`` then
+    waits for no longer. One ``ensure`` does not take is stopped by ``discard``."""
+    key = _key(run_id)
+    if not src.exports_snapshots or key in _early:
+        return
+    try:
+        if markers.run_known(run_id) and of_run(run_id):
+            return
+    except Exception:  # noqa: BLE001 -- said in its turn, by the steps that need the destination
+        return
+    _early[key] = _spawn(run_id)
+
+
+def discard(run_id):
+    """Stop a holder started ahead that ``ensure`` did not take (the run read at its snapshot
+    already, or failed before): it holds a snapshot nobody reads at."""
+    holder = _early.pop(_key(run_id), None)
+    if holder is not None:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+
+
+def _spawn(run_id):
     src_ep, dst_ep = source_endpoint(), target_endpoint()
     env = dict(os.environ, SO_SOURCE_URL=src_ep.url.raw, SO_SOURCE_SCHEMA=src_ep.schema,
                SO_SOURCE_SCHEMAS=",".join(src_ep.schemas),
@@ -174,9 +201,15 @@ def start_holder(run_id):
                SO_SNAPSHOT_GRACE_MINUTES=str(grace_seconds() / 60))
     if not src_ep.schemas:          # every schema: the main one named is not the only one
         env.pop("SO_SOURCE_SCHEMA")
-    holder = subprocess.Popen([sys.executable, "-m", "so_luigi.snapshot", run_id], env=env,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              start_new_session=True, text=True)
+    return subprocess.Popen([sys.executable, "-m", "so_luigi.snapshot", run_id], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            start_new_session=True, text=True)
+
+
+def start_holder(run_id):
+    """Start the holder process (or take the one started ahead); (snapshot name, when exported)
+    once it has exported one."""
+    holder = _early.pop(_key(run_id), None) or _spawn(run_id)
     line = holder.stdout.readline().strip()
     holder.stdout.close()
     if not line.startswith("{"):

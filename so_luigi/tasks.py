@@ -626,39 +626,46 @@ class ReplicateAll(_HowMixin, SoTask):
                 self.check_options()
                 source_ep, target_ep = source_endpoint(), target_endpoint()
                 src, dst = load.endpoints()
-                left_out = []           # tables with a column the destination cannot take
-                with reusing_sessions():
-                    tables = load.discover(src, dst, self.wanted, refused=left_out)
-                if self.no_constraints:
-                    for table in tables:
-                        load.leave_out_constraints(table)
                 for_a_run = a_worker_is_scheduling()
-                if for_a_run and not self.schema_only:
-                    scheduler = scheduling_worker_scheduler()
-                    if scheduler is not None:
-                        share_caps(scheduler, log)
-                self._names = [t.run_name for t in tables]
-                if self.schema_only:
-                    return self._names              # do() creates them: nothing is planned
-                if for_a_run and self.sync:
-                    with dst.session() as conn:
-                        markers.ensure_schema(conn)
-                    self._generation = sync.begin(self.run_id, src, dst, source_ep, target_ep)
-                    self._gone = [] if self.wanted else self.gone_tables(self._names)
-                    self._synced        # read here, once, not by each planning thread below
-                elif self.sync:
-                    self._generation = sync.peek(self.run_id)
-                elif for_a_run:
-                    with dst.session() as conn:
-                        markers.register_run(conn, self.run_id, source_ep, target_ep)
-                        markers.note_tables_left_out(conn, self.run_id, left_out)
-                    for name, why in left_out:
-                        log.warning("%s is left out: %s", name, why)
-                    if not self.wanted:         # a selection leaves the rest out on purpose
-                        load.note_other_objects(self.run_id, src, dst)
-                    snapshot.ensure(self.run_id, src, dst, self._names, self.not_consistent)
-                    if not self.wanted:
-                        load.carry_objects(self.run_id, "before")     # functions and such, before any table
+                early = for_a_run and not (self.schema_only or self.sync)
+                if early:       # its snapshot is ready by the time the tables are found
+                    snapshot.prestart(self.run_id, src)
+                try:
+                    left_out = []           # tables with a column the destination cannot take
+                    with reusing_sessions():
+                        tables = load.discover(src, dst, self.wanted, refused=left_out)
+                    if self.no_constraints:
+                        for table in tables:
+                            load.leave_out_constraints(table)
+                    if for_a_run and not self.schema_only:
+                        scheduler = scheduling_worker_scheduler()
+                        if scheduler is not None:
+                            share_caps(scheduler, log)
+                    self._names = [t.run_name for t in tables]
+                    if self.schema_only:
+                        return self._names              # do() creates them: nothing is planned
+                    if for_a_run and self.sync:
+                        with dst.session() as conn:
+                            markers.ensure_schema(conn)
+                        self._generation = sync.begin(self.run_id, src, dst, source_ep, target_ep)
+                        self._gone = [] if self.wanted else self.gone_tables(self._names)
+                        self._synced        # read here, once, not by each planning thread below
+                    elif self.sync:
+                        self._generation = sync.peek(self.run_id)
+                    elif for_a_run:
+                        with dst.session() as conn:
+                            markers.register_run(conn, self.run_id, source_ep, target_ep)
+                            markers.note_tables_left_out(conn, self.run_id, left_out)
+                        for name, why in left_out:
+                            log.warning("%s is left out: %s", name, why)
+                        if not self.wanted:         # a selection leaves the rest out on purpose
+                            load.note_other_objects(self.run_id, src, dst)
+                        snapshot.ensure(self.run_id, src, dst, self._names, self.not_consistent)
+                        if not self.wanted:
+                            load.carry_objects(self.run_id, "before")     # functions and such, before any table
+                finally:
+                    if early:
+                        snapshot.discard(self.run_id)
                 # plan the tables side by side (the source counts and walks each key), not one by
                 # one as Luigi would ask each CompleteTable for its requirements; all at once (up
                 # to 8), so the biggest table's walk starts first instead of waiting its turn

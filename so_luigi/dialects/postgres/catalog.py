@@ -129,8 +129,10 @@ def count_and_boundaries(conn, table, step_for):
     rows, where ``step = step_for(the planner's row estimate)`` (a count when the table has no
     statistics yet).
 
-    A table the estimate puts within one step is counted: one scan, cheaper than a walk (Votes
-    at scale 0.5: 0.2 s instead of 0.63 s). A big table with fresh statistics is cut at the
+    A table the estimate puts within half a step is one partition, its rows the estimate: no
+    scan (Posts at scale 0.1: 0.13 s of the source's CPU saved, before any row moves). One it
+    puts within one step is counted: one scan, cheaper than a walk (Votes at scale 0.5: 0.2 s
+    instead of 0.63 s). A big table with fresh statistics is cut at the
     quantiles of its key's histogram (statistics_cuts): its rows are then the estimate, and
     partitions come within a few percent of ``step`` rows. Otherwise the count and the keys come
     from one walk along the key's index (full chunks times step, plus the rows after the last
@@ -146,6 +148,8 @@ def count_and_boundaries(conn, table, step_for):
         estimate = row_estimate(cur, q) if key is not None else None
         rows = count() if estimate is None else None
         step = step_for(rows if estimate is None else estimate)
+        if rows is None and estimate <= step // 2:
+            return estimate, [], step   # one partition, surely: no scan at all
         if rows is None and estimate <= step:
             rows = count()              # one partition, probably: a count is cheaper than a walk
         if key is None or (rows is not None and rows <= step):
@@ -240,9 +244,13 @@ def table_bytes(conn, table):
 
 def block_boundaries(conn, table, step_for):
     """(rows, first blocks of partitions 2..n, step): the heap cut into block ranges of about
-    ``step = step_for(rows)`` rows each (rows counted exactly: one scan)."""
+    ``step = step_for(rows)`` rows each (rows counted exactly: one scan, unless the estimate
+    puts the table within half a step)."""
     q = qualified(table.schema, table.name)
     with conn.cursor() as cur:
+        estimate = row_estimate(cur, q)
+        if estimate is not None and estimate <= step_for(estimate) // 2:
+            return estimate, [], step_for(estimate)     # one partition, surely (count_and_boundaries)
         cur.execute(f"SELECT count(*), pg_relation_size(%s::regclass) / current_setting('block_size')::int "
                     f"FROM {percent_safe(q)}", (q,))
         rows, pages = cur.fetchone()
