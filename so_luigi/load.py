@@ -51,10 +51,10 @@ def discover(src, dst, wanted=None, overrides=None, conn=None, refused=None):
     conn = src.connect() if own else conn
     try:
         names = src.find_tables(conn, wanted)
-        if own and len(names) > DESCRIBED_ALONE:
-            tables = _described_side_by_side(src, conn, names)
+        if src.describes_many or not own or len(names) <= DESCRIBED_ALONE:
+            tables = src.describe_all(conn, names)
         else:
-            tables = [src.describe(conn, n) for n in names]
+            tables = _described_side_by_side(src, conn, names)
     finally:
         if own:
             conn.close()
@@ -80,7 +80,9 @@ def discover(src, dst, wanted=None, overrides=None, conn=None, refused=None):
     return kept
 
 
-DESCRIBED_ALONE = 16     # more tables than this are described by DESCRIBERS sessions side by side
+# more tables than this, from a source whose catalog describes them one by one, are described
+# by DESCRIBERS sessions side by side
+DESCRIBED_ALONE = 16
 DESCRIBERS = 4
 
 
@@ -426,6 +428,65 @@ def _load_files(conn, src, dst, run_id, table, partitions, buffer_bytes, progres
     return {"rows": sum(w.rows for w in written), "bytes": sum(w.bytes for w in written), "seconds": seconds}
 
 
+def copy_at_once(run_id, table_name, verify, buffer_mb, progress=None):
+    """A small table planned as one partition (tasks.CopyTables), copied in one destination
+    transaction: its rows, their verification against the source, its key, indexes and
+    sequences, its loaded marker and its complete marker commit together, so a kill anywhere
+    leaves it untouched or done. The same steps as load_partition then complete_table, without
+    the statements and sessions that keep those two apart (about half of a small table's cost).
+
+    Returns its stats, or None where this does not apply: a destination that cannot
+    (``copies_at_once``), a table finished alone (unlogged, partitioned), one with a marker
+    already (loaded, maybe at a lost snapshot). The caller then takes the two steps."""
+    src, dst = endpoints(run_id)
+    if not dst.copies_at_once:
+        return None
+    with dst.session() as conn:
+        cur = conn.cursor()
+        table, partitions = markers.planned_table(conn, run_id, table_name)
+        if partitions != 1 or table.unlogged or table.layout == "partitioned":
+            conn.rollback()
+            return None
+        markers.lock(cur, run_id, table_name, 0)
+        markers.lock(cur, run_id, table_name)
+        if not markers.untouched(cur, run_id, table_name):
+            conn.rollback()
+            return None
+        if progress is not None:        # small on disk, maybe many rows: watched as any partition
+            progress.expected = markers.partition_range(conn, run_id, table_name, 0)[2]
+        started = time.monotonic()
+        watermark = src.watermark(table)
+        part = Slice(run_id, table, 1, 0, progress=progress, monitor=markers.shared_connection)
+        written = dst.write(conn, cur, part, src, "streaming", int(buffer_mb * 1024 * 1024), verify == "full")
+        if written.source_rows != written.rows:
+            raise VerificationError(f"{table_name} partition 0: read {written.source_rows} rows "
+                                    f"from the source but the destination stored {written.rows}")
+        seconds = time.monotonic() - started
+        method = dst.checksum_method(src, table, conn) if verify == "full" else None
+        target = (None, None) if dst.tallies(table, verify) else dst.figures_in(cur, table, verify, method)
+        found = judge(verify, 1, 1, written.rows, written.checksum, src.figures(table, method), target)
+        if found.problem:
+            conn.rollback()
+            _unverified(run_id, table_name, found)
+        refused = list(table.not_carried)
+        beside, after = dst.finish_steps(table, 1, src.sequence_positions(table))
+        _finish(cur, beside + after, pause=False)
+        if table.not_carried != refused:
+            markers.update_definition(cur, run_id, table)
+        first = markers.insert_loaded(cur, run_id, table_name, 0, written.rows, written.bytes, seconds,
+                                      written.checksum, written.via, written.changed, src.snapshot)
+        if watermark is not None:
+            markers.record_proof(cur, run_id, table_name, 0, written.rows, watermark)
+        markers.mark_complete(cur, run_id, table_name, found.rows, written.bytes, found.source_checksum,
+                              found.target_checksum, found.verdict, src.snapshot)
+        faults.pause("load-commit")
+        conn.commit()
+    if first:
+        log.info("%s partition 0: %s", table_name, written.how)
+    log.info("completed %s: %d rows, %s", table_name, found.rows, found.verdict)
+    return {"rows": written.rows, "bytes": written.bytes, "seconds": seconds}
+
+
 def claim_partition(conn, cur, run_id, table_name, partition, progress=None):
     """(planned table, its partition count, lo, hi) of a partition, under the partition's lock in
     ``conn``'s transaction; None (the transaction rolled back) when another process, a second run
@@ -658,10 +719,7 @@ def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, p
     found = judge(verify, partitions, loaded, rows, streamed_sum, source, target)
     if found.problem:
         conn.rollback()
-        reset_hint = f"`so-luigi reset --run-id {run_id} --tables {table_name}` and run again"
-        raise VerificationError(f"{table_name}: {found.problem}" + (
-            f"; the source may have changed since planning: {reset_hint}" if found.counts_differ else
-            f": {reset_hint}; if it persists, report it with the table definition"))
+        _unverified(run_id, table_name, found)
     if failed is not None:
         raise failed
     dst_count, src_sum, dst_sum, verdict = found.rows, found.source_checksum, found.target_checksum, found.verdict
@@ -675,6 +733,13 @@ def verify_and_finish(conn, run_id, table_name, verify, figures, finish_steps, p
     conn.commit()
     log.info("completed %s: %d rows, %s", table_name, dst_count, verdict)
     return verdict
+
+
+def _unverified(run_id, table_name, found):
+    reset_hint = f"`so-luigi reset --run-id {run_id} --tables {table_name}` and run again"
+    raise VerificationError(f"{table_name}: {found.problem}" + (
+        f"; the source may have changed since planning: {reset_hint}" if found.counts_differ else
+        f": {reset_hint}; if it persists, report it with the table definition"))
 
 
 def _claim_completion(conn, cur, run_id, table_name):

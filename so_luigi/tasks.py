@@ -354,8 +354,10 @@ class CopyTables(_Weighted, _HowMixin, SoTask):
                 self.retried(lambda: self.copy(name))
 
     def copy(self, name):
-        load_one(self, name, 0, Progress(self, f"{name} partition 0"))
-        recover.complete_table(self.run_id, name, self.verify, self.buffer_mb)
+        progress = Progress(self, f"{name} partition 0")
+        if load.copy_at_once(self.run_id, name, self.verify, self.buffer_mb, progress) is None:
+            load_one(self, name, 0, progress)
+            recover.complete_table(self.run_id, name, self.verify, self.buffer_mb)
 
 
 def batched(sized):

@@ -321,6 +321,20 @@ class Source(_Database):
         table.key = key
         return table
 
+    @property
+    def describes_many(self):
+        """Whether the catalog describes many tables in one go (``describe_all``)."""
+        return hasattr(self.catalog, "describe_many")
+
+    def describe_all(self, conn, keys):
+        """The Tables of ``keys``, in their order: in one go where the catalog can, else one by one."""
+        if not self.describes_many:
+            return [self.describe(conn, key) for key in keys]
+        tables = self.catalog.describe_many(conn, [self.locate(conn, key) for key in keys])
+        for table, key in zip(tables, keys):
+            table.key = key
+        return tables
+
     def other_objects(self, conn):
         """[(kind, name)] of what the copied schemas hold besides the tables so_luigi copies
         (views, functions, triggers, ...), none of which it carries: for the report."""
@@ -486,6 +500,8 @@ class Destination(_Database):
     cuts_by_position = False  # takes partitions that are not key ranges (Source.measure)
     counts_attempts = False   # a partition's load might commit part of its rows: attempts are counted
     restores_dumps = False    # re-creates what a source's schema_dump holds (PostgreSQL from PostgreSQL)
+    copies_at_once = False    # a small table's rows, verification, finish and both markers can commit
+                              # in one transaction (load.copy_at_once)
 
     def connect(self, autocommit=False):
         raise NotImplementedError
@@ -545,6 +561,11 @@ class Destination(_Database):
     # completing
     def prepare(self, conn, table):
         """Before verification, in its own committed transaction (nothing by default)."""
+
+    def figures_in(self, cur, table, verify, method):
+        """``figures`` in ``cur``'s transaction, which holds the rows it has just written
+        (destinations that ``copies_at_once``)."""
+        raise NotImplementedError
 
     def checksum_method(self, source, table, conn):
         """The server-side checksum both sides compute for ``table``, or None: then the source's

@@ -258,8 +258,10 @@ def insert_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum
                   proven=None):
     """The partition's marker (``snapshot``: the source snapshot its rows were read at);
     returns True when it is the run's first load that went ``via``."""
-    cur.execute(f"SELECT count(*) FROM {m()}.loaded WHERE run_id = %s AND via = %s", (run_id, via))
-    first = cur.fetchone()[0] == 0
+    # not a count: that would read every marker of the run, once per table
+    cur.execute(f"SELECT CASE WHEN EXISTS (SELECT 1 FROM {m()}.loaded WHERE run_id = %s AND via = %s) "
+                "THEN 0 ELSE 1 END", (run_id, via))
+    first = cur.fetchone()[0] == 1
     cur.execute(f"INSERT INTO {m()}.loaded (run_id, table_name, partition, rows, bytes, seconds, "
                 "checksum, via, changed, peak_kb, worker, snapshot, proven) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -278,6 +280,14 @@ def loaded_totals(cur, run_id, table):
 
 
 # --- complete tables and runs ---------------------------------------------------------------
+
+def untouched(cur, run_id, table):
+    """Whether the table has no loaded marker and is not complete (one query)."""
+    cur.execute(f"SELECT (SELECT count(*) FROM {m()}.loaded WHERE run_id = %s AND table_name = %s) + "
+                f"(SELECT count(*) FROM {m()}.tables WHERE run_id = %s AND table_name = %s "
+                "AND completed_at IS NOT NULL)", (run_id, table, run_id, table))
+    return cur.fetchone()[0] == 0
+
 
 def is_complete(cur, run_id, table):
     cur.execute(f"SELECT 1 FROM {m()}.tables WHERE run_id = %s AND table_name = %s "

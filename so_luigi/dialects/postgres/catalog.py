@@ -40,20 +40,60 @@ def describe(conn, schema, name):
 
     Read with an empty search_path (as pg_dump reads), so every name outside pg_catalog in a
     default, an index or a constraint comes schema-qualified; the caller's is put back after."""
-    params = {"schema": schema, "table": name}
+    return describe_many(conn, [(schema, name)])[0]
+
+
+def describe_many(conn, located):
+    """The Tables of ``located`` ([(schema, table)]), in its order, each as ``describe`` finds
+    it: every catalog query asked once for all of them, as pg_dump asks (500 tables: four
+    queries instead of two thousand, a few milliseconds of both sides' time saved per table)."""
     with conn.cursor() as cur:
         local = not conn.autocommit
         cur.execute("SELECT current_setting('search_path'), set_config('search_path', '', %s)", (local,))
         search_path = cur.fetchone()[0]
         try:
-            table = _described(cur, schema, name, params)
+            tables = _described(cur, located)
         except BaseException:
             if not local:           # a failed transaction takes its local setting with it
                 cur.execute("SELECT set_config('search_path', %s, false)", (search_path,))
             raise
         cur.execute("SELECT set_config('search_path', %s, %s)", (search_path, local))
-    return table
+    return tables
 
+
+ONE_TABLE = "n.nspname = %(schema)s AND c.relname = %(table)s"
+
+# a table's comment and its columns' (NULL where none)
+COMMENTS_SQL = f"""SELECT obj_description(c.oid, 'pg_class'), array_agg(a.attname ORDER BY a.attnum),
+       array_agg(col_description(a.attrelid, a.attnum) ORDER BY a.attnum)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE {ONE_TABLE}
+GROUP BY n.nspname, c.oid"""
+
+
+def for_many(query):
+    """A catalog query of one table (``ONE_TABLE`` its condition) made to read every table of
+    the arrays %(schemas)s and %(tables)s at once: each row led by its table's schema and name,
+    the rows of one table together and in the query's own order."""
+    if ONE_TABLE not in query:
+        raise ValueError("not a query of one table")
+    query = query.replace(ONE_TABLE, "(n.nspname, c.relname) IN "
+                                     "(SELECT * FROM unnest(%(schemas)s::text[], %(tables)s::text[]))")
+    head, select, rest = query.partition("\nSELECT ") if not query.startswith("SELECT ") else ("", "SELECT ", query[7:])
+    query = f"{head}{select}n.nspname, c.relname, {rest}".rstrip().rstrip(";")
+    body, order, keys = query.rpartition("\nORDER BY ")
+    return f"{body}{order}n.nspname, c.relname, {keys}" if order else f"{query}\nORDER BY n.nspname, c.relname"
+
+
+def _by_table(cur, query, located):
+    """{(schema, table): [rows]} of ``for_many(query)`` over ``located``."""
+    cur.execute(for_many(query), {"schemas": [s for s, _ in located], "tables": [t for _, t in located]})
+    found = {}
+    for row in cur.fetchall():
+        found.setdefault((row[0], row[1]), []).append(row[2:])
+    return found
 
 
 TYPE_FIELDS = ("kind", "name", "schema", "typname", "extension", "extension_schema", "labels", "base",
@@ -71,9 +111,15 @@ def user_types(cur, schema, name):
 _ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
 
-def _described(cur, schema, name, params):
-    cur.execute(sql("columns"), params)
-    rows = cur.fetchall()
+def _described(cur, located):
+    columns, comments, indexes, constraints = (_by_table(cur, q, located) for q in (
+        sql("columns"), COMMENTS_SQL, sql("indexes"), sql("constraints")))
+    return [_table(cur, schema, name, columns.get((schema, name)), comments.get((schema, name), [(None, [], [])])[0],
+                   indexes.get((schema, name), []), constraints.get((schema, name), []))
+            for schema, name in located]
+
+
+def _table(cur, schema, name, rows, comments, indexes, constraints):
     if not rows:
         raise SchemaError(f"table {schema}.{name} not found in the source")
     columns = []
@@ -93,15 +139,10 @@ def _described(cur, schema, name, params):
     needs_types = not all(row[-1] for row in rows)
     table = Table(schema=schema, name=name, columns=columns, dialect="postgres",
                   types=user_types(cur, schema, name) if needs_types else [])
-    cur.execute("SELECT obj_description(to_regclass(%(q)s), 'pg_class'), array_agg(a.attname), "
-                "array_agg(col_description(a.attrelid, a.attnum)) FROM pg_attribute a "
-                "WHERE a.attrelid = to_regclass(%(q)s) AND a.attnum > 0 AND NOT a.attisdropped",
-                {"q": qualified(schema, name)})
-    table.comment, names, notes = cur.fetchone()
+    table.comment, names, notes = comments
     for col_name, note in zip(names or [], notes or []):
         table.column(col_name).comment = note
-    cur.execute(sql("indexes"), params)
-    for idx_name, primary, unique, keys, plain, method, definition in cur.fetchall():
+    for idx_name, primary, unique, keys, plain, method, definition in indexes:
         cols = [k.rsplit(" ", 1) for k in keys]
         if primary:
             table.primary_key = [c for c, _ in cols]
@@ -109,9 +150,8 @@ def _described(cur, schema, name, params):
         else:
             table.indexes.append(Index(name=idx_name, columns=cols if plain else [], unique=unique,
                                        definition=definition, plain=plain))
-    cur.execute(sql("constraints"), params)
     for (con_name, contype, definition, validated, deferrable, deferred, index, cols, ref_schema, ref_table,
-         ref_cols, match, on_update, on_delete) in cur.fetchall():
+         ref_cols, match, on_update, on_delete) in constraints:
         kind = {"c": "check", "u": "unique", "x": "exclude", "f": "foreign_key"}[contype]
         table.constraints.append(Constraint(
             name=con_name, kind=kind, definition=definition, validated=validated, deferrable=deferrable,

@@ -36,6 +36,7 @@ class PostgresDestination(Destination):
     driver = "psycopg2"
     bulk_files = True
     restores_dumps = True     # objects.Dump of a PostgreSQL source
+    copies_at_once = True
     cuts_by_position = True   # a partition's rows and marker commit together: no range is ever cleared
 
     state = state             # the marker tables' SQL in PostgreSQL's words
@@ -361,15 +362,18 @@ class PostgresDestination(Destination):
         return verify == "tally" and not table.unlogged
 
     def figures(self, table, verify, method):
+        with connection.session(self.endpoint) as conn, conn.cursor() as cur:
+            return self.figures_in(cur, table, verify, method)
+
+    def figures_in(self, cur, table, verify, method):
         if verify != "full":
             sql = f"SELECT count(*), NULL FROM {qualified(self.schema_of(table), table.name)}"
         elif method:
             sql = checksum.row_checksum_sql(self.schema_of(table), table.name, method, table)
         else:
             sql = checksum.checksum_sql(self.schema_of(table), table)
-        with connection.session(self.endpoint) as conn, conn.cursor() as cur:
-            cur.execute(sql)
-            count, total = cur.fetchone()
+        cur.execute(sql)
+        count, total = cur.fetchone()
         return int(count), (None if total is None else int(total))
 
     def finish_steps(self, table, partitions, positions=None):
