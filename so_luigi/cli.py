@@ -92,7 +92,7 @@ def cmd_status(args):
     conn = _target_conn(autocommit=True)
     try:
         while True:
-            print(report.status(conn, args.run_id), flush=True)
+            print(report.status(conn, args.run_id, every=args.all), flush=True)
             if not args.watch:
                 return 0
             time.sleep(args.watch)
@@ -181,6 +181,8 @@ def parser():
                                       "that reaches the destination")
     s.add_argument("--run-id", default="default")
     s.add_argument("--watch", type=float, default=0, metavar="SECONDS", help="repeat every SECONDS")
+    s.add_argument("--all", action="store_true",
+                   help="list every table (of a run of more than 40 tables, the complete ones are counted)")
     s.set_defaults(func=cmd_status)
 
     z = sub.add_parser("reset", help="forget a run's markers: the next run copies afresh")

@@ -428,6 +428,9 @@ def _load_files(conn, src, dst, run_id, table, partitions, buffer_bytes, progres
     return {"rows": sum(w.rows for w in written), "bytes": sum(w.bytes for w in written), "seconds": seconds}
 
 
+UNFROZEN_BYTES = 1 << 20
+
+
 def copy_at_once(run_id, table_name, verify, buffer_mb, progress=None):
     """A small table planned as one partition (tasks.CopyTables), copied in one destination
     transaction: its rows, their verification against the source, its key, indexes and
@@ -443,7 +446,7 @@ def copy_at_once(run_id, table_name, verify, buffer_mb, progress=None):
         return None
     with dst.session() as conn:
         cur = conn.cursor()
-        table, partitions = markers.planned_table(conn, run_id, table_name)
+        table, partitions, rows, nbytes = markers.planned_table(conn, run_id, table_name, sizes=True)
         if partitions != 1 or table.unlogged or table.layout == "partitioned":
             conn.rollback()
             return None
@@ -453,10 +456,13 @@ def copy_at_once(run_id, table_name, verify, buffer_mb, progress=None):
             conn.rollback()
             return None
         if progress is not None:        # small on disk, maybe many rows: watched as any partition
-            progress.expected = markers.partition_range(conn, run_id, table_name, 0)[2]
+            progress.expected = rows
         started = time.monotonic()
         watermark = src.watermark(table)
-        part = Slice(run_id, table, 1, 0, progress=progress, monitor=markers.shared_connection)
+        # a tiny table's pages are not worth the TRUNCATE that FREEZE needs (a new file: as much
+        # as its CREATE TABLE)
+        part = Slice(run_id, table, 1, 0, progress=progress, monitor=markers.shared_connection,
+                     unfrozen=(nbytes or 0) < UNFROZEN_BYTES)
         written = dst.write(conn, cur, part, src, "streaming", int(buffer_mb * 1024 * 1024), verify == "full")
         if written.source_rows != written.rows:
             raise VerificationError(f"{table_name} partition 0: read {written.source_rows} rows "
@@ -478,7 +484,7 @@ def copy_at_once(run_id, table_name, verify, buffer_mb, progress=None):
         if watermark is not None:
             markers.record_proof(cur, run_id, table_name, 0, written.rows, watermark)
         markers.mark_complete(cur, run_id, table_name, found.rows, written.bytes, found.source_checksum,
-                              found.target_checksum, found.verdict, src.snapshot)
+                              found.target_checksum, found.verdict, src.snapshot, time.monotonic() - started)
         faults.pause("load-commit")
         conn.commit()
     if first:
@@ -583,11 +589,13 @@ def foreign_keys(run_id, names):
     _, dst = endpoints(run_id)
     found = []
     with dst.session() as conn:
-        for name in names:
-            table, _ = markers.planned_table(conn, run_id, name)
-            found += [(name, fk.name, table.referenced(fk, names)) for fk in table.foreign_keys
-                      if table.referenced(fk, names)]
+        planned = markers.planned_tables(conn, run_id)
         conn.rollback()
+    for name in names:
+        if name not in planned:
+            raise SchemaError(f"table {name} is not planned in run {run_id!r}: run ReplicateAll")
+        found += [(name, fk.name, planned[name].referenced(fk, names)) for fk in planned[name].foreign_keys
+                  if planned[name].referenced(fk, names)]
     return found
 
 

@@ -60,8 +60,9 @@ def schema_lines(conn, run_id, names):
     those naming an object not carried)."""
     dst = destination(target_endpoint())
     carried, keys, missing = 0, {"valid": 0, "not valid": 0, None: 0}, []
+    planned = markers.planned_tables(conn, run_id)
     for name in names:
-        table, _ = markers.planned_table(conn, run_id, name)
+        table = planned[name] if name in planned else markers.planned_table(conn, run_id, name)[0]
         carried += len(table.indexes) + len([c for c in table.constraints if c.kind != "foreign_key"])
         missing += [f"  {name}: {what}: {why}" for what, why in table.not_carried]
         for fk in table.foreign_keys:
@@ -93,8 +94,13 @@ def _eta(seconds):
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def status(conn, run_id):
-    """Per-table progress of a run from the markers (and COPYs in flight), while it runs or after."""
+STATUS_TABLES = 40      # more tables than this: the complete ones are counted, not listed (but with every)
+
+
+def status(conn, run_id, every=False):
+    """Per-table progress of a run from the markers (and COPYs in flight), while it runs or after.
+    A run of more than STATUS_TABLES tables lists those not complete and counts the rest by
+    verdict, unless ``every``."""
     with conn.cursor() as cur:
         tables = markers.status_rows(cur, run_id)
         # none from SQL Server: a bulk copy's rows are not visible
@@ -105,6 +111,8 @@ def status(conn, run_id):
     lines = [f"so_luigi run {run_id!r}",
              f"{'table':<{w}} {'parts':>9} {'rows':>24} {'MB':>9} {'rows/s':>10} {'ETA':>8}  state"]
     total_done = total_rows = 0
+    brief = not every and len(tables) > STATUS_TABLES
+    unlisted = {}
     for name, parts, src_rows, complete, verdict, done, rows, nbytes, elapsed, seconds in tables:
         rows, nbytes, src_rows = int(rows), int(nbytes), int(src_rows)
         inflight = sum(n for table, n in flying if table == name)
@@ -120,8 +128,16 @@ def status(conn, run_id):
             eta = (src_rows - moving) / rate if rate else None
         total_done += rows
         total_rows += src_rows
+        if brief and complete:
+            unlisted[verdict] = unlisted.get(verdict, 0) + 1
+            continue
         lines.append(f"{name:<{w}} {done:>4}/{parts:<4} {moving:>11,}/{src_rows:<12,} {nbytes / 1e6:>9.1f} "
                      f"{rate:>10,.0f} {_eta(eta):>8}  {state}")
+    if unlisted:
+        lines.append(f"and {sum(unlisted.values()):,} complete tables not listed ("
+                     + ", ".join(f"{n:,} {verdict}" for verdict, n in sorted(unlisted.items()))
+                     + "; --all lists every table)")
     pct = 100.0 * total_done / total_rows if total_rows else 100.0
-    lines.append(f"{'total':<{w}} {'':>9} {total_done:>11,}/{total_rows:<12,} committed: {pct:.1f}%")
+    lines.append(f"{'total':<{w}} {'':>9} {total_done:>11,}/{total_rows:<12,} committed: {pct:.1f}% "
+                 f"of {len(tables):,} tables, {len(tables) - sum(1 for t in tables if t[3]):,} not complete")
     return "\n".join(lines)

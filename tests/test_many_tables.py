@@ -3,6 +3,7 @@ once, a foreign key across two groups added after both; a run killed in the midd
 resumes at its first table not complete and loads nothing twice."""
 import re
 import subprocess
+import sys
 import threading
 
 from so_luigi import tasks
@@ -24,7 +25,6 @@ def many(pair, names):
 
 
 def luigi_cmd(workers):
-    import sys
     return [sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
             "--workers", str(workers)]
 
@@ -53,6 +53,21 @@ def test_many_small_tables_share_a_few_tasks_and_each_is_verified_once(pair):
     unique = pair.query("target", "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
                                   "WHERE c.relname LIKE 't%%' AND i.indisunique AND NOT i.indisprimary")
     assert unique == [(len(TABLES),)]
+    # each table's seconds are its own work, not its wait for a worker since planning
+    (longest, total), = pair.query("target", "SELECT max(seconds), sum(seconds) FROM so_luigi.tables")
+    planned = pair.query("target", "SELECT extract(epoch FROM max(completed_at) - min(planned_at)) "
+                                   "FROM so_luigi.tables")[0][0]
+    assert longest < float(planned) / 4 and total < 2 * float(planned), (longest, total, planned)
+    # a run of many tables: status lists none complete one by one, and counts them
+    status = subprocess.run([sys.executable, "-m", "so_luigi", "status"], cwd=ROOT, env=pair.env(),
+                            capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    assert not re.search(r"^t0", status.stdout, re.M), status.stdout
+    assert f"and {len(TABLES)} complete tables not listed ({len(TABLES)} ok: count+checksum" in status.stdout
+    assert f"of {len(TABLES)} tables, 0 not complete" in status.stdout
+    every = subprocess.run([sys.executable, "-m", "so_luigi", "status", "--all"], cwd=ROOT, env=pair.env(),
+                           capture_output=True, text=True).stdout
+    assert len(re.findall(r"^t0\d\d .* ok: count\+checksum$", every, re.M)) == len(TABLES), every
     again = pair.run("--workers", "2")
     assert again.returncode == 0, again.stderr[-3000:]
     each_once(pair, TABLES)

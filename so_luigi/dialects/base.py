@@ -248,6 +248,7 @@ class Slice:
     plan: tuple = None        # (plan id, lo, hi): what a bulk file must have been cut for
     replace: bool = False     # a sync's recopy: the range was just cleared in this transaction,
                               # the table stands finished (no FREEZE, no new child, no side table)
+    unfrozen: bool = False    # a lone partition loaded without FREEZE, so without the TRUNCATE it needs
 
 
 @dataclass

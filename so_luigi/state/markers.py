@@ -119,17 +119,28 @@ def _bounds(lo, hi, lo_key, hi_key):
     return (json.loads(lo_key) if lo_key else lo), (json.loads(hi_key) if hi_key else hi)
 
 
-def planned_table(conn, run_id, table):
-    """(Table definition, partition count) as stored when the table was planned."""
+def planned_table(conn, run_id, table, sizes=False):
+    """(Table definition, partition count) as stored when the table was planned; with
+    ``sizes``, its source rows and bytes then too."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT definition, partitions FROM {m()}.tables WHERE run_id = %s AND table_name = %s",
-                    (run_id, table))
+        cur.execute(f"SELECT definition, partitions, source_rows, source_bytes FROM {m()}.tables "
+                    "WHERE run_id = %s AND table_name = %s", (run_id, table))
         row = cur.fetchone()
     if row is None:
         from ..errors import SchemaError
         raise SchemaError(f"table {table} is not planned in run {run_id!r}: run ReplicateAll")
-    definition = json.loads(row[0]) if isinstance(row[0], str) else row[0]   # jsonb comes parsed
-    return Table.from_json(definition), row[1]
+    return (_definition(row[0]), *row[1:4]) if sizes else (_definition(row[0]), row[1])
+
+
+def planned_tables(conn, run_id):
+    """{table: Table definition} of every table the run planned, in one query."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT table_name, definition FROM {m()}.tables WHERE run_id = %s", (run_id,))
+        return {name: _definition(definition) for name, definition in cur.fetchall()}
+
+
+def _definition(stored):
+    return Table.from_json(json.loads(stored) if isinstance(stored, str) else stored)   # jsonb comes parsed
 
 
 def partition_weights(conn, run_id, table):
@@ -295,13 +306,16 @@ def is_complete(cur, run_id, table):
     return cur.fetchone() is not None
 
 
-def mark_complete(cur, run_id, table, rows, nbytes, source_checksum, target_checksum, verdict, snapshot=None):
+def mark_complete(cur, run_id, table, rows, nbytes, source_checksum, target_checksum, verdict, snapshot=None,
+                  seconds=None):
+    """``seconds``: the table's own work (a table copied at once); by default, since it was planned."""
     f = flavor()
     cur.execute(f"UPDATE {m()}.tables SET completed_at = {f.now}, rows = %s, bytes = %s, "
-                f"seconds = {f.seconds_since('planned_at')}, "
+                f"seconds = {'%s' if seconds is not None else f.seconds_since('planned_at')}, "
                 "source_checksum = %s, target_checksum = %s, verdict = %s, snapshot = %s "
                 "WHERE run_id = %s AND table_name = %s AND completed_at IS NULL",
-                (rows, nbytes, source_checksum, target_checksum, verdict, snapshot, run_id, table))
+                ((rows, nbytes) + ((seconds,) if seconds is not None else ())
+                 + (source_checksum, target_checksum, verdict, snapshot, run_id, table)))
     if cur.rowcount != 1:
         raise RuntimeError(f"table {table} of run {run_id} was completed concurrently")
 

@@ -233,7 +233,7 @@ class PostgresDestination(Destination):
                 for statement in ddl.create_partition_sql(self.schema_of(table), table, part.number, part.lo, part.hi):
                     cur.execute(statement)
             return child, True, prepare
-        if part.partitions == 1:
+        if part.partitions == 1 and not part.unfrozen:
             return table, True, lambda: cur.execute(f"TRUNCATE {qualified(self.schema_of(table), table.name)}")
         return table, False, lambda: None
 
