@@ -10,7 +10,9 @@ source and destination (``dialects.source`` / ``dialects.destination``, the prot
                          the same transaction: a killed load leaves neither rows nor marker;
 * ``complete_table``:    build the key and indexes while count and checksum are compared with
                          the source, then (when they agree) the finishing statements and the
-                         complete marker, again in one transaction.
+                         complete marker, again in one transaction;
+* ``copy_at_once``:      a small table of one partition (tasks.CopyTables): the two steps above
+                         in one transaction, both markers with it.
 
 Each step takes a transaction-scoped lock on its marker and re-checks it, so two runs racing
 for the same step cannot both do it.
@@ -462,7 +464,7 @@ def copy_at_once(run_id, table_name, verify, buffer_mb, progress=None):
         # a tiny table's pages are not worth the TRUNCATE that FREEZE needs (a new file: as much
         # as its CREATE TABLE)
         part = Slice(run_id, table, 1, 0, progress=progress, monitor=markers.shared_connection,
-                     unfrozen=(nbytes or 0) < UNFROZEN_BYTES)
+                     unfrozen=nbytes is not None and nbytes < UNFROZEN_BYTES)
         written = dst.write(conn, cur, part, src, "streaming", int(buffer_mb * 1024 * 1024), verify == "full")
         if written.source_rows != written.rows:
             raise VerificationError(f"{table_name} partition 0: read {written.source_rows} rows "

@@ -165,7 +165,8 @@ def _beat(run_id):
     _beating[(os.getpid(), run_id)] = thread
 
 
-_early = {}         # (pid, target, run_id) -> a holder started ahead (prestart), not yet taken
+_early = {}         # (pid, target, run_id) -> (a holder started ahead (prestart), when), not yet taken
+EARLY_SECONDS = 30  # an older one is replaced: it quits when no run names its snapshot a minute on
 
 
 def prestart(run_id, src):
@@ -180,17 +181,21 @@ def prestart(run_id, src):
             return
     except Exception:  # noqa: BLE001 -- said in its turn, by the steps that need the destination
         return
-    _early[key] = _spawn(run_id)
+    _early[key] = (_spawn(run_id), time.monotonic())
 
 
 def discard(run_id):
     """Stop a holder started ahead that ``ensure`` did not take (the run read at its snapshot
     already, or failed before): it holds a snapshot nobody reads at."""
-    holder = _early.pop(_key(run_id), None)
+    holder, _ = _early.pop(_key(run_id), (None, None))
     if holder is not None:
-        holder.kill()
-        holder.wait()
-        holder.stdout.close()
+        _stop(holder)
+
+
+def _stop(holder):
+    holder.kill()
+    holder.wait()
+    holder.stdout.close()
 
 
 def _spawn(run_id):
@@ -209,7 +214,11 @@ def _spawn(run_id):
 def start_holder(run_id):
     """Start the holder process (or take the one started ahead); (snapshot name, when exported)
     once it has exported one."""
-    holder = _early.pop(_key(run_id), None) or _spawn(run_id)
+    holder, started = _early.pop(_key(run_id), (None, None))
+    if holder is not None and time.monotonic() - started > EARLY_SECONDS:
+        _stop(holder)           # it lets go of a snapshot no run names within a minute: too close
+        holder = None
+    holder = holder or _spawn(run_id)
     line = holder.stdout.readline().strip()
     holder.stdout.close()
     if not line.startswith("{"):

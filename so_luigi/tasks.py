@@ -330,11 +330,11 @@ _covering = {}      # (run_id, table) -> the CopyTables task that copies it, as 
 
 
 class CopyTables(_Weighted, _HowMixin, SoTask):
-    """Small tables, each planned as one partition, copied one after another by one task: each
-    loaded in one destination transaction with its loaded marker, then verified against the source
-    and finished (key, indexes, complete marker) in another, as LoadPartition and CompleteTable do
-    it, through sessions the task opens once. A rerun (or a retry) goes on at the first table not
-    complete."""
+    """Small tables, each planned as one partition, copied one after another by one task, through
+    sessions the task opens once: each in one destination transaction (load.copy_at_once: rows,
+    verification against the source, key, indexes, loaded and complete markers), or, where that
+    cannot be, loaded then verified and finished in two, as LoadPartition and CompleteTable do
+    it. A rerun (or a retry) goes on at the first table not complete."""
 
     tables = luigi.ListParameter(description="the tables, in the order they are copied")
 

@@ -53,11 +53,11 @@ def test_many_small_tables_share_a_few_tasks_and_each_is_verified_once(pair):
     unique = pair.query("target", "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
                                   "WHERE c.relname LIKE 't%%' AND i.indisunique AND NOT i.indisprimary")
     assert unique == [(len(TABLES),)]
-    # each table's seconds are its own work, not its wait for a worker since planning
-    (longest, total), = pair.query("target", "SELECT max(seconds), sum(seconds) FROM so_luigi.tables")
-    planned = pair.query("target", "SELECT extract(epoch FROM max(completed_at) - min(planned_at)) "
-                                   "FROM so_luigi.tables")[0][0]
-    assert longest < float(planned) / 4 and total < 2 * float(planned), (longest, total, planned)
+    # each table's seconds are its own work, not also its wait for a worker since planning (which
+    # is most of it: 90 tables, two at a time)
+    (own, since_planned), = pair.query("target", "SELECT sum(seconds), sum(extract(epoch FROM completed_at - "
+                                                 "planned_at)) FROM so_luigi.tables")
+    assert own < float(since_planned) / 2, (own, since_planned)
     # a run of many tables: status lists none complete one by one, and counts them
     status = subprocess.run([sys.executable, "-m", "so_luigi", "status"], cwd=ROOT, env=pair.env(),
                             capture_output=True, text=True)

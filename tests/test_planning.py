@@ -229,3 +229,35 @@ def test_a_table_well_within_one_partition_is_planned_from_its_statistics_and_co
     assert pair.query("target", "SELECT sum(rows) FROM so_luigi.loaded") == [(2000,)]
     (rows, verdict), = pair.query("target", "SELECT rows, verdict FROM so_luigi.tables")
     assert rows == 2000 and verdict.startswith("ok")
+
+
+def test_many_tables_described_at_once_are_each_described_as_alone(pair):
+    """describe_many asks each catalog query once for every table: each table comes out as a
+    query of its own would describe it (columns, identity, defaults, comments, key, indexes,
+    constraints, foreign keys), names that need quoting and a second schema included."""
+    pair.query("source", """
+        CREATE SCHEMA "Other Schema";
+        CREATE TABLE "Parent" ("Id" int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text UNIQUE);
+        CREATE TABLE "Mixed Case.t" (k bigint PRIMARY KEY, p int REFERENCES "Parent" ("Id"),
+                                    v numeric(8, 2) DEFAULT 1.5 CHECK (v > 0), at timestamptz);
+        CREATE INDEX mixed_at ON "Mixed Case.t" (at DESC) WHERE v > 1;
+        COMMENT ON TABLE "Mixed Case.t" IS 'mixed'; COMMENT ON COLUMN "Mixed Case.t".v IS 'value';
+        CREATE TABLE "Other Schema"."Parent" (a int, b text COLLATE "C", PRIMARY KEY (a, b));
+        CREATE TABLE "Other Schema".lone (x int)""")
+    located = [("public", "Parent"), ("public", "Mixed Case.t"), ("Other Schema", "Parent"),
+               ("Other Schema", "lone")]
+    conn = psycopg2.connect(pair.source_url)
+    try:
+        together = [t.to_json() for t in pg_catalog.describe_many(conn, located)]
+        alone = [pg_catalog.describe(conn, s, n).to_json() for s, n in located]
+        assert together == alone
+        assert [(t["schema"], t["name"]) for t in together] == located
+        mixed = together[1]
+        assert mixed["comment"] == "mixed" and mixed["primary_key"] == ["k"]
+        assert {c["kind"] for c in mixed["constraints"]} == {"check", "foreign_key"}
+        assert [i["name"] for i in mixed["indexes"]] == ["mixed_at"]
+        assert together[0]["columns"][0]["identity"] and together[2]["primary_key"] == ["a", "b"]
+        with pytest.raises(Exception, match="nosuch not found"):
+            pg_catalog.describe_many(conn, located + [("public", "nosuch")])
+    finally:
+        conn.close()

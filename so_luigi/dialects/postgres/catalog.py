@@ -70,7 +70,7 @@ FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 WHERE {ONE_TABLE}
-GROUP BY n.nspname, c.oid"""
+GROUP BY n.nspname, c.relname, c.oid"""   # names grouped too: before 14, pg_class has no key
 
 
 def for_many(query):
@@ -188,8 +188,8 @@ def count_and_boundaries(conn, table, step_for):
         estimate = row_estimate(cur, q) if key is not None else None
         rows = count() if estimate is None else None
         step = step_for(rows if estimate is None else estimate)
-        if rows is None and estimate <= step // 2:
-            return estimate, [], step   # one partition, surely: no scan at all
+        if rows is None and 0 < estimate <= step // 2:
+            return estimate, [], step   # one partition, surely: no scan at all (0 may be no statistics)
         if rows is None and estimate <= step:
             rows = count()              # one partition, probably: a count is cheaper than a walk
         if key is None or (rows is not None and rows <= step):
@@ -289,7 +289,7 @@ def block_boundaries(conn, table, step_for):
     q = qualified(table.schema, table.name)
     with conn.cursor() as cur:
         estimate = row_estimate(cur, q)
-        if estimate is not None and estimate <= step_for(estimate) // 2:
+        if estimate and estimate <= step_for(estimate) // 2:
             return estimate, [], step_for(estimate)     # one partition, surely (count_and_boundaries)
         cur.execute(f"SELECT count(*), pg_relation_size(%s::regclass) / current_setting('block_size')::int "
                     f"FROM {percent_safe(q)}", (q,))
