@@ -338,9 +338,7 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
                      monitor=markers.shared_connection, size=markers.planned_size(cur, run_id, table_name),
                      plan=markers.partition_plan(conn, run_id, table_name, partition))
         written = dst.write(conn, cur, part, src, mode, buffer_bytes, checksum)
-        if written.source_rows != written.rows:
-            raise VerificationError(f"{table_name} partition {partition}: read {written.source_rows} rows "
-                                    f"from the source but the destination stored {written.rows}")
+        _stored_all(table_name, partition, written)
         seconds = time.monotonic() - started
         first = markers.insert_loaded(cur, run_id, table_name, partition, written.rows, written.bytes, seconds,
                                       written.checksum, written.via, written.changed,
@@ -466,9 +464,7 @@ def copy_at_once(run_id, table_name, verify, buffer_mb, progress=None):
         part = Slice(run_id, table, 1, 0, progress=progress, monitor=markers.shared_connection,
                      unfrozen=nbytes is not None and nbytes < UNFROZEN_BYTES)
         written = dst.write(conn, cur, part, src, "streaming", int(buffer_mb * 1024 * 1024), verify == "full")
-        if written.source_rows != written.rows:
-            raise VerificationError(f"{table_name} partition 0: read {written.source_rows} rows "
-                                    f"from the source but the destination stored {written.rows}")
+        _stored_all(table_name, 0, written)
         seconds = time.monotonic() - started
         method = dst.checksum_method(src, table, conn) if verify == "full" else None
         target = (None, None) if dst.tallies(table, verify) else dst.figures_in(cur, table, verify, method)
@@ -493,6 +489,12 @@ def copy_at_once(run_id, table_name, verify, buffer_mb, progress=None):
         log.info("%s partition 0: %s", table_name, written.how)
     log.info("completed %s: %d rows, %s", table_name, found.rows, found.verdict)
     return {"rows": written.rows, "bytes": written.bytes, "seconds": seconds}
+
+
+def _stored_all(table_name, partition, written):
+    if written.source_rows != written.rows:
+        raise VerificationError(f"{table_name} partition {partition}: read {written.source_rows} rows "
+                                f"from the source but the destination stored {written.rows}")
 
 
 def claim_partition(conn, cur, run_id, table_name, partition, progress=None):
@@ -595,7 +597,7 @@ def foreign_keys(run_id, names):
         conn.rollback()
     for name in names:
         if name not in planned:
-            raise SchemaError(f"table {name} is not planned in run {run_id!r}: run ReplicateAll")
+            raise markers.not_planned(run_id, name)
         found += [(name, fk.name, planned[name].referenced(fk, names)) for fk in planned[name].foreign_keys
                   if planned[name].referenced(fk, names)]
     return found

@@ -62,7 +62,9 @@ def schema_lines(conn, run_id, names):
     carried, keys, missing = 0, {"valid": 0, "not valid": 0, None: 0}, []
     planned = markers.planned_tables(conn, run_id)
     for name in names:
-        table = planned[name] if name in planned else markers.planned_table(conn, run_id, name)[0]
+        if name not in planned:
+            raise markers.not_planned(run_id, name)
+        table = planned[name]
         carried += len(table.indexes) + len([c for c in table.constraints if c.kind != "foreign_key"])
         missing += [f"  {name}: {what}: {why}" for what, why in table.not_carried]
         for fk in table.foreign_keys:

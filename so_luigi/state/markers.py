@@ -127,9 +127,14 @@ def planned_table(conn, run_id, table, sizes=False):
                     "WHERE run_id = %s AND table_name = %s", (run_id, table))
         row = cur.fetchone()
     if row is None:
-        from ..errors import SchemaError
-        raise SchemaError(f"table {table} is not planned in run {run_id!r}: run ReplicateAll")
+        raise not_planned(run_id, table)
     return (_definition(row[0]), *row[1:4]) if sizes else (_definition(row[0]), row[1])
+
+
+def not_planned(run_id, table):
+    """The error for a table the run has not planned."""
+    from ..errors import SchemaError
+    return SchemaError(f"table {table} is not planned in run {run_id!r}: run ReplicateAll")
 
 
 def planned_tables(conn, run_id):
@@ -311,11 +316,10 @@ def mark_complete(cur, run_id, table, rows, nbytes, source_checksum, target_chec
     """``seconds``: the table's own work (a table copied at once); by default, since it was planned."""
     f = flavor()
     cur.execute(f"UPDATE {m()}.tables SET completed_at = {f.now}, rows = %s, bytes = %s, "
-                f"seconds = {'%s' if seconds is not None else f.seconds_since('planned_at')}, "
+                f"seconds = coalesce(%s, {f.seconds_since('planned_at')}), "
                 "source_checksum = %s, target_checksum = %s, verdict = %s, snapshot = %s "
                 "WHERE run_id = %s AND table_name = %s AND completed_at IS NULL",
-                ((rows, nbytes) + ((seconds,) if seconds is not None else ())
-                 + (source_checksum, target_checksum, verdict, snapshot, run_id, table)))
+                (rows, nbytes, seconds, source_checksum, target_checksum, verdict, snapshot, run_id, table))
     if cur.rowcount != 1:
         raise RuntimeError(f"table {table} of run {run_id} was completed concurrently")
 

@@ -1,6 +1,7 @@
 """PostgreSQL's catalog as so_luigi reads it: schemas, tables, a table's columns, keys, indexes
 and constraints (the queries are the .sql files beside this module, readable in psql), and what
 planning needs to cut a table (counts, key boundaries, heap blocks, size)."""
+import re
 from importlib import resources
 
 from ... import planning
@@ -81,8 +82,7 @@ def for_many(query):
         raise ValueError("not a query of one table")
     query = query.replace(ONE_TABLE, "(n.nspname, c.relname) IN "
                                      "(SELECT * FROM unnest(%(schemas)s::text[], %(tables)s::text[]))")
-    head, select, rest = query.partition("\nSELECT ") if not query.startswith("SELECT ") else ("", "SELECT ", query[7:])
-    query = f"{head}{select}n.nspname, c.relname, {rest}".rstrip().rstrip(";")
+    query = re.sub(r"^SELECT ", "SELECT n.nspname, c.relname, ", query, count=1, flags=re.M).rstrip().rstrip(";")
     body, order, keys = query.rpartition("\nORDER BY ")
     return f"{body}{order}n.nspname, c.relname, {keys}" if order else f"{query}\nORDER BY n.nspname, c.relname"
 
@@ -188,8 +188,8 @@ def count_and_boundaries(conn, table, step_for):
         estimate = row_estimate(cur, q) if key is not None else None
         rows = count() if estimate is None else None
         step = step_for(rows if estimate is None else estimate)
-        if rows is None and 0 < estimate <= step // 2:
-            return estimate, [], step   # one partition, surely: no scan at all (0 may be no statistics)
+        if rows is None and _surely_one(estimate, step):
+            return estimate, [], step   # no scan at all
         if rows is None and estimate <= step:
             rows = count()              # one partition, probably: a count is cheaper than a walk
         if key is None or (rows is not None and rows <= step):
@@ -230,6 +230,12 @@ def statistics_cuts(cur, table, estimate, step):
     return planning.cdf_cuts([(b, i * estimate / (len(bounds) - 1)) for i, b in enumerate(bounds)],
                              step, estimate)
 
+
+
+def _surely_one(estimate, step):
+    """Whether a table of ``estimate`` rows (the planner's) is one partition of ``step`` beyond
+    doubt: within half of it. An estimate of 0 may be no statistics at all."""
+    return 0 < estimate <= step // 2
 
 
 def row_estimate(cur, q):
@@ -289,8 +295,8 @@ def block_boundaries(conn, table, step_for):
     q = qualified(table.schema, table.name)
     with conn.cursor() as cur:
         estimate = row_estimate(cur, q)
-        if estimate and estimate <= step_for(estimate) // 2:
-            return estimate, [], step_for(estimate)     # one partition, surely (count_and_boundaries)
+        if estimate and _surely_one(estimate, step_for(estimate)):
+            return estimate, [], step_for(estimate)
         cur.execute(f"SELECT count(*), pg_relation_size(%s::regclass) / current_setting('block_size')::int "
                     f"FROM {percent_safe(q)}", (q,))
         rows, pages = cur.fetchone()
