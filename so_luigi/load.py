@@ -12,7 +12,9 @@ source and destination (``dialects.source`` / ``dialects.destination``, the prot
                          the source, then (when they agree) the finishing statements and the
                          complete marker, again in one transaction;
 * ``copy_at_once``:      a small table of one partition (tasks.CopyTables): the two steps above
-                         in one transaction, both markers with it.
+                         in one transaction, both markers with it;
+* ``copy_unplanned``:    small tables no process planned yet: each planned and copied as above,
+                         all of them in one transaction.
 
 Each step takes a transaction-scoped lock on its marker and re-checks it, so two runs racing
 for the same step cannot both do it.
@@ -455,36 +457,89 @@ def copy_at_once(run_id, table_name, verify, buffer_mb, progress=None):
         if not markers.untouched(cur, run_id, table_name):
             conn.rollback()
             return None
-        if progress is not None:        # small on disk, maybe many rows: watched as any partition
-            progress.expected = rows
-        started = time.monotonic()
-        watermark = src.watermark(table)
-        # a tiny table's pages are not worth the TRUNCATE that FREEZE needs (a new file: as much
-        # as its CREATE TABLE)
-        part = Slice(run_id, table, 1, 0, progress=progress, monitor=markers.shared_connection,
-                     unfrozen=nbytes is not None and nbytes < UNFROZEN_BYTES)
-        written = dst.write(conn, cur, part, src, "streaming", int(buffer_mb * 1024 * 1024), verify == "full")
-        _stored_all(table_name, 0, written)
-        seconds = time.monotonic() - started
-        method = dst.checksum_method(src, table, conn) if verify == "full" else None
-        target = (None, None) if dst.tallies(table, verify) else dst.figures_in(cur, table, verify, method)
-        found = judge(verify, 1, 1, written.rows, written.checksum, src.figures(table, method), target)
-        if found.problem:
-            conn.rollback()
-            _unverified(run_id, table_name, found)
-        refused = list(table.not_carried)
-        beside, after = dst.finish_steps(table, 1, src.sequence_positions(table))
-        _finish(cur, beside + after, pause=False)
-        if table.not_carried != refused:
-            markers.update_definition(cur, run_id, table)
-        first = markers.insert_loaded(cur, run_id, table_name, 0, written.rows, written.bytes, seconds,
-                                      written.checksum, written.via, written.changed, src.snapshot)
-        if watermark is not None:
-            markers.record_proof(cur, run_id, table_name, 0, written.rows, watermark)
-        markers.mark_complete(cur, run_id, table_name, found.rows, written.bytes, found.source_checksum,
-                              found.target_checksum, found.verdict, src.snapshot, time.monotonic() - started)
+        done = _copy_within(conn, cur, src, dst, run_id, table, rows, nbytes, verify, buffer_mb, progress)
         faults.pause("load-commit")
         conn.commit()
+    return _copied(table_name, *done)
+
+
+def copy_unplanned(run_id, found, verify, buffer_mb, layout, mode, progress_for=lambda name: None):
+    """Small tables no process has planned yet, each copied as copy_at_once copies one, all in
+    ONE destination transaction, every source read in one session at the run's snapshot; each
+    table is created in the transaction that loads it (COPY FREEZE without a TRUNCATE) and its
+    plan marker commits with its rows, verification, key, indexes and loaded and complete
+    markers. A kill leaves every one of them untouched or done; a run resumes at the tables not
+    complete.
+
+    ``found``: [(source definition, bytes on disk, row estimate)] of tables the planner's
+    statistics put within half a partition (tasks.ReplicateAll.unplanned_small); their plan is
+    that one partition, and the estimate its expected rows (the verification counts them).
+    Returns the names copied: the others (planned by another process meanwhile, or which this
+    destination does not copy at once) are the caller's. Any error rolls them all back: the
+    caller then copies them one by one, so the error names its table."""
+    src, dst = endpoints(run_id)
+    if not dst.copies_at_once:
+        return []
+    done = []
+    with dst.session() as conn, src.pinned():
+        cur = conn.cursor()
+        names = sorted(t.run_name for t, _, _ in found)
+        for name in names:          # in one order: two processes on the same tables queue, never deadlock
+            markers.lock(cur, run_id, name)
+        planned = markers.planned_among(cur, run_id, names)
+        for table, nbytes, rows in found:
+            dst.carry(table)
+            table.layout = dst.layout(table, 1, layout, mode)
+            if table.run_name in planned or table.layout == "partitioned":
+                continue
+            dst.create(cur, run_id, table)
+            markers.own(cur, dst.schema_of(table), table.name, run_id)
+            markers.store_plan(cur, run_id, table, plan(rows, [], rows), rows, rows, nbytes)
+            done.append((table.run_name, _copy_within(conn, cur, src, dst, run_id, table, rows, nbytes, verify,
+                                                      buffer_mb, progress_for(table.run_name), fresh=True)))
+        faults.pause("load-commit")
+        conn.commit()
+    for name, outcome in done:
+        _copied(name, *outcome)
+    return [name for name, _ in done]
+
+
+def _copy_within(conn, cur, src, dst, run_id, table, rows, nbytes, verify, buffer_mb, progress, fresh=False):
+    """copy_at_once's steps in ``conn``'s transaction, its commit left to the caller: (what was
+    written, the verification, seconds, whether it was the run's first load that way)."""
+    if progress is not None:        # small on disk, maybe many rows: watched as any partition
+        progress.expected = rows
+    started = time.monotonic()
+    watermark = src.watermark(table)
+    # a tiny table's pages are not worth the TRUNCATE that FREEZE needs (a new file: as much as
+    # its CREATE TABLE); one created in this transaction needs none
+    part = Slice(run_id, table, 1, 0, progress=progress, monitor=markers.shared_connection, fresh=fresh,
+                 unfrozen=not fresh and nbytes is not None and nbytes < UNFROZEN_BYTES)
+    written = dst.write(conn, cur, part, src, "streaming", int(buffer_mb * 1024 * 1024), verify == "full")
+    _stored_all(table.run_name, 0, written)
+    seconds = time.monotonic() - started
+    method = dst.checksum_method(src, table, conn) if verify == "full" else None
+    target = (None, None) if dst.tallies(table, verify) else dst.figures_in(cur, table, verify, method)
+    found = judge(verify, 1, 1, written.rows, written.checksum, src.figures(table, method), target)
+    if found.problem:
+        conn.rollback()
+        _unverified(run_id, table.run_name, found)
+    refused = list(table.not_carried)
+    beside, after = dst.finish_steps(table, 1, src.sequence_positions(table))
+    _finish(cur, beside + after, pause=False)
+    if table.not_carried != refused:
+        markers.update_definition(cur, run_id, table)
+    first = markers.insert_loaded(cur, run_id, table.run_name, 0, written.rows, written.bytes, seconds,
+                                  written.checksum, written.via, written.changed, src.snapshot)
+    if watermark is not None:
+        markers.record_proof(cur, run_id, table.run_name, 0, written.rows, watermark)
+    markers.mark_complete(cur, run_id, table.run_name, found.rows, written.bytes, found.source_checksum,
+                          found.target_checksum, found.verdict, src.snapshot, time.monotonic() - started)
+    return written, found, seconds, first
+
+
+def _copied(table_name, written, found, seconds, first):
+    """Logs a table copy_at_once committed; its stats."""
     if first:
         log.info("%s partition 0: %s", table_name, written.how)
     log.info("completed %s: %d rows, %s", table_name, found.rows, found.verdict)
@@ -587,13 +642,14 @@ def create_schema(run_id, tables):
 
 # --- foreign keys ---------------------------------------------------------------------------------
 
-def foreign_keys(run_id, names):
+def foreign_keys(run_id, names, unplanned=None):
     """The foreign keys of the run's planned tables ``names`` that the run can add: (table, key
-    name, referenced table) for each key whose referenced table is copied too."""
+    name, referenced table) for each key whose referenced table is copied too. ``unplanned``:
+    {name: source definition} of those planned later, as they are copied."""
     _, dst = endpoints(run_id)
     found = []
     with dst.session() as conn:
-        planned = markers.planned_tables(conn, run_id)
+        planned = {**(unplanned or {}), **markers.planned_tables(conn, run_id)}
         conn.rollback()
     for name in names:
         if name not in planned:

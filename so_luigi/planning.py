@@ -39,6 +39,12 @@ def plan(row_count, boundaries, chunk_rows):
     return list(zip(edges[:-1], edges[1:]))
 
 
+def surely_one(estimate, step):
+    """Whether a table of ``estimate`` rows (the planner's) is one partition of ``step`` beyond
+    doubt: within half of it. An estimate of 0 may be no statistics at all."""
+    return estimate is not None and 0 < estimate <= step // 2
+
+
 # A table estimated at this many rows or more is cut from its key's statistics when they are
 # fresh, instead of walked or numbered: an exact cut reads the whole key (PostgreSQL's walk of
 # Votes, 10.1M rows: 0.85 s; SQL Server numbers every row), before the first load can start. A

@@ -23,7 +23,8 @@ import tenacity
 from . import bulk, load, recover, report, snapshot, sync, targets
 from .config import bulk_settings, section, source_endpoint, target_endpoint
 from .dialects import reusing_sessions, translate
-from .errors import ConfigError, IncompleteCopy, SchemaError, SnapshotGone, SoLuigiError, TransientError
+from .errors import ConfigError, IncompleteCopy, SchemaError, SnapshotGone, SoLuigiError, TransientError, one_line
+from .planning import rows_per_partition, surely_one
 from .progress import Progress
 from .luigi_config import share_caps
 from .luigi_internals import a_worker_is_scheduling, count_work_done_elsewhere, scheduling_worker_scheduler
@@ -108,6 +109,9 @@ class SoTask(luigi.Task):
 
 
 _planned = {}   # (run_id, table) -> partition weights, planned in this process while scheduling
+# (run_id, table) -> (source definition, bytes, row estimate) of a small table left for its
+# CopyTables to plan and copy in one go (ReplicateAll.unplanned_small): its weights are in _planned
+_unplanned = {}
 _previewed = {}  # the same, seen by a dry pass: nothing was planned
 
 
@@ -349,14 +353,30 @@ class CopyTables(_Weighted, _HowMixin, SoTask):
     def do(self):
         with reusing_sessions():
             left = markers.not_complete(self.run_id, list(self.tables))
+            fresh = [_unplanned[(self.run_id, n)] for n in left if (self.run_id, n) in _unplanned]
+            if fresh:
+                self.set_status_message(f"{len(fresh)} tables planned and copied in one transaction")
+                try:
+                    copied = load.copy_unplanned(self.run_id, fresh, self.verify, self.buffer_mb, self.layout,
+                                                 self.mode, lambda name: Progress(self, f"{name} partition 0"))
+                except Exception as exc:        # rolled back: each table alone, where errors name it
+                    log.warning("%d small tables could not be copied in one transaction (%s): copying them "
+                                "one by one", len(fresh), one_line(str(_translated(exc) or exc)))
+                    copied = []
+                left = [n for n in left if n not in copied]
             for n, name in enumerate(left):
                 self.set_status_message(f"{name}: table {n + 1} of {len(left)} left of {len(self.tables)}")
                 self.retried(lambda: self.copy(name))
 
     def copy(self, name):
         progress = Progress(self, f"{name} partition 0")
+        partitions = 1
+        if (self.run_id, name) in _unplanned:    # left unplanned while scheduling: planned here, found
+            partitions = len(load.ensure_planned(     # afresh (copy_unplanned's attempt rewrote the definition)
+                self.run_id, name, self.chunk_rows, self.layout, self.mode, bulk_settings().unlogged, self.chunk_mb))
         if load.copy_at_once(self.run_id, name, self.verify, self.buffer_mb, progress) is None:
-            load_one(self, name, 0, progress)
+            for partition in range(partitions):
+                load_one(self, name, partition, progress)
             recover.complete_table(self.run_id, name, self.verify, self.buffer_mb)
 
 
@@ -395,8 +415,9 @@ class ForeignKey(_HowMixin, SoTask):
 
     def complete(self):
         """In the catalog, and both tables complete at the run's snapshot: a table proven at a new
-        one may have been recopied in part, which takes its keys away."""
-        return super().complete() and all(r.complete() for r in self.requires())
+        one may have been recopied in part, which takes its keys away. The tables first: one
+        planned only as it is copied (load.copy_unplanned) has no definition to look the key up by."""
+        return all(r.complete() for r in self.requires()) and super().complete()
 
     def do(self):
         load.add_foreign_key(self.run_id, self.table, self.name, self.references)
@@ -601,7 +622,8 @@ class ReplicateAll(_HowMixin, SoTask):
                         if not markers.marker_table_exists(cur, "tables"):
                             return []
                 try:
-                    self._fks = load.foreign_keys(self.run_id, names)
+                    self._fks = load.foreign_keys(self.run_id, names, {
+                        n: _unplanned[(self.run_id, n)][0] for n in names if (self.run_id, n) in _unplanned})
                 except SchemaError:
                     if a_worker_is_scheduling():
                         raise
@@ -671,8 +693,11 @@ class ReplicateAll(_HowMixin, SoTask):
                 # plan the tables side by side (the source counts and walks each key), not one by
                 # one as Luigi would ask each CompleteTable for its requirements; all at once (up
                 # to 8), so the biggest table's walk starts first instead of waiting its turn
-                with reusing_sessions(), ThreadPoolExecutor(max_workers=max(1, min(8, len(self._names)))) as pool:
-                    for name, weights in zip(self._names, pool.map(lambda t: self.plan_one(t, for_a_run), tables)):
+                small = self.unplanned_small(tables, src, dst) if for_a_run and not self.sync else {}
+                _planned.update({(self.run_id, name): weights for name, weights in small.items()})
+                rest = [t for t in tables if t.run_name not in small]
+                with reusing_sessions(), ThreadPoolExecutor(max_workers=max(1, min(8, len(rest) or 1))) as pool:
+                    for name, weights in zip([t.run_name for t in rest], pool.map(lambda t: self.plan_one(t, for_a_run), rest)):
                         if self.sync and for_a_run and name in self._synced:
                             _sync_plans[(self.run_id, self._generation, name)] = weights
                         else:
@@ -687,6 +712,32 @@ class ReplicateAll(_HowMixin, SoTask):
             with markers.shared_connection().cursor() as cur:
                 self._complete_before = {n for n in self._names if markers.is_complete(cur, self.run_id, n)}
         return self._complete_before
+
+    def unplanned_small(self, tables, src, dst):
+        """{name: [expected MB]} of the tables no process has planned that their statistics put
+        within half a partition, under SMALL_MB: their CopyTables plans them, in the transaction
+        that copies them (load.copy_unplanned), not this process one by one before any row
+        moves (500 tables of 20 rows: 1.5 s of planning, and a transaction each). Not where the
+        destination cannot copy a table at once, for unlogged tables, nor for a table whose
+        creation makes what others may share (types, sequences: created under a lock)."""
+        if self.mode != "streaming" or not dst.copies_at_once or bulk_settings().unlogged or not tables:
+            return {}
+        with src.session() as conn:
+            sizes = src.estimates(conn, tables)
+        if not sizes:
+            return {}
+        with markers.shared_connection().cursor() as cur:
+            planned = set(markers.planned_names(cur, self.run_id))
+        small = {}
+        for table in tables:
+            nbytes, rows = sizes.get(table.run_name, (None, None))
+            if table.run_name in planned or load.shares_objects(table) or rows is None or nbytes / 1e6 >= SMALL_MB:
+                continue
+            if not surely_one(rows, rows_per_partition(rows, nbytes, self.chunk_rows, self.chunk_mb)):
+                continue
+            _unplanned[(self.run_id, table.run_name)] = (table, nbytes, rows)
+            small[table.run_name] = [int(nbytes / 1e6)]
+        return small
 
     def plan_one(self, table, for_a_run):
         """The expected MB of the units of ``table``: planning its sync (a table the run completed

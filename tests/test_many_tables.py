@@ -1,10 +1,16 @@
 """Many small tables: a few CopyTables tasks copy them, each table loaded, verified and marked
 once, a foreign key across two groups added after both; a run killed in the middle of a group
-resumes at its first table not complete and loads nothing twice."""
+resumes at its first table not complete and loads nothing twice.
+
+Tables whose statistics say they are small (ANALYZEd) are planned by their CopyTables, all of a
+group in one transaction (load.copy_unplanned); tables without statistics are planned first,
+one by one, and copied one transaction each (load.copy_at_once). Both ways are tried."""
 import re
 import subprocess
 import sys
 import threading
+
+import pytest
 
 from so_luigi import tasks
 from conftest import ROOT, assert_same_tables, kill_group
@@ -12,9 +18,10 @@ from conftest import ROOT, assert_same_tables, kill_group
 TABLES = [f"t{i:03d}" for i in range(90)]
 
 
-def many(pair, names):
+def many(pair, names, analyzed=False):
     """Small tables (a key, a text, a timestamp, a numeric; a unique index on the text) of a few
-    rows each; the last one references the first (a key across two CopyTables groups)."""
+    rows each; the last one references the first (a key across two CopyTables groups).
+    ``analyzed``: with statistics, so they are planned as they are copied."""
     statements = [f'CREATE TABLE "{t}" ("Id" int PRIMARY KEY, label text NOT NULL UNIQUE, at timestamptz, '
                   f'amount numeric(10, 2)); INSERT INTO "{t}" SELECT g, md5(g::text || {n}), '
                   f"timestamptz '2020-01-01 00:00+00' + g * interval '1 day', g * 0.25 "
@@ -22,6 +29,8 @@ def many(pair, names):
     statements.append(f'ALTER TABLE "{names[-1]}" ADD CONSTRAINT last_first FOREIGN KEY ("Id") '
                       f'REFERENCES "{names[0]}" ("Id")')
     pair.query("source", "".join(statements))
+    if analyzed:
+        pair.query("source", "ANALYZE")
 
 
 def luigi_cmd(workers):
@@ -38,8 +47,26 @@ def each_once(pair, names):
     assert loads == {t: 1 for t in names}
 
 
-def test_many_small_tables_share_a_few_tasks_and_each_is_verified_once(pair):
-    many(pair, TABLES)
+def killed_at_pause(pair, nth, seconds):
+    """A one-worker run killed -9 in its ``nth`` pause before a load's commit."""
+    run = subprocess.Popen(luigi_cmd(1), cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True,
+                           env={**pair.env(), "SO_LUIGI_PAUSE_AT": "load-commit", "SO_LUIGI_PAUSE_SECONDS": seconds})
+    reached, said = threading.Event(), []
+
+    def read():
+        for line in run.stderr:
+            said.append(line)
+            if sum("paused at load-commit" in s for s in said) == nth:
+                reached.set()
+    threading.Thread(target=read, daemon=True).start()
+    assert reached.wait(300), "".join(said[-30:])
+    kill_group(run)
+
+
+@pytest.mark.parametrize("analyzed", [False, True], ids=["planned-first", "planned-as-copied"])
+def test_many_small_tables_share_a_few_tasks_and_each_is_verified_once(pair, analyzed):
+    many(pair, TABLES, analyzed)
     result = pair.run("--workers", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     groups = -(-len(TABLES) // tasks.BATCH_TABLES)
@@ -47,6 +74,10 @@ def test_many_small_tables_share_a_few_tasks_and_each_is_verified_once(pair):
     assert ran and int(ran.group(1)) == groups + 2, result.stderr[-3000:]   # + the key, + ReplicateAll
     assert f"{groups} CopyTables" in result.stderr
     assert "CompleteTable" not in result.stderr and "LoadPartition" not in result.stderr
+    # planned with the rows (no plan before a CopyTables ran), or all before any
+    first_load = pair.query("target", "SELECT min(loaded_at) FROM so_luigi.loaded")[0][0]
+    planned_late = pair.query("target", "SELECT count(*) FROM so_luigi.tables WHERE planned_at >= %s", (first_load,))
+    assert (planned_late[0][0] > 0) == analyzed, (planned_late, analyzed)
     each_once(pair, TABLES)
     assert_same_tables(pair, TABLES)
     assert pair.query("target", "SELECT convalidated FROM pg_constraint WHERE conname = 'last_first'") == [(True,)]
@@ -54,10 +85,10 @@ def test_many_small_tables_share_a_few_tasks_and_each_is_verified_once(pair):
                                   "WHERE c.relname LIKE 't%%' AND i.indisunique AND NOT i.indisprimary")
     assert unique == [(len(TABLES),)]
     # each table's seconds are its own work, not also its wait for a worker since planning (which
-    # is most of it: 90 tables, two at a time)
+    # is most of it: 90 tables, two at a time; none when a table is planned as it is copied)
     (own, since_planned), = pair.query("target", "SELECT sum(seconds), sum(extract(epoch FROM completed_at - "
                                                  "planned_at)) FROM so_luigi.tables")
-    assert own < float(since_planned) / 2, (own, since_planned)
+    assert own < float(since_planned) / (1 if analyzed else 2), (own, since_planned)
     # a run of many tables: status lists none complete one by one, and counts them
     status = subprocess.run([sys.executable, "-m", "so_luigi", "status"], cwd=ROOT, env=pair.env(),
                             capture_output=True, text=True)
@@ -77,20 +108,7 @@ def test_a_group_killed_midway_resumes_at_its_first_table_not_complete(pair):
     names = TABLES[:30]
     many(pair, names)
     # each table's load pauses a moment before its commit; the run is killed in the twelfth one
-    proc = subprocess.Popen(luigi_cmd(1), cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**pair.env(), "SO_LUIGI_PAUSE_AT": "load-commit", "SO_LUIGI_PAUSE_SECONDS": "0.2"})
-    reached = threading.Event()
-    said = []
-
-    def read():
-        for line in proc.stderr:
-            said.append(line)
-            if sum("paused at load-commit" in s for s in said) == 12:
-                reached.set()
-    threading.Thread(target=read, daemon=True).start()
-    assert reached.wait(300), "".join(said[-30:])
-    kill_group(proc)
+    killed_at_pause(pair, 12, "0.2")
     before = dict(pair.query("target", "SELECT table_name, loaded_at FROM so_luigi.loaded"))
     complete = pair.query("target", "SELECT count(*) FROM so_luigi.tables WHERE completed_at IS NOT NULL")[0][0]
     assert 10 <= len(before) <= 11 and complete <= len(before), (before, complete)
@@ -99,4 +117,44 @@ def test_a_group_killed_midway_resumes_at_its_first_table_not_complete(pair):
     each_once(pair, names)
     after = dict(pair.query("target", "SELECT table_name, loaded_at FROM so_luigi.loaded"))
     assert all(after[t] == at for t, at in before.items())      # nothing loaded twice
+    assert_same_tables(pair, names)
+
+
+def test_a_group_planned_as_copied_and_killed_before_its_commit_leaves_nothing_and_resumes(pair):
+    names = TABLES[:50]             # two groups: the first to run commits, the other is killed
+    many(pair, names, analyzed=True)
+    killed_at_pause(pair, 2, "3")         # a group pauses once, before its commit
+    planned = [t for t, in pair.query("target", "SELECT table_name FROM so_luigi.tables")]
+    complete = [t for t, in pair.query("target", "SELECT table_name FROM so_luigi.tables "
+                                                 "WHERE completed_at IS NOT NULL")]
+    groups = [names[:tasks.BATCH_TABLES], names[tasks.BATCH_TABLES:]]
+    assert sorted(planned) == sorted(complete) and sorted(complete) in groups, complete  # one group, whole
+    left = [t for t in names if t not in complete]
+    made = pair.query("target", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename "
+                                f"IN ({', '.join(['%s'] * len(left))})", left)
+    assert made == [(0,)]           # the killed group created no table either
+    before = dict(pair.query("target", "SELECT table_name, loaded_at FROM so_luigi.loaded"))
+    rerun = subprocess.run(luigi_cmd(2), cwd=ROOT, env=pair.env(), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    each_once(pair, names)
+    after = dict(pair.query("target", "SELECT table_name, loaded_at FROM so_luigi.loaded"))
+    assert all(after[t] == at for t, at in before.items())
+    assert_same_tables(pair, names)
+
+
+def test_one_bad_table_in_a_group_planned_as_copied_is_named_and_the_others_are_copied(pair):
+    names = TABLES[:12]
+    many(pair, names, analyzed=True)
+    pair.query("target", 'CREATE TABLE public."t005" (x int)')     # someone else's table in the way
+    result = pair.run("--workers", "1")
+    assert result.returncode != 0
+    assert "destination table public.t005 already exists and was not created by so_luigi" in result.stderr
+    assert "copying them one by one" in result.stderr
+    complete = {t for t, in pair.query("target", "SELECT table_name FROM so_luigi.tables WHERE completed_at IS NOT NULL")}
+    assert {"t000", "t001", "t002", "t003", "t004"} <= complete and "t005" not in complete, complete
+    assert pair.query("target", 'SELECT count(*) FROM public."t005"') == [(0,)]     # untouched
+    pair.query("target", 'DROP TABLE public."t005"')
+    again = pair.run("--workers", "2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    each_once(pair, names)
     assert_same_tables(pair, names)

@@ -249,6 +249,7 @@ class Slice:
     replace: bool = False     # a sync's recopy: the range was just cleared in this transaction,
                               # the table stands finished (no FREEZE, no new child, no side table)
     unfrozen: bool = False    # a lone partition loaded without FREEZE, so without the TRUNCATE it needs
+    fresh: bool = False       # the table was created in the load's transaction: FREEZE needs no TRUNCATE
 
 
 @dataclass
@@ -311,6 +312,18 @@ class Source(_Database):
             yield conn
         finally:
             conn.close()
+
+    @contextmanager
+    def pinned(self):
+        """Within, this Source's reads may share one session and one transaction (at the run's
+        snapshot) where its dialect keeps one (PostgreSQL): a task copying many small tables
+        then opens no session per read."""
+        yield
+
+    def estimates(self, conn, tables):
+        """{run name: (bytes on disk, the planner's row estimate or None)} of ``tables`` in one
+        query, where the catalog offers it; None otherwise (each table is then measured)."""
+        return None
 
     def schema_exists(self, conn, schema):
         return self.catalog.schema_exists(conn, schema)

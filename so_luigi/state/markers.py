@@ -93,6 +93,15 @@ def is_planned(cur, run_id, table):
     return cur.fetchone() is not None
 
 
+def planned_among(cur, run_id, tables):
+    """Those of ``tables`` the run has planned (one query)."""
+    if not tables:
+        return set()
+    cur.execute(f"SELECT table_name FROM {m()}.tables WHERE run_id = %s "
+                f"AND table_name IN ({', '.join(['%s'] * len(tables))})", (run_id, *tables))
+    return {row[0] for row in cur.fetchall()}
+
+
 def store_plan(cur, run_id, table_def, ranges, source_rows, chunk_rows, source_bytes=None):
     """The table's definition and partitions, under a new plan id (bulk files record it)."""
     cur.execute(f"INSERT INTO {m()}.tables (run_id, table_name, definition, partitions, source_rows, "

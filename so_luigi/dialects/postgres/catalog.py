@@ -188,7 +188,7 @@ def count_and_boundaries(conn, table, step_for):
         estimate = row_estimate(cur, q) if key is not None else None
         rows = count() if estimate is None else None
         step = step_for(rows if estimate is None else estimate)
-        if rows is None and _surely_one(estimate, step):
+        if rows is None and planning.surely_one(estimate, step):
             return estimate, [], step   # no scan at all
         if rows is None and estimate <= step:
             rows = count()              # one partition, probably: a count is cheaper than a walk
@@ -232,10 +232,18 @@ def statistics_cuts(cur, table, estimate, step):
 
 
 
-def _surely_one(estimate, step):
-    """Whether a table of ``estimate`` rows (the planner's) is one partition of ``step`` beyond
-    doubt: within half of it. An estimate of 0 may be no statistics at all."""
-    return 0 < estimate <= step // 2
+def estimates(conn, tables):
+    """{run name: (bytes on disk, row estimate or None)} of ``tables``, as table_bytes and
+    row_estimate give them one by one, in one query."""
+    names = [qualified(t.schema, t.name) for t in tables]
+    with conn.cursor() as cur:
+        cur.execute("SELECT k.i, pg_table_size(c.oid), CASE WHEN c.reltuples < 0 THEN NULL "
+                    "WHEN c.relpages = 0 THEN c.reltuples ELSE c.reltuples / c.relpages * "
+                    "(pg_relation_size(c.oid) / current_setting('block_size')::int) END "
+                    "FROM unnest(%s::text[]) WITH ORDINALITY k (name, i) JOIN pg_class c ON c.oid = to_regclass(k.name)",
+                    (names,))
+        found = {i: (int(size), None if rows is None else int(rows)) for i, size, rows in cur.fetchall()}
+    return {t.run_name: found[i] for i, t in enumerate(tables, start=1) if i in found}
 
 
 def row_estimate(cur, q):
@@ -295,7 +303,7 @@ def block_boundaries(conn, table, step_for):
     q = qualified(table.schema, table.name)
     with conn.cursor() as cur:
         estimate = row_estimate(cur, q)
-        if estimate and _surely_one(estimate, step_for(estimate)):
+        if estimate and planning.surely_one(estimate, step_for(estimate)):
             return estimate, [], step_for(estimate)
         cur.execute(f"SELECT count(*), pg_relation_size(%s::regclass) / current_setting('block_size')::int "
                     f"FROM {percent_safe(q)}", (q,))

@@ -219,7 +219,8 @@ class PostgresDestination(Destination):
 
         * partitioned layout: a new child table per partition, created in the load's
           transaction, so COPY FREEZE applies; it is attached to the parent before the commit;
-        * a plain table of one partition: truncated in the load's transaction, so FREEZE applies;
+        * a plain table of one partition: truncated in the load's transaction, so FREEZE applies
+          (or created in it: load.copy_unplanned);
         * a plain table of several partitions: loaded side by side by parallel workers, without FREEZE.
         """
         table = part.table
@@ -233,6 +234,8 @@ class PostgresDestination(Destination):
                 for statement in ddl.create_partition_sql(self.schema_of(table), table, part.number, part.lo, part.hi):
                     cur.execute(statement)
             return child, True, prepare
+        if part.partitions == 1 and part.fresh:
+            return table, True, lambda: None
         if part.partitions == 1 and not part.unfrozen:
             return table, True, lambda: cur.execute(f"TRUNCATE {qualified(self.schema_of(table), table.name)}")
         return table, False, lambda: None

@@ -6,6 +6,10 @@ connection imports it first, so every read of the run sees the source at one mom
 PostgreSQL travel as ``COPY TO STDOUT`` output, binary when the destination keeps every column's type (stream.binary_compatible), written from
 C straight into an OS pipe or the bulk file.
 """
+import atexit
+import multiprocessing
+from contextlib import contextmanager, nullcontext
+
 import psycopg2
 
 from ...errors import SnapshotGone
@@ -13,6 +17,10 @@ from ...stream import binary_compatible
 from ..base import Source
 from . import catalog, checksum, connection, ddl, forms, snapshot
 from .connection import ident, qualified
+
+
+# (source, schemas, excluded, snapshot) -> the objects.Dump made at that snapshot by this process
+_dumps = {}
 
 
 class PostgresSource(Source):
@@ -27,8 +35,13 @@ class PostgresSource(Source):
     def translate(self, exc, role):
         return connection.translate(exc)
 
+    _pinned = None
+
     def connect(self):
-        """A read-only session, in a transaction at the run's snapshot when it has one."""
+        """A read-only session, in a transaction at the run's snapshot when it has one (within
+        ``pinned``, the one session every read shares)."""
+        if self._pinned is not None:
+            return self._pinned
         conn = connection.connect(self.endpoint)
         if not self.snapshot:
             conn.set_session(readonly=True)
@@ -36,12 +49,42 @@ class PostgresSource(Source):
         snapshot.enter(conn, self.snapshot)
         return conn
 
+    @contextmanager
+    def pinned(self):
+        """Every read of this Source within goes through one session, in one read-only
+        transaction at the run's snapshot: the session a read ends is not rolled back (nor
+        closed) but kept for the next. Three statements saved per read (BEGIN, SET TRANSACTION
+        SNAPSHOT, ROLLBACK), four reads per small table."""
+        if self._pinned is not None:
+            yield
+            return
+        conn = self.connect()
+        self._pinned = _Kept(conn)
+        try:
+            yield
+        finally:
+            self._pinned = None
+            conn.close()
+
+    def estimates(self, conn, tables):
+        return catalog.estimates(conn, tables)
+
     def schema_dump(self, exclude=()):
         """``pg_dump --schema-only`` of the copied schemas (objects.Dump, closed by its caller),
-        at the run's snapshot while it is held, else at a snapshot of its own."""
+        at the run's snapshot while it is held, else at a snapshot of its own. At the run's
+        snapshot, the dump the main process made is kept for the run's other step (both object
+        steps from one pg_dump: 0.15 s each for 500 tables), and removed when it exits."""
         from . import objects
         held = self.snapshot if self.snapshot and self.can_import(self.snapshot) else None
-        return objects.Dump(self.endpoint.url.raw, list(self.endpoint.schemas), exclude, snapshot=held)
+        key = (self.endpoint.url.raw, tuple(self.endpoint.schemas), tuple(exclude), held)
+        if held is not None and _dumps.get(key) is not None and _dumps[key].path is not None:
+            return nullcontext(_dumps[key])
+        dump = objects.Dump(self.endpoint.url.raw, list(self.endpoint.schemas), exclude, snapshot=held)
+        if held is None or multiprocessing.parent_process() is not None:
+            return dump         # a worker's (Luigi forks one per task): gone when its step is done
+        _dumps[key] = dump
+        atexit.register(dump.close)
+        return nullcontext(dump)
 
     def can_import(self, snapshot):
         try:
@@ -187,3 +230,20 @@ class PostgresSource(Source):
             except psycopg2.Error:          # a column type without a hash function
                 return "text"
         return "record"
+
+
+class _Kept:
+    """A connection lent to every read within PostgresSource.pinned: ending a read (rollback,
+    close) leaves its transaction open for the next."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def rollback(self):
+        pass
+
+    def close(self):
+        pass
