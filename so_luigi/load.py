@@ -480,23 +480,27 @@ def copy_unplanned(run_id, found, verify, buffer_mb, layout, mode, progress_for=
     src, dst = endpoints(run_id)
     if not dst.copies_at_once:
         return []
-    done = []
+    done, vias = [], set()
     with dst.session() as conn, src.pinned():
         cur = conn.cursor()
+        marks = dst.deferred(cur)           # the markers' writes: one round trip before the commit
         names = sorted(t.run_name for t, _, _ in found)
         for name in names:          # in one order: two processes on the same tables queue, never deadlock
-            markers.lock(cur, run_id, name)
+            markers.lock(marks, run_id, name)
+        _flush(marks)
         planned = markers.planned_among(cur, run_id, names)
+        absent = dst.absent(cur, [t for t, _, _ in found])
         for table, nbytes, rows in found:
             dst.carry(table)
             table.layout = dst.layout(table, 1, layout, mode)
             if table.run_name in planned or table.layout == "partitioned":
                 continue
-            dst.create(cur, run_id, table)
-            markers.own(cur, dst.schema_of(table), table.name, run_id)
-            markers.store_plan(cur, run_id, table, plan(rows, [], rows), rows, rows, nbytes)
+            dst.create(cur, run_id, table, absent=table.run_name in absent)
+            markers.own(marks, dst.schema_of(table), table.name, run_id)
+            markers.store_plan(marks, run_id, table, plan(rows, [], rows), rows, rows, nbytes)
             done.append((table.run_name, _copy_within(conn, cur, src, dst, run_id, table, rows, nbytes, verify,
-                                                      buffer_mb, progress_for(table.run_name), fresh=True)))
+                                                      buffer_mb, progress_for(table.run_name), True, marks, vias)))
+        _flush(marks)
         faults.pause("load-commit")
         conn.commit()
     for name, outcome in done:
@@ -504,9 +508,18 @@ def copy_unplanned(run_id, found, verify, buffer_mb, layout, mode, progress_for=
     return [name for name, _ in done]
 
 
-def _copy_within(conn, cur, src, dst, run_id, table, rows, nbytes, verify, buffer_mb, progress, fresh=False):
+def _flush(marks):
+    if hasattr(marks, "flush"):
+        marks.flush()
+
+
+def _copy_within(conn, cur, src, dst, run_id, table, rows, nbytes, verify, buffer_mb, progress, fresh=False,
+                 marks=None, vias=None):
     """copy_at_once's steps in ``conn``'s transaction, its commit left to the caller: (what was
-    written, the verification, seconds, whether it was the run's first load that way)."""
+    written, the verification, seconds, whether it was the run's first load that way).
+    ``marks``: the cursor the markers are written through (``cur`` by default); ``vias``: the
+    ways the caller's transaction loaded before (so those are not first)."""
+    marks = cur if marks is None else marks
     if progress is not None:        # small on disk, maybe many rows: watched as any partition
         progress.expected = rows
     started = time.monotonic()
@@ -528,12 +541,16 @@ def _copy_within(conn, cur, src, dst, run_id, table, rows, nbytes, verify, buffe
     beside, after = dst.finish_steps(table, 1, src.sequence_positions(table))
     _finish(cur, beside + after, pause=False)
     if table.not_carried != refused:
-        markers.update_definition(cur, run_id, table)
-    first = markers.insert_loaded(cur, run_id, table.run_name, 0, written.rows, written.bytes, seconds,
-                                  written.checksum, written.via, written.changed, src.snapshot)
+        markers.update_definition(marks, run_id, table)
+    first = None
+    if vias is not None:
+        first = written.via not in vias and markers.first_via(cur, run_id, written.via)
+        vias.add(written.via)
+    first = markers.insert_loaded(marks, run_id, table.run_name, 0, written.rows, written.bytes, seconds,
+                                  written.checksum, written.via, written.changed, src.snapshot, first=first)
     if watermark is not None:
-        markers.record_proof(cur, run_id, table.run_name, 0, written.rows, watermark)
-    markers.mark_complete(cur, run_id, table.run_name, found.rows, written.bytes, found.source_checksum,
+        markers.record_proof(marks, run_id, table.run_name, 0, written.rows, watermark)
+    markers.mark_complete(marks, run_id, table.run_name, found.rows, written.bytes, found.source_checksum,
                           found.target_checksum, found.verdict, src.snapshot, time.monotonic() - started)
     return written, found, seconds, first
 

@@ -517,6 +517,16 @@ class Destination(_Database):
     copies_at_once = False    # a small table's rows, verification, finish and both markers can commit
                               # in one transaction (load.copy_at_once)
 
+    def deferred(self, cur):
+        """A cursor whose writes may wait for one round trip with others (its ``flush``), or
+        ``cur`` itself where the driver cannot render statements ahead."""
+        return cur
+
+    def absent(self, cur, tables):
+        """The run names of ``tables`` whose destination table does not exist yet, in a schema
+        that does (``create`` may then skip looking): none known here."""
+        return set()
+
     def connect(self, autocommit=False):
         raise NotImplementedError
 

@@ -279,14 +279,21 @@ def peak_rss_kb():
         return None
 
 
-def insert_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum, via, changed=0, snapshot=None,
-                  proven=None):
-    """The partition's marker (``snapshot``: the source snapshot its rows were read at);
-    returns True when it is the run's first load that went ``via``."""
+def first_via(cur, run_id, via):
+    """Whether no partition of the run has been loaded ``via`` yet."""
     # not a count: that would read every marker of the run, once per table
     cur.execute(f"SELECT CASE WHEN EXISTS (SELECT 1 FROM {m()}.loaded WHERE run_id = %s AND via = %s) "
                 "THEN 0 ELSE 1 END", (run_id, via))
-    first = cur.fetchone()[0] == 1
+    return cur.fetchone()[0] == 1
+
+
+def insert_loaded(cur, run_id, table, partition, rows, nbytes, seconds, checksum, via, changed=0, snapshot=None,
+                  proven=None, first=None):
+    """The partition's marker (``snapshot``: the source snapshot its rows were read at);
+    returns True when it is the run's first load that went ``via`` (``first``, when the caller
+    knows: then ``cur`` only writes, and may be a Deferred one)."""
+    if first is None:
+        first = first_via(cur, run_id, via)
     cur.execute(f"INSERT INTO {m()}.loaded (run_id, table_name, partition, rows, bytes, seconds, "
                 "checksum, via, changed, peak_kb, worker, snapshot, proven) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -329,7 +336,7 @@ def mark_complete(cur, run_id, table, rows, nbytes, source_checksum, target_chec
                 "source_checksum = %s, target_checksum = %s, verdict = %s, snapshot = %s "
                 "WHERE run_id = %s AND table_name = %s AND completed_at IS NULL",
                 (rows, nbytes, seconds, source_checksum, target_checksum, verdict, snapshot, run_id, table))
-    if cur.rowcount != 1:
+    if not getattr(cur, "deferred", False) and cur.rowcount != 1:
         raise RuntimeError(f"table {table} of run {run_id} was completed concurrently")
 
 

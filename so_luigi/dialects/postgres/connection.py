@@ -143,6 +143,30 @@ def session(endpoint, autocommit=False):
 
 
 
+class Deferred:
+    """A cursor that keeps the writes it is given and sends them in one round trip (``flush``),
+    for statements whose results nobody reads: a group of small tables' markers (0.15 ms of
+    round trip each, against microseconds of work). ``deferred``: callers that check a row
+    count skip it (the caller holds the locks that make it certain)."""
+
+    deferred = True
+
+    def __init__(self, cur):
+        self.cur = cur
+        self.statements = []
+
+    def execute(self, sql, params=None):
+        self.statements.append(self.cur.mogrify(sql, params))
+
+    def executemany(self, sql, seq):
+        self.statements += [self.cur.mogrify(sql, params) for params in seq]
+
+    def flush(self):
+        if self.statements:
+            self.cur.execute(b";\n".join(self.statements))
+            self.statements = []
+
+
 def connect_error(exc, ep):
     msg = str(exc)
     url = ep.url

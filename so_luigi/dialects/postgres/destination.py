@@ -170,10 +170,24 @@ class PostgresDestination(Destination):
     def validate_constraint(self, cur, table, name):
         cur.execute(f"ALTER TABLE {qualified(self.schema_of(table), table.name)} VALIDATE CONSTRAINT {ident(name)}")
 
-    def create(self, cur, run_id, table):
+    def deferred(self, cur):
+        return connection.Deferred(cur)
+
+    def absent(self, cur, tables):
+        """One query for many tables: a table in none of them, in a schema there, is created
+        without the look for one to replace (``create(..., absent=True)``)."""
+        places = [(self.schema_of(t), qualified(self.schema_of(t), t.name)) for t in tables]
+        cur.execute("SELECT k.i FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY k (s, q, i) "
+                    "WHERE to_regclass(k.q) IS NULL AND EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = k.s)",
+                    ([s for s, _ in places], [q for _, q in places]))
+        return {tables[i - 1].run_name for i, in cur.fetchall()}
+
+    def create(self, cur, run_id, table, absent=False):
+        """``absent``: the caller knows the schema is there and the table not (``absent``)."""
         schema = self.schema_of(table)
-        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
-        self._drop_previous(cur, schema, table.name)
+        if not absent:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(schema)}")
+            self._drop_previous(cur, schema, table.name)
         ddl.create_types(cur, table.types)
         for statement in ddl.create_table_statements(self.schema_of(table), table):
             cur.execute(statement)
