@@ -327,6 +327,10 @@ class CompleteTable(_HowMixin, SoTask):
 # with its partition) costs a process, its sessions and scheduler round trips, far more than
 # copying a small table
 SMALL_MB = 16
+# a table under TINY_BYTES on disk, its statistics within half a partition, is planned by its
+# CopyTables as it copies it, with the rest of its group in one transaction: `so-luigi status`
+# sees such a group only once it commits, which for 40 tables of under 1 MB is within a second
+TINY_BYTES = 1 << 20
 BATCH_TABLES = 40
 BATCH_MB = 64
 
@@ -715,7 +719,7 @@ class ReplicateAll(_HowMixin, SoTask):
 
     def unplanned_small(self, tables, src, dst):
         """{name: [expected MB]} of the tables no process has planned that their statistics put
-        within half a partition, under SMALL_MB: their CopyTables plans them, in the transaction
+        within half a partition, under TINY_BYTES: their CopyTables plans them, in the transaction
         that copies them (load.copy_unplanned), not this process one by one before any row
         moves (500 tables of 20 rows: 1.5 s of planning, and a transaction each). Not where the
         destination cannot copy a table at once, for unlogged tables, nor for a table whose
@@ -731,7 +735,7 @@ class ReplicateAll(_HowMixin, SoTask):
         small = {}
         for table in tables:
             nbytes, rows = sizes.get(table.run_name, (None, None))
-            if table.run_name in planned or load.shares_objects(table) or rows is None or nbytes / 1e6 >= SMALL_MB:
+            if table.run_name in planned or load.shares_objects(table) or rows is None or nbytes >= TINY_BYTES:
                 continue
             if not surely_one(rows, rows_per_partition(rows, nbytes, self.chunk_rows, self.chunk_mb)):
                 continue
