@@ -15,6 +15,7 @@ Readers are the sources' (``Source.copy_reader``):
 """
 import fcntl
 import os
+import tempfile
 import threading
 from collections import deque
 
@@ -170,6 +171,17 @@ def os_pipe_stream(read, write):
     if "error" in result:
         raise result["error"]
     return result["read"], written, counted.bytes
+
+
+def spooled(read, write, buffer_bytes):
+    """``read(file)`` into a spool (memory up to ``buffer_bytes``, a temporary file beyond),
+    then ``write(file)`` from it, both in this thread: for a tiny table, whose rows cost less
+    than the thread and the pipe of ``stream``. Returns what ``stream`` returns."""
+    with tempfile.SpooledTemporaryFile(max_size=buffer_bytes) as spool:
+        result = read(spool)
+        moved = spool.tell()
+        spool.seek(0)
+        return result, write(spool), moved
 
 
 def chunk_size(buffer_bytes):

@@ -85,6 +85,25 @@ def test_os_pipe_carries_every_byte_in_order():
     assert count == 3000 and data == b"".join(pieces) and nbytes == len(data)
 
 
+@pytest.mark.parametrize("buffer_bytes", [1 << 30, 1 << 16], ids=["in-memory", "spilled-to-a-file"])
+def test_spool_carries_every_byte_in_order_within_its_memory(buffer_bytes):
+    pieces = [bytes([i % 256]) * (i % 7000) for i in range(300)]
+    spools = []
+
+    def read(fh):
+        spools.append(fh)
+        for piece in pieces:
+            fh.write(piece)
+        return len(pieces)
+
+    def write(fh):
+        spools.append(fh._rolled)      # past buffer_bytes, the spool is a file on disk
+        return fh.read()
+    count, data, nbytes = stream.spooled(read, write, buffer_bytes)
+    assert count == 300 and data == b"".join(pieces) and nbytes == len(data)
+    assert spools[1] == (len(data) > buffer_bytes)
+
+
 def test_os_pipe_reader_failure_is_raised_even_though_the_copy_saw_a_clean_end():
     """The pipe closes on a reader failure, so COPY FROM may finish short: the reader's error
     must still come out, so the caller's transaction never commits those rows."""

@@ -14,7 +14,7 @@ import psycopg2
 from ... import bulk, encode
 from ...errors import DataError, SchemaError, one_line
 from ...progress import watching
-from ...stream import batched, chunk_size, copy_rows, stream
+from ...stream import batched, chunk_size, copy_rows, spooled, stream
 from ..base import Destination, Written, by_hash_sql, changes_sql
 from . import checksum, connection, ddl, progress, state, types
 from .connection import ident, literal, qualified
@@ -265,10 +265,12 @@ class PostgresDestination(Destination):
             prepare()
             read = source.copy_reader(part.table, part.lo, part.hi, checksum, buffer_bytes)
             # rows that never pass through Python are counted by the destination server
-            with watch if getattr(read, "os_pipe", False) else contextlib.nullcontext():
-                (src_rows, src_sum, changed), stored, nbytes = stream(
-                    read, self._copy_in(cur, into, source.copy_format(part.table), buffer_bytes, freeze),
-                    buffer_bytes, part.progress)
+            write = self._copy_in(cur, into, source.copy_format(part.table), buffer_bytes, freeze)
+            if part.fresh and getattr(read, "os_pipe", False):     # a tiny table (load.copy_unplanned)
+                (src_rows, src_sum, changed), stored, nbytes = spooled(read, write, buffer_bytes)
+            else:
+                with watch if getattr(read, "os_pipe", False) else contextlib.nullcontext():
+                    (src_rows, src_sum, changed), stored, nbytes = stream(read, write, buffer_bytes, part.progress)
             written = Written(src_rows, stored, nbytes, src_sum, "stream", changed,
                               "rows stream from the source cursor into COPY FROM STDIN")
         if part.table.layout == "partitioned" and not part.replace:
