@@ -718,8 +718,9 @@ class ReplicateAll(_HowMixin, SoTask):
         return self._complete_before
 
     def unplanned_small(self, tables, src, dst):
-        """{name: [expected MB]} of the tables no process has planned that their statistics put
-        within half a partition, under TINY_BYTES: their CopyTables plans them, in the transaction
+        """{name: [expected MB]} of the tables no process has planned that their statistics, or
+        the most rows their heap can hold, put within half a partition, under TINY_BYTES: their
+        CopyTables plans them, in the transaction
         that copies them (load.copy_unplanned), not this process one by one before any row
         moves (500 tables of 20 rows: 1.5 s of planning, and a transaction each). Not where the
         destination cannot copy a table at once, for unlogged tables, nor for a table whose
@@ -734,11 +735,13 @@ class ReplicateAll(_HowMixin, SoTask):
             planned = set(markers.planned_names(cur, self.run_id))
         small = {}
         for table in tables:
-            nbytes, rows = sizes.get(table.run_name, (None, None))
-            if table.run_name in planned or load.shares_objects(table) or rows is None or nbytes >= TINY_BYTES:
+            if table.run_name not in sizes or table.run_name in planned or load.shares_objects(table):
                 continue
-            if not surely_one(rows, rows_per_partition(rows, nbytes, self.chunk_rows, self.chunk_mb)):
+            nbytes, rows, most = sizes[table.run_name]
+            step = rows_per_partition(rows or most, nbytes, self.chunk_rows, self.chunk_mb)
+            if nbytes >= TINY_BYTES or not (surely_one(rows, step) or most <= step // 2):
                 continue
+            rows = rows if surely_one(rows, step) else most     # no statistics: at most that many
             _unplanned[(self.run_id, table.run_name)] = (table, nbytes, rows)
             small[table.run_name] = [int(nbytes / 1e6)]
         return small

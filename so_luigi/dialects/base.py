@@ -321,8 +321,9 @@ class Source(_Database):
         yield
 
     def estimates(self, conn, tables):
-        """{run name: (bytes on disk, the planner's row estimate or None)} of ``tables`` in one
-        query, where the catalog offers it; None otherwise (each table is then measured)."""
+        """{run name: (bytes on disk, the planner's row estimate or None, the most rows it can
+        hold now)} of ``tables`` in one query, where the catalog offers it; None otherwise (each
+        table is then measured)."""
         return None
 
     def schema_exists(self, conn, schema):

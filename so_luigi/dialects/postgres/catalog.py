@@ -233,16 +233,21 @@ def statistics_cuts(cur, table, estimate, step):
 
 
 def estimates(conn, tables):
-    """{run name: (bytes on disk, row estimate or None)} of ``tables``, as table_bytes and
-    row_estimate give them one by one, in one query."""
+    """{run name: (bytes on disk, row estimate or None, most rows its heap can hold now)} of
+    ``tables``, as table_bytes and row_estimate give the first two one by one, in one query.
+    The bound needs no statistics: a heap page holds at most (block size - 24) / 28 tuples
+    (MaxHeapTuplesPerPage), and the heap's pages are counted now. A small table never analyzed
+    (autovacuum leaves a table of under 50 rows alone for good) is then known small too."""
     names = [qualified(t.schema, t.name) for t in tables]
     with conn.cursor() as cur:
         cur.execute("SELECT k.i, pg_table_size(c.oid), CASE WHEN c.reltuples < 0 THEN NULL "
                     "WHEN c.relpages = 0 THEN c.reltuples ELSE c.reltuples / c.relpages * "
-                    "(pg_relation_size(c.oid) / current_setting('block_size')::int) END "
-                    "FROM unnest(%s::text[]) WITH ORDINALITY k (name, i) JOIN pg_class c ON c.oid = to_regclass(k.name)",
-                    (names,))
-        found = {i: (int(size), None if rows is None else int(rows)) for i, size, rows in cur.fetchall()}
+                    "(pg_relation_size(c.oid) / current_setting('block_size')::int) END, "
+                    "pg_relation_size(c.oid) / current_setting('block_size')::int "
+                    "* ((current_setting('block_size')::int - 24) / 28) "
+                    "FROM unnest(%s::text[]) WITH ORDINALITY k (name, i) JOIN pg_class c ON c.oid = to_regclass(k.name) "
+                    "WHERE c.relkind = 'r'", (names,))
+        found = {i: (int(size), None if rows is None else int(rows), int(bound)) for i, size, rows, bound in cur.fetchall()}
     return {t.run_name: found[i] for i, t in enumerate(tables, start=1) if i in found}
 
 
