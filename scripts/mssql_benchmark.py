@@ -10,7 +10,12 @@ sample into it, then, each with the same parallelism (--workers tables or partit
   ReplicateAll with full verification;
 * PostgreSQL -> SQL Server: ReplicateAll, and the raw limit of that direction: pymssql's bulk copy
   of the same rows into tables already typed as so_luigi types them (no verification, no keys);
-* SQL Server -> PostgreSQL: ReplicateAll from the SQL Server copy the previous step made.
+* SQL Server -> PostgreSQL: ReplicateAll from the SQL Server copy the previous step made;
+* SQL Server read alone: every table of that copy read through one connection of each driver
+  installed (pymssql; mssql-python's fetchmany and its Arrow batches), the rows dropped.
+
+Client us/row is the client processes' CPU per row copied (or read): what issue 33 item 2 asks
+to bring within 2x of the fastest reader measured on the same rows.
 
 Prints seconds, rows/s, MB/s (of the source's table size in PostgreSQL), and where the CPU went:
 this machine's busy CPU seconds split into the client processes (luigi and its workers, or the
@@ -99,6 +104,49 @@ def raw_bulk_copy(source_url, target_url, workers):
                                  sorted(bench.TABLES, key=lambda t: -bench.table_sizes_cache[t]["bytes"])]))
 
 
+def read_all(args):
+    """Every table of a SQL Server database read through one connection of ``driver``, the rows
+    dropped: what the driver alone costs the client a row (in a child process, so its CPU is
+    counted with the others'). ``pymssql`` (so_luigi's driver), ``mssql-python`` (fetchmany) or
+    ``mssql-python-arrow`` (Arrow record batches, ``cursor.arrow_reader``)."""
+    url, driver, tables = args
+    u = parse_url(url)
+    if driver == "pymssql":
+        conn = ms_connection.connect(Endpoint(u, "dbo", "source"))
+    else:
+        import mssql_python
+        conn = mssql_python.connect(f"Server={u.host},{u.port or 1433};Database={u.database};UID={u.user};"
+                                    f"PWD={u.password};Encrypt=no;TrustServerCertificate=yes")
+    cur = conn.cursor()
+    for name in tables:
+        cur.execute(f"SELECT * FROM {ms_connection.qualified('dbo', name)}")
+        if driver == "mssql-python-arrow":
+            for _ in cur.arrow_reader(batch_size=5000):
+                pass
+        else:
+            while cur.fetchmany(5000):
+                pass
+    conn.close()
+
+
+def readers():
+    """The drivers read_all can use here: pymssql always, mssql-python (with pyarrow) when installed."""
+    found = ["pymssql"]
+    try:
+        import mssql_python  # noqa: F401
+        found.append("mssql-python")
+        import pyarrow  # noqa: F401
+        found.append("mssql-python-arrow")
+    except ImportError:
+        pass
+    return found
+
+
+def in_child(fn, *args):
+    with ProcessPoolExecutor(1) as pool:
+        pool.submit(fn, *args).result()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mssql", required=True, help="mssql://user:password@host:port/master (a login that may "
@@ -140,6 +188,8 @@ def main():
         results["PG -> SQL Server so_luigi"] = timed(lambda: luigi(source, copy, args.workers, args.verify))
         back = pg_target("back")
         results["SQL Server -> PG so_luigi"] = timed(lambda: luigi(copy, back, args.workers, args.verify))
+        for driver in readers():
+            results[f"SQL Server read: {driver}"] = timed(lambda: in_child(read_all, (copy, driver, bench.TABLES)))
     finally:
         for kind, name in made:
             try:
@@ -156,12 +206,15 @@ def main():
           f"--verify {args.verify}; "
           f"SQL Server: {parse_url(args.mssql).redacted}")
     print(f"{'method':34} {'seconds':>8} {'rows/s':>9} {'MB/s':>6} {'x PG raw':>8} {'client CPU s':>12} "
-          f"{'other CPU s':>11}")
+          f"{'client us/row':>13} {'other CPU s':>11}")
     for label, r in results.items():
         s = r["seconds"]
         client = r["client_cpu_seconds"]
         print(f"{label:34} {s:8.1f} {rows / s:9,.0f} {mb / s:6.1f} {s / limit:7.2f}x {client:12.1f} "
-              f"{r['cpu_seconds'] - client:11.1f}")
+              f"{1e6 * client / rows:13.1f} {r['cpu_seconds'] - client:11.1f}")
+    if "mssql-python-arrow" not in readers():
+        print("(mssql-python and pyarrow are not installed: `pip install mssql-python pyarrow` (and Debian's "
+              "libltdl7) adds their reads, the fastest client the issue measured)")
     ratio = results["PG -> SQL Server so_luigi"]["seconds"] / results["PG -> SQL Server raw bulk copy"]["seconds"]
     print(f"\nPG -> SQL Server: so_luigi (verified, keyed) takes {ratio:.2f}x the raw bulk copy of the same rows "
           "into typed columns")
