@@ -1,7 +1,7 @@
 """One moment of a PostgreSQL source for the whole run.
 
-The first process that schedules a run starts a holder (``python -m so_luigi.snapshot``), a
-process of its own session: it asks the source for a snapshot every session can import (the
+The first process that schedules a run starts a holder (``hold``: this module, without the
+package's Luigi and tasks, see HOLDER), a process of its own session: it asks the source for a snapshot every session can import (the
 source's dialect knows how: PostgreSQL's ``pg_export_snapshot()`` in a REPEATABLE READ
 transaction, kept open). The snapshot's name goes
 into the run's marker row (``runs.source_snapshot``), and every source read of the run (planning's
@@ -204,11 +204,19 @@ def _spawn(run_id):
                SO_SOURCE_SCHEMAS=",".join(src_ep.schemas),
                SO_TARGET_URL=dst_ep.url.raw, SO_TARGET_SCHEMA=dst_ep.schema, SO_MARKER_SCHEMA=marker_schema(),
                SO_SNAPSHOT_GRACE_MINUTES=str(grace_seconds() / 60))
+    env["SO_SCHEMA_MAP"] = ",".join(f"{old}:{new}" for old, new in dst_ep.schema_map)
     if not src_ep.schemas:          # every schema: the main one named is not the only one
         env.pop("SO_SOURCE_SCHEMA")
-    return subprocess.Popen([sys.executable, "-m", "so_luigi.snapshot", run_id], env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-c", HOLDER, os.path.dirname(os.path.abspath(__file__)), run_id],
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             start_new_session=True, text=True)
+
+
+# The holder's start, without the package's __init__ (which imports Luigi and the tasks: 0.15 s
+# of the 0.35 s a run's first read waited for its snapshot): every setting it reads comes in its
+# environment (_spawn).
+HOLDER = ("import sys, types; package = types.ModuleType('so_luigi'); package.__path__ = [sys.argv[1]]; "
+          "sys.modules['so_luigi'] = package; from so_luigi.snapshot import hold; sys.exit(hold(sys.argv[2]))")
 
 
 def start_holder(run_id):
