@@ -19,6 +19,7 @@ source and destination (``dialects.source`` / ``dialects.destination``, the prot
 Each step takes a transaction-scoped lock on its marker and re-checks it, so two runs racing
 for the same step cannot both do it.
 """
+import copy
 import logging
 import os
 import time
@@ -432,6 +433,15 @@ def _load_files(conn, src, dst, run_id, table, partitions, buffer_bytes, progres
 
 UNFROZEN_BYTES = 1 << 20
 
+# (run_id, table) -> (source definition, bytes, expected rows) of a tiny table this process left
+# for its CopyTables to plan as it copies it (tasks.ReplicateAll.unplanned_small): a table of the
+# run that no marker names yet
+unplanned = {}
+
+
+def unplanned_names(run_id):
+    return [name for run, name in unplanned if run == run_id]
+
 
 def copy_at_once(run_id, table_name, verify, buffer_mb, progress=None):
     """A small table planned as one partition (tasks.CopyTables), copied in one destination
@@ -490,7 +500,11 @@ def copy_unplanned(run_id, found, verify, buffer_mb, layout, mode, progress_for=
         _flush(marks)
         planned = markers.planned_among(cur, run_id, names)
         absent = dst.absent(cur, [t for t, _, _ in found])
+        for schema in sorted({dst.schema_of(t) for t, _, _ in found if t.run_name not in absent}):
+            markers.lock(cur, "schema", schema)     # as plan_table: CREATE SCHEMA one at a time
         for table, nbytes, rows in found:
+            if table.dialect != dst.dialect:    # carry() rewrites its expressions: the caller's stays as found
+                table = copy.deepcopy(table)
             dst.carry(table)
             table.layout = dst.layout(table, 1, layout, mode)
             if table.run_name in planned or table.layout == "partitioned":

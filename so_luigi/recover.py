@@ -109,4 +109,4 @@ def renew(run_id, lost):
     """Inside a run, a task met the loss of snapshot ``lost``: the run's snapshot from now on (a
     new one when no other process of the run has taken one yet)."""
     src, dst = endpoints()
-    return snapshot.replace_lost(run_id, src, dst, lost)
+    return snapshot.replace_lost(run_id, src, dst, lost, load.unplanned_names(run_id))

@@ -96,9 +96,11 @@ def _replace(conn, run_id, src, lost, said, tables, not_consistent):
     return snapshot
 
 
-def replace_lost(run_id, src, dst, lost):
+def replace_lost(run_id, src, dst, lost, unplanned=()):
     """Inside a run: the snapshot to read at once ``lost`` is gone, a new one when no process of
-    the run has taken one yet (under the run's snapshot lock)."""
+    the run has taken one yet (under the run's snapshot lock). ``unplanned``: tables of the run
+    no marker names yet (planned as they are copied): not complete, so what was read at the lost
+    snapshot is proven at the new one."""
     with dst.session() as conn:
         markers.lock(conn.cursor(), "snapshot", run_id)
         recorded, said = markers.source_reading(conn, run_id)
@@ -108,7 +110,7 @@ def replace_lost(run_id, src, dst, lost):
             return recorded
         with conn.cursor() as cur:
             names = markers.planned_names(cur, run_id)
-        return _replace(conn, run_id, src, recorded or lost, said, names, False)
+        return _replace(conn, run_id, src, recorded or lost, said, [*names, *unplanned], False)
 
 
 def record(conn, run_id, snapshot, consistency):

@@ -111,7 +111,7 @@ class SoTask(luigi.Task):
 _planned = {}   # (run_id, table) -> partition weights, planned in this process while scheduling
 # (run_id, table) -> (source definition, bytes, row estimate) of a small table left for its
 # CopyTables to plan and copy in one go (ReplicateAll.unplanned_small): its weights are in _planned
-_unplanned = {}
+_unplanned = load.unplanned
 _previewed = {}  # the same, seen by a dry pass: nothing was planned
 
 
@@ -375,9 +375,10 @@ class CopyTables(_Weighted, _HowMixin, SoTask):
     def copy(self, name):
         progress = Progress(self, f"{name} partition 0")
         partitions = 1
-        if (self.run_id, name) in _unplanned:    # left unplanned while scheduling: planned here, found
-            partitions = len(load.ensure_planned(     # afresh (copy_unplanned's attempt rewrote the definition)
-                self.run_id, name, self.chunk_rows, self.layout, self.mode, bulk_settings().unlogged, self.chunk_mb))
+        if (self.run_id, name) in _unplanned:    # left unplanned while scheduling: planned here, as found
+            partitions = len(load.ensure_planned(     # (--no-constraints applied)
+                self.run_id, name, self.chunk_rows, self.layout, self.mode, bulk_settings().unlogged, self.chunk_mb,
+                _unplanned[(self.run_id, name)][0]))
         if load.copy_at_once(self.run_id, name, self.verify, self.buffer_mb, progress) is None:
             for partition in range(partitions):
                 load_one(self, name, partition, progress)
@@ -739,7 +740,7 @@ class ReplicateAll(_HowMixin, SoTask):
                 continue
             nbytes, rows, most = sizes[table.run_name]
             step = rows_per_partition(rows or most, nbytes, self.chunk_rows, self.chunk_mb)
-            if nbytes >= TINY_BYTES or not (surely_one(rows, step) or most <= step // 2):
+            if nbytes >= TINY_BYTES or not (surely_one(rows, step) or most is not None and most <= step // 2):
                 continue
             rows = rows if surely_one(rows, step) else most     # no statistics: at most that many
             _unplanned[(self.run_id, table.run_name)] = (table, nbytes, rows)

@@ -236,18 +236,21 @@ def estimates(conn, tables):
     """{run name: (bytes on disk, row estimate or None, most rows its heap can hold now)} of
     ``tables``, as table_bytes and row_estimate give the first two one by one, in one query.
     The bound needs no statistics: a heap page holds at most (block size - 24) / 28 tuples
-    (MaxHeapTuplesPerPage), and the heap's pages are counted now. A small table never analyzed
+    (MaxHeapTuplesPerPage), and the heap's pages are counted now (None for a table of another
+    access method, whose pages are not a heap's). A small table never analyzed
     (autovacuum leaves a table of under 50 rows alone for good) is then known small too."""
     names = [qualified(t.schema, t.name) for t in tables]
     with conn.cursor() as cur:
         cur.execute("SELECT k.i, pg_table_size(c.oid), CASE WHEN c.reltuples < 0 THEN NULL "
                     "WHEN c.relpages = 0 THEN c.reltuples ELSE c.reltuples / c.relpages * "
                     "(pg_relation_size(c.oid) / current_setting('block_size')::int) END, "
-                    "pg_relation_size(c.oid) / current_setting('block_size')::int "
-                    "* ((current_setting('block_size')::int - 24) / 28) "
+                    "CASE WHEN coalesce((SELECT amname FROM pg_am WHERE oid = c.relam), 'heap') = 'heap' "
+                    "THEN pg_relation_size(c.oid) / current_setting('block_size')::int "
+                    "* ((current_setting('block_size')::int - 24) / 28) END "
                     "FROM unnest(%s::text[]) WITH ORDINALITY k (name, i) JOIN pg_class c ON c.oid = to_regclass(k.name) "
                     "WHERE c.relkind = 'r'", (names,))
-        found = {i: (int(size), None if rows is None else int(rows), int(bound)) for i, size, rows, bound in cur.fetchall()}
+        found = {i: (int(size), None if rows is None else int(rows), None if bound is None else int(bound))
+                 for i, size, rows, bound in cur.fetchall()}
     return {t.run_name: found[i] for i, t in enumerate(tables, start=1) if i in found}
 
 

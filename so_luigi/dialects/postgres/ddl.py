@@ -82,7 +82,8 @@ def optional(statement, what, table):
         try:
             cur.execute(statement)
         except psycopg2.Error as exc:
-            cur.execute("ROLLBACK TO SAVEPOINT so_luigi_object")
+            # and leave it: a table created in this transaction takes COPY FREEZE only outside one
+            cur.execute("ROLLBACK TO SAVEPOINT so_luigi_object; RELEASE SAVEPOINT so_luigi_object")
             said = one_line(exc.pgerror or exc).removeprefix("ERROR:").strip()
             if what not in [w for w, _ in table.not_carried]:
                 table.not_carried.append([what, f"the destination refused it: {said}"])

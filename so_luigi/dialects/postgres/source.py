@@ -225,10 +225,15 @@ class PostgresSource(Source):
                 return "columns"
             if conn.server_version < 140000 or destination_version < 140000:
                 return "text"
+            # in a savepoint: the session may be one every read shares (pinned), which a
+            # failed statement would leave unusable
+            cur.execute("SAVEPOINT so_luigi_probe")
             try:
                 cur.execute(f"SELECT hash_record_extended(r, 0) FROM {qualified(table.schema, table.name)} r LIMIT 1")
             except psycopg2.Error:          # a column type without a hash function
+                cur.execute("ROLLBACK TO SAVEPOINT so_luigi_probe; RELEASE SAVEPOINT so_luigi_probe")
                 return "text"
+            cur.execute("RELEASE SAVEPOINT so_luigi_probe")
         return "record"
 
 
