@@ -367,7 +367,8 @@ class CopyTables(_Weighted, _HowMixin, SoTask):
                     log.warning("%d small tables could not be copied in one transaction (%s): copying them "
                                 "one by one", len(fresh), one_line(str(_translated(exc) or exc)))
                     copied = []
-                left = [n for n in left if n not in copied]
+                # another process may have copied the rest while this one waited for their locks
+                left = markers.not_complete(self.run_id, [n for n in left if n not in copied])
             for n, name in enumerate(left):
                 self.set_status_message(f"{name}: table {n + 1} of {len(left)} left of {len(self.tables)}")
                 self.retried(lambda: self.copy(name))
