@@ -209,14 +209,18 @@ def replicate(cluster, source_url, label, workers, args, env=None):
 
 
 def phases(target, wall, seconds, workers):
-    """Where a run's wall time went, from its markers' timestamps (same machine, same clock)."""
+    """Where a run's wall time went, from its markers' timestamps (same machine, same clock).
+    Planning is that of the tables planned before the first row moved: a tiny table planned as
+    its CopyTables copies it (load.copy_unplanned) is planned with its rows."""
     (plan0, plan1, load0, load1, busy, done1), = query(target, """
-        SELECT extract(epoch FROM min(t.planned_at)), extract(epoch FROM max(t.planned_at)),
-               (SELECT extract(epoch FROM min(loaded_at - seconds * interval '1 second')) FROM so_luigi.loaded),
+        WITH f AS (SELECT min(loaded_at - seconds * interval '1 second') AS first FROM so_luigi.loaded)
+        SELECT extract(epoch FROM coalesce(min(t.planned_at) FILTER (WHERE t.planned_at <= f.first), f.first)),
+               extract(epoch FROM coalesce(max(t.planned_at) FILTER (WHERE t.planned_at <= f.first), f.first)),
+               extract(epoch FROM f.first),
                (SELECT extract(epoch FROM max(loaded_at)) FROM so_luigi.loaded),
                (SELECT sum(seconds) FROM so_luigi.loaded),
                extract(epoch FROM max(t.completed_at))
-        FROM so_luigi.tables t""")
+        FROM so_luigi.tables t, f GROUP BY f.first""")
     plan0, plan1, load0, load1, busy, done1 = map(float, (plan0, plan1, load0, load1, busy, done1))
     return {"start-up": plan0 - wall, "planning": plan1 - plan0, "loading": load1 - plan1,
             "completing": done1 - load1, "exit": wall + seconds - done1,
