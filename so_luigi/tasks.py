@@ -746,6 +746,9 @@ class ReplicateAll(_HowMixin, SoTask):
             rows = rows if surely_one(rows, step) else most     # no statistics: at most that many
             _unplanned[(self.run_id, table.run_name)] = (table, nbytes, rows)
             small[table.run_name] = [int(nbytes / 1e6)]
+        with dst.session() as conn:     # a table in their way stops the run now, before any row moves
+            dst.check_replaceable(conn.cursor(), [_unplanned[(self.run_id, n)][0] for n in small])
+            conn.rollback()
         return small
 
     def plan_one(self, table, for_a_run):

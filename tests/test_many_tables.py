@@ -148,22 +148,47 @@ def test_a_group_planned_as_copied_and_killed_before_its_commit_leaves_nothing_a
     assert_same_tables(pair, names)
 
 
-def test_one_bad_table_in_a_group_planned_as_copied_is_named_and_the_others_are_copied(pair):
+def mended_then_exact(pair, names, mend):
+    """After ``mend`` (SQL on the destination), the rerun copies every table exactly, once."""
+    pair.query("target", mend)
+    again = pair.run("--workers", "2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    each_once(pair, names)
+    assert_same_tables(pair, names)
+
+
+def test_someone_elses_table_in_the_way_of_a_tiny_table_stops_the_run_before_any_row_moves(pair):
     names = TABLES[:12]
     many(pair, names, analyzed=True)
     pair.query("target", 'CREATE TABLE public."t005" (x int)')     # someone else's table in the way
     result = pair.run("--workers", "1")
     assert result.returncode != 0
     assert "destination table public.t005 already exists and was not created by so_luigi" in result.stderr
+    assert pair.query("target", "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(1,)]
+    mended_then_exact(pair, names, 'DROP TABLE public."t005"')
+
+
+def test_one_table_failing_in_a_group_is_named_and_the_others_are_copied_one_by_one(pair):
+    """The destination refuses one table's creation only as the group creates it (an event
+    trigger): the group rolls back, its tables go one by one, the error names the table, the
+    tables before it are kept, and once the trigger is gone the rerun is exact."""
+    names = TABLES[:12]
+    many(pair, names, analyzed=True)
+    pair.query("target", """
+        CREATE FUNCTION no_t005() RETURNS event_trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() WHERE object_identity = 'public.t005') THEN
+            RAISE EXCEPTION 'no t005 here';
+          END IF;
+        END $$;
+        CREATE EVENT TRIGGER no_t005 ON ddl_command_end WHEN TAG IN ('CREATE TABLE') EXECUTE FUNCTION no_t005()""")
+    result = pair.run("--workers", "1")
+    assert result.returncode != 0
     assert "copying them one by one" in result.stderr
+    assert re.search(r"^so_luigi: error: .*no t005 here", result.stderr, re.M), result.stderr[-3000:]
     complete = {t for t, in pair.query("target", "SELECT table_name FROM so_luigi.tables WHERE completed_at IS NOT NULL")}
     assert {"t000", "t001", "t002", "t003", "t004"} <= complete and "t005" not in complete, complete
-    assert pair.query("target", 'SELECT count(*) FROM public."t005"') == [(0,)]     # untouched
-    pair.query("target", 'DROP TABLE public."t005"')
-    again = pair.run("--workers", "2")
-    assert again.returncode == 0, again.stderr[-3000:]
-    each_once(pair, names)
-    assert_same_tables(pair, names)
+    mended_then_exact(pair, names, "DROP EVENT TRIGGER no_t005")
 
 
 def test_a_group_with_json_and_a_refused_default_stays_one_transaction(pair):

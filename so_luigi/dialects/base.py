@@ -523,6 +523,10 @@ class Destination(_Database):
         ``cur`` itself where the driver cannot render statements ahead."""
         return cur
 
+    def check_replaceable(self, cur, tables):
+        """SchemaError naming the first of ``tables`` in the way (there, and not so_luigi's)
+        before they are created as they are copied; nothing to check where none are."""
+
     def absent(self, cur, tables):
         """The run names of ``tables`` whose destination table does not exist yet, in a schema
         that does (``create`` may then skip looking): none known here."""

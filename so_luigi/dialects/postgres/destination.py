@@ -200,16 +200,29 @@ class PostgresDestination(Destination):
         """so_luigi created it: the marker tables say so, or (a release before them) its comment."""
         return bool(self.owned and self.owned(cur, schema, name)) or (comment or "").startswith(OWNER_COMMENT)
 
-    def _drop_previous(self, cur, schema, name):
-        """Replace a table an earlier so_luigi run created; never touch one it did not."""
+    def check_replaceable(self, cur, tables):
+        """Before ``tables`` are created (as they are copied: load.copy_unplanned), while no row
+        has moved: SchemaError naming the first one that exists and was not made by so_luigi
+        (what ``create`` would refuse)."""
+        absent = self.absent(cur, tables)
+        for table in tables:
+            if table.run_name not in absent:
+                self._existing(cur, self.schema_of(table), table.name)
+
+    def _existing(self, cur, schema, name):
+        """Whether the table exists; SchemaError when it does and so_luigi did not create it."""
         cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class'), to_regclass(%s) IS NOT NULL",
                     (qualified(schema, name),) * 2)
         comment, exists = cur.fetchone()
-        if not exists:
-            return
-        if not self._ours(cur, schema, name, comment):
+        if exists and not self._ours(cur, schema, name, comment):
             raise SchemaError(f"destination table {schema}.{name} already exists and was not created by "
                               f"so_luigi: drop it, or set [target] schema (schema_map) to another schema")
+        return exists
+
+    def _drop_previous(self, cur, schema, name):
+        """Replace a table an earlier so_luigi run created; never touch one it did not."""
+        if not self._existing(cur, schema, name):
+            return
         self._drop_referencing_keys(cur, schema, name)
         cur.execute(f"DROP TABLE {qualified(schema, name)}")
 
