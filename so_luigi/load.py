@@ -503,7 +503,7 @@ def copy_unplanned(run_id, found, verify, buffer_mb, layout, mode, progress_for=
         for schema in sorted({dst.schema_of(t) for t, _, _ in found if t.run_name not in absent}):
             markers.lock(cur, "schema", schema)     # as plan_table: CREATE SCHEMA one at a time
         for table, nbytes, rows in found:
-            if table.dialect != dst.dialect:    # carry() rewrites its expressions: the caller's stays as found
+            if dst.rewrites(table):             # carry() rewrites its expressions: the caller's stays as found
                 table = copy.deepcopy(table)
             dst.carry(table)
             table.layout = dst.layout(table, 1, layout, mode)

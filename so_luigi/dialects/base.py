@@ -523,6 +523,12 @@ class Destination(_Database):
         ``cur`` itself where the driver cannot render statements ahead."""
         return cur
 
+    def rewrites(self, table):
+        """Whether ``carry`` rewrites ``table`` in place (its expressions translated from
+        another dialect's words)."""
+        from . import expressions
+        return expressions(table.dialect, self.dialect) is not None
+
     def check_replaceable(self, cur, tables):
         """SchemaError naming the first of ``tables`` in the way (there, and not so_luigi's)
         before they are created as they are copied; nothing to check where none are."""
