@@ -5,6 +5,7 @@ rules, policies, row security and event triggers after the rows; a partitioned t
 attachments, keys and indexes when asked. Built that way, the destination's own
 pg_dump --schema-only is the source's, less what is deliberately not carried (publications)."""
 import difflib
+import os
 import subprocess
 import uuid
 from urllib.parse import quote
@@ -278,3 +279,22 @@ def test_find_pg_dump():
     assert "\n" not in message
     assert message.startswith("source server is PostgreSQL 99 but the newest pg_dump found is ")
     assert message.endswith(": install postgresql-client-99 or put a pg_dump >= 99 on PATH")
+
+
+def test_a_schema_dump_left_by_a_killed_process_is_removed_by_the_next_one():
+    """A run's main process keeps its dump until it exits; a kill -9 leaves it behind. The next
+    dump removes those of processes that are gone, and only those."""
+    import tempfile
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    left = os.path.join(tempfile.gettempdir(), f"{objects.DUMP_PREFIX}{gone.pid}_x.dump")
+    mine = os.path.join(tempfile.gettempdir(), f"{objects.DUMP_PREFIX}{os.getpid()}_x.dump")
+    for path in (left, mine):
+        open(path, "w").close()
+    try:
+        objects._sweep()
+        assert not os.path.exists(left) and os.path.exists(mine)
+    finally:
+        for path in (left, mine):
+            if os.path.exists(path):
+                os.unlink(path)

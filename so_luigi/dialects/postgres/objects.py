@@ -119,6 +119,28 @@ class Entry:
         return f"{self.schema}.{self.name}" if self.schema else self.name
 
 
+DUMP_PREFIX = "so_luigi_schema_"
+
+
+def _sweep():
+    """Remove the dumps of processes that are gone: a run's main process keeps its dump for both
+    object steps (PostgresSource.schema_dump) and removes it when it exits, which a kill -9 does
+    not let it do. Each dump's name carries its process id."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{DUMP_PREFIX}*_*.dump")):
+        pid = os.path.basename(path)[len(DUMP_PREFIX):].split("_", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        except OSError:
+            pass                # alive, another user's: not ours to remove
+
+
 class Script(dict):
     """{dump_id: SQL}, and the settings the SQL assumes (``preamble``), already transaction-local."""
 
@@ -152,7 +174,8 @@ class Dump:
                 cur.execute("SELECT rolname FROM pg_roles")
                 role_names = {_sanitized(r[0]) for r in cur.fetchall()}
                 self.pg_dump, self.pg_restore = find_pg_dump(version, target_version_num)
-                fd, self.path = tempfile.mkstemp(prefix="so_luigi_schema_", suffix=".dump")
+                _sweep()
+                fd, self.path = tempfile.mkstemp(prefix=f"{DUMP_PREFIX}{os.getpid()}_", suffix=".dump")
                 os.close(fd)
                 cmd = [self.pg_dump, "--format=custom", "--schema-only", "--no-sync", "--encoding=UTF8",
                        f"--file={self.path}"]
