@@ -1,9 +1,9 @@
 """One moment of a PostgreSQL source for the whole run.
 
 The first process that schedules a run starts a holder (``hold``: this module, without the
-package's Luigi and tasks, see HOLDER), a process of its own session: it asks the source for a snapshot every session can import (the
-source's dialect knows how: PostgreSQL's ``pg_export_snapshot()`` in a REPEATABLE READ
-transaction, kept open). The snapshot's name goes
+package's Luigi and tasks, see HOLDER), a process of its own session: it asks the source for a
+snapshot every session can import (the source's dialect knows how: PostgreSQL's
+``pg_export_snapshot()`` in a REPEATABLE READ transaction, kept open). The snapshot's name goes
 into the run's marker row (``runs.source_snapshot``), and every source read of the run (planning's
 counts, each partition, the verification's counts and checksums, on any worker and any host
 sharing the luigid) begins by importing it: the copy equals the source as of

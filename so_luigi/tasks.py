@@ -109,9 +109,6 @@ class SoTask(luigi.Task):
 
 
 _planned = {}   # (run_id, table) -> partition weights, planned in this process while scheduling
-# (run_id, table) -> (source definition, bytes, row estimate) of a small table left for its
-# CopyTables to plan and copy in one go (ReplicateAll.unplanned_small): its weights are in _planned
-_unplanned = load.unplanned
 _previewed = {}  # the same, seen by a dry pass: nothing was planned
 
 
@@ -357,7 +354,7 @@ class CopyTables(_Weighted, _HowMixin, SoTask):
     def do(self):
         with reusing_sessions():
             left = markers.not_complete(self.run_id, list(self.tables))
-            fresh = [_unplanned[(self.run_id, n)] for n in left if (self.run_id, n) in _unplanned]
+            fresh = [load.unplanned[(self.run_id, n)] for n in left if (self.run_id, n) in load.unplanned]
             if fresh:
                 self.set_status_message(f"{len(fresh)} tables planned and copied in one transaction")
                 try:
@@ -376,10 +373,10 @@ class CopyTables(_Weighted, _HowMixin, SoTask):
     def copy(self, name):
         progress = Progress(self, f"{name} partition 0")
         partitions = 1
-        if (self.run_id, name) in _unplanned:    # left unplanned while scheduling: planned here, as found
+        if (self.run_id, name) in load.unplanned:    # left unplanned while scheduling: planned here, as found
             partitions = len(load.ensure_planned(     # (--no-constraints applied)
                 self.run_id, name, self.chunk_rows, self.layout, self.mode, bulk_settings().unlogged, self.chunk_mb,
-                _unplanned[(self.run_id, name)][0]))
+                load.unplanned[(self.run_id, name)][0]))
         if load.copy_at_once(self.run_id, name, self.verify, self.buffer_mb, progress) is None:
             for partition in range(partitions):
                 load_one(self, name, partition, progress)
@@ -629,7 +626,7 @@ class ReplicateAll(_HowMixin, SoTask):
                             return []
                 try:
                     self._fks = load.foreign_keys(self.run_id, names, {
-                        n: _unplanned[(self.run_id, n)][0] for n in names if (self.run_id, n) in _unplanned})
+                        n: load.unplanned[(self.run_id, n)][0] for n in names if (self.run_id, n) in load.unplanned})
                 except SchemaError:
                     if a_worker_is_scheduling():
                         raise
@@ -722,9 +719,9 @@ class ReplicateAll(_HowMixin, SoTask):
     def unplanned_small(self, tables, src, dst):
         """{name: [expected MB]} of the tables no process has planned that their statistics, or
         the most rows their heap can hold, put within half a partition, under TINY_BYTES: their
-        CopyTables plans them, in the transaction
-        that copies them (load.copy_unplanned), not this process one by one before any row
-        moves (500 tables of 20 rows: 1.5 s of planning, and a transaction each). Not where the
+        CopyTables plans them, in the transaction that copies them (load.copy_unplanned), not
+        this process one by one before any row moves (500 tables of 20 rows: 1.5 s of planning,
+        and a transaction each); noted in load.unplanned. Not where the
         destination cannot copy a table at once, for unlogged tables, nor for a table whose
         creation makes what others may share (types, sequences: created under a lock)."""
         if self.mode != "streaming" or not dst.copies_at_once or bulk_settings().unlogged or not tables:
@@ -741,13 +738,14 @@ class ReplicateAll(_HowMixin, SoTask):
                 continue
             nbytes, rows, most = sizes[table.run_name]
             step = rows_per_partition(rows or most, nbytes, self.chunk_rows, self.chunk_mb)
-            if nbytes >= TINY_BYTES or not (surely_one(rows, step) or most is not None and most <= step // 2):
+            estimated = surely_one(rows, step)
+            if nbytes >= TINY_BYTES or not (estimated or most is not None and most <= step // 2):
                 continue
-            rows = rows if surely_one(rows, step) else most     # no statistics: at most that many
-            _unplanned[(self.run_id, table.run_name)] = (table, nbytes, rows)
+            rows = rows if estimated else most      # no statistics: at most that many
+            load.unplanned[(self.run_id, table.run_name)] = (table, nbytes, rows)
             small[table.run_name] = [int(nbytes / 1e6)]
         with dst.session() as conn:     # a table in their way stops the run now, before any row moves
-            dst.check_replaceable(conn.cursor(), [_unplanned[(self.run_id, n)][0] for n in small])
+            dst.check_replaceable(conn.cursor(), [load.unplanned[(self.run_id, n)][0] for n in small])
             conn.rollback()
         return small
 

@@ -232,6 +232,11 @@ def statistics_cuts(cur, table, estimate, step):
 
 
 
+# the planner's row estimate of a pg_class row: its statistics scaled to the table's current size
+ROW_ESTIMATE = ("CASE WHEN reltuples < 0 THEN NULL WHEN relpages = 0 THEN reltuples "
+                "ELSE reltuples / relpages * (pg_relation_size(oid) / current_setting('block_size')::int) END")
+
+
 def estimates(conn, tables):
     """{run name: (bytes on disk, row estimate or None, most rows its heap can hold now)} of
     ``tables``, as table_bytes and row_estimate give the first two one by one, in one query.
@@ -241,9 +246,7 @@ def estimates(conn, tables):
     (autovacuum leaves a table of under 50 rows alone for good) is then known small too."""
     names = [qualified(t.schema, t.name) for t in tables]
     with conn.cursor() as cur:
-        cur.execute("SELECT k.i, pg_table_size(c.oid), CASE WHEN c.reltuples < 0 THEN NULL "
-                    "WHEN c.relpages = 0 THEN c.reltuples ELSE c.reltuples / c.relpages * "
-                    "(pg_relation_size(c.oid) / current_setting('block_size')::int) END, "
+        cur.execute(f"SELECT k.i, pg_table_size(c.oid), {ROW_ESTIMATE}, "
                     "CASE WHEN coalesce((SELECT amname FROM pg_am WHERE oid = c.relam), 'heap') = 'heap' "
                     "THEN pg_relation_size(c.oid) / current_setting('block_size')::int "
                     "* ((current_setting('block_size')::int - 24) / 28) END "
@@ -257,9 +260,7 @@ def estimates(conn, tables):
 def row_estimate(cur, q):
     """The planner's row estimate of a table (its statistics scaled to its current size), or
     None before its first ANALYZE."""
-    cur.execute("SELECT CASE WHEN reltuples < 0 THEN NULL WHEN relpages = 0 THEN reltuples "
-                "ELSE reltuples / relpages * (pg_relation_size(oid) / current_setting('block_size')::int) "
-                "END FROM pg_class WHERE oid = %s::regclass", (q,))
+    cur.execute(f"SELECT {ROW_ESTIMATE} FROM pg_class WHERE oid = %s::regclass", (q,))
     value = cur.fetchone()[0]
     return None if value is None else int(value)
 
