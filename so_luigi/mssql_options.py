@@ -36,6 +36,9 @@ OPTIONS = {
                            "the source to a readable secondary"),
     "login_timeout": ("seconds", "give up connecting after this long (default 15)"),
     "query_timeout": ("seconds", "cancel a statement that runs longer (default 0: never)"),
+    "driver": ("auto, pymssql, mssql-python", "how a source's rows are read into PostgreSQL: `auto` (the "
+               "default) through mssql-python's Arrow batches when `so_luigi[fast-mssql]` is installed and "
+               "can honour the URL, else pymssql; `mssql-python` fails where it cannot"),
 }
 
 TDS_VERSIONS = ("7.0", "7.1", "7.2", "7.3", "7.4")
@@ -54,6 +57,8 @@ class Options:
     login_timeout: int = 15
     query_timeout: int = 0
     check_hostname: bool = True         # off only to tell a wrong name from a wrong CA
+    system_cas: bool = False            # ca_file is the system's bundle, not one the URL named
+    driver: str = ""                    # "", pymssql or mssql-python (fast.why_not)
 
     @property
     def needs_conf(self):
@@ -120,6 +125,7 @@ def parse(pairs, host, where):
     if encrypt == "off" and (ca_file or trust is not None or "certificate_hostname" in given):
         raise ConfigError(f"{where}: encrypt=off with certificate options: drop them or encrypt")
     check = bool(ca_file) or (encrypt == "require" and trust is not True)
+    system = check and ca_file.lower() in ("", "system")
     if check:
         ca_file = system_cas(where) if ca_file.lower() in ("", "system") else ca_file
         if not os.access(ca_file, os.R_OK) or not os.path.isfile(ca_file):
@@ -132,7 +138,8 @@ def parse(pairs, host, where):
         certificate_hostname=given.get("certificate_hostname", ""),
         tds_version=choice("tds_version", TDS_VERSIONS), instance=instance,
         read_only=choice("application_intent", ("readwrite", "readonly")) == "readonly",
-        login_timeout=seconds("login_timeout", 15), query_timeout=seconds("query_timeout", 0))
+        login_timeout=seconds("login_timeout", 15), query_timeout=seconds("query_timeout", 0),
+        system_cas=system, driver=choice("driver", ("auto", "pymssql", "mssql-python")))
 
 
 def system_cas(where):

@@ -240,6 +240,15 @@ def row_encoder(table, csv=False):
     return encode.make_row_encoder(table, csv, settings.nul, settings.nul_replacement)
 
 
+def batch_encoder(table):
+    """The Arrow path's encoder (``encode_arrow``, imported here: pyarrow is an extra) with the
+    configured U+0000 policy."""
+    from .config import section
+    from .encode_arrow import BatchEncoder
+    settings = section("data")
+    return BatchEncoder(table, settings.nul, settings.nul_replacement)
+
+
 def copy_rows(batches, encoder, sink, checksum, table, batch=None, target_batch_bytes=4 << 20):
     """Encode row batches into ``sink``; returns (rows, checksum or None, values changed).
 

@@ -362,3 +362,43 @@ def test_a_sequence_never_used_or_on_a_server_without_last_used_value_has_no_las
     assert ms_catalog._sequence(lost, "Sales", "nextval('ticket')") is None and lost.asked[1][1] == ("ticket",)
     for other in ("((0))", "(getdate())", "(N'nextval(''x'')')", None):
         assert ms_catalog._sequence(_SequenceCatalog(), "dbo", other) is None
+
+
+def test_the_driver_option_chooses_how_a_sources_rows_are_read(tmp_path):
+    """driver=auto reads through mssql-python's Arrow batches where it is installed and can honour
+    the URL; pymssql otherwise, saying why; driver=mssql-python fails where it cannot."""
+    from so_luigi.dialects.mssql import fast
+    from so_luigi.errors import ConfigError, ConnectError
+    assert parse_url("mssql://sa:pw@h/so").options.driver == ""
+    assert parse_url("mssql://sa:pw@h/so?driver=mssql-python").options.driver == "mssql-python"
+    with pytest.raises(ConfigError, match="driver='odbc': use auto or pymssql or mssql-python"):
+        parse_url("mssql://sa:pw@h/so?driver=odbc")
+    assert fast.why_not(parse_url("mssql://sa:pw@h/so?driver=pymssql")) == "the URL says driver=pymssql"
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    if fast.missing() is None:
+        assert fast.why_not(parse_url("mssql://sa:pw@h/so")) is None
+        assert fast.why_not(parse_url("mssql://sa:pw@h/so?encrypt=require&ca_file=system")) is None
+        assert "ca_file" in fast.why_not(parse_url(f"mssql://sa:pw@h/so?ca_file={ca}"))
+        assert "tds_version" in fast.why_not(parse_url("mssql://sa:pw@h/so?tds_version=7.3"))
+    else:
+        assert "not installed" in fast.why_not(parse_url("mssql://sa:pw@h/so")) or "libltdl" in fast.missing()
+    with pytest.raises(ConnectError, match="driver=mssql-python, but"):
+        fast.why_not(parse_url(f"mssql://sa:pw@h/so?driver=mssql-python&ca_file={ca}"))
+
+
+def test_the_fast_drivers_connection_string_and_placeholders():
+    from so_luigi.dialects.mssql import fast
+    url = parse_url("mssql://sa:p%3Bw%7Dd@db.example.com:1444/so?application_intent=readonly")
+    assert fast.connection_string(url, "yes") == ("Server=db.example.com,1444;Database=so;UID=sa;PWD={p;w}}d};"
+                                                  "Encrypt=yes;TrustServerCertificate=yes;ApplicationIntent=ReadOnly")
+    named = parse_url("mssql://sa:pw@sql01/so?instance=SALES&encrypt=require&certificate_hostname=sql.example.com")
+    text = fast.connection_string(named, "yes")
+    assert text.startswith("Server=sql01\\SALES;") and "TrustServerCertificate=no;HostnameInCertificate=sql.example.com" in text
+    # request (the default) encrypts where the server can, as FreeTDS does; off never asks
+    assert fast._encrypt_choices(parse_url("mssql://sa:pw@h/so").options) == ["yes", "no"]
+    assert fast._encrypt_choices(parse_url("mssql://sa:pw@h/so?encrypt=off").options) == ["no"]
+    assert fast._encrypt_choices(named.options) == ["yes"]
+    assert fast._qmark("SELECT [a%b] FROM t WHERE k > %s AND k <= %s AND x LIKE '%%'", (1, 2)) == \
+        ("SELECT [a%b] FROM t WHERE k > ? AND k <= ? AND x LIKE '%'", (1, 2))
+    assert fast._qmark("SELECT 1", None) == ("SELECT 1", ())

@@ -2,8 +2,9 @@
 along the key, and rows read through pymssql's cursor in batches.
 
 Into PostgreSQL the rows become COPY text (or CSV for a bulk file) through ``encode``, and their
-checksum is computed from those lines on the way (``stream.copy_rows``); into SQL Server they go
-as the driver returns them.
+checksum is computed from those lines on the way (``stream.copy_rows``); a stream reads them as
+Arrow batches through mssql-python instead where it is installed (``fast``). Into SQL Server they
+go as pymssql returns them.
 """
 import os
 from dataclasses import replace
@@ -11,9 +12,9 @@ from dataclasses import replace
 from ... import encode
 from ...errors import DataError
 from ...planning import boundaries_sql
-from ...stream import bad_unicode, chunk_size, copy_rows, row_encoder
+from ...stream import bad_unicode, batch_encoder, chunk_size, copy_rows, row_encoder
 from ..base import Source
-from . import catalog, checksum, connection
+from . import catalog, checksum, connection, fast
 from .connection import ident
 
 
@@ -81,14 +82,30 @@ class MssqlSource(Source):
                     return
                 yield batch
 
-    def copy_reader(self, table, lo, hi, checksum, buffer_bytes):
-        """COPY text lines encoded in Python, in batches resized to about a chunk each."""
-        encoder, batch = row_encoder(table), [1000]
+    def isolation(self):
+        """The isolation level this process's reads use (asked of the server once)."""
+        key = (self.endpoint.url.raw, os.getpid())
+        if key not in _ISOLATION:
+            with self.session():
+                pass
+        return _ISOLATION[key]
 
+    def copy_reader(self, table, lo, hi, checksum, buffer_bytes):
+        """COPY text lines: Arrow batches made text column at a time (``fast``), else rows encoded
+        in Python; in batches resized to about a chunk each."""
         def read(sink):
+            conn = None if fast.why_not(self.endpoint.url) else fast.connect(self.endpoint, self.isolation())
+            if conn is not None:
+                return fast.reader(conn, table, lo, hi, checksum, buffer_bytes, batch_encoder(table))(sink)
+            encoder, batch = row_encoder(table), [1000]
             return copy_rows(self._rows(table, lo, hi, batch), encoder, sink, checksum, table, batch,
                              chunk_size(buffer_bytes))
         return read
+
+    def driver_note(self):
+        """How this source's rows reach a PostgreSQL stream, for the log and the report."""
+        reason = fast.why_not(self.endpoint.url)
+        return "mssql-python (Arrow batches)" if reason is None else f"pymssql ({reason})"
 
     def extract(self, table, lo, hi, fmt, sink, checksum):
         """CSV; the checksum comes from the same rows' COPY text lines, as a stream's would."""

@@ -1,0 +1,172 @@
+"""Rows of a SQL Server source read as Arrow record batches through Microsoft's mssql-python
+(``pip install so_luigi[fast-mssql]``), made COPY text column at a time (``encode_arrow``).
+
+Reading a row through pymssql costs the client 4 to 5 us and making its COPY text in Python 2 to
+12 more; mssql-python's ``arrow_batch`` reads it in under 1 and pyarrow's kernels make its text in
+well under 1 (docs/performance.md). The lines, and so the checksum, are byte for byte those of the
+row path, which stays the path when the driver is not installed, cannot honour the URL's options
+(a CA file of the user's own: ODBC checks a certificate against itself, not a CA; a TDS version),
+or cannot connect; the URL's ``driver=`` option chooses either.
+
+Only the rows of a partition go this way: the catalog, planning, markers and checksums of the
+server stay on pymssql (``connection``).
+"""
+import logging
+import os
+import re
+
+from ...errors import ConnectError, DataError, SoLuigiError, TransientError
+from . import catalog
+
+log = logging.getLogger("luigi-interface.so_luigi")
+
+_UNUSABLE = {}      # (url, pid) -> why the rows go through pymssql instead
+_ENCRYPT = {}       # (url, pid) -> the Encrypt value that connected ("yes" or "no")
+
+
+def missing():
+    """Why mssql-python's Arrow path cannot load here (None when it can)."""
+    try:
+        import mssql_python  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError as exc:
+        return f"{exc.name or exc} is not installed (pip install so_luigi[fast-mssql])"
+    except OSError as exc:          # its ODBC driver's libraries (Debian: libltdl7)
+        return f"mssql-python cannot load its driver ({exc}); on Debian: apt install libltdl7"
+    return None
+
+
+def why_not(url):
+    """Why this URL's rows go through pymssql (None: through mssql-python's Arrow batches)."""
+    opts = url.options
+    driver = getattr(opts, "driver", "") or "auto"
+    if driver == "pymssql":
+        return "the URL says driver=pymssql"
+    key = (url.raw, os.getpid())
+    if key in _UNUSABLE:
+        return _UNUSABLE[key]
+    reason = missing()
+    if reason is None and opts is not None and opts.ca_file and not opts.system_cas:
+        reason = "its ODBC driver checks a certificate against itself, not against a ca_file's CAs"
+    if reason is None and opts is not None and opts.tds_version:
+        reason = "its ODBC driver chooses the TDS version itself (the URL sets tds_version)"
+    if reason and driver == "mssql-python":
+        raise ConnectError(f"source {url.redacted}: driver=mssql-python, but {reason}")
+    return reason
+
+
+def _odbc(value):
+    """A connection-string value in braces when it needs them (``}`` doubled inside)."""
+    return "{" + value.replace("}", "}}") + "}" if re.search(r"[;{}=\s]", value) or not value else value
+
+
+def connection_string(url, encrypt):
+    opts = url.options
+    server = f"{url.host},{url.port or 1433}" if url.port or not (opts and opts.instance) \
+        else f"{url.host}\\{opts.instance}"
+    parts = {"Server": server, "Database": url.database, "UID": url.user, "PWD": url.password,
+             "Encrypt": encrypt}
+    checked = bool(opts and opts.check_certificate)
+    parts["TrustServerCertificate"] = "no" if checked else "yes"
+    if checked and opts.certificate_hostname:
+        parts["HostnameInCertificate"] = opts.certificate_hostname
+    if opts and opts.read_only:
+        parts["ApplicationIntent"] = "ReadOnly"
+    return ";".join(f"{k}={_odbc(str(v))}" for k, v in parts.items() if v is not None)
+
+
+def _encrypt_choices(opts):
+    """Encrypt values to try, in order: what pymssql's FreeTDS does with the same option
+    (``request``, the default, encrypts where the server can)."""
+    asked = opts.encrypt if opts else ""
+    if asked == "require" or (opts and opts.check_certificate):
+        return ["yes"]
+    if asked == "off":
+        return ["no"]
+    return ["yes", "no"]
+
+
+def connect(endpoint, isolation):
+    """An mssql-python connection reading at ``isolation`` (MssqlSource's), or None (with the
+    reason kept for this process) when it cannot log in where pymssql did."""
+    import mssql_python
+    url = endpoint.url
+    key = (url.raw, os.getpid())
+    opts = url.options
+    timeout = opts.login_timeout if opts else 15
+    errors = []
+    for encrypt in ([_ENCRYPT[key]] if key in _ENCRYPT else _encrypt_choices(opts)):
+        try:
+            conn = mssql_python.connect(connection_string(url, encrypt), autocommit=True, timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 -- any failure: the row path connects instead
+            errors.append(_message(exc))
+            continue
+        if key not in _ENCRYPT:
+            log.info("source %s: rows read through mssql-python's Arrow batches (Encrypt=%s)", url.redacted, encrypt)
+        _ENCRYPT[key] = encrypt
+        if opts and opts.query_timeout:
+            conn.timeout = opts.query_timeout
+        if isolation == "SNAPSHOT":
+            conn.cursor().execute("SET TRANSACTION ISOLATION LEVEL SNAPSHOT")
+        return conn
+    _UNUSABLE[key] = f"mssql-python could not connect ({errors[-1]})"
+    if (opts.driver if opts else "") == "mssql-python":
+        raise ConnectError(f"source {url.redacted}: driver=mssql-python could not connect: {errors[-1]}")
+    log.warning("source %s: rows read through pymssql: %s", url.redacted, _UNUSABLE[key])
+    return None
+
+
+def _message(exc):
+    text = " ".join(str(exc).split())
+    return re.sub(r"(\[[^\]]*\])+", "", text).strip(" :") or type(exc).__name__
+
+
+def translate(exc, table):
+    """An mssql-python error while reading, as a one-line SoLuigiError."""
+    msg = _message(exc)
+    if re.search(r"communication link|connection|TCP Provider|timeout expired|08S01|HYT00", str(exc), re.I):
+        return TransientError(f"source SQL Server (mssql-python): connection lost or timed out reading "
+                              f"{table.qualified}: {msg}")
+    return SoLuigiError(f"source SQL Server (mssql-python) reading {table.qualified}: {msg}")
+
+
+def _qmark(sql, params):
+    """pymssql's %s placeholders (with %% for a literal %) as ODBC's ?."""
+    if params is None:
+        return sql, ()
+    return re.sub(r"%%|%s", lambda m: "%" if m.group() == "%%" else "?", sql), tuple(params)
+
+
+def reader(conn, table, lo, hi, checksum, buffer_bytes, encoder):
+    """``read(sink)`` for stream.stream: the range's batches as COPY text into ``sink``, sized to
+    about a chunk each; returns (rows, checksum or None, values changed)."""
+    from ...stream import chunk_size
+
+    target = chunk_size(buffer_bytes)
+
+    def read(sink):
+        sql, params = _qmark(*catalog.select_sql(table, lo, hi))
+        rows, total, size = 0, 0, 1000
+        try:
+            cur = conn.cursor()
+            cur.execute(sql, *params) if params else cur.execute(sql)
+            while True:
+                batch = cur.arrow_batch(size)
+                if batch.num_rows == 0:
+                    break
+                data, n, part = encoder(batch, checksum)
+                sink.write(data, n)
+                rows += n
+                total += part or 0
+                if len(data):
+                    size = max(100, min(100_000, int(size * target / len(data))))
+        except (SoLuigiError, DataError):
+            raise
+        except Exception as exc:  # noqa: BLE001 -- the driver's, made one line
+            if type(exc).__module__.split(".")[0] not in ("mssql_python", "pyarrow"):
+                raise
+            raise translate(exc, table) from None
+        finally:
+            conn.close()
+        return rows, (total if checksum else None), sum(encoder.changed.values())
+    return read

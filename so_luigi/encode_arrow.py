@@ -1,0 +1,218 @@
+"""The hot path, column at a time: Arrow record batches -> PostgreSQL COPY text, plus the row
+checksum, for a driver that returns Arrow (mssql-python's ``arrow_batch``).
+
+Each column becomes its COPY text in pyarrow's C kernels where its Arrow type and its destination
+type leave no doubt about what PostgreSQL prints (integers, booleans, text, uuids, dates,
+timestamps and times at the destination's precision, decimals at the destination's scale), and
+through ``encode``'s converter value by value where they do (floats, whose shortest form
+PostgreSQL prints by its own rule; bytes; sql_variant; a timestamp the destination must round).
+Either way a line is byte for byte what ``encode.make_row_encoder`` writes for the same values
+(tests/test_encode_arrow.py holds them side by side), so the checksum is the same definition:
+the sum of the signed 64-bit heads of md5(line), which the destination computes from what it
+stored (postgres.checksum_sql).
+"""
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import encode
+from .errors import DataError
+
+TEXT = pa.large_string()
+TAB, NEWLINE, NULL = (pa.scalar(s, TEXT) for s in ("\t", "\n", encode.NULL))
+# COPY text escapes, in the order encode.text applies them (the backslash first)
+ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
+
+
+def _strings(arr):
+    return pc.cast(arr, TEXT)
+
+
+def _data(arr):
+    """The bytes of a string array's values (for a slice, with the bytes around it too)."""
+    data = arr.buffers()[2]
+    return b"" if data is None else data.to_pybytes()
+
+
+def _escaped(arr, data):
+    """COPY text escapes, each replace run only when its character occurs in ``data``: a C
+    memchr over the bytes is ten times cheaper than pyarrow's match_substring."""
+    for plain, escaped in ESCAPES:
+        if plain.encode() in data:
+            arr = pc.replace_substring(arr, plain, escaped)
+    return arr
+
+
+def _no_zeros(arr):
+    """A time's text as Arrow casts it at microseconds (always six fractional digits) as
+    PostgreSQL prints it: trailing zeros of the fraction dropped, and the point when nothing is
+    left of it."""
+    return pc.ascii_rtrim(pc.ascii_rtrim(arr, "0"), ".")
+
+
+def _exact_at(micro, digits):
+    """Whether no value (timestamp[us] or time64[us]) has more fractional digits than the
+    destination keeps: nothing for PostgreSQL to round."""
+    if digits >= 6:
+        return True
+    scale = 10 ** (6 - digits)
+    n = pc.cast(micro, pa.int64())
+    return not pc.any(pc.not_equal(pc.subtract(n, pc.multiply(pc.divide(n, scale), scale)), 0)).as_py()
+
+
+def _timestamp(arr, col):
+    if not pa.types.is_timestamp(arr.type) or arr.type.tz is not None:
+        return None
+    micro = pc.cast(arr, pa.timestamp("us"))
+    return _no_zeros(_strings(micro)) if _exact_at(micro, encode._fsp(col)) else None
+
+
+def _timestamptz(arr, col):
+    if not pa.types.is_timestamp(arr.type) or arr.type.tz not in ("+00:00", "UTC", "Z"):
+        return None
+    micro = pc.cast(arr, pa.timestamp("us"))            # the same instant as its UTC wall time
+    if not _exact_at(micro, encode._fsp(col)):
+        return None
+    return pc.binary_join_element_wise(_no_zeros(_strings(micro)), pa.scalar("+00", TEXT), pa.scalar("", TEXT))
+
+
+def _time(arr, col):
+    if not pa.types.is_time(arr.type):
+        return None
+    micro = pc.cast(arr, pa.time64("us"), safe=False)   # a seventh digit dropped, as pymssql does
+    return _no_zeros(_strings(micro)) if _exact_at(micro, encode._fsp(col)) else None
+
+
+def _numeric(arr, col):
+    """Arrow prints a decimal as PostgreSQL does (all its scale's digits) unless its adjusted
+    exponent is below -6, which a scale above 6 allows: 0 at scale 10 is ``0E-10``. A batch
+    with such a value takes the row path."""
+    if not pa.types.is_decimal(arr.type) or encode._scale(col) != arr.type.scale:
+        return None
+    out = _strings(arr)
+    return None if arr.type.scale > 6 and b"E" in _data(out) else out
+
+
+def _is_text(arr):
+    return pa.types.is_large_string(arr.type) or pa.types.is_string(arr.type)
+
+
+VECTORIZED = {
+    "int": lambda arr, col: _strings(arr) if pa.types.is_integer(arr.type) else None,
+    "bool": lambda arr, col: (pc.if_else(arr, pa.scalar("t", TEXT), pa.scalar("f", TEXT))
+                              if pa.types.is_boolean(arr.type) else None),
+    "uuid": lambda arr, col: pc.utf8_lower(_strings(arr)) if pa.types.is_large_string(arr.type) else None,
+    "date": lambda arr, col: _strings(arr) if pa.types.is_date32(arr.type) else None,
+    "timestamp": _timestamp,
+    "timestamptz": _timestamptz,
+    "time": _time,
+    "numeric": _numeric,
+}
+
+
+def _by_value(arr, convert):
+    """The row path's converter, value by value: where Arrow's text is not PostgreSQL's."""
+    return pa.array([None if v is None else convert(v) for v in arr.to_pylist()], TEXT)
+
+
+class BatchEncoder:
+    """``encode(batch) -> (data, rows, checksum)``: one record batch as COPY text (each line ending
+    in a newline) and, when asked, the checksum of its lines over every column read; the data
+    leaves out the columns the destination generates. ``changed`` counts the values the U+0000
+    policy changed, per column, as the row encoder's does."""
+
+    def __init__(self, table, nul="fail", nul_replacement="\ufffd"):
+        if nul not in encode.NUL_POLICIES:
+            raise ValueError(f"nul policy {nul!r} is not one of {', '.join(encode.NUL_POLICIES)}")
+        self.table = table
+        self.nul, self.nul_replacement = nul, nul_replacement
+        self.changed = Counter()
+        alone = len(table.columns) == 1
+        self.converters = [encode.converter(c, alone=alone) for c in table.columns]
+        self.keep = table.loaded_positions
+        self._names = [c.name for c in table.columns]
+
+    def column(self, i, arr):
+        """The COPY text of column ``i``'s values (nulls kept as nulls)."""
+        col = self.table.columns[i]
+        if col.kind == "text" and _is_text(arr):
+            arr = _strings(arr)
+            data = _data(arr)
+            if b"\x00" in data and pc.any(pc.match_substring(arr, "\x00")).as_py():
+                arr = self._nul(i, arr)
+                data = _data(arr)
+            return _escaped(arr, data)
+        vectorized = VECTORIZED.get(col.kind)
+        out = vectorized(arr, col) if vectorized else None
+        if out is not None:
+            return out
+        try:
+            return _by_value(arr, self.converters[i])
+        except encode.BadValue as exc:
+            raise self._located(i, arr, exc) from None
+
+    def _nul(self, i, out):
+        if self.nul == "fail":
+            row = pc.index(pc.match_substring(out, "\x00"), True).as_py()
+            raise self._located(i, out, encode.BadValue(
+                "text contains U+0000, which PostgreSQL cannot store (set [data] nul = strip or "
+                "replace to change such values, counted in the report)"), row)
+        hit = pc.match_substring(out, "\x00")
+        self.changed[self.table.columns[i].name] += pc.sum(pc.cast(hit, pa.int64())).as_py() or 0
+        return pc.replace_substring(out, "\x00", "" if self.nul == "strip" else self.nul_replacement)
+
+    def _located(self, i, arr, exc, row=None):
+        key = self.table.primary_key[0] if self.table.primary_key else None
+        col = self.table.columns[i]
+        where = "a row"
+        if key and self._batch is not None and row is not None:
+            where = f"{key}={self._batch.column(self._names.index(key))[row].as_py()}"
+        elif key and self._batch is not None:
+            values = arr.to_pylist()
+            bad = next((n for n, v in enumerate(values) if v is not None and _fails(self.converters[i], v)), None)
+            if bad is not None:
+                where = f"{key}={self._batch.column(self._names.index(key))[bad].as_py()}"
+        return DataError(f"{self.table.qualified} {where} column {col.name} ({col.source_type}): {exc}")
+
+    _batch = None
+
+    def __call__(self, batch, checksum):
+        """(data, rows, checksum or None) of one record batch, its columns in the table's order."""
+        self._batch = batch
+        try:
+            texts = [pc.fill_null(self.column(i, batch.column(i)), NULL) for i in range(batch.num_columns)]
+        finally:
+            self._batch = None
+        every = _lines(texts)
+        total = lines_checksum(every) if checksum else None
+        sent = every if len(self.keep) == len(texts) else _lines([texts[i] for i in self.keep])
+        offsets = _offsets(sent)
+        return memoryview(sent.buffers()[2])[offsets[0]:offsets[-1]], len(batch), total
+
+
+def _fails(convert, value):
+    try:
+        convert(value)
+    except Exception:  # noqa: BLE001 -- only whether it fails
+        return True
+    return False
+
+
+def _lines(texts):
+    """One COPY line per row, each ending in a newline, in one contiguous buffer."""
+    last = pc.binary_join_element_wise(texts[-1], pa.scalar("", TEXT), NEWLINE)
+    return pc.binary_join_element_wise(*texts[:-1], last, TAB) if len(texts) > 1 else last
+
+
+def _offsets(lines):
+    """The lines' byte offsets in their data buffer, one more than there are lines."""
+    return memoryview(lines.buffers()[1]).cast("q")[lines.offset:lines.offset + len(lines) + 1]
+
+
+def lines_checksum(lines):
+    """encode.lines_checksum of the lines, each without its newline."""
+    offsets = _offsets(lines).tolist()
+    data = memoryview(lines.buffers()[2])
+    md5, from_bytes = encode.md5, int.from_bytes
+    return sum(from_bytes(md5(data[a:b - 1]).digest()[:8], "big", signed=True) for a, b in zip(offsets, offsets[1:]))

@@ -1,0 +1,144 @@
+"""The Arrow encoder (mssql-python's batches -> COPY text, column at a time) against the row
+encoder: the same lines byte for byte, so the same checksum, for every value test_encode pins and
+for generated ones. The values are built as mssql-python returns them (probed on Babelfish 4.3:
+uniqueidentifier as upper-case text, datetimeoffset as a UTC timestamp, time as nanoseconds)."""
+from dataclasses import replace
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from so_luigi import encode
+from so_luigi.errors import DataError
+from test_encode import CASES, one_value_per_row, table_of
+
+pa = pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install so_luigi[test])")
+from so_luigi.encode_arrow import BatchEncoder  # noqa: E402
+
+
+def arrow_type(kind, typ, values):
+    """The Arrow type mssql-python gives a column of this kind."""
+    if kind == "numeric":
+        scale = encode._scale(table_of([(kind, typ, None, None)]).columns[0])
+        return pa.decimal128(38, scale)
+    return {"int": pa.int64(), "bool": pa.bool_(), "float8": pa.float64(), "float4": pa.float32(),
+            "date": pa.date32(), "timestamp": pa.timestamp("us"), "timestamptz": pa.timestamp("us", tz="+00:00"),
+            "time": pa.time64("ns"), "bytea": pa.large_binary()}.get(kind, pa.large_string())
+
+
+def driver_value(kind, value):
+    if value is None:
+        return None
+    if kind == "uuid":
+        return str(value).upper()
+    if kind == "timestamptz":
+        return value.astimezone(timezone.utc)
+    if kind == "numeric":
+        return Decimal(value)
+    return value
+
+
+def batch_of(table, rows):
+    cols = list(zip(*rows)) if rows else [[] for _ in table.columns]
+    arrays = [pa.array([driver_value(c.kind, v) for v in values], arrow_type(c.kind, c.pg_type, values))
+              for c, values in zip(table.columns, cols)]
+    return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in table.columns])
+
+
+def arrow_lines(table, rows, **policy):
+    data, n, total = BatchEncoder(table, **policy)(batch_of(table, rows), True)
+    assert n == len(rows)
+    return bytes(data), total
+
+
+def row_lines(table, rows, **policy):
+    lines = encode.encode_lines(encode.make_row_encoder(table, **policy)(rows))
+    return b"".join(line + b"\n" for line in lines), encode.lines_checksum(lines)
+
+
+@pytest.mark.parametrize("kind,typ,value,expected", CASES, ids=[f"{c[1]}:{c[3][:20]!r}" for c in CASES])
+def test_value_is_encoded_as_the_row_encoder_does(kind, typ, value, expected):
+    table = table_of([(kind, typ, value, expected)])
+    data, total = arrow_lines(table, [(value,)])
+    assert data == expected.encode() + b"\n"
+    assert total == encode.lines_checksum([expected.encode()])
+
+
+def test_every_case_in_one_table_gives_the_same_lines_and_checksum():
+    table = table_of(CASES)
+    rows = one_value_per_row(CASES)
+    assert arrow_lines(table, rows) == row_lines(table, rows)
+
+
+def test_a_batch_slice_encodes_only_its_rows():
+    table = table_of([("text", "text", None, None), ("int", "integer", None, None)])
+    rows = [(f"v\t{i}", i) for i in range(10)]
+    data, _, total = BatchEncoder(table)(batch_of(table, rows).slice(3, 4), True)
+    assert (bytes(data), total) == row_lines(table, rows[3:7])
+
+
+def test_generated_columns_are_checksummed_but_not_sent():
+    table = table_of([("int", "integer", None, None), ("text", "text", None, None), ("int", "bigint", None, None)])
+    table.columns[2] = replace(table.columns[2], generated="c0 * 2")
+    rows = [(1, "a\nb", 2), (2, None, 4)]
+    data, total = arrow_lines(table, rows)
+    assert data == b"1\ta\\nb\n2\t\\N\n"
+    assert total == row_lines(table, rows)[1]        # over every column read
+    assert total != encode.lines_checksum([b"1\ta\\nb", b"2\t\\N"])
+
+
+def test_a_value_the_destination_must_round_takes_the_row_path():
+    """timestamp(3) of a value with microseconds: PostgreSQL rounds it (half away from zero,
+    from its 2000 epoch); the Arrow cast would print all six digits."""
+    table = table_of([("int", "integer", None, None), ("timestamp", "timestamp(3)", None, None),
+                      ("time", "time(0)", None, None)])
+    rows = [(1, datetime(2010, 1, 2, 3, 4, 5, 6667), None), (2, datetime(1999, 12, 31, 23, 59, 59, 999600), None),
+            (3, None, datetime(2000, 1, 1, 1, 2, 3, 500000).time())]
+    assert arrow_lines(table, rows) == row_lines(table, rows)
+    assert b"2000-01-01 00:00:00\t" in arrow_lines(table, rows)[0]
+
+
+def test_a_decimal_arrow_prints_in_scientific_notation_takes_the_row_path():
+    table = table_of([("numeric", "numeric(38,10)", None, None), ("numeric", "numeric(12,6)", None, None)])
+    rows = [(Decimal("0E-10"), Decimal("0.000001")), (Decimal("0.0000001234"), Decimal("-0.000002")),
+            (Decimal("12.5"), Decimal("0"))]
+    data, _ = arrow_lines(table, rows)
+    assert data == b"0.0000000000\t0.000001\n0.0000001234\t-0.000002\n12.5000000000\t0.000000\n"
+    assert arrow_lines(table, rows) == row_lines(table, rows)
+
+
+def test_a_nul_fails_naming_table_key_and_column():
+    table = table_of([("int", "integer", None, None), ("text", "text", None, None)])
+    table.primary_key = ["c0"]
+    with pytest.raises(DataError) as err:
+        arrow_lines(table, [(1, "fine"), (7, "bad\x00value")])
+    assert "c0=7" in str(err.value) and "column c1" in str(err.value) and "U+0000" in str(err.value)
+
+
+@pytest.mark.parametrize("policy", [dict(nul="strip"), dict(nul="replace", nul_replacement="?\\")])
+def test_a_nul_stripped_or_replaced_as_the_row_encoder_does_and_counted(policy):
+    table = table_of([("text", "text", None, None), ("text", "text", None, None)])
+    rows = [("a\x00b", "\x00"), ("clean", None), ("x\x00\x00", "y")]
+    encoder = BatchEncoder(table, **policy)
+    data, _, total = encoder(batch_of(table, rows), True)
+    row = encode.make_row_encoder(table, **policy)
+    assert (bytes(data), total) == row_lines(table, rows, **policy)
+    row(rows)
+    assert encoder.changed == row.changed == {"c0": 2, "c1": 1}
+
+
+texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+timestamps = st.datetimes(min_value=datetime(1753, 1, 1), max_value=datetime(9999, 12, 31))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.none() | st.integers(-2**63, 2**63 - 1), st.none() | texts,
+                          st.none() | timestamps, st.none() | timestamps, st.none() | st.booleans(),
+                          st.none() | st.decimals(-10**14, 10**14, places=4, allow_nan=False)),
+                min_size=1, max_size=30))
+def test_generated_rows_give_the_same_lines_and_checksum(rows):
+    table = table_of([("int", "bigint", None, None), ("text", "text", None, None),
+                      ("timestamp", "timestamp(6)", None, None), ("timestamp", "timestamp(3)", None, None),
+                      ("bool", "boolean", None, None), ("numeric", "numeric(19,4)", None, None)])
+    assert arrow_lines(table, rows) == row_lines(table, rows)
