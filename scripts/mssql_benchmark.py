@@ -10,7 +10,9 @@ sample into it, then, each with the same parallelism (--workers tables or partit
   ReplicateAll with full verification;
 * PostgreSQL -> SQL Server: ReplicateAll, and the raw limit of that direction: pymssql's bulk copy
   of the same rows into tables already typed as so_luigi types them (no verification, no keys);
-* SQL Server -> PostgreSQL: ReplicateAll from the SQL Server copy the previous step made;
+* SQL Server -> PostgreSQL: ReplicateAll from the SQL Server copy the previous step made, its
+  rows read through mssql-python's Arrow batches where so_luigi[fast-mssql] is installed, and
+  again through pymssql (the URL's driver=pymssql) to compare;
 * SQL Server read alone: every table of that copy read through one connection of each driver
   installed (pymssql; mssql-python's fetchmany and its Arrow batches), the rows dropped.
 
@@ -187,7 +189,13 @@ def main():
         copy = ms_target("copy")
         results["PG -> SQL Server so_luigi"] = timed(lambda: luigi(source, copy, args.workers, args.verify))
         back = pg_target("back")
-        results["SQL Server -> PG so_luigi"] = timed(lambda: luigi(copy, back, args.workers, args.verify))
+        from so_luigi.dialects.mssql import fast
+        driver = "pymssql" if fast.missing() else "mssql-python"
+        results[f"SQL Server -> PG so_luigi, {driver}"] = timed(lambda: luigi(copy, back, args.workers, args.verify))
+        if driver != "pymssql":
+            again = pg_target("back_pymssql")
+            slow = copy + ("&" if "?" in copy else "?") + "driver=pymssql"
+            results["SQL Server -> PG so_luigi, pymssql"] = timed(lambda: luigi(slow, again, args.workers, args.verify))
         for driver in readers():
             results[f"SQL Server read: {driver}"] = timed(lambda: in_child(read_all, (copy, driver, bench.TABLES)))
     finally:
@@ -205,12 +213,12 @@ def main():
     print(f"\nscale {args.scale}: {rows:,} rows, {mb:.0f} MB in PostgreSQL; {args.workers} workers; "
           f"--verify {args.verify}; "
           f"SQL Server: {parse_url(args.mssql).redacted}")
-    print(f"{'method':34} {'seconds':>8} {'rows/s':>9} {'MB/s':>6} {'x PG raw':>8} {'client CPU s':>12} "
+    print(f"{'method':40} {'seconds':>8} {'rows/s':>9} {'MB/s':>6} {'x PG raw':>8} {'client CPU s':>12} "
           f"{'client us/row':>13} {'other CPU s':>11}")
     for label, r in results.items():
         s = r["seconds"]
         client = r["client_cpu_seconds"]
-        print(f"{label:34} {s:8.1f} {rows / s:9,.0f} {mb / s:6.1f} {s / limit:7.2f}x {client:12.1f} "
+        print(f"{label:40} {s:8.1f} {rows / s:9,.0f} {mb / s:6.1f} {s / limit:7.2f}x {client:12.1f} "
               f"{1e6 * client / rows:13.1f} {r['cpu_seconds'] - client:11.1f}")
     if "mssql-python-arrow" not in readers():
         print("(mssql-python and pyarrow are not installed: `pip install mssql-python pyarrow` (and Debian's "

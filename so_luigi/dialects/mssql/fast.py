@@ -55,6 +55,23 @@ def why_not(url):
     return reason
 
 
+_SAID = set()      # (url, pid) whose choice of driver this process has logged
+
+
+def open_for(endpoint, isolation):
+    """An mssql-python connection for a partition's rows, reading at ``isolation()``, or None:
+    the rows then go through pymssql, and the first time in this process the log says why."""
+    url = endpoint.url
+    reason = why_not(url)
+    if reason is None:
+        return connect(endpoint, isolation())
+    key = (url.raw, os.getpid())
+    if key not in _SAID:
+        _SAID.add(key)
+        log.info("source %s: rows read through pymssql: %s", url.redacted, reason)
+    return None
+
+
 def _odbc(value):
     """A connection-string value in braces when it needs them (``}`` doubled inside)."""
     return "{" + value.replace("}", "}}") + "}" if re.search(r"[;{}=\s]", value) or not value else value
@@ -112,6 +129,7 @@ def connect(endpoint, isolation):
     _UNUSABLE[key] = f"mssql-python could not connect ({errors[-1]})"
     if (opts.driver if opts else "") == "mssql-python":
         raise ConnectError(f"source {url.redacted}: driver=mssql-python could not connect: {errors[-1]}")
+    _SAID.add(key)
     log.warning("source %s: rows read through pymssql: %s", url.redacted, _UNUSABLE[key])
     return None
 

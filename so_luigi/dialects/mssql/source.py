@@ -94,18 +94,13 @@ class MssqlSource(Source):
         """COPY text lines: Arrow batches made text column at a time (``fast``), else rows encoded
         in Python; in batches resized to about a chunk each."""
         def read(sink):
-            conn = None if fast.why_not(self.endpoint.url) else fast.connect(self.endpoint, self.isolation())
+            conn = fast.open_for(self.endpoint, self.isolation)
             if conn is not None:
                 return fast.reader(conn, table, lo, hi, checksum, buffer_bytes, batch_encoder(table))(sink)
             encoder, batch = row_encoder(table), [1000]
             return copy_rows(self._rows(table, lo, hi, batch), encoder, sink, checksum, table, batch,
                              chunk_size(buffer_bytes))
         return read
-
-    def driver_note(self):
-        """How this source's rows reach a PostgreSQL stream, for the log and the report."""
-        reason = fast.why_not(self.endpoint.url)
-        return "mssql-python (Arrow batches)" if reason is None else f"pymssql ({reason})"
 
     def extract(self, table, lo, hi, fmt, sink, checksum):
         """CSV; the checksum comes from the same rows' COPY text lines, as a stream's would."""
