@@ -55,6 +55,15 @@ def why_not(url):
     return reason
 
 
+def preload(url):
+    """Where the Source is first made (Luigi's main process, while it schedules): a URL asking
+    for driver=mssql-python where it cannot run fails here, before any task, and the Arrow
+    path's modules are loaded before the task processes are forked."""
+    if why_not(url) is None:
+        import pyarrow.compute  # noqa: F401
+        from ... import encode_arrow  # noqa: F401
+
+
 _SAID = set()      # (url, pid) whose choice of driver this process has logged
 
 

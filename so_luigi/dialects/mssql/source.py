@@ -38,6 +38,10 @@ class MssqlSource(Source):
     driver = "pymssql"
     catalog = catalog
 
+    def __init__(self, endpoint, snapshot=None):
+        super().__init__(endpoint, snapshot)
+        fast.preload(endpoint.url)
+
     def translate(self, exc, role):
         return connection.translate(exc, role)
 
