@@ -210,9 +210,10 @@ def _offsets(lines):
     return memoryview(lines.buffers()[1]).cast("q")[lines.offset:lines.offset + len(lines) + 1]
 
 
-def lines_checksum(lines):
-    """encode.lines_checksum of the lines, each without its newline."""
+def lines_checksum(lines, newline=1):
+    """encode.lines_checksum of the lines, each without its last ``newline`` bytes."""
     offsets = _offsets(lines).tolist()
     data = memoryview(lines.buffers()[2])
     md5, from_bytes = encode.md5, int.from_bytes
-    return sum(from_bytes(md5(data[a:b - 1]).digest()[:8], "big", signed=True) for a, b in zip(offsets, offsets[1:]))
+    return sum(from_bytes(md5(data[a:b - newline]).digest()[:8], "big", signed=True)
+               for a, b in zip(offsets, offsets[1:]))

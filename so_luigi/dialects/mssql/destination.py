@@ -38,7 +38,7 @@ import re
 from ...config import marker_schema
 from ...errors import SchemaError
 from ..base import Constraint, Destination, Index, Written, by_hash_sql, changes_sql
-from . import bulk, catalog, checksum, connection, ddl, state, types
+from . import bulk, catalog, checksum, connection, ddl, fast, state, types
 from .checksum import canonical_encoders, rows_checksum
 from ..postgres.connection import ident as pg_ident
 from ..postgres.forms import pg_form, user_type
@@ -378,14 +378,8 @@ class MssqlDestination(Destination):
                 count, total = cur.fetchone()
                 return int(count), int(total)
             if verify == "full":
-                encoders = canonical_encoders(table)
-                cur.execute(f"SELECT {', '.join(ident(c.name) for c in table.columns)} "
-                            f"FROM {connection.qualified(self.schema_of(table), table.name)}")
-                count = total = 0
-                for rows in iter(lambda: cur.fetchmany(5000), []):
-                    count += len(rows)
-                    total += rows_checksum(rows, encoders)
-                return count, total
+                return self._read_back(f"SELECT {', '.join(ident(c.name) for c in table.columns)} "
+                                       f"FROM {connection.qualified(self.schema_of(table), table.name)}", None, table)
             cur.execute(f"SELECT COUNT_BIG(*) FROM {connection.qualified(self.schema_of(table), table.name)}")
             return int(cur.fetchone()[0]), None
         finally:
@@ -397,12 +391,16 @@ class MssqlDestination(Destination):
 
     # --- re-syncing ---------------------------------------------------------------------------
     def _read_back(self, select, params, table):
-        """(rows, checksum) of rows read back and hashed as the source's were on the way in."""
+        """(rows, checksum) of rows read back and hashed as the source's were on the way in:
+        as Arrow batches through mssql-python where it can (``fast``), else through pymssql."""
+        found = fast.read_back(self.endpoint, select, params, table)
+        if found is not None:
+            return found
         encoders = canonical_encoders(table)
         conn = connection.connect(self.endpoint)
         try:
             cur = conn.cursor()
-            cur.execute(select, params)
+            cur.execute(select, params) if params is not None else cur.execute(select)
             count = total = 0
             for rows in iter(lambda: cur.fetchmany(5000), []):
                 count += len(rows)

@@ -1,5 +1,7 @@
 """Rows of a SQL Server source read as Arrow record batches through Microsoft's mssql-python
-(``pip install so_luigi[fast-mssql]``), made COPY text column at a time (``encode_arrow``).
+(``pip install so_luigi[fast-mssql]``), made COPY text column at a time (``encode_arrow``); and
+a SQL Server destination's rows read back the same way for full verification from PostgreSQL,
+their checksum's text (``checksum.canonical_encoders``) made column at a time too.
 
 Reading a row through pymssql costs the client 4 to 5 us and making its COPY text in Python 2 to
 12 more; mssql-python's ``arrow_batch`` reads it in under 1 and pyarrow's kernels make its text in
@@ -36,7 +38,7 @@ def missing():
     return None
 
 
-def why_not(url):
+def why_not(url, role="source"):
     """Why this URL's rows go through pymssql (None: through mssql-python's Arrow batches)."""
     opts = url.options
     driver = getattr(opts, "driver", "") or "auto"
@@ -51,7 +53,7 @@ def why_not(url):
     if reason is None and opts is not None and opts.tds_version:
         reason = "its ODBC driver chooses the TDS version itself (the URL sets tds_version)"
     if reason and driver == "mssql-python":
-        raise ConnectError(f"source {url.redacted}: driver=mssql-python, but {reason}")
+        raise ConnectError(f"{role} {url.redacted}: driver=mssql-python, but {reason}")
     return reason
 
 
@@ -71,13 +73,13 @@ def open_for(endpoint, isolation):
     """An mssql-python connection for a partition's rows, reading at ``isolation()``, or None:
     the rows then go through pymssql, and the first time in this process the log says why."""
     url = endpoint.url
-    reason = why_not(url)
+    reason = why_not(url, endpoint.role)
     if reason is None:
         return connect(endpoint, isolation())
     key = (url.raw, os.getpid())
     if key not in _SAID:
         _SAID.add(key)
-        log.info("source %s: rows read through pymssql: %s", url.redacted, reason)
+        log.info("%s %s: rows read through pymssql: %s", endpoint.role, url.redacted, reason)
     return None
 
 
@@ -128,7 +130,8 @@ def connect(endpoint, isolation):
             errors.append(_message(exc))
             continue
         if key not in _ENCRYPT:
-            log.info("source %s: rows read through mssql-python's Arrow batches (Encrypt=%s)", url.redacted, encrypt)
+            log.info("%s %s: rows read through mssql-python's Arrow batches (Encrypt=%s)", endpoint.role,
+                     url.redacted, encrypt)
         _ENCRYPT[key] = encrypt
         if opts and opts.query_timeout:
             conn.timeout = opts.query_timeout
@@ -137,9 +140,9 @@ def connect(endpoint, isolation):
         return conn
     _UNUSABLE[key] = f"mssql-python could not connect ({errors[-1]})"
     if (opts.driver if opts else "") == "mssql-python":
-        raise ConnectError(f"source {url.redacted}: driver=mssql-python could not connect: {errors[-1]}")
+        raise ConnectError(f"{endpoint.role} {url.redacted}: driver=mssql-python could not connect: {errors[-1]}")
     _SAID.add(key)
-    log.warning("source %s: rows read through pymssql: %s", url.redacted, _UNUSABLE[key])
+    log.warning("%s %s: rows read through pymssql: %s", endpoint.role, url.redacted, _UNUSABLE[key])
     return None
 
 
@@ -148,13 +151,13 @@ def _message(exc):
     return re.sub(r"(\[[^\]]*\])+", "", text).strip(" :") or type(exc).__name__
 
 
-def translate(exc, table):
+def translate(exc, table, role="source"):
     """An mssql-python error while reading, as a one-line SoLuigiError."""
     msg = _message(exc)
     if re.search(r"communication link|connection|TCP Provider|timeout expired|08S01|HYT00", str(exc), re.I):
-        return TransientError(f"source SQL Server (mssql-python): connection lost or timed out reading "
+        return TransientError(f"{role} SQL Server (mssql-python): connection lost or timed out reading "
                               f"{table.qualified}: {msg}")
-    return SoLuigiError(f"source SQL Server (mssql-python) reading {table.qualified}: {msg}")
+    return SoLuigiError(f"{role} SQL Server (mssql-python) reading {table.qualified}: {msg}")
 
 
 def _qmark(sql, params):
@@ -197,3 +200,83 @@ def reader(conn, table, lo, hi, checksum, buffer_bytes, encoder):
             conn.close()
         return rows, (total if checksum else None), sum(encoder.changed.values())
     return read
+
+
+# --- reading a destination back -----------------------------------------------------------------
+
+def _canonical_text(arr, col):
+    """checksum._canonical of each value as pymssql returns it, made from the Arrow column
+    mssql-python returns: str() of the value, decimals normalized, times without a zero
+    fraction, instants in UTC with +00:00, uuids in lower case. None where only the value
+    itself tells (floats, bytes, anything else): then value by value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from ...encode_arrow import TEXT, _data
+
+    def no_zero_fraction(text):             # str(datetime) prints a fraction only when it has one
+        return pc.if_else(pc.ends_with(text, ".000000"), pc.utf8_slice_codeunits(text, 0, -7), text)
+
+    kind = arr.type
+    if pa.types.is_boolean(kind):
+        return pc.if_else(arr, pa.scalar("t", TEXT), pa.scalar("f", TEXT))
+    if pa.types.is_integer(kind) or pa.types.is_date32(kind):
+        return pc.cast(arr, TEXT)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        text = pc.cast(arr, TEXT)
+        return pc.utf8_lower(text) if col.data_type in ("uuid", "uniqueidentifier") else text
+    if pa.types.is_decimal(kind):
+        text = pc.cast(arr, TEXT)
+        if kind.scale > 6 and b"E" in _data(text):
+            return None                     # Arrow's 0E-10
+        return pc.ascii_rtrim(pc.ascii_rtrim(text, "0"), ".") if kind.scale > 0 else text
+    if pa.types.is_timestamp(kind) and kind.tz in (None, "+00:00", "UTC"):
+        text = no_zero_fraction(pc.cast(pc.cast(arr, pa.timestamp("us")), TEXT))
+        if kind.tz is None:
+            return text
+        return pc.binary_join_element_wise(text, pa.scalar("+00:00", TEXT), pa.scalar("", TEXT))
+    if pa.types.is_time(kind):
+        return no_zero_fraction(pc.cast(pc.cast(arr, pa.time64("us"), safe=False), TEXT))
+    return None
+
+
+def canonical_checksum(batch, table):
+    """checksum.rows_checksum of a record batch whose columns are the table's, in its order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from ...encode_arrow import TEXT, _by_value, lines_checksum
+    from .checksum import _canonical, canonical_encoders
+    texts = []
+    for i, (col, encoder) in enumerate(zip(table.columns, canonical_encoders(table))):
+        arr = batch.column(i)
+        text = _canonical_text(arr, col) if encoder is _canonical else None
+        texts.append(pc.fill_null(_by_value(arr, encoder) if text is None else text, pa.scalar("\\N", TEXT)))
+    lines = pc.binary_join_element_wise(*texts, pa.scalar("\x1f", TEXT)) if len(texts) > 1 else texts[0]
+    return lines_checksum(lines, newline=0)
+
+
+def read_back(endpoint, sql, params, table):
+    """(rows, checksum.rows_checksum) of what ``sql`` selects (the table's columns, in its order),
+    read as Arrow batches; None when mssql-python cannot read this destination (pymssql then does)."""
+    if why_not(endpoint.url, endpoint.role) is not None:
+        return None
+    conn = connect(endpoint, "READ COMMITTED")
+    if conn is None:
+        return None
+    sql, params = _qmark(sql, params)
+    count = total = 0
+    try:
+        cur = conn.cursor()
+        cur.execute(sql, *params) if params else cur.execute(sql)
+        while True:
+            batch = cur.arrow_batch(20000)
+            if batch.num_rows == 0:
+                break
+            count += batch.num_rows
+            total += canonical_checksum(batch, table)
+    except Exception as exc:  # noqa: BLE001 -- the driver's, made one line
+        if type(exc).__module__.split(".")[0] not in ("mssql_python", "pyarrow"):
+            raise
+        raise translate(exc, table, endpoint.role) from None
+    finally:
+        conn.close()
+    return count, total
