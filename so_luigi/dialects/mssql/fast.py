@@ -225,6 +225,8 @@ def _canonical_text(arr, col):
         text = pc.cast(arr, TEXT)
         return pc.utf8_lower(text) if col.data_type in ("uuid", "uniqueidentifier") else text
     if pa.types.is_decimal(kind):
+        if kind.precision > 28:             # _canonical's normalize() rounds to 28 digits
+            return None
         text = pc.cast(arr, TEXT)
         if kind.scale > 6 and b"E" in _data(text):
             return None                     # Arrow's 0E-10
