@@ -36,9 +36,10 @@ OPTIONS = {
                            "the source to a readable secondary"),
     "login_timeout": ("seconds", "give up connecting after this long (default 15)"),
     "query_timeout": ("seconds", "cancel a statement that runs longer (default 0: never)"),
-    "driver": ("auto, pymssql, mssql-python", "how a source's rows are read into PostgreSQL: `auto` (the "
-               "default) through mssql-python's Arrow batches when `so_luigi[fast-mssql]` is installed and "
-               "can honour the URL, else pymssql; `mssql-python` fails where it cannot"),
+    "driver": ("auto, pymssql, mssql-python", "how a source's rows are read into PostgreSQL, and a "
+               "destination's read back for full verification: `auto` (the default) through mssql-python's "
+               "Arrow batches when `so_luigi[fast-mssql]` is installed and can honour the URL, else pymssql; "
+               "`mssql-python` fails where it cannot"),
 }
 
 TDS_VERSIONS = ("7.0", "7.1", "7.2", "7.3", "7.4")

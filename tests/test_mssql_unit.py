@@ -409,8 +409,7 @@ def test_a_destination_read_back_as_arrow_checksums_as_pymssql_rows_do():
     batches (fast.canonical_checksum) they must sum to what pymssql's rows give
     (checksum.rows_checksum), value for value, or a good copy would be called broken."""
     pa = pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install so_luigi[test])")
-    import uuid as uuid_
-    from datetime import date, datetime, time as time_, timedelta, timezone
+    from datetime import datetime, timedelta, timezone
     from decimal import Decimal
     from hypothesis import given, settings, strategies as st
     from so_luigi.dialects.base import Column, Table
@@ -455,3 +454,29 @@ def test_a_destination_read_back_as_arrow_checksums_as_pymssql_rows_do():
         batch = pa.RecordBatch.from_arrays(arrays, names=[c.name for c in table.columns])
         assert fast.canonical_checksum(batch, table) == rows_checksum(pymssql_rows, canonical_encoders(table))
     check()
+
+
+def test_the_canonical_text_by_type_is_the_canonical_text():
+    """checksum.canonical (a dict by exact type) gives what _canonical (isinstance) gives, for
+    every kind of value either driver returns, subclasses included."""
+    import uuid as uuid_
+    from datetime import datetime, timezone
+    from decimal import Decimal
+    from hypothesis import given, settings, strategies as st
+    from so_luigi.dialects.mssql.checksum import _canonical, canonical
+
+    class Text(str):
+        pass
+    values = (st.integers() | st.booleans() | st.floats() | st.decimals(allow_nan=False) | st.binary()
+              | st.binary().map(bytearray) | st.binary().map(memoryview) | st.datetimes()
+              | st.datetimes(timezones=st.just(timezone.utc)) | st.dates() | st.times() | st.uuids()
+              | st.text(st.characters(blacklist_categories=("Cs",))) | st.text().map(Text))
+
+    @settings(max_examples=500, deadline=None)
+    @given(values)
+    def check(value):
+        assert canonical(value) == _canonical(value)
+    check()
+    assert canonical(Decimal("1.5000")) == "1.5" and canonical(True) == "t" and canonical(b"\x00\xff") == "00ff"
+    assert canonical(uuid_.UUID(int=1)) == "00000000-0000-0000-0000-000000000001"
+    assert canonical(datetime(2010, 1, 1, 12, tzinfo=timezone.utc)) == "2010-01-01 12:00:00+00:00"

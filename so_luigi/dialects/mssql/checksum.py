@@ -3,9 +3,10 @@ text, summed), when both sides are SQL Server, and in Python from rows as pymssq
 when the other side is not."""
 import datetime as dt
 import decimal
-import hashlib
 import struct
+import uuid
 
+from ...encode import md5
 from .catalog import READ_AS_TEXT, range_sql, read_sql
 from .connection import ident, qualified
 from .types import _mapped
@@ -96,10 +97,35 @@ def _canonical(v):
 
 
 
+def _datetime(v):
+    return v.astimezone(dt.timezone.utc).isoformat(sep=" ") if v.tzinfo is not None else str(v)
+
+
+def _hex(v):
+    return bytes(v).hex()
+
+
+# _canonical by the value's exact type, one dict lookup instead of a chain of isinstance (a third
+# of rows_checksum's time); a type not here (a subclass) goes through _canonical itself
+_BY_TYPE = {int: str, bool: lambda v: "t" if v else "f", float: repr,
+            decimal.Decimal: lambda v: format(v.normalize(), "f"), bytes: bytes.hex, bytearray: _hex,
+            memoryview: _hex, dt.datetime: _datetime, dt.date: str, dt.time: str, uuid.UUID: str}
+
+
+def canonical(v):
+    """_canonical(v), faster."""
+    kind = type(v)
+    if kind is str:
+        return v
+    fn = _BY_TYPE.get(kind)
+    return fn(v) if fn is not None else _canonical(v)
+
+
 def rows_checksum(rows, encoders):
     """Order-independent sum of each row's first 8 md5 bytes (as PostgreSQL's rows are summed)."""
-    total = 0
+    encoders = [canonical if f is _canonical else f for f in encoders]
+    total, from_bytes = 0, int.from_bytes
     for row in rows:
-        text = "\x1f".join("\\N" if v is None else f(v) for f, v in zip(encoders, row))
-        total += int.from_bytes(hashlib.md5(text.encode("utf-8", "surrogatepass")).digest()[:8], "big", signed=True)
+        text = "\x1f".join(["\\N" if v is None else f(v) for f, v in zip(encoders, row)])
+        total += from_bytes(md5(text.encode("utf-8", "surrogatepass")).digest()[:8], "big", signed=True)
     return total
