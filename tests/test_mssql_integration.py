@@ -318,7 +318,10 @@ def test_every_type_from_sql_server(pair, mssql_source):
 
 
 def with_driver(url, driver):
-    return url + ("&" if "?" in url else "?") + f"driver={driver}"
+    """``url`` reading through ``driver``, whatever driver SO_TEST_MSSQL_URL named."""
+    parts = urlsplit(url)
+    query = [p for p in parts.query.split("&") if p and not p.lower().startswith("driver=")]
+    return urlunsplit(parts._replace(query="&".join(query + [f"driver={driver}"])))
 
 
 def test_both_drivers_read_the_same_rows_and_the_run_says_which(pair, mssql_source):
