@@ -480,3 +480,24 @@ def test_the_canonical_text_by_type_is_the_canonical_text():
     assert canonical(Decimal("1.5000")) == "1.5" and canonical(True) == "t" and canonical(b"\x00\xff") == "00ff"
     assert canonical(uuid_.UUID(int=1)) == "00000000-0000-0000-0000-000000000001"
     assert canonical(datetime(2010, 1, 1, 12, tzinfo=timezone.utc)) == "2010-01-01 12:00:00+00:00"
+
+
+def test_a_login_mssql_python_cannot_make_is_one_line_without_the_password():
+    """driver=mssql-python fails naming the URL without its password; auto falls back to
+    pymssql, saying why (here nothing listens: pymssql would then fail on its own)."""
+    from so_luigi.config import Endpoint
+    from so_luigi.dialects.mssql import fast
+    from so_luigi.errors import ConnectError
+    if fast.missing():
+        pytest.skip(f"mssql-python: {fast.missing()}")
+    from so_luigi.testing.embedded import free_port
+    port = free_port()
+    strict = parse_url(f"mssql://sa:Secret%3B1@127.0.0.1:{port}/so?driver=mssql-python&login_timeout=3&encrypt=off")
+    with pytest.raises(ConnectError) as err:
+        fast.connect(Endpoint(strict, "dbo", "source"), "READ COMMITTED")
+    said = str(err.value)
+    assert said.startswith(f"source mssql://sa:***@127.0.0.1:{port}/so") and "driver=mssql-python could not connect" in said
+    assert "Secret" not in said and "\n" not in said
+    auto = parse_url(f"mssql://sa:Secret%3B1@127.0.0.1:{port}/so?login_timeout=3&encrypt=off")
+    assert fast.connect(Endpoint(auto, "dbo", "source"), "READ COMMITTED") is None
+    assert fast.why_not(auto).startswith("mssql-python could not connect (") and "Secret" not in fast.why_not(auto)

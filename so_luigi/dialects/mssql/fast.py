@@ -10,8 +10,8 @@ row path, which stays the path when the driver is not installed, cannot honour t
 (a CA file of the user's own: ODBC checks a certificate against itself, not a CA; a TDS version),
 or cannot connect; the URL's ``driver=`` option chooses either.
 
-Only the rows of a partition go this way: the catalog, planning, markers and checksums of the
-server stay on pymssql (``connection``).
+Only rows go this way (a partition's, or a destination's read back): the catalog, planning,
+markers and the checksums the server computes stay on pymssql (``connection``).
 """
 import logging
 import os
@@ -127,7 +127,8 @@ def connect(endpoint, isolation):
         try:
             conn = mssql_python.connect(connection_string(url, encrypt), autocommit=True, timeout=timeout)
         except Exception as exc:  # noqa: BLE001 -- any failure: the row path connects instead
-            errors.append(_message(exc))
+            said = _message(exc)
+            errors.append(said.replace(url.password, "***") if url.password else said)
             continue
         if key not in _ENCRYPT:
             log.info("%s %s: rows read through mssql-python's Arrow batches (Encrypt=%s)", endpoint.role,
