@@ -501,3 +501,69 @@ def test_a_login_mssql_python_cannot_make_is_one_line_without_the_password():
     auto = parse_url(f"mssql://sa:Secret%3B1@127.0.0.1:{port}/so?login_timeout=3&encrypt=off")
     assert fast.connect(Endpoint(auto, "dbo", "source"), "READ COMMITTED") is None
     assert fast.why_not(auto).startswith("mssql-python could not connect (") and "Secret" not in fast.why_not(auto)
+
+
+def test_a_uuid_domain_read_back_as_arrow_is_lower_case_as_pymssql_gives_it():
+    """A PostgreSQL domain over uuid is a uniqueidentifier in SQL Server: mssql-python returns it
+    in upper case, pymssql as a UUID (lower case), and the source's side hashed lower case."""
+    pa = pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install so_luigi[test])")
+    import uuid as uuid_
+    from so_luigi.dialects.base import Column, Table
+    from so_luigi.dialects.mssql import fast
+    from so_luigi.dialects.mssql.checksum import canonical_encoders, held_types, rows_checksum
+    col = Column(name="u", data_type="ticket_id", source_type="public.ticket_id", user_type=True)
+    table = Table(schema="public", name="T", columns=[col], dialect="postgres",
+                  types=[{"typname": "ticket_id", "kind": "d", "base": "uuid"}])
+    assert held_types(table) == {"u": "uniqueidentifier"}
+    value = uuid_.UUID("58185e0d-0000-4000-8000-00000000abcd")
+    batch = pa.RecordBatch.from_arrays([pa.array([str(value).upper(), None], pa.large_string())], names=["u"])
+    assert fast.canonical_checksum(batch, table) == rows_checksum([(value,), (None,)], canonical_encoders(table))
+
+
+def test_a_replacement_character_sends_the_partition_through_pymssql():
+    """mssql-python turns an unpaired UTF-16 surrogate into U+FFFD, which both sides would then
+    hash alike: a batch holding U+FFFD stops the read (a transient error, so the task retries)
+    and the table's next read in this process goes through pymssql, which refuses a surrogate
+    and copies a real U+FFFD as it is."""
+    pa = pytest.importorskip("pyarrow", reason="pyarrow is not installed (pip install so_luigi[test])")
+    from so_luigi.config import Endpoint
+    from so_luigi.dialects.base import Column, Table
+    from so_luigi.dialects.mssql import fast
+    from so_luigi.encode_arrow import BatchEncoder
+    from so_luigi.errors import TransientError
+    table = Table(schema="dbo", name="T", columns=[
+        Column(name="Id", data_type="int", kind="int", pg_type="integer", source_type="int"),
+        Column(name="t", data_type="nvarchar", kind="text", pg_type="text", source_type="nvarchar(10)")],
+        primary_key=["Id"])
+    batches = [pa.RecordBatch.from_arrays([pa.array([1, 2]), pa.array(["fine", "x\ufffdy"], pa.large_string())],
+                                          names=["Id", "t"])]
+
+    class Cursor:
+        def execute(self, *args):
+            pass
+
+        def arrow_batch(self, size):
+            return batches.pop(0) if batches else pa.RecordBatch.from_arrays(
+                [pa.array([], pa.int64()), pa.array([], pa.large_string())], names=["Id", "t"])
+
+    class Conn:
+        closed = False
+
+        def cursor(self):
+            return Cursor()
+
+        def close(self):
+            self.closed = True
+
+    class Sink:
+        data = b""
+
+        def write(self, data, rows):
+            self.data += bytes(data)
+    ep = Endpoint(parse_url("mssql://sa:pw@h/so"), "dbo", "source")
+    conn, sink = Conn(), Sink()
+    with pytest.raises(TransientError, match="holds U\\+FFFD.*through pymssql"):
+        fast.reader(conn, table, None, None, True, 1 << 20, BatchEncoder(table), ep)(sink)
+    assert conn.closed and sink.data == b""
+    if fast.missing() is None:
+        assert fast.open_for(ep, lambda: "READ COMMITTED", table) is None

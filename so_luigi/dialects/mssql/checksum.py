@@ -38,13 +38,18 @@ def range_checksum_sql(schema, table, lo, hi):
 
 
 
+def held_types(table):
+    """{column: the T-SQL type name SQL Server holds it as}: a PostgreSQL table's types mapped."""
+    return {c.name: (_mapped(c, table.dialect, table) if table.dialect == "postgres" else c.data_type).split("(")[0]
+            for c in table.columns}
+
+
 def row_hash_sql(table):
     """checksum_sql's hash of one row of the table aliased ``t``, a DECIMAL(38,0). The columns
     are taken as SQL Server holds them: a table read from PostgreSQL has its types mapped first
     (PostgreSQL's ``timestamp`` is a date and time, SQL Server's a rowversion)."""
     numbered = list(enumerate(table.columns, start=1))
-    held = {c.name: (_mapped(c, table.dialect, table) if table.dialect == "postgres" else c.data_type).split("(")[0]
-            for c in table.columns}
+    held = held_types(table)
     binary = {"binary", "varbinary", "image", "timestamp", "rowversion"}
     # money as the decimal it is: Babelfish 4.3's FOR JSON crashes on money's extremes
     as_decimal = {"money": "decimal(19,4)", "smallmoney": "decimal(10,4)"}

@@ -67,13 +67,26 @@ def preload(url):
 
 
 _SAID = set()      # (url, pid) whose choice of driver this process has logged
+_ROW_PATH = set()  # (url, table, pid): a table whose text mssql-python may have changed (Replaced)
+
+# U+FFFD in UTF-8: what mssql-python's Arrow fetch makes of an unpaired UTF-16 surrogate (simdutf's
+# convert_utf16le_to_utf8_with_replacement), where pymssql returns the surrogate and the row path
+# refuses it naming the key. Both sides would hash the same replaced line: the checksum cannot see it.
+REPLACEMENT = "\ufffd".encode()
 
 
-def open_for(endpoint, isolation):
+class Replaced(TransientError):
+    """A batch held U+FFFD: the partition is read again through pymssql, which tells a real
+    U+FFFD (copied as it is) from an unpaired surrogate (refused)."""
+
+
+def open_for(endpoint, isolation, table=None):
     """An mssql-python connection for a partition's rows, reading at ``isolation()``, or None:
     the rows then go through pymssql, and the first time in this process the log says why."""
     url = endpoint.url
     reason = why_not(url, endpoint.role)
+    if reason is None and table is not None and (url.raw, table.qualified, os.getpid()) in _ROW_PATH:
+        return None
     if reason is None:
         return connect(endpoint, isolation())
     key = (url.raw, os.getpid())
@@ -134,10 +147,14 @@ def connect(endpoint, isolation):
             log.info("%s %s: rows read through mssql-python's Arrow batches (Encrypt=%s)", endpoint.role,
                      url.redacted, encrypt)
         _ENCRYPT[key] = encrypt
-        if opts and opts.query_timeout:
-            conn.timeout = opts.query_timeout
-        if isolation == "SNAPSHOT":
-            conn.cursor().execute("SET TRANSACTION ISOLATION LEVEL SNAPSHOT")
+        try:
+            if opts and opts.query_timeout:
+                conn.timeout = opts.query_timeout
+            if isolation == "SNAPSHOT":
+                conn.cursor().execute("SET TRANSACTION ISOLATION LEVEL SNAPSHOT")
+        except Exception as exc:  # noqa: BLE001 -- closed, then said in one line
+            conn.close()
+            raise ConnectError(f"{endpoint.role} {url.redacted}: mssql-python: {_message(exc)}") from None
         return conn
     _UNUSABLE[key] = f"mssql-python could not connect ({errors[-1]})"
     if (opts.driver if opts else "") == "mssql-python":
@@ -168,9 +185,10 @@ def _qmark(sql, params):
     return re.sub(r"%%|%s", lambda m: "%" if m.group() == "%%" else "?", sql), tuple(params)
 
 
-def reader(conn, table, lo, hi, checksum, buffer_bytes, encoder):
+def reader(conn, table, lo, hi, checksum, buffer_bytes, encoder, endpoint):
     """``read(sink)`` for stream.stream: the range's batches as COPY text into ``sink``, sized to
-    about a chunk each; returns (rows, checksum or None, values changed)."""
+    about a chunk each; returns (rows, checksum or None, values changed). A batch holding U+FFFD
+    stops it (``Replaced``): the task's retry reads the partition through pymssql."""
     from ...stream import chunk_size
 
     target = chunk_size(buffer_bytes)
@@ -186,6 +204,11 @@ def reader(conn, table, lo, hi, checksum, buffer_bytes, encoder):
                 if batch.num_rows == 0:
                     break
                 data, n, part = encoder(batch, checksum)
+                if REPLACEMENT in data.tobytes():
+                    _ROW_PATH.add((endpoint.url.raw, table.qualified, os.getpid()))
+                    raise Replaced(f"{table.qualified}: text read through mssql-python holds U+FFFD, which it "
+                                   "also makes of an unpaired UTF-16 surrogate; reading the partition again "
+                                   "through pymssql")
                 sink.write(data, n)
                 rows += n
                 total += part or 0
@@ -205,10 +228,11 @@ def reader(conn, table, lo, hi, checksum, buffer_bytes, encoder):
 
 # --- reading a destination back -----------------------------------------------------------------
 
-def _canonical_text(arr, col):
+def _canonical_text(arr, col, uuid=False):
     """checksum._canonical of each value as pymssql returns it, made from the Arrow column
     mssql-python returns: str() of the value, decimals normalized, times without a zero
-    fraction, instants in UTC with +00:00, uuids in lower case. None where only the value
+    fraction, instants in UTC with +00:00, uuids (``uuid``: a uniqueidentifier column, whatever
+    domain it came from) in lower case. None where only the value
     itself tells (floats, bytes, anything else): then value by value."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -224,7 +248,7 @@ def _canonical_text(arr, col):
         return pc.cast(arr, TEXT)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         text = pc.cast(arr, TEXT)
-        return pc.utf8_lower(text) if col.data_type in ("uuid", "uniqueidentifier") else text
+        return pc.utf8_lower(text) if uuid else text
     if pa.types.is_decimal(kind):
         if kind.precision > 28:             # _canonical's normalize() rounds to 28 digits
             return None
@@ -247,11 +271,13 @@ def canonical_checksum(batch, table):
     import pyarrow as pa
     import pyarrow.compute as pc
     from ...encode_arrow import TEXT, _by_value, lines_checksum
-    from .checksum import _canonical, canonical_encoders
+    from .checksum import _canonical, canonical_encoders, held_types
+    held = held_types(table)
     texts = []
     for i, (col, encoder) in enumerate(zip(table.columns, canonical_encoders(table))):
         arr = batch.column(i)
-        text = _canonical_text(arr, col) if encoder is _canonical else None
+        uuid = held[col.name] == "uniqueidentifier" or col.data_type in ("uuid", "uniqueidentifier")
+        text = _canonical_text(arr, col, uuid) if encoder is _canonical else None
         texts.append(pc.fill_null(_by_value(arr, encoder) if text is None else text, pa.scalar("\\N", TEXT)))
     lines = pc.binary_join_element_wise(*texts, pa.scalar("\x1f", TEXT)) if len(texts) > 1 else texts[0]
     return lines_checksum(lines, newline=0)

@@ -98,9 +98,14 @@ class MssqlSource(Source):
         """COPY text lines: Arrow batches made text column at a time (``fast``), else rows encoded
         in Python; in batches resized to about a chunk each."""
         def read(sink):
-            conn = fast.open_for(self.endpoint, self.isolation)
+            conn = fast.open_for(self.endpoint, self.isolation, table)
             if conn is not None:
-                return fast.reader(conn, table, lo, hi, checksum, buffer_bytes, batch_encoder(table))(sink)
+                try:
+                    encoder = batch_encoder(table)
+                except BaseException:
+                    conn.close()
+                    raise
+                return fast.reader(conn, table, lo, hi, checksum, buffer_bytes, encoder, self.endpoint)(sink)
             encoder, batch = row_encoder(table), [1000]
             return copy_rows(self._rows(table, lo, hi, batch), encoder, sink, checksum, table, batch,
                              chunk_size(buffer_bytes))
