@@ -457,13 +457,13 @@ def test_a_destination_read_back_as_arrow_checksums_as_pymssql_rows_do():
 
 
 def test_the_canonical_text_by_type_is_the_canonical_text():
-    """checksum.canonical (a dict by exact type) gives what _canonical (isinstance) gives, for
+    """checksum._canonical (a dict by exact type) gives what _by_isinstance gives, for
     every kind of value either driver returns, subclasses included."""
     import uuid as uuid_
     from datetime import datetime, timezone
     from decimal import Decimal
     from hypothesis import given, settings, strategies as st
-    from so_luigi.dialects.mssql.checksum import _canonical, canonical
+    from so_luigi.dialects.mssql.checksum import _by_isinstance, _canonical as canonical
 
     class Text(str):
         pass
@@ -475,7 +475,7 @@ def test_the_canonical_text_by_type_is_the_canonical_text():
     @settings(max_examples=500, deadline=None)
     @given(values)
     def check(value):
-        assert canonical(value) == _canonical(value)
+        assert canonical(value) == _by_isinstance(value)
     check()
     assert canonical(Decimal("1.5000")) == "1.5" and canonical(True) == "t" and canonical(b"\x00\xff") == "00ff"
     assert canonical(uuid_.UUID(int=1)) == "00000000-0000-0000-0000-000000000001"
