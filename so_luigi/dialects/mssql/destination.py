@@ -370,16 +370,16 @@ class MssqlDestination(Destination):
         return "json" if source.checksum_family == self.checksum_family else None
 
     def figures(self, table, verify, method):
+        if verify == "full" and not method:         # read back on a session of its own
+            return self._read_back(f"SELECT {', '.join(ident(c.name) for c in table.columns)} "
+                                   f"FROM {connection.qualified(self.schema_of(table), table.name)}", None, table)
         conn = connection.connect(self.endpoint)
         try:
             cur = conn.cursor()
-            if verify == "full" and method:
+            if verify == "full":
                 cur.execute(checksum.checksum_sql(self.schema_of(table), table))
                 count, total = cur.fetchone()
                 return int(count), int(total)
-            if verify == "full":
-                return self._read_back(f"SELECT {', '.join(ident(c.name) for c in table.columns)} "
-                                       f"FROM {connection.qualified(self.schema_of(table), table.name)}", None, table)
             cur.execute(f"SELECT COUNT_BIG(*) FROM {connection.qualified(self.schema_of(table), table.name)}")
             return int(cur.fetchone()[0]), None
         finally:
