@@ -41,7 +41,7 @@ from so_luigi.testing import embedded  # noqa: E402
 from so_luigi.config import Endpoint, parse_url  # noqa: E402
 from so_luigi.dialects.mssql import bulk as ms_bulk, connection as ms_connection
 from so_luigi.dialects.postgres import catalog as pg_catalog, connection as pg_connection
-from so_luigi.dialects.mssql import ddl as ms_ddl
+from so_luigi.dialects.mssql import ddl as ms_ddl, fast
 
 
 def mssql_admin(url, sql):
@@ -117,8 +117,7 @@ def read_all(args):
         conn = ms_connection.connect(Endpoint(u, "dbo", "source"))
     else:
         import mssql_python
-        conn = mssql_python.connect(f"Server={u.host},{u.port or 1433};Database={u.database};UID={u.user};"
-                                    f"PWD={u.password};Encrypt=no;TrustServerCertificate=yes")
+        conn = mssql_python.connect(fast.connection_string(u, "no"))
     cur = conn.cursor()
     for name in tables:
         cur.execute(f"SELECT * FROM {ms_connection.qualified('dbo', name)}")
@@ -189,7 +188,6 @@ def main():
         copy = ms_target("copy")
         results["PG -> SQL Server so_luigi"] = timed(lambda: luigi(source, copy, args.workers, args.verify))
         back = pg_target("back")
-        from so_luigi.dialects.mssql import fast
         driver = "pymssql" if fast.missing() else "mssql-python"
         results[f"SQL Server -> PG so_luigi, {driver}"] = timed(lambda: luigi(copy, back, args.workers, args.verify))
         if driver != "pymssql":

@@ -21,6 +21,7 @@ from .errors import DataError
 
 TEXT = pa.large_string()
 TAB, NEWLINE, NULL = (pa.scalar(s, TEXT) for s in ("\t", "\n", encode.NULL))
+REPLACEMENT = "\ufffd".encode()     # U+FFFD, which a driver may make of text it could not decode
 # COPY text escapes, in the order encode.text applies them (the backslash first)
 ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 
@@ -84,14 +85,18 @@ def _time(arr, col):
     return _no_zeros(_strings(micro)) if _exact_at(micro, encode._fsp(col)) else None
 
 
-def _numeric(arr, col):
-    """Arrow prints a decimal as PostgreSQL does (all its scale's digits) unless its adjusted
-    exponent is below -6, which a scale above 6 allows: 0 at scale 10 is ``0E-10``. A batch
-    with such a value takes the row path."""
-    if not pa.types.is_decimal(arr.type) or encode._scale(col) != arr.type.scale:
-        return None
+def decimal_text(arr):
+    """A decimal array's text with all its scale's digits, or None: Arrow prints a value in
+    scientific notation when its adjusted exponent is below -6, which a scale above 6 allows
+    (0 at scale 10 is ``0E-10``), and such a batch takes the row path."""
     out = _strings(arr)
     return None if arr.type.scale > 6 and b"E" in _data(out) else out
+
+
+def _numeric(arr, col):
+    if not pa.types.is_decimal(arr.type) or encode._scale(col) != arr.type.scale:
+        return None
+    return decimal_text(arr)
 
 
 def _is_text(arr):
@@ -120,7 +125,8 @@ class BatchEncoder:
     """``encode(batch) -> (data, rows, checksum)``: one record batch as COPY text (each line ending
     in a newline) and, when asked, the checksum of its lines over every column read; the data
     leaves out the columns the destination generates. ``changed`` counts the values the U+0000
-    policy changed, per column, as the row encoder's does."""
+    policy changed, per column, as the row encoder's does; ``replacement`` says whether a text
+    value of the last batch, as the driver returned it, held U+FFFD."""
 
     def __init__(self, table, nul="fail", nul_replacement="\ufffd"):
         if nul not in encode.NUL_POLICIES:
@@ -136,9 +142,11 @@ class BatchEncoder:
     def column(self, i, arr):
         """The COPY text of column ``i``'s values (nulls kept as nulls)."""
         col = self.table.columns[i]
-        if col.kind == "text" and _is_text(arr):
+        if _is_text(arr):
             arr = _strings(arr)
             data = _data(arr)
+            self.replacement = self.replacement or REPLACEMENT in data
+        if col.kind == "text" and _is_text(arr):
             if b"\x00" in data and pc.any(pc.match_substring(arr, "\x00")).as_py():
                 arr = self._nul(i, arr)
                 data = _data(arr)
@@ -176,10 +184,11 @@ class BatchEncoder:
         return DataError(f"{self.table.qualified} {where} column {col.name} ({col.source_type}): {exc}")
 
     _batch = None
+    replacement = False
 
     def __call__(self, batch, checksum):
         """(data, rows, checksum or None) of one record batch, its columns in the table's order."""
-        self._batch = batch
+        self._batch, self.replacement = batch, False
         try:
             texts = [pc.fill_null(self.column(i, batch.column(i)), NULL) for i in range(batch.num_columns)]
         finally:

@@ -142,3 +142,18 @@ def test_generated_rows_give_the_same_lines_and_checksum(rows):
                       ("timestamp", "timestamp(6)", None, None), ("timestamp", "timestamp(3)", None, None),
                       ("bool", "boolean", None, None), ("numeric", "numeric(19,4)", None, None)])
     assert arrow_lines(table, rows) == row_lines(table, rows)
+
+
+def test_the_encoder_says_when_a_value_as_the_driver_gave_it_held_a_replacement_character():
+    """U+FFFD in a driver's text (what mssql-python makes of an unpaired surrogate) is reported;
+    the U+FFFD the nul = replace policy puts in is not."""
+    table = table_of([("text", "text", None, None), ("variant", "jsonb", None, None)])
+    encoder = BatchEncoder(table, nul="replace")
+    encoder(batch_of(table, [("a\x00b", None)]), False)
+    assert not encoder.replacement
+    encoder(batch_of(table, [("x\ufffdy", None)]), False)
+    assert encoder.replacement
+    encoder(batch_of(table, [("plain", "int\x1f\ufffd")]), False)
+    assert encoder.replacement
+    encoder(batch_of(table, [("plain", None)]), False)
+    assert not encoder.replacement

@@ -69,15 +69,13 @@ def preload(url):
 _SAID = set()      # (url, pid) whose choice of driver this process has logged
 _ROW_PATH = set()  # (url, table, pid): a table whose text mssql-python may have changed (Replaced)
 
-# U+FFFD in UTF-8: what mssql-python's Arrow fetch makes of an unpaired UTF-16 surrogate (simdutf's
-# convert_utf16le_to_utf8_with_replacement), where pymssql returns the surrogate and the row path
-# refuses it naming the key. Both sides would hash the same replaced line: the checksum cannot see it.
-REPLACEMENT = "\ufffd".encode()
-
 
 class Replaced(TransientError):
-    """A batch held U+FFFD: the partition is read again through pymssql, which tells a real
-    U+FFFD (copied as it is) from an unpaired surrogate (refused)."""
+    """A batch held U+FFFD (BatchEncoder.replacement), which is what mssql-python's Arrow fetch
+    makes of an unpaired UTF-16 surrogate (simdutf's convert_utf16le_to_utf8_with_replacement),
+    where pymssql returns the surrogate and the row path refuses it naming the key; both sides
+    would hash the same replaced line, so the checksum cannot see it. The partition is read again
+    through pymssql, which tells a real U+FFFD (copied as it is) from a surrogate (refused)."""
 
 
 def open_for(endpoint, isolation, table=None):
@@ -204,7 +202,7 @@ def reader(conn, table, lo, hi, checksum, buffer_bytes, encoder, endpoint):
                 if batch.num_rows == 0:
                     break
                 data, n, part = encoder(batch, checksum)
-                if REPLACEMENT in data.tobytes():
+                if encoder.replacement:
                     _ROW_PATH.add((endpoint.url.raw, table.qualified, os.getpid()))
                     raise Replaced(f"{table.qualified}: text read through mssql-python holds U+FFFD, which it "
                                    "also makes of an unpaired UTF-16 surrogate; reading the partition again "
@@ -236,7 +234,7 @@ def _canonical_text(arr, col, uuid=False):
     itself tells (floats, bytes, anything else): then value by value."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    from ...encode_arrow import TEXT, _data
+    from ...encode_arrow import TEXT, decimal_text
 
     def no_zero_fraction(text):             # str(datetime) prints a fraction only when it has one
         return pc.if_else(pc.ends_with(text, ".000000"), pc.utf8_slice_codeunits(text, 0, -7), text)
@@ -252,9 +250,9 @@ def _canonical_text(arr, col, uuid=False):
     if pa.types.is_decimal(kind):
         if kind.precision > 28:             # _canonical's normalize() rounds to 28 digits
             return None
-        text = pc.cast(arr, TEXT)
-        if kind.scale > 6 and b"E" in _data(text):
-            return None                     # Arrow's 0E-10
+        text = decimal_text(arr)
+        if text is None:
+            return None
         return pc.ascii_rtrim(pc.ascii_rtrim(text, "0"), ".") if kind.scale > 0 else text
     if pa.types.is_timestamp(kind) and kind.tz in (None, "+00:00", "UTC"):
         text = no_zero_fraction(pc.cast(pc.cast(arr, pa.timestamp("us")), TEXT))
