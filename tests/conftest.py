@@ -174,3 +174,72 @@ def frozen_pages(url, schema="public"):
         return rows
     finally:
         conn.close()
+
+
+# ---- the "lines" checksum (PostgreSQL into SQL Server): a table of every kind of column, and its spec
+
+LINE_TYPES = ("a int2, b int4, c int8, d bool, e numeric(12,3), f money, g real, h double precision, "
+              "i bytea, j uuid, k date, l timestamp(3), m timestamptz, n time, o char(5), p text, "
+              "q varchar(20), r jsonb, s int4[], t mood, u price, v inet, w interval")
+LINE_ROWS = (
+    "1, -2, 9223372036854775807, true, -0.5, 1234.5, 1.1, 0.1, '\\x00ff10', "
+    "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '0999-01-02', '2010-01-02 03:04:05.678', "
+    "'2010-01-02 03:04:05.123456+05:30', '23:59:59.999999', 'ab', E'h\u00e9llo \U0001F600\\ttab\\\\ \\\\N', "
+    "'', '{\"b\": [1, 2]}', '{1,NULL,3}', 'sad', 12.3, '10.0.0.1/8', '1 day 02:03:04'",
+    "0, 0, 0, false, 0, 0, -0.0, 1e300, '', '00000000-0000-0000-0000-000000000000', '2010-01-01', "
+    "'2010-01-01', '2010-01-01 00:00:00+00', '00:00:00', 'abcde', ' ', 'x', 'null', '{}', 'happy', 0, "
+    "'::1', '0'",
+    ", ".join(["NULL"] * 23),
+)
+
+
+LINES_TABLE_SQL = ("DROP TABLE IF EXISTS \"L\"; DROP TYPE IF EXISTS mood; DROP DOMAIN IF EXISTS price; "
+                   "CREATE TYPE mood AS ENUM ('sad', 'happy'); CREATE DOMAIN price AS numeric(10,2); "
+                   f'CREATE TABLE "L" ({LINE_TYPES}); ' + "".join(f'INSERT INTO "L" VALUES ({r}); ' for r in LINE_ROWS))
+
+
+def lines_reference(cur):
+    """The "lines" text of each row of "L" (LINES_TABLE_SQL), made in Python from the values as
+    the copy reads them (money as numeric, arrays as JSON, a domain as its base type)."""
+    kinds = [spec.split(" ", 1)[1] for spec in LINE_TYPES.split(", ")]
+    reads = {"money": '"f"::numeric', "int4[]": 'array_to_json("s")::text', "mood": '"t"::text', "inet": '"v"::text',
+             "interval": '"w"::text', "jsonb": '"r"::text', "price": '"u"::numeric(10,2)'}
+    select = ", ".join(reads.get(kind, f'"{spec.split()[0]}"') for spec, kind in zip(LINE_TYPES.split(", "), kinds))
+    cur.execute(f'SELECT {select} FROM "L"')
+    return [line_reference(r, kinds) for r in cur.fetchall()]
+
+
+def lines_sum(lines):
+    """The checksum of those texts: the signed first 8 bytes of each one's md5 (UTF-8), summed."""
+    import hashlib
+    return sum(int.from_bytes(hashlib.md5(line.encode()).digest()[:8], "big", signed=True) for line in lines)
+
+
+def line_reference(row, types):
+    """A row's "lines" text made in Python from the values psycopg2 returns: the spec the SQL of
+    both servers implements, written a second, independent way."""
+    import datetime as dt
+    import struct
+    from decimal import Decimal
+
+    def text(v, kind):
+        if v is None:
+            return "\\N"
+        if kind == "bool":
+            return "1" if v else "0"
+        if kind == "money":
+            return format(Decimal(v).quantize(Decimal("0.0001")), "f")
+        if kind in ("real", "double precision"):
+            return struct.pack(">f" if kind == "real" else ">d", v).hex()
+        if kind == "bytea":
+            return bytes(v).hex()
+        if kind.startswith("timestamptz"):
+            return v.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+        if kind.startswith("timestamp"):
+            return v.isoformat(" ", "microseconds")
+        if kind == "time":
+            return v.isoformat("microseconds")
+        if kind.startswith("char"):
+            return v.rstrip(" ")
+        return str(v)
+    return "\x1f".join(text(v, kind) for v, kind in zip(row, types))

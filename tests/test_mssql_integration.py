@@ -18,12 +18,14 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg2
 import pytest
 
 from so_luigi.testing import sample
 from so_luigi.config import Endpoint, parse_url
 from so_luigi.dialects.mssql import connection
-from conftest import DUMP, ROOT, kill_group, paused_at, table_fingerprint
+from conftest import DUMP, LINES_TABLE_SQL, ROOT, kill_group, lines_reference, lines_sum, paused_at, \
+    table_fingerprint
 
 ROOT_FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
 
@@ -79,6 +81,8 @@ class Server:
         # 100 ns kept: datetime2(7) and time(7) hold their seventh digit
         self.hierarchyid = self._works("CREATE TABLE #so_probe (h hierarchyid); DROP TABLE #so_probe")
         self.spatial = self._works("CREATE TABLE #so_probe (g geography, m geometry); DROP TABLE #so_probe")
+        # the "lines" checksum needs the md5 of UTF-8 text: Babelfish's nvarchar, SQL Server 2019+'s UTF-8 collations
+        self.utf8_hash = self._utf8_form() is not None
         self.seven_digits = (self._one("SELECT CONVERT(varchar(40), CAST('2010-01-01 00:00:00.1234567' "
                                        "AS datetime2(7)), 121)") or "").endswith("1234567")
 
@@ -88,6 +92,14 @@ class Server:
         except Exception:  # noqa: BLE001 -- a server without the feature
             return None
         return rows[0][0] if rows else None
+
+    def _utf8_form(self):
+        from so_luigi.dialects.mssql.checksum import utf8_form
+        conn = mssql_connect(self.url, autocommit=True)
+        try:
+            return utf8_form(conn.cursor())
+        finally:
+            conn.close()
 
     def _works(self, sql):
         try:
@@ -421,6 +433,50 @@ def test_postgres_to_sql_server_replicates_exactly_and_resumes(pair, mssql_targe
     again = pair.run("--workers", "2", "--chunk-rows", "3000", env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert mssql_query(url, "SELECT table_name, partition, loaded_at FROM so_luigi.loaded ORDER BY 1, 2") == loaded
+
+
+def test_full_verification_into_sql_server_is_computed_by_both_servers(pair, mssql_target):
+    """From PostgreSQL, each server hashes its own rows' "lines" text (every kind of column
+    SQL Server can hold, in one table): both sums are the Python spec's, no row is read back
+    through Python, and a change of any one value in SQL Server changes its sum."""
+    from so_luigi.dialects import destination as destination_for, source as source_for
+    from so_luigi.dialects.mssql import checksum as ms_checksum
+    from so_luigi.dialects.postgres.catalog import describe
+    SERVER.lacks("utf8_hash", "no md5 of UTF-8 text (SQL Server 2016 and 2017 have no UTF-8 collation): "
+                              "full verification reads the rows back instead")
+    url, ep = mssql_target
+    pair.query("source", LINES_TABLE_SQL)
+    result = pair.run("--tables", "L", env=pair.env(SO_TARGET_URL=url))
+    assert "ok: count+checksum" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "cannot hash UTF-8" not in result.stderr
+    conn = psycopg2.connect(pair.source_url)
+    try:
+        table = describe(conn, "public", "L")
+        with conn.cursor() as cur:
+            expected = lines_sum(lines_reference(cur))
+        dst = destination_for(ep)
+        assert dst.checksum_method(source_for(pair.source()), table, None) == "lines"
+        form = dst._utf8_form()
+    finally:
+        conn.close()
+    sql = ms_checksum.line_checksum_sql("dbo", table, form)
+    assert mssql_query(url, sql)[0] == (3, expected)
+    changes = ["a = 2", "d = 0", "e = -0.501", "f = 1234.5001", "g = 1.1000001", "h = 0.30000000000000004",
+               "i = 0x00ff11", "j = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A12'", "k = '0999-01-03'",
+               "l = DATEADD(microsecond, 1, l)", "m = SWITCHOFFSET(m, '+00:00')", "n = '23:59:59.999998'",
+               "o = N'ab '", "p = N'h\u00e9llo \U0001F600'", "q = NULL", "r = N'{}'", "t = N'happy'", "w = N'1 day'"]
+    admin = mssql_connect(url)
+    try:
+        cur = admin.cursor()
+        for change in changes:
+            cur.execute(f"UPDATE dbo.L SET {change} WHERE b = -2")
+            cur.execute(sql)
+            after = cur.fetchone()
+            admin.rollback()
+            unchanged = change.startswith(("m =", "o ="))    # the same instant; the padding nchar adds anyway
+            assert (after == (3, expected)) == unchanged, change
+    finally:
+        admin.close()
 
 
 def test_sql_server_to_sql_server_replicates_exactly(pair, mssql_source, mssql_target):

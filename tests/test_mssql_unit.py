@@ -567,3 +567,17 @@ def test_a_replacement_character_sends_the_partition_through_pymssql():
     assert conn.closed and sink.data == b""
     if fast.missing() is None:
         assert fast.open_for(ep, lambda: "READ COMMITTED", table) is None
+
+
+def test_the_lines_text_covers_every_postgres_type_sql_server_holds_as_other_than_text():
+    """Every PostgreSQL type that SQL Server holds as something else than nvarchar has its
+    "lines" text on both sides (a missing one would hash SQL Server's own text of it)."""
+    from so_luigi.dialects.mssql import checksum as ms_checksum
+    from so_luigi.dialects.mssql.types import FROM_POSTGRES
+    from so_luigi.dialects.postgres import checksum as pg_checksum
+    from so_luigi.dialects.postgres.forms import TEXT_FORM
+    held_otherwise = {t for t, rule in FROM_POSTGRES.items()
+                      if t not in TEXT_FORM and not (isinstance(rule, str) and rule.startswith("nvarchar"))
+                      and t not in ("varchar",)}
+    assert held_otherwise == set(pg_checksum.LINE_TEXT) | {"bpchar"}
+    assert set(ms_checksum.LINE_TEXT) == held_otherwise

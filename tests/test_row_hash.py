@@ -9,6 +9,7 @@ import pytest
 from so_luigi.config import Endpoint, parse_url
 from so_luigi.dialects.postgres import checksum as pg_checksum
 from so_luigi.dialects.postgres.catalog import describe
+from conftest import LINES_TABLE_SQL, lines_reference, lines_sum
 
 TYPES = ("a int2, b int4, c int8, d text, e varchar(20), f char(5), g timestamp(3), h numeric(12, 3), "
          "i real, j double precision, k uuid, l int4")
@@ -87,3 +88,18 @@ def test_each_table_gets_the_cheapest_hash_both_servers_agree_on(pair, conn):
     assert source.row_hash(with_point, conn.server_version) == "text"     # point has no hash function
     with_point.columns[1].pg_type = "text"                               # a mapped type: binary COPY is off
     assert source.row_hash(with_point, conn.server_version) == "text"
+
+
+# ---- the "lines" checksum a SQL Server destination computes too -----------------------------------
+
+def test_the_lines_checksum_is_its_spec_on_every_kind_of_column(conn):
+    with conn.cursor() as cur:
+        cur.execute(LINES_TABLE_SQL)
+        table = describe(conn, "public", "L")
+        cur.execute("SET TIME ZONE 'America/New_York'")      # the text is in UTC whatever the session's
+        lines = lines_reference(cur)
+        cur.execute(pg_checksum.row_checksum_sql("public", "L", "lines", table))
+        found = cur.fetchone()
+    assert "\x1f".join(lines[1].split("\x1f")[:2]) == "0\x1f0" and lines[2] == "\x1f".join(["\\N"] * 23)
+    assert "h\u00e9llo \U0001F600\ttab\\ \\N" in lines[0] and "1234.5000" in lines[0] and "0999-01-02" in lines[0]
+    assert found == (3, lines_sum(lines))

@@ -7,8 +7,10 @@ import struct
 import uuid
 
 from ...encode import md5
+from ..base import type_name
+from ..postgres.forms import pg_form
 from .catalog import READ_AS_TEXT, range_sql, read_sql
-from .connection import ident, qualified
+from .connection import ident, literal, qualified
 from .types import _mapped
 
 
@@ -67,6 +69,86 @@ def row_hash_sql(table):
             col = f"CAST(t.{ident(c.name)} AS varbinary(max))"
             parts.append(f"ISNULL(0x01 + CAST(CAST(DATALENGTH({col}) AS bigint) AS binary(8)) + {col}, 0x00)")
     return f"CAST(CAST(SUBSTRING(HASHBYTES('SHA2_256', {' + '.join(parts)}), 1, 8) AS BIGINT) AS DECIMAL(38,0))"
+
+
+# The "lines" checksum of rows copied from PostgreSQL (postgres checksum.line_checksum_sql is the
+# source's side): each value's text by its PostgreSQL type, as the PostgreSQL side prints it,
+# made here from the value SQL Server holds; the text types (nvarchar) as they are
+LINE_TEXT = {
+    **{t: "CONVERT(varchar(20), {x})" for t in ("int2", "int4", "int8", "oid", "xid")},
+    "numeric": "CONVERT(varchar(50), {x})",
+    "bool": "CASE {x} WHEN 1 THEN '1' WHEN 0 THEN '0' END",
+    "money": "CONVERT(varchar(50), CAST({x} AS decimal(19,4)))",
+    "float4": "LOWER(CONVERT(varchar(8), CAST({x} AS binary(4)), 2))",
+    "float8": "LOWER(CONVERT(varchar(16), CAST({x} AS binary(8)), 2))",
+    "bytea": "LOWER(CONVERT(varchar(max), {x}, 2))",
+    "uuid": "LOWER(CONVERT(char(36), {x}))",
+    "date": "CONVERT(char(10), {x}, 23)",
+    "timestamp": "CONVERT(char(26), CAST({x} AS datetime2(6)), 121)",
+    "timestamptz": "CONVERT(char(26), CAST(SWITCHOFFSET({x}, '+00:00') AS datetime2(6)), 121)",
+    "time": "CONVERT(varchar(15), CAST({x} AS time(6)))",
+    "bpchar": "RTRIM({x})",                 # PostgreSQL's bpchar::text drops the padding
+}
+
+
+
+# How a server hashes the UTF-8 bytes of an nvarchar: Babelfish's HASHBYTES already takes them
+# (it holds text as UTF-8); SQL Server 2019+ through a varchar in a UTF-8 collation; SQL Server
+# 2016 and 2017 have no UTF-8 collation, so no form: the destination's rows are read back
+UTF8_FORMS = {"nvarchar": "{text}",
+              "collate": "CAST({text} COLLATE Latin1_General_100_BIN2_UTF8 AS varchar(max))"}
+UTF8_PROBE = "\u00e9\U0001F600\x1f"
+
+
+
+def utf8_form(cur):
+    """The UTF8_FORMS entry this server hashes the UTF-8 bytes with (probed: the server's md5 of
+    UTF8_PROBE compared with Python's), or None."""
+    import pymssql
+    want = md5(UTF8_PROBE.encode("utf-8")).digest()
+    for form, template in UTF8_FORMS.items():
+        try:
+            cur.execute(f"SELECT HASHBYTES('MD5', {template.format(text=literal(UTF8_PROBE))})")
+            if bytes(cur.fetchone()[0] or b"") == want:
+                return form
+        except pymssql.ProgrammingError:      # no such collation (SQL Server 2016, 2017)
+            continue
+    return None
+
+
+
+def line_text_sql(col, table):
+    """The "lines" text of a column of a table read from PostgreSQL, aliased ``t``, as nvarchar(max)."""
+    form, inner = pg_form(col, table)
+    text = "{x}" if form is not None else LINE_TEXT.get(type_name(inner.data_type), "{x}")
+    return f"CAST({text.format(x=f't.{ident(col.name)}')} AS nvarchar(max))"
+
+
+
+def line_hash_sql(table, form):
+    """The md5 of one row's "lines" text in UTF-8 (``form``: a UTF8_FORMS key), as checksum_sql's
+    row_hash_sql sums it. Every field is nvarchar(max) before ISNULL, which takes its first
+    argument's type (and would cut N'\\N' to an nchar(1))."""
+    fields = [f"ISNULL({line_text_sql(c, table)}, N'\\N')" for c in table.columns]
+    line = " + NCHAR(31) + ".join(fields) or "CAST(N'' AS nvarchar(max))"
+    hashed = f"HASHBYTES('MD5', {UTF8_FORMS[form].format(text=f'({line})')})"
+    return f"CAST(CAST(SUBSTRING({hashed}, 1, 8) AS BIGINT) AS DECIMAL(38,0))"
+
+
+
+def line_checksum_sql(schema, table, form):
+    """(COUNT_BIG(*), the sum of line_hash_sql) of a table read from PostgreSQL."""
+    return (f"SELECT COUNT_BIG(*), ISNULL(SUM(h), 0) FROM (SELECT {line_hash_sql(table, form)} AS h "
+            f"FROM {qualified(schema, table.name)} AS t) AS r")
+
+
+
+def line_range_checksum_sql(schema, table, form, lo, hi):
+    """(sql, params): line_checksum_sql over one partition."""
+    inner, params = range_sql(f"SELECT {line_hash_sql(table, form)} AS h FROM {qualified(schema, table.name)} AS t",
+                              table, lo, hi)
+    return f"SELECT COUNT_BIG(*), ISNULL(SUM(h), 0) FROM ({inner}) AS r", params
+
 
 
 def _float4(v):

@@ -47,6 +47,7 @@ from .connection import ident, percent_safe
 log = logging.getLogger("luigi-interface.so_luigi")
 OWNER = "so_luigi run "
 SIDE_EXTRA = [("so_luigi_partition", "int")]
+_UTF8_FORMS = {}          # server URL -> checksum.utf8_form, asked once per process
 
 
 
@@ -332,8 +333,9 @@ class MssqlDestination(Destination):
                     "%s partition %d: removed %d rows an interrupted earlier attempt left",
                     table.name, part.number, removed)
         batch = batch_rows_for(buffer_bytes, *(part.size or (None, None)))
-        same = source.checksum_family == self.checksum_family
-        encoders = None if same or not checksum else canonical_encoders(table)
+        by_servers = source.checksum_family == self.checksum_family or (
+            checksum and self.checksum_method(source, table, conn) is not None)
+        encoders = None if by_servers or not checksum else canonical_encoders(table)
         stats = {"rows": 0, "bytes": 0, "checksum": 0 if encoders else None}
 
         def seen(rows):
@@ -366,8 +368,37 @@ class MssqlDestination(Destination):
 
     def checksum_method(self, source, table, conn):
         """Between two SQL Servers, the checksum both compute (checksum.checksum_sql); from a
-        PostgreSQL source, none: the rows were hashed as read, and are read back here to compare."""
-        return "json" if source.checksum_family == self.checksum_family else None
+        PostgreSQL source, the "lines" checksum both compute (checksum.line_checksum_sql), where
+        this server can hash UTF-8; else none: the rows were hashed as read, and are read back
+        here to compare."""
+        if source.checksum_family == self.checksum_family:
+            return "json"
+        return "lines" if table.dialect == "postgres" and self._utf8_form() else None
+
+    def _utf8_form(self):
+        """checksum.utf8_form of this server, asked once per process on a session of its own."""
+        key = self.endpoint.url.raw
+        if key not in _UTF8_FORMS:
+            conn = connection.connect(self.endpoint)
+            try:
+                _UTF8_FORMS[key] = checksum.utf8_form(conn.cursor())
+            finally:
+                conn.close()
+            if _UTF8_FORMS[key] is None:
+                log.info("SQL Server cannot hash UTF-8 here (no UTF-8 collation before SQL Server 2019): "
+                         "full verification reads each table copied from PostgreSQL back")
+        return _UTF8_FORMS[key]
+
+    def _checksum_sql(self, table, method, lo=None, hi=None, ranged=False):
+        """(sql, params) of the server-side checksum ``method`` of the table, or of (lo, hi]."""
+        schema = self.schema_of(table)
+        if method == "lines":
+            if ranged:
+                return checksum.line_range_checksum_sql(schema, table, self._utf8_form(), lo, hi)
+            return checksum.line_checksum_sql(schema, table, self._utf8_form()), None
+        if ranged:
+            return checksum.range_checksum_sql(schema, table, lo, hi)
+        return checksum.checksum_sql(schema, table), None
 
     def figures(self, table, verify, method):
         if verify == "full" and not method:         # read back on a session of its own
@@ -377,7 +408,8 @@ class MssqlDestination(Destination):
         try:
             cur = conn.cursor()
             if verify == "full":
-                cur.execute(checksum.checksum_sql(self.schema_of(table), table))
+                sql, _ = self._checksum_sql(table, method)
+                cur.execute(sql)
                 count, total = cur.fetchone()
                 return int(count), int(total)
             cur.execute(f"SELECT COUNT_BIG(*) FROM {connection.qualified(self.schema_of(table), table.name)}")
@@ -414,7 +446,8 @@ class MssqlDestination(Destination):
             conn = connection.connect(self.endpoint)
             try:
                 cur = conn.cursor()
-                cur.execute(*checksum.range_checksum_sql(self.schema_of(table), table, lo, hi))
+                sql, params = self._checksum_sql(table, method, lo, hi, ranged=True)
+                cur.execute(sql, params) if params is not None else cur.execute(sql)
                 count, total = cur.fetchone()
                 return int(count), int(total)
             finally:

@@ -1,6 +1,8 @@
 """Content checksums PostgreSQL computes server-side: of COPY text lines (compared with rows a
 SQL Server source's driver returned, hashed in Python) and of whole rows (both sides PostgreSQL)."""
+from ..base import type_name
 from .connection import ident, qualified
+from .forms import pg_form
 from .types import base_type, is_plain
 
 
@@ -71,6 +73,50 @@ def column_hash_expr(table):
 
 
 
+# The "lines" checksum a SQL Server destination computes too (mssql checksum.LINE_TEXT): each
+# row's values as text, by their PostgreSQL type, in forms both servers print alike (integers and
+# decimals as digits at their scale, booleans 1/0, floats as their IEEE bytes in hex, times in
+# UTC with six digits); the text types as they are (what the copy sends)
+LINE_TEXT = {
+    **{t: "{v}::text" for t in ("int2", "int4", "int8", "oid", "xid", "numeric", "uuid")},
+    "bool": "{v}::int::text",
+    "money": "{v}::numeric::numeric(30,4)::text",
+    "float4": "encode(float4send({v}), 'hex')", "float8": "encode(float8send({v}), 'hex')",
+    "bytea": "encode({v}, 'hex')",
+    "date": "to_char({v}, 'YYYY-MM-DD')",
+    "timestamp": "to_char({v}, 'YYYY-MM-DD HH24:MI:SS.US')",
+    "timestamptz": "to_char({v} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
+    "time": "to_char(DATE '2000-01-01' + {v}, 'HH24:MI:SS.US')",
+}
+
+
+
+def line_text(col, table):
+    """The "lines" text of a column's value (NULL for NULL): by LINE_TEXT for a built-in type (a
+    domain's base type), else the text the copy sends (arrays as JSON, enums and types SQL Server
+    has none of as their PostgreSQL text)."""
+    form, inner = pg_form(col, table)
+    name = ident(col.name)
+    if form == "json":
+        return f"array_to_json({name})::text"
+    if form is not None:
+        return f"{name}::text"
+    value = name if inner is col else f"{name}::{inner.source_type}"
+    return LINE_TEXT.get(type_name(inner.data_type), "{v}::text").format(v=f"({value})")
+
+
+
+def line_checksum_sql(schema, table):
+    """count(*) and the sum of the signed 64-bit heads of md5(the row's "lines" text, UTF-8):
+    each value's line_text, '\\N' for NULL, joined by U+001F (what the SQL Server destination's
+    checksum.line_checksum_sql computes from the rows it holds)."""
+    parts = [f"coalesce({line_text(c, table)}, '\\N')" for c in table.columns]
+    line = " || chr(31) || ".join(parts) or "''"
+    return (f"SELECT count(*), coalesce(sum(('x' || left(md5(convert_to({line}, 'UTF8')), 16))::bit(64)::bigint), 0) "
+            f"FROM {qualified(schema, table.name)}")
+
+
+
 def row_checksum_sql(schema, name, method="text", table=None):
     """count(*) and the sum of a 64-bit hash of each whole row, for a PostgreSQL source: both
     servers compute it over the same columns. ``method`` 'columns' XORs each value's hash from
@@ -78,8 +124,11 @@ def row_checksum_sql(schema, name, method="text", table=None):
     'record' hashes the row with hash_record_extended (PostgreSQL 14+, any hashable type, same
     types on both sides: 1.78 s, it first copies the whole row into a record); 'text' hashes the
     row's text (record output), which tolerates different but equal-printing types (4.5 s). All
-    are several times cheaper than the md5 of COPY lines a SQL Server source needs.
+    are several times cheaper than the md5 of COPY lines a SQL Server source needs. 'lines'
+    is line_checksum_sql, the one a SQL Server destination computes too.
     """
+    if method == "lines":
+        return line_checksum_sql(schema, table)
     if method == "columns":
         row = column_hash_expr(table)
     elif method == "record":
