@@ -219,6 +219,7 @@ def line_reference(row, types):
     """A row's "lines" text made in Python from the values psycopg2 returns: the spec the SQL of
     both servers implements, written a second, independent way."""
     import datetime as dt
+    import hashlib
     import struct
     from decimal import Decimal
 
@@ -230,9 +231,10 @@ def line_reference(row, types):
         if kind == "money":
             return format(Decimal(v).quantize(Decimal("0.0001")), "f")
         if kind in ("real", "double precision"):
-            return struct.pack(">f" if kind == "real" else ">d", v).hex()
+            fmt = ">f>i" if kind == "real" else ">d>q"
+            return str(struct.unpack(fmt[2:], struct.pack(fmt[:2], v))[0])
         if kind == "bytea":
-            return bytes(v).hex()
+            return f"{len(v)}:{int.from_bytes(hashlib.md5(v).digest()[:8], 'big', signed=True)}"
         if kind.startswith("timestamptz"):
             return v.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
         if kind.startswith("timestamp"):

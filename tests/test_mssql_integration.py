@@ -463,7 +463,7 @@ def test_full_verification_into_sql_server_is_computed_by_both_servers(pair, mss
     assert mssql_query(url, sql)[0] == (3, expected)
     changes = ["a = 2", "d = 0", "e = -0.501", "f = 1234.5001", "g = 1.1000001", "h = 0.30000000000000004",
                "i = 0x00ff11", "j = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A12'", "k = '0999-01-03'",
-               "l = DATEADD(microsecond, 1, l)", "m = SWITCHOFFSET(m, '+00:00')", "n = '23:59:59.999998'",
+               "l = DATEADD(millisecond, 1, l)", "m = SWITCHOFFSET(m, '+00:00')", "n = '23:59:59.999998'",
                "o = N'ab '", "p = N'h\u00e9llo \U0001F600'", "q = NULL", "r = N'{}'", "t = N'happy'", "w = N'1 day'"]
     admin = mssql_connect(url)
     try:

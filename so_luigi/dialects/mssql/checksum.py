@@ -74,19 +74,29 @@ def row_hash_sql(table):
 # The "lines" checksum of rows copied from PostgreSQL (postgres checksum.line_checksum_sql is the
 # source's side): each value's text by its PostgreSQL type, as the PostgreSQL side prints it,
 # made here from the value SQL Server holds; the text types (nvarchar) as they are
+def _moment(x):
+    """A datetime2 or time's text with six digits: style 120 or 108, then the microseconds
+    (Babelfish's style 121 drops trailing zeros)."""
+    return f"+ '.' + RIGHT('00000' + CONVERT(varchar(6), DATEPART(microsecond, {x})), 6)"
+
+
+_UTC = "CAST(SWITCHOFFSET({x}, '+00:00') AS datetime2(6))"
 LINE_TEXT = {
     **{t: "CONVERT(varchar(20), {x})" for t in ("int2", "int4", "int8", "oid", "xid")},
     "numeric": "CONVERT(varchar(50), {x})",
     "bool": "CASE {x} WHEN 1 THEN '1' WHEN 0 THEN '0' END",
     "money": "CONVERT(varchar(50), CAST({x} AS decimal(19,4)))",
-    "float4": "LOWER(CONVERT(varchar(8), CAST({x} AS binary(4)), 2))",
-    "float8": "LOWER(CONVERT(varchar(16), CAST({x} AS binary(8)), 2))",
-    "bytea": "LOWER(CONVERT(varchar(max), {x}, 2))",
+    # floats as the integer of their IEEE bits; bytes as their length and the head of their md5
+    # (Babelfish has no conversion of bytes to hex)
+    "float4": "CONVERT(varchar(11), CAST(CAST({x} AS binary(4)) AS int))",
+    "float8": "CONVERT(varchar(20), CAST(CAST({x} AS binary(8)) AS bigint))",
+    "bytea": ("CONVERT(varchar(20), DATALENGTH({x})) + ':' + "
+              "CONVERT(varchar(20), CAST(SUBSTRING(HASHBYTES('MD5', {x}), 1, 8) AS bigint))"),
     "uuid": "LOWER(CONVERT(char(36), {x}))",
     "date": "CONVERT(char(10), {x}, 23)",
-    "timestamp": "CONVERT(char(26), CAST({x} AS datetime2(6)), 121)",
-    "timestamptz": "CONVERT(char(26), CAST(SWITCHOFFSET({x}, '+00:00') AS datetime2(6)), 121)",
-    "time": "CONVERT(varchar(15), CAST({x} AS time(6)))",
+    "timestamp": "CONVERT(char(19), {x}, 120) " + _moment("{x}"),
+    "timestamptz": f"CONVERT(char(19), {_UTC}, 120) " + _moment(_UTC),
+    "time": "CONVERT(char(8), {x}, 108) " + _moment("{x}"),
     "bpchar": "RTRIM({x})",                 # PostgreSQL's bpchar::text drops the padding
 }
 
