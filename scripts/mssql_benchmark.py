@@ -9,7 +9,9 @@ sample into it, then, each with the same parallelism (--workers tables or partit
 * PostgreSQL -> PostgreSQL: the raw binary pipe (psql COPY TO | COPY FROM, keys, ANALYZE) and
   ReplicateAll with full verification;
 * PostgreSQL -> SQL Server: ReplicateAll, and the raw limit of that direction: pymssql's bulk copy
-  of the same rows into tables already typed as so_luigi types them (no verification, no keys);
+  of the same rows into tables already typed as so_luigi types them (no verification, no keys),
+  and ``freebcp in`` (FreeTDS's bulk copy in C, where Debian's freetds-bin is installed) of the
+  same rows from files PostgreSQL wrote beforehand;
 * SQL Server -> PostgreSQL: ReplicateAll from the SQL Server copy the previous step made, its
   rows read through mssql-python's Arrow batches where so_luigi[fast-mssql] is installed, and
   again through pymssql (the URL's driver=pymssql) to compare;
@@ -25,10 +27,13 @@ raw bulk copy) and the rest (the database servers). Figures only: nothing here i
 """
 import argparse
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,6 +109,50 @@ def raw_bulk_copy(source_url, target_url, workers):
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(bulk_one, [(source_url, target_url, t) for t in
                                  sorted(bench.TABLES, key=lambda t: -bench.table_sizes_cache[t]["bytes"])]))
+
+
+def bcp_file(source_url, name, folder):
+    """The table's rows as freebcp's character format: fields ended by U+001F, rows by a
+    newline, NULL empty (PostgreSQL's COPY text, which escapes a backslash, a tab or a newline in
+    a value: the loaded text then differs, the work per row does not)."""
+    path = os.path.join(folder, f"{name}.dat")
+    src = pg_connection.connect(Endpoint(parse_url(source_url), "public", "source"))
+    with open(path, "wb") as fh, src.cursor() as cur:
+        cur.copy_expert(f"COPY {pg_connection.qualified('public', name)} TO STDOUT "
+                        "(FORMAT text, DELIMITER E'\\x1f', NULL '')", fh)
+    src.close()
+    return path
+
+
+def freebcp_in(args):
+    """``freebcp ... in`` of one table's file into its typed table (FreeTDS's C bulk copy, one
+    connection, TABLOCK, 5,000 rows a batch): what the fastest writer costs the client a row."""
+    target_url, name, path, identity = args
+    u = parse_url(target_url)
+    out = subprocess.run(["freebcp", f"dbo.{name}", "in", path, "-S", f"{u.host}:{u.port or 1433}", "-D", u.database,
+                    "-U", u.user, "-P", u.password, "-c", "-t", "\x1f", "-r", "\n", "-b", "5000",
+                    "-h", "TABLOCK"] + (["-E"] if identity else []), capture_output=True, text=True)
+    if out.returncode != 0 or "rows copied" not in out.stdout:
+        raise SystemExit(f"freebcp in {name} failed: {(out.stdout + out.stderr)[-1500:]}")
+
+
+def freebcp_all(source_url, target_url, workers, folder):
+    """Every table through freebcp_in, ``workers`` at a time; the files are written first (by
+    PostgreSQL, not timed) and the tables created empty. Returns timed()'s figures."""
+    target_ep = Endpoint(parse_url(target_url), "dbo", "target")
+    src = pg_connection.connect(Endpoint(parse_url(source_url), "public", "source"))
+    dst = ms_connection.connect(target_ep, autocommit=True)
+    names = sorted(bench.TABLES, key=lambda t: -bench.table_sizes_cache[t]["bytes"])
+    identity = {}
+    for name in names:
+        table = pg_catalog.describe(src, "public", name)
+        identity[name] = bool(table.identity_columns)
+        dst.cursor().execute(ms_ddl.create_table_sql("dbo", table, "postgres"))
+    src.close()
+    dst.close()
+    files = [bcp_file(source_url, n, folder) for n in names]
+    return timed(lambda: list(ThreadPoolExecutor(workers).map(
+        freebcp_in, [(target_url, n, f, identity[n]) for n, f in zip(names, files)])))
 
 
 def read_all(args):
@@ -185,6 +234,9 @@ def main():
         results["PG -> PG so_luigi"] = timed(lambda: luigi(source, target, args.workers, args.verify))
         raw = ms_target("raw")
         results["PG -> SQL Server raw bulk copy"] = timed(lambda: raw_bulk_copy(source, raw, args.workers))
+        if shutil.which("freebcp"):
+            with tempfile.TemporaryDirectory() as folder:
+                results["PG -> SQL Server freebcp in (C)"] = freebcp_all(source, ms_target("bcp"), args.workers, folder)
         copy = ms_target("copy")
         results["PG -> SQL Server so_luigi"] = timed(lambda: luigi(source, copy, args.workers, args.verify))
         back = pg_target("back")
@@ -218,6 +270,8 @@ def main():
         client = r["client_cpu_seconds"]
         print(f"{label:40} {s:8.1f} {rows / s:9,.0f} {mb / s:6.1f} {s / limit:7.2f}x {client:12.1f} "
               f"{1e6 * client / rows:13.1f} {r['cpu_seconds'] - client:11.1f}")
+    if not shutil.which("freebcp"):
+        print("(freebcp is not installed: Debian's freetds-bin adds `freebcp in`, FreeTDS's bulk copy in C)")
     if "mssql-python-arrow" not in readers():
         print("(mssql-python and pyarrow are not installed: `pip install mssql-python pyarrow` (and Debian's "
               "libltdl7) adds their reads, the fastest client the issue measured)")

@@ -235,12 +235,14 @@ def line_reference(row, types):
             return str(struct.unpack(fmt[2:], struct.pack(fmt[:2], v))[0])
         if kind == "bytea":
             return f"{len(v)}:{int.from_bytes(hashlib.md5(v).digest()[:8], 'big', signed=True)}"
-        if kind.startswith("timestamptz"):
-            return v.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+        if kind.startswith("timestamptz"):      # microseconds since 2000-01-01 UTC
+            return str((v - dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1))
         if kind.startswith("timestamp"):
-            return v.isoformat(" ", "microseconds")
-        if kind == "time":
-            return v.isoformat("microseconds")
+            return str((v - dt.datetime(2000, 1, 1)) // dt.timedelta(microseconds=1))
+        if kind == "time":                      # microseconds since midnight
+            return str((v.hour * 3600 + v.minute * 60 + v.second) * 10 ** 6 + v.microsecond)
+        if kind == "date":                      # days since 2000-01-01
+            return str((v - dt.date(2000, 1, 1)).days)
         if kind.startswith("char"):
             return v.rstrip(" ")
         return str(v)

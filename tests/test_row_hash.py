@@ -101,5 +101,5 @@ def test_the_lines_checksum_is_its_spec_on_every_kind_of_column(conn):
         cur.execute(pg_checksum.row_checksum_sql("public", "L", "lines", table))
         found = cur.fetchone()
     assert "\x1f".join(lines[1].split("\x1f")[:2]) == "0\x1f0" and lines[2] == "\x1f".join(["\\N"] * 23)
-    assert "h\u00e9llo \U0001F600\ttab\\ \\N" in lines[0] and "1234.5000" in lines[0] and "0999-01-02" in lines[0]
+    assert "h\u00e9llo \U0001F600\ttab\\ \\N" in lines[0] and "1234.5000" in lines[0] and "\x1f-365606\x1f" in lines[0]
     assert found == (3, lines_sum(lines))

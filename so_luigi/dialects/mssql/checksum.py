@@ -74,29 +74,24 @@ def row_hash_sql(table):
 # The "lines" checksum of rows copied from PostgreSQL (postgres checksum.line_checksum_sql is the
 # source's side): each value's text by its PostgreSQL type, as the PostgreSQL side prints it,
 # made here from the value SQL Server holds; the text types (nvarchar) as they are
-def _moment(x):
-    """A datetime2 or time's text with six digits: style 120 or 108, then the microseconds
-    (Babelfish's style 121 drops trailing zeros)."""
-    return f"+ '.' + RIGHT('00000' + CONVERT(varchar(6), DATEPART(microsecond, {x})), 6)"
-
-
-_UTC = "CAST(SWITCHOFFSET({x}, '+00:00') AS datetime2(6))"
 LINE_TEXT = {
-    **{t: "CONVERT(varchar(20), {x})" for t in ("int2", "int4", "int8", "oid", "xid")},
-    "numeric": "CONVERT(varchar(50), {x})",
-    "bool": "CASE {x} WHEN 1 THEN '1' WHEN 0 THEN '0' END",
-    "money": "CONVERT(varchar(50), CAST({x} AS decimal(19,4)))",
+    **{t: "{x}" for t in ("int2", "int4", "int8", "oid", "xid", "numeric")},    # CAST to text: digits at the scale
+    "bool": "CAST({x} AS int)",
+    "money": "CAST({x} AS decimal(19,4))",
     # floats as the integer of their IEEE bits; bytes as their length and the head of their md5
-    # (Babelfish has no conversion of bytes to hex)
-    "float4": "CONVERT(varchar(11), CAST(CAST({x} AS binary(4)) AS int))",
-    "float8": "CONVERT(varchar(20), CAST(CAST({x} AS binary(8)) AS bigint))",
+    # (Babelfish converts no bytes to hex)
+    "float4": "CAST(CAST({x} AS binary(4)) AS int)",
+    "float8": "CAST(CAST({x} AS binary(8)) AS bigint)",
     "bytea": ("CONVERT(varchar(20), DATALENGTH({x})) + ':' + "
               "CONVERT(varchar(20), CAST(SUBSTRING(HASHBYTES('MD5', {x}), 1, 8) AS bigint))"),
-    "uuid": "LOWER(CONVERT(char(36), {x}))",
-    "date": "CONVERT(char(10), {x}, 23)",
-    "timestamp": "CONVERT(char(19), {x}, 120) " + _moment("{x}"),
-    "timestamptz": f"CONVERT(char(19), {_UTC}, 120) " + _moment(_UTC),
-    "time": "CONVERT(char(8), {x}, 108) " + _moment("{x}"),
+    "uuid": "LOWER(CAST({x} AS char(36)))",
+    # days, and microseconds, since 2000-01-01 (UTC for an offset), microseconds since midnight:
+    # what PostgreSQL stores, and a DATEDIFF a tenth of the cost of a CONVERT with a style on
+    # Babelfish (whose style 121 also drops trailing zeros)
+    "date": "DATEDIFF(day, CAST('2000-01-01' AS date), {x})",
+    "timestamp": "DATEDIFF_BIG(microsecond, CAST('2000-01-01' AS datetime2(6)), {x})",
+    "timestamptz": "DATEDIFF_BIG(microsecond, CAST('2000-01-01 00:00:00 +00:00' AS datetimeoffset(6)), {x})",
+    "time": "DATEDIFF_BIG(microsecond, CAST('00:00:00' AS time(6)), {x})",
     "bpchar": "RTRIM({x})",                 # PostgreSQL's bpchar::text drops the padding
 }
 

@@ -76,8 +76,8 @@ def column_hash_expr(table):
 # The "lines" checksum a SQL Server destination computes too (mssql checksum.LINE_TEXT): each
 # row's values as text, by their PostgreSQL type, in forms both servers print alike (integers and
 # decimals as digits at their scale, booleans 1/0, floats as the integer of their IEEE bits,
-# bytes as their length and the signed head of their md5, times in UTC with six digits); the
-# text types as they are (what the copy sends)
+# bytes as their length and the signed head of their md5, dates and times as the integers
+# PostgreSQL stores); the text types as they are (what the copy sends)
 LINE_TEXT = {
     **{t: "{v}::text" for t in ("int2", "int4", "int8", "oid", "xid", "numeric", "uuid")},
     "bool": "{v}::int::text",
@@ -85,10 +85,12 @@ LINE_TEXT = {
     "float4": "('x' || encode(float4send({v}), 'hex'))::bit(32)::int4::text",
     "float8": "('x' || encode(float8send({v}), 'hex'))::bit(64)::int8::text",
     "bytea": "octet_length({v})::text || ':' || ('x' || left(md5({v}), 16))::bit(64)::int8::text",
-    "date": "to_char({v}, 'YYYY-MM-DD')",
-    "timestamp": "to_char({v}, 'YYYY-MM-DD HH24:MI:SS.US')",
-    "timestamptz": "to_char({v} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
-    "time": "to_char(DATE '2000-01-01' + {v}, 'HH24:MI:SS.US')",
+    # days since 2000-01-01, microseconds since 2000-01-01 (UTC), microseconds since midnight:
+    # the integers PostgreSQL stores, as its binary send functions give them
+    "date": "('x' || encode(date_send({v}), 'hex'))::bit(32)::int4::text",
+    "timestamp": "('x' || encode(timestamp_send({v}), 'hex'))::bit(64)::int8::text",
+    "timestamptz": "('x' || encode(timestamptz_send({v}), 'hex'))::bit(64)::int8::text",
+    "time": "('x' || encode(time_send({v}), 'hex'))::bit(64)::int8::text",
 }
 
 
