@@ -91,6 +91,11 @@ def test_values_freetds_would_convert_wrongly_take_the_side_table_as_text():
         ("nchar(3)", " b ", " b ", "   ", "   "),                               # blanks only
         ("smallmoney", Decimal("214748.3647"), "214748.3647", Decimal("-1.5"), "-1.5"),
         ("xml", None, None, "<r/>", "<r/>"),
+        # more than 28 digits: the bulk copy once appended the last digit again (integration test
+        # test_every_year_offset_and_precision_arrives_as_it_was, decimal(38,*))
+        ("decimal(38,10)", Decimal("-123456789012345678.9012345678"), "-123456789012345678.9012345678",
+         Decimal("1234567890123456789012345678.9012345678"), "1234567890123456789012345678.9012345678"),
+        ("decimal(38,0)", Decimal("1" * 28), "1" * 28, Decimal("1" * 29), "1" * 29),
     ]
     for final, straight, sent, odd, as_text in cases:
         carriers = _carriers("int", final)
@@ -100,6 +105,10 @@ def test_values_freetds_would_convert_wrongly_take_the_side_table_as_text():
         mark = "02" if as_text.endswith(" ") else "00"
         assert side == [(2, as_text + ("|" if mark == "02" else ""), mark)], final
     assert ms_bulk.bulk_rows([(1, "x", "naïve 日本語")], _carriers("int", "nvarchar(5)", "nvarchar(max)"))[1] == []
+    # the side table holds such a decimal as text, which its INSERT casts; a narrower one as itself
+    assert [ms_bulk.load_type(t) for t in ("decimal(38,10)", "numeric(29,0)", "decimal(28,2)")] == \
+        ["varchar(50)", "varchar(50)", "decimal(28,2)"]
+    assert ms_bulk.side_casts([("decimal(38,10)", "varchar(50)", None)]) == ["decimal(38,10)"]
 
 
 @pytest.mark.parametrize("read,sent", [
