@@ -581,3 +581,29 @@ def test_the_lines_text_covers_every_postgres_type_sql_server_holds_as_other_tha
                       and t not in ("varchar",)}
     assert held_otherwise == set(pg_checksum.LINE_TEXT) | {"bpchar"}
     assert set(ms_checksum.LINE_TEXT) == held_otherwise
+
+
+@pytest.mark.parametrize("server,expected", [
+    ("babelfish", "nvarchar"),        # HASHBYTES of nvarchar is of its UTF-8
+    ("2019", "collate"),              # UTF-16 for nvarchar, UTF-8 through a _UTF8 collation
+    ("2016", None),                   # UTF-16, and error 448 for the collation: rows read back
+])
+def test_the_utf8_probe_picks_the_form_each_server_hashes_utf8_with(server, expected):
+    """checksum.utf8_form against stand-in cursors answering as each kind of server does (the
+    real ones: the integration suite on Babelfish; on SQL Server, its lines test)."""
+    import hashlib
+    import pymssql
+    from so_luigi.dialects.mssql import checksum as ms_checksum
+
+    class Cursor:
+        def execute(self, sql):
+            text = ms_checksum.UTF8_PROBE
+            collate = "COLLATE" in sql
+            if collate and server == "2016":
+                raise pymssql.OperationalError(448, b"Invalid collation 'Latin1_General_100_BIN2_UTF8'.")
+            utf8 = server == "babelfish" or collate
+            self.row = (hashlib.md5(text.encode("utf-8" if utf8 else "utf-16-le")).digest(),)
+
+        def fetchone(self):
+            return self.row
+    assert ms_checksum.utf8_form(Cursor()) == expected

@@ -116,7 +116,7 @@ def utf8_form(cur):
             cur.execute(f"SELECT HASHBYTES('MD5', {template.format(text=literal(UTF8_PROBE))})")
             if bytes(cur.fetchone()[0] or b"") == want:
                 return form
-        except pymssql.ProgrammingError:      # no such collation (SQL Server 2016, 2017)
+        except pymssql.DatabaseError:         # no such collation (SQL Server 2016, 2017: error 448)
             continue
     return None
 
