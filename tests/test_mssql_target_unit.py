@@ -468,3 +468,14 @@ def test_a_sql_variant_base_type_so_luigi_cannot_make_again_stops_naming_it():
     with pytest.raises(SchemaError, match=r"dbo\.V\.v holds a sql_variant of base type geometry"):
         ms_bulk.variant_kinds(Cur(), "#side", table)
     assert ms_bulk.VARIANT_KIND.fullmatch("datetimeoffset(7)") and not ms_bulk.VARIANT_KIND.fullmatch("int; DROP")
+
+
+def test_payload_bytes_counts_text_and_bytes_as_a_value_at_a_time_would():
+    from so_luigi.dialects.mssql.destination import payload_bytes
+
+    class Named(str):
+        pass
+    rows = [(1, "héllo", b"\x00\x01", None, 2.5, Named("ab"), "x" if i % 2 else 3) for i in range(7)]
+    rows.append((None, None, None, None, None, None, None))
+    assert payload_bytes(rows) == sum(len(v) for r in rows for v in r if isinstance(v, (str, bytes))) == 7 * 9 + 3
+    assert payload_bytes([]) == 0

@@ -57,6 +57,21 @@ def batch_rows_for(buffer_bytes, source_rows, source_bytes):
     return int(max(100, min(100_000, buffer_bytes / 4 / avg)))
 
 
+def payload_bytes(rows):
+    """The characters and bytes of the rows' str and bytes values, summed column by column: a
+    column of one such type (and NULLs) by len() in C, a mixed one value by value (a value at a
+    time in Python costs five times as much on a 13-column row)."""
+    total = 0
+    for column in zip(*rows):
+        kinds = set(map(type, column))
+        kinds.discard(type(None))
+        if kinds == {str} or kinds == {bytes}:
+            total += sum(map(len, filter(None, column)))
+        elif any(issubclass(k, (str, bytes)) for k in kinds):
+            total += sum(len(v) for v in column if isinstance(v, (str, bytes)))
+    return total
+
+
 def side_table(table_name, schema="dbo"):
     """The table's side table for rows the bulk copy cannot carry exactly, in the marker schema
     (a table of a schema other than dbo has the schema in its name)."""
@@ -342,7 +357,7 @@ class MssqlDestination(Destination):
             if encoders:
                 stats["checksum"] += rows_checksum(rows, encoders)
             stats["rows"] += len(rows)
-            stats["bytes"] += sum(len(v) for r in rows for v in r if isinstance(v, (str, bytes)))
+            stats["bytes"] += payload_bytes(rows)
             if part.progress is not None:
                 part.progress.update(stats["rows"])
         bulk.bulk_load(conn, self.schema_of(table), table, bulk.bulk_columns(table, table.dialect),
