@@ -1828,9 +1828,12 @@ def test_query_timeout_and_read_only_intent():
     conn = mssql_connect(with_query(URL, query_timeout="1"))
     try:
         started = time.monotonic()
-        with pytest.raises(Exception) as err:      # a cross join long enough to outlast a second
-            conn.cursor().execute("SELECT COUNT_BIG(*) FROM sys.all_objects a CROSS JOIN sys.all_objects b "
-                                  "CROSS JOIN sys.all_objects c CROSS JOIN sys.all_objects d")
+        # a statement that outlasts a second and ends by itself (about 10 s on Babelfish, which
+        # has no WAITFOR): Babelfish went on with an unbounded cross join, once cancelled, for
+        # over 25 minutes, a core busy
+        with pytest.raises(Exception) as err:
+            conn.cursor().execute("SELECT COUNT_BIG(*) FROM (SELECT TOP 300000000 a.object_id AS x FROM sys.all_objects a "
+                                  "CROSS JOIN sys.all_objects b CROSS JOIN sys.all_objects c) AS t")
         assert time.monotonic() - started < 30
         said = translate(err.value)
         assert isinstance(said, SoLuigiError) and "query_timeout" in str(said), said
