@@ -27,15 +27,20 @@ def checksum_sql(schema, table):
     bytes, each as 0x00 for NULL or 0x01, its length and its bytes, so no two rows run together.
     The aggregate is over a derived table: SQL Server refuses a subquery inside SUM().
     """
-    return (f"SELECT COUNT_BIG(*), ISNULL(SUM(h), 0) FROM (SELECT {row_hash_sql(table)} AS h "
-            f"FROM {qualified(schema, table.name)} AS t) AS r")
+    return summed_sql(row_hash_sql(table), schema, table)[0]
 
 
 
 def range_checksum_sql(schema, table, lo, hi):
     """(sql, params): checksum_sql over one partition."""
-    inner, params = range_sql(f"SELECT {row_hash_sql(table)} AS h FROM {qualified(schema, table.name)} AS t",
-                              table, lo, hi)
+    return summed_sql(row_hash_sql(table), schema, table, lo, hi)
+
+
+
+def summed_sql(row_hash, schema, table, lo=None, hi=None):
+    """(sql, params): (COUNT_BIG(*), the sum of ``row_hash``, an expression of the row aliased
+    ``t``) of the table, or of its partition (lo, hi] (params None for the whole table)."""
+    inner, params = range_sql(f"SELECT {row_hash} AS h FROM {qualified(schema, table.name)} AS t", table, lo, hi)
     return f"SELECT COUNT_BIG(*), ISNULL(SUM(h), 0) FROM ({inner}) AS r", params
 
 
@@ -143,16 +148,7 @@ def line_hash_sql(table, form):
 
 def line_checksum_sql(schema, table, form):
     """(COUNT_BIG(*), the sum of line_hash_sql) of a table read from PostgreSQL."""
-    return (f"SELECT COUNT_BIG(*), ISNULL(SUM(h), 0) FROM (SELECT {line_hash_sql(table, form)} AS h "
-            f"FROM {qualified(schema, table.name)} AS t) AS r")
-
-
-
-def line_range_checksum_sql(schema, table, form, lo, hi):
-    """(sql, params): line_checksum_sql over one partition."""
-    inner, params = range_sql(f"SELECT {line_hash_sql(table, form)} AS h FROM {qualified(schema, table.name)} AS t",
-                              table, lo, hi)
-    return f"SELECT COUNT_BIG(*), ISNULL(SUM(h), 0) FROM ({inner}) AS r", params
+    return summed_sql(line_hash_sql(table, form), schema, table)[0]
 
 
 

@@ -348,9 +348,9 @@ class MssqlDestination(Destination):
                     "%s partition %d: removed %d rows an interrupted earlier attempt left",
                     table.name, part.number, removed)
         batch = batch_rows_for(buffer_bytes, *(part.size or (None, None)))
-        by_servers = source.checksum_family == self.checksum_family or (
-            checksum and self.checksum_method(source, table, conn) is not None)
-        encoders = None if by_servers or not checksum else canonical_encoders(table)
+        # hashed here only where the two servers compute no checksum alike
+        by_servers = checksum and self.checksum_method(source, table, conn) is not None
+        encoders = canonical_encoders(table) if checksum and not by_servers else None
         stats = {"rows": 0, "bytes": 0, "checksum": 0 if encoders else None}
 
         def seen(rows):
@@ -404,16 +404,10 @@ class MssqlDestination(Destination):
                          "full verification reads each table copied from PostgreSQL back")
         return _UTF8_FORMS[key]
 
-    def _checksum_sql(self, table, method, lo=None, hi=None, ranged=False):
+    def _checksum_sql(self, table, method, lo=None, hi=None):
         """(sql, params) of the server-side checksum ``method`` of the table, or of (lo, hi]."""
-        schema = self.schema_of(table)
-        if method == "lines":
-            if ranged:
-                return checksum.line_range_checksum_sql(schema, table, self._utf8_form(), lo, hi)
-            return checksum.line_checksum_sql(schema, table, self._utf8_form()), None
-        if ranged:
-            return checksum.range_checksum_sql(schema, table, lo, hi)
-        return checksum.checksum_sql(schema, table), None
+        row = checksum.line_hash_sql(table, self._utf8_form()) if method == "lines" else checksum.row_hash_sql(table)
+        return checksum.summed_sql(row, self.schema_of(table), table, lo, hi)
 
     def figures(self, table, verify, method):
         if verify == "full" and not method:         # read back on a session of its own
@@ -461,7 +455,7 @@ class MssqlDestination(Destination):
             conn = connection.connect(self.endpoint)
             try:
                 cur = conn.cursor()
-                sql, params = self._checksum_sql(table, method, lo, hi, ranged=True)
+                sql, params = self._checksum_sql(table, method, lo, hi)
                 cur.execute(sql, params) if params is not None else cur.execute(sql)
                 count, total = cur.fetchone()
                 return int(count), int(total)

@@ -19,6 +19,12 @@ OUTPUT_NOT_CAST = {"bool": "boolout", "bpchar": "bpcharout", "inet": "inet_out",
 
 
 
+def md5_sum(data):
+    """The sum over rows of the signed 64-bit head of md5(``data``), an exact numeric (0 for none)."""
+    return f"coalesce(sum(('x' || left(md5({data}), 16))::bit(64)::bigint), 0)"
+
+
+
 def checksum_sql(schema, table):
     """count(*) and the sum of the signed 64-bit heads of md5(COPY text line) over all rows.
 
@@ -36,8 +42,7 @@ def checksum_sql(schema, table):
             expr = _escaped(expr)
         parts.append(f"coalesce({expr}, '\\N')")
     line = " || E'\\t' || ".join(parts)
-    return (f"SELECT count(*), coalesce(sum(('x' || left(md5({line}), 16))::bit(64)::bigint), 0) "
-            f"FROM {qualified(schema, table.name)}")
+    return f"SELECT count(*), {md5_sum(line)} FROM {qualified(schema, table.name)}"
 
 
 
@@ -115,9 +120,8 @@ def line_checksum_sql(schema, table):
     each value's line_text, '\\N' for NULL, joined by U+001F (what the SQL Server destination's
     checksum.line_checksum_sql computes from the rows it holds)."""
     parts = [f"coalesce({line_text(c, table)}, '\\N')" for c in table.columns]
-    line = " || chr(31) || ".join(parts) or "''"
-    return (f"SELECT count(*), coalesce(sum(('x' || left(md5(convert_to({line}, 'UTF8')), 16))::bit(64)::bigint), 0) "
-            f"FROM {qualified(schema, table.name)}")
+    utf8 = "convert_to(" + (" || chr(31) || ".join(parts) or "''") + ", 'UTF8')"
+    return f"SELECT count(*), {md5_sum(utf8)} FROM {qualified(schema, table.name)}"
 
 
 
