@@ -24,8 +24,8 @@ import pytest
 from so_luigi.testing import sample
 from so_luigi.config import Endpoint, parse_url
 from so_luigi.dialects.mssql import connection
-from conftest import DUMP, LINES_TABLE_SQL, ROOT, kill_group, lines_reference, lines_sum, paused_at, \
-    table_fingerprint
+from conftest import DUMP, LINES_TABLE_SQL, ROOT, kill_group, line_reference, lines_reference, lines_sum, \
+    paused_at, table_fingerprint
 
 ROOT_FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
 
@@ -459,7 +459,7 @@ def test_full_verification_into_sql_server_is_computed_by_both_servers(pair, mss
         form = dst._utf8_form()
     finally:
         conn.close()
-    sql = ms_checksum.line_checksum_sql("dbo", table, form)
+    sql, _ = ms_checksum.line_checksum_sql("dbo", table, form)
     assert mssql_query(url, sql)[0] == (3, expected)
     changes = ["a = 2", "d = 0", "e = -0.501", "f = 1234.5001", "g = 1.1000001", "h = 0.30000000000000004",
                "i = 0x00ff11", "j = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A12'", "k = '0999-01-03'",
@@ -475,6 +475,82 @@ def test_full_verification_into_sql_server_is_computed_by_both_servers(pair, mss
             admin.rollback()
             unchanged = change.startswith(("m =", "o ="))    # the same instant; the padding nchar adds anyway
             assert (after == (3, expected)) == unchanged, change
+    finally:
+        admin.close()
+
+
+def _lines_kind(pg_type):
+    """conftest.line_reference's name of a PostgreSQL type as format_type prints it."""
+    for prefix, kind in (("boolean", "bool"), ("real", "real"), ("double precision", "double precision"),
+                         ("bytea", "bytea"), ("date", "date"), ("character(", "char")):
+        if pg_type.startswith(prefix):
+            return kind
+    if pg_type.startswith(("timestamp", "time")):
+        return ("timestamptz" if "with time zone" in pg_type else "timestamp") if pg_type.startswith("timestamp") \
+            else "time"
+    return "text"
+
+
+def test_full_verification_from_sql_server_is_computed_by_both_servers(pair, mssql_source):
+    """Into PostgreSQL, each server hashes its own rows' "lines" text (every SQL Server type that
+    has one, edge values, a row of NULLs): the source's sum is the Python spec's of the rows
+    PostgreSQL stored, which is PostgreSQL's own, no row is hashed in Python on the way (the
+    partition's marker holds no checksum), and a change of any one value in SQL Server changes
+    its sum."""
+    from so_luigi.dialects.mssql import catalog as ms_catalog, checksum as ms_checksum
+    from so_luigi.dialects.postgres import checksum as pg_checksum
+    from so_luigi.dialects.postgres.types import map_table
+    SERVER.lacks("utf8_hash", "no md5 of UTF-8 text (SQL Server 2016 and 2017 have no UTF-8 collation): "
+                              "full verification hashes the rows in Python as they are read instead")
+    url, ep = mssql_source
+    create_all_types(ep)
+    wanted = [c for c in re.findall(r"\[(\w+)\] \w", ALL_TYPES.split("(", 1)[1]) if c not in ("Id", "x") and not c.startswith("PK_")]
+    create = ALL_TYPES.format(rowversion=", [rv] rowversion NOT NULL" if SERVER.rowversion else "")
+    create = create.replace("AllTypes", "LinesFrom").replace(", [x] xml NULL", "")
+    mssql_exec(url, create)
+    listed = ", ".join(f"[{c}]" for c in wanted if c != "rv")
+    mssql_exec(url, f"INSERT INTO dbo.LinesFrom ({listed}) SELECT {listed} FROM dbo.AllTypes ORDER BY Id")
+    mssql_exec(url, "INSERT INTO dbo.LinesFrom ([i], [dtm], [dt2], [t], [dto]) VALUES (2, '2010-05-06T07:08:09.003', "
+                    "'1999-12-31T23:59:59.999999', '00:00:00.000001', '1999-12-31T23:59:59.999999-08:00'), "
+                    "(3, '2010-05-06T07:08:09.007', '2000-01-01T00:00:00', '12:00:00', '2000-01-01T00:00:00+14:00')")
+    result = pair.run("--tables", "LinesFrom", env=pair.env(SO_SOURCE_URL=url))
+    assert "ok: count+checksum" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "cannot hash UTF-8" not in result.stderr
+    assert pair.query("target", "SELECT count(*), count(checksum) FROM so_luigi.loaded "
+                                "WHERE table_name = 'LinesFrom'") == [(1, 0)]
+    conn = connection.connect(ep)
+    try:
+        table = ms_catalog.describe(conn, "dbo", "LinesFrom")
+    finally:
+        conn.close()
+    assert map_table(table, "mssql") == [] and ms_checksum.lines_computable(table)
+    form = ms_checksum.server_utf8_form(ep, "")
+    sql, _ = ms_checksum.line_checksum_sql("dbo", table, form)
+    names = [c.name for c in table.columns]
+    kinds = dict(pair.query("target", "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                                      "WHERE attrelid = '\"LinesFrom\"'::regclass AND attnum > 0 AND NOT attisdropped"))
+    rows = pair.query("target", f"SELECT {', '.join(chr(34) + n + chr(34) for n in names)} FROM \"LinesFrom\"")
+    rows = [[format(v, "f") if isinstance(v, Decimal) else bytes(v) if isinstance(v, memoryview) else v for v in r]
+            for r in rows]
+    expected = lines_sum([line_reference(r, [_lines_kind(kinds[n]) for n in names]) for r in rows])
+    target = pair.query("target", pg_checksum.line_checksum_sql("public", table))[0]
+    assert mssql_query(url, sql)[0] == (len(rows), expected) == target
+    changes = ["b = 1 - b", "ti = 254", "si = 1", "bi = 1", "d = 0.0000000001", "n = 1", "m = 0.0001",
+               "sm = 0.0001", "f = 1.0000000000000002", "r = 1.5", "dt = '2000-01-02'", "t = '00:00:01'",
+               "tm = '00:00:00.001'", "dtm = '1900-01-01T00:00:00.003'", "dt2 = '2000-01-01T00:00:00.000001'",
+               "sdt = '1900-01-01T00:01:00'", "dto = '2000-01-01T00:00:00.000001+00:00'", "c = 'ab'",
+               "nc = N'\u00e9'", "vc = 'a'", "nvc = N'\U0001F600'", "vcm = 'a'", "nvcm = N'a'", "tx = 'a'",
+               "ntx = N'a'", "bn = 0x01", "vb = 0x01", "vbm = 0x01", "img = 0x01",
+               "u = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A12'", "i = -1"]
+    admin = connection.connect(ep)
+    try:
+        cur = admin.cursor()
+        for change in changes:
+            cur.execute(f"UPDATE dbo.LinesFrom SET {change} WHERE i = 0")
+            cur.execute(sql)
+            after = cur.fetchone()
+            admin.rollback()
+            assert after != (len(rows), expected), change
     finally:
         admin.close()
 

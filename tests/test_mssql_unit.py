@@ -607,3 +607,58 @@ def test_the_utf8_probe_picks_the_form_each_server_hashes_utf8_with(server, expe
         def fetchone(self):
             return self.row
     assert ms_checksum.utf8_form(Cursor()) == expected
+
+
+def _mapped_table(*specs):
+    """A SQL Server table of (name, DATA_TYPE, length, precision, scale) columns, mapped for PostgreSQL."""
+    from so_luigi.dialects.base import Column, Table
+    from so_luigi.dialects.postgres.types import map_table
+    table = Table(schema="dbo", name="T", dialect="mssql", columns=[
+        Column(name=n, data_type=t, source_type=t, length=length, precision=p, scale=sc, nullable=True)
+        for n, t, length, p, sc in specs])
+    assert map_table(table, "mssql") == []
+    return table
+
+
+def test_the_lines_text_from_sql_server_covers_every_type_but_those_read_as_text():
+    """Every SQL Server type PostgreSQL takes has its "lines" text, so its checksum is computed by
+    the source server, but those read as their text (xml, sql_variant, hierarchyid, spatial): a
+    table holding one keeps the md5 of its COPY lines, hashed as they are read."""
+    from so_luigi.dialects.mssql import checksum as ms_checksum
+    from so_luigi.dialects.postgres.types import MSSQL
+    assert set(MSSQL) - set(ms_checksum.FROM_MSSQL) == {"xml", "sql_variant", "hierarchyid", "geography", "geometry"}
+    assert set(ms_checksum.FROM_MSSQL) <= set(MSSQL)
+    every = [(f"c{n}", t, 10 if t.endswith(("char", "binary")) else None, 12 if t in ("decimal", "numeric") else 3,
+              2 if t in ("decimal", "numeric") else None) for n, t in enumerate(sorted(ms_checksum.FROM_MSSQL))]
+    table = _mapped_table(*every)
+    assert ms_checksum.lines_computable(table)
+    sql, params = ms_checksum.line_checksum_sql("dbo", table, "nvarchar")
+    assert params is None and sqlglot.parse_one(sql, read="tsql")
+    assert sql.count("DATEDIFF_BIG") == 5 and "CAST(t.[c" in sql and "AS datetime2(3))" in sql
+    assert not ms_checksum.lines_computable(_mapped_table(("a", "int", None, 10, 0), ("x", "xml", None, None, None)))
+    assert not ms_checksum.lines_computable(_mapped_table(("d", "decimal", None, None, None)))   # no precision
+    overridden = _mapped_table(("a", "int", None, 10, 0), ("t", "datetime", None, 3, None))
+    overridden.columns[1].pg_type = "text"
+    assert not ms_checksum.lines_computable(overridden)
+
+
+def test_a_postgres_destination_asks_sql_server_for_the_lines_checksum_only_where_it_computes_it(monkeypatch):
+    """From SQL Server: "lines" where the source computes it (the rows then go unhashed), else
+    none (hashed as read); with a U+0000 policy that changes values, none."""
+    from types import SimpleNamespace
+    from so_luigi.dialects.mssql import checksum as ms_checksum
+    from so_luigi.dialects.mssql.source import MssqlSource
+    from so_luigi.dialects.postgres.destination import PostgresDestination
+    ep = Endpoint(parse_url("mssql://u:p@127.0.0.1:1/db"), "dbo", "source")
+    monkeypatch.setattr("so_luigi.dialects.mssql.fast.preload", lambda url: None)
+    src = MssqlSource(ep)
+    dst = PostgresDestination(Endpoint(parse_url("postgresql://u@127.0.0.1:1/db"), "public", "target"))
+    table = _mapped_table(("a", "int", None, 10, 0), ("t", "datetime", None, 3, None))
+    monkeypatch.setitem(ms_checksum._UTF8_FORMS, ep.url.raw, "nvarchar")
+    assert dst.checksum_method(src, table, None) == "lines"
+    assert dst.checksum_method(src, _mapped_table(("x", "xml", None, None, None)), None) is None
+    with monkeypatch.context() as m:
+        m.setattr("so_luigi.config.section", lambda name: SimpleNamespace(nul="strip"))
+        assert dst.checksum_method(src, table, None) is None
+    monkeypatch.setitem(ms_checksum._UTF8_FORMS, ep.url.raw, None)
+    assert dst.checksum_method(src, table, None) is None

@@ -459,6 +459,11 @@ class Source(_Database):
         raise NotImplementedError
 
     # verification
+    def computes_lines(self, table):
+        """Whether this server computes the "lines" checksum of the table (a PostgreSQL
+        destination's, of another family's rows) instead of its rows being hashed as read."""
+        return False
+
     def figures(self, table, method=None):
         """(count, checksum): the checksum by ``method`` (a server-side one its destination
         agreed to), None without one."""

@@ -2,6 +2,7 @@
 text, summed), when both sides are SQL Server, and in Python from rows as pymssql returns them,
 when the other side is not."""
 import datetime as dt
+import logging
 import decimal
 import struct
 import uuid
@@ -12,6 +13,8 @@ from ..postgres.forms import pg_form
 from .catalog import READ_AS_TEXT, range_sql, read_sql
 from .connection import ident, literal, qualified
 from .types import _mapped
+
+log = logging.getLogger("luigi-interface.so_luigi")
 
 
 def checksum_sql(schema, table):
@@ -102,6 +105,42 @@ LINE_TEXT = {
 
 
 
+_BYTES = LINE_TEXT["bytea"].replace("{x}", "CAST({x} AS varbinary(max))")     # HASHBYTES takes no image
+
+# The same "lines" checksum of a SQL Server table copied into PostgreSQL (the destination's side
+# is postgres checksum.line_checksum_sql, by the PostgreSQL type each column became): by SQL
+# Server type, the text PostgreSQL's side prints of the value the copy stored. Only where the
+# column has its type's rule (types.MSSQL, no override); any other type (xml, sql_variant,
+# hierarchyid, spatial) keeps the md5 of the COPY lines computed as they are read.
+FROM_MSSQL = {
+    **{t: "{x}" for t in ("tinyint", "smallint", "int", "bigint", "decimal", "numeric",
+                          "varchar", "nvarchar", "text", "ntext", "sysname")},
+    "bit": LINE_TEXT["bool"],
+    "money": "CAST({x} AS decimal(19,4))", "smallmoney": "CAST({x} AS decimal(10,4))",
+    "float": LINE_TEXT["float8"], "real": LINE_TEXT["float4"],
+    "date": LINE_TEXT["date"], "time": LINE_TEXT["time"],
+    "datetime2": LINE_TEXT["timestamp"], "smalldatetime": LINE_TEXT["timestamp"],
+    # 1/300 s ticks, stored by PostgreSQL at milliseconds: rounded as SQL Server rounds to datetime2(3)
+    "datetime": LINE_TEXT["timestamp"].replace("{x}", "CAST({x} AS datetime2(3))"),
+    "datetimeoffset": LINE_TEXT["timestamptz"],
+    "char": LINE_TEXT["bpchar"], "nchar": LINE_TEXT["bpchar"],
+    **{t: _BYTES for t in ("binary", "varbinary", "image", "timestamp", "rowversion")},
+    "uniqueidentifier": LINE_TEXT["uuid"],
+}
+
+
+
+def lines_computable(table):
+    """Whether every column of a SQL Server table has its FROM_MSSQL text: its type has one, and
+    the PostgreSQL type it became is its rule's (an override may change values, and the md5 of
+    the COPY lines then says whether it did)."""
+    from ..postgres.types import MSSQL, render
+    return bool(table.columns) and all(
+        c.data_type in FROM_MSSQL and c.data_type in MSSQL and c.pg_type == render(MSSQL[c.data_type], c)
+        and (c.data_type not in ("decimal", "numeric") or c.precision is not None) for c in table.columns)
+
+
+
 # How a server hashes the UTF-8 bytes of an nvarchar: Babelfish's HASHBYTES already takes them
 # (it holds text as UTF-8); SQL Server 2019+ through a varchar in a UTF-8 collation; SQL Server
 # 2016 and 2017 have no UTF-8 collation, so no form: the destination's rows are read back
@@ -127,10 +166,35 @@ def utf8_form(cur):
 
 
 
+_UTF8_FORMS = {}          # server URL -> utf8_form, asked once per process
+
+
+
+def server_utf8_form(endpoint, otherwise):
+    """utf8_form of the server at ``endpoint``, asked once per process on a session of its own;
+    when it has none, ``otherwise`` (what full verification does instead) is logged."""
+    from .connection import connect
+    key = endpoint.url.raw
+    if key not in _UTF8_FORMS:
+        conn = connect(endpoint)
+        try:
+            _UTF8_FORMS[key] = utf8_form(conn.cursor())
+        finally:
+            conn.close()
+        if _UTF8_FORMS[key] is None:
+            log.info("SQL Server cannot hash UTF-8 here (no UTF-8 collation before SQL Server 2019): %s", otherwise)
+    return _UTF8_FORMS[key]
+
+
+
 def line_text_sql(col, table):
-    """The "lines" text of a column of a table read from PostgreSQL, aliased ``t``, as nvarchar(max)."""
-    form, inner = pg_form(col, table)
-    text = "{x}" if form is not None else LINE_TEXT.get(type_name(inner.data_type), "{x}")
+    """The "lines" text of a column, aliased ``t``, as nvarchar(max): of a table read from
+    PostgreSQL (held here), or of a SQL Server table copied into PostgreSQL (FROM_MSSQL)."""
+    if table.dialect == "mssql":
+        text = FROM_MSSQL[col.data_type]
+    else:
+        form, inner = pg_form(col, table)
+        text = "{x}" if form is not None else LINE_TEXT.get(type_name(inner.data_type), "{x}")
     return f"CAST({text.format(x=f't.{ident(col.name)}')} AS nvarchar(max))"
 
 
@@ -146,9 +210,10 @@ def line_hash_sql(table, form):
 
 
 
-def line_checksum_sql(schema, table, form):
-    """(COUNT_BIG(*), the sum of line_hash_sql) of a table read from PostgreSQL."""
-    return summed_sql(line_hash_sql(table, form), schema, table)[0]
+def line_checksum_sql(schema, table, form, lo=None, hi=None):
+    """(sql, params): (COUNT_BIG(*), the sum of line_hash_sql) of the table, or of its partition
+    (lo, hi]."""
+    return summed_sql(line_hash_sql(table, form), schema, table, lo, hi)
 
 
 

@@ -47,7 +47,6 @@ from .connection import ident, percent_safe
 log = logging.getLogger("luigi-interface.so_luigi")
 OWNER = "so_luigi run "
 SIDE_EXTRA = [("so_luigi_partition", "int")]
-_UTF8_FORMS = {}          # server URL -> checksum.utf8_form, asked once per process
 
 
 
@@ -391,18 +390,7 @@ class MssqlDestination(Destination):
         return "lines" if table.dialect == "postgres" and self._utf8_form() else None
 
     def _utf8_form(self):
-        """checksum.utf8_form of this server, asked once per process on a session of its own."""
-        key = self.endpoint.url.raw
-        if key not in _UTF8_FORMS:
-            conn = connection.connect(self.endpoint)
-            try:
-                _UTF8_FORMS[key] = checksum.utf8_form(conn.cursor())
-            finally:
-                conn.close()
-            if _UTF8_FORMS[key] is None:
-                log.info("SQL Server cannot hash UTF-8 here (no UTF-8 collation before SQL Server 2019): "
-                         "full verification reads each table copied from PostgreSQL back")
-        return _UTF8_FORMS[key]
+        return checksum.server_utf8_form(self.endpoint, "full verification reads each table copied from PostgreSQL back")
 
     def _checksum_sql(self, table, method, lo=None, hi=None):
         """(sql, params) of the server-side checksum ``method`` of the table, or of (lo, hi]."""

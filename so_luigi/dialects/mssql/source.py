@@ -143,11 +143,29 @@ class MssqlSource(Source):
                                    f"FROM {connection.qualified(table.schema, table.name)}", table, lo, hi)
         return self._rows(table, lo, hi, [batch_rows], select)
 
+    def computes_lines(self, table):
+        """Whether this server computes the "lines" checksum of the table's rows, the one a
+        PostgreSQL destination computes of its copy (checksum.FROM_MSSQL): every column's type
+        has its text, U+0000 fails a load (a policy that changes values would change the
+        destination's checksum), and the server hashes UTF-8."""
+        from ...config import section
+        return section("data").nul == "fail" and checksum.lines_computable(table) and \
+            self._utf8_form() is not None
+
+    def _utf8_form(self):
+        return checksum.server_utf8_form(self.endpoint, "full verification hashes each row in Python as it is read")
+
+    def _checksum_sql(self, table, method, lo=None, hi=None):
+        """(sql, params) of the server-side checksum ``method`` of the table, or of (lo, hi]."""
+        if method == "lines":
+            return checksum.line_checksum_sql(table.schema, table, self._utf8_form(), lo, hi)
+        return checksum.range_checksum_sql(table.schema, table, lo, hi)
+
     def figures(self, table, method=None):
         with self.session() as conn:
             cur = conn.cursor()
             if method:
-                cur.execute(checksum.checksum_sql(table.schema, table))
+                cur.execute(self._checksum_sql(table, method)[0])
                 count, total = cur.fetchone()
                 return int(count), int(total)
             cur.execute(f"SELECT COUNT_BIG(*) FROM {connection.qualified(table.schema, table.name)}")
@@ -157,7 +175,7 @@ class MssqlSource(Source):
     def range_figures(self, table, lo, hi, method):
         with self.session() as conn:
             cur = conn.cursor()
-            cur.execute(*checksum.range_checksum_sql(table.schema, table, lo, hi))
+            cur.execute(*self._checksum_sql(table, method, lo, hi))
             count, total = cur.fetchone()
         return int(count), int(total)
 

@@ -103,9 +103,12 @@ LINE_TEXT = {
 def line_text(col, table):
     """The "lines" text of a column's value (NULL for NULL): by LINE_TEXT for a built-in type (a
     domain's base type), else the text the copy sends (arrays as JSON, enums and types SQL Server
-    has none of as their PostgreSQL text)."""
-    form, inner = pg_form(col, table)
+    has none of as their PostgreSQL text). Of a table copied from SQL Server, by the PostgreSQL
+    type the column became (what mssql checksum.FROM_MSSQL prints from the source's value)."""
     name = ident(col.name)
+    if table.dialect == "mssql":
+        return LINE_TEXT.get(type_name(col.pg_type), "{v}::text").format(v=f"({name})")
+    form, inner = pg_form(col, table)
     if form == "json":
         return f"array_to_json({name})::text"
     if form is not None:

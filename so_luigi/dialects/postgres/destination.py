@@ -276,6 +276,8 @@ class PostgresDestination(Destination):
             written = self._load_file(cur, into, part, prepare, freeze, buffer_bytes, watch)
         else:
             prepare()
+            if checksum and source.checksum_family != self.checksum_family:
+                checksum = self.checksum_method(source, part.table, conn) is None   # else both servers compute it
             read = source.copy_reader(part.table, part.lo, part.hi, checksum, buffer_bytes)
             # rows that never pass through Python are counted by the destination server
             write = self._copy_in(cur, into, source.copy_format(part.table), buffer_bytes, freeze)
@@ -381,10 +383,11 @@ class PostgresDestination(Destination):
     # --- completing ---------------------------------------------------------------------------
     def checksum_method(self, source, table, conn):
         """Between two PostgreSQL servers, the row hash both compute (PostgresSource.row_hash);
-        from another source, none: its rows were hashed as COPY text lines when they were read,
-        and checksum_sql hashes the stored rows' text the same way."""
+        from SQL Server, the "lines" checksum both compute (checksum.line_checksum_sql), where
+        that server can (MssqlSource.computes_lines); else none: the rows were hashed as COPY
+        text lines when they were read, and checksum_sql hashes the stored rows' text the same way."""
         if source.checksum_family != self.checksum_family:
-            return None
+            return "lines" if source.computes_lines(table) else None
         return source.row_hash(table, conn.server_version)
 
     def tallies(self, table, verify):
