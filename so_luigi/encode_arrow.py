@@ -200,6 +200,78 @@ class BatchEncoder:
         return memoryview(sent.buffers()[2])[offsets[0]:offsets[-1]], len(batch), total
 
 
+# pyarrow's CSV writer quotes every string (so '' is not NULL, and no lone \\. ends the data) and
+# writes NULL as an empty field: PostgreSQL's CSV
+CSV_OPTIONS = None
+
+
+def _csv_options():
+    global CSV_OPTIONS
+    if CSV_OPTIONS is None:
+        import pyarrow.csv as pa_csv
+        CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
+    return CSV_OPTIONS
+
+
+# Arrow types whose CSV text PostgreSQL reads as the same value: integers, booleans (true/false),
+# floats (shortest text that reads back as the same float), dates, decimals (digits, or an
+# exponent PostgreSQL reads too)
+def _as_is(kind):
+    return (pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_floating(kind)
+            or pa.types.is_date32(kind) or pa.types.is_decimal(kind))
+
+
+class CsvBatchEncoder(BatchEncoder):
+    """``encode(batch, False) -> (data, rows, None)``: one record batch as PostgreSQL CSV,
+    written by pyarrow's CSV writer in C++ (a third of the cost of the COPY text), for a copy
+    whose checksum both servers compute, so no line is hashed here. The columns the
+    destination generates are left out. Times are cut to microseconds (a seventh digit
+    dropped, as on the text path) and PostgreSQL rounds them to the column's precision, as SQL
+    Server's side of the checksum does (mssql checksum.FROM_MSSQL). Bytes and sql_variant go
+    value by value; text keeps the U+0000 policy and the U+FFFD watch of the text path."""
+
+    def __init__(self, table, nul="fail", nul_replacement="\ufffd"):
+        super().__init__(table, nul, nul_replacement)
+        self.csv_converters = [encode.variant_json if c.kind == "variant" else
+                               encode.csv_bytea if c.kind == "bytea" else conv
+                               for c, conv in zip(table.columns, self.converters)]
+
+    def csv_column(self, i, arr):
+        """Column ``i`` as the CSV writer should print it."""
+        kind = arr.type
+        if _is_text(arr):
+            arr = _strings(arr)
+            data = _data(arr)
+            self.replacement = self.replacement or REPLACEMENT in data
+            if b"\x00" in data and pc.any(pc.match_substring(arr, "\x00")).as_py():
+                arr = self._nul(i, arr)
+            if self.table.columns[i].kind != "variant":
+                return arr
+        elif pa.types.is_timestamp(kind):
+            return pc.cast(arr, pa.timestamp("us", kind.tz), safe=False)
+        elif pa.types.is_time(kind):
+            return pc.cast(arr, pa.time64("us"), safe=False)
+        elif _as_is(kind):
+            return arr
+        try:
+            return _by_value(arr, self.csv_converters[i])
+        except encode.BadValue as exc:
+            raise self._located(i, arr, exc) from None
+
+    def __call__(self, batch, checksum=False):
+        import pyarrow.csv as pa_csv
+        if checksum:
+            raise ValueError("the CSV encoder hashes no line: use BatchEncoder for a checksum")
+        self._batch, self.replacement = batch, False
+        try:
+            columns = [self.csv_column(i, batch.column(i)) for i in self.keep]
+        finally:
+            self._batch = None
+        out = pa.BufferOutputStream()
+        pa_csv.write_csv(pa.record_batch(columns, names=[f"c{i}" for i in self.keep]), out, _csv_options())
+        return memoryview(out.getvalue()), len(batch), None
+
+
 def _fails(convert, value):
     try:
         convert(value)

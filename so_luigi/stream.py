@@ -240,13 +240,13 @@ def row_encoder(table, csv=False):
     return encode.make_row_encoder(table, csv, settings.nul, settings.nul_replacement)
 
 
-def batch_encoder(table):
+def batch_encoder(table, csv=False):
     """The Arrow path's encoder (``encode_arrow``, imported here: pyarrow is an extra) with the
-    configured U+0000 policy."""
+    configured U+0000 policy: COPY text lines, or (``csv``) CSV with no line hashed."""
     from .config import section
-    from .encode_arrow import BatchEncoder
+    from .encode_arrow import BatchEncoder, CsvBatchEncoder
     settings = section("data")
-    return BatchEncoder(table, settings.nul, settings.nul_replacement)
+    return (CsvBatchEncoder if csv else BatchEncoder)(table, settings.nul, settings.nul_replacement)
 
 
 def copy_rows(batches, encoder, sink, checksum, table, batch=None, target_batch_bytes=4 << 20):

@@ -157,3 +157,80 @@ def test_the_encoder_says_when_a_value_as_the_driver_gave_it_held_a_replacement_
     assert encoder.replacement
     encoder(batch_of(table, [("plain", None)]), False)
     assert not encoder.replacement
+
+
+# --- CSV, for a copy whose checksum both servers compute ------------------------------------------
+
+def csv_data(table, rows, **policy):
+    from so_luigi.encode_arrow import CsvBatchEncoder
+    encoder = CsvBatchEncoder(table, **policy)
+    data, n, total = encoder(batch_of(table, rows))
+    assert n == len(rows) and total is None
+    return bytes(data), encoder
+
+
+def loaded(cluster, table, data, fmt):
+    """The rows PostgreSQL stores from ``data`` (COPY ``fmt``), as it prints them, in order."""
+    import psycopg2
+    import io
+    url = cluster.create_database(f"csv_{__import__('uuid').uuid4().hex[:8]}")
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cols = ", ".join(f'"{c.name}" {c.pg_type}' for c in table.columns)
+            cur.execute(f'CREATE TABLE t (n serial, {cols})')
+            names = ", ".join(f'"{c.name}"' for c in table.loaded_columns)
+            cur.copy_expert(f"COPY t ({names}) FROM STDIN WITH (FORMAT {fmt})", io.BytesIO(data))
+            cur.execute(f"SELECT {', '.join(chr(34) + c.name + chr(34) + '::text' for c in table.loaded_columns)} "
+                        "FROM t ORDER BY n")
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def test_every_case_as_csv_is_stored_as_its_copy_text_is(cluster):
+    """Each value of the encoders' cases, as pyarrow writes it in CSV (and as the row path's CSV
+    encoder does, the pymssql fallback), is stored by PostgreSQL as the value its COPY text
+    line stores: '' and NULL apart, the quotes, commas, line breaks and lone \\. of text, the
+    shortest floats, decimals, bytes, and times rounded by PostgreSQL as the text path rounds
+    them."""
+    table = table_of(CASES)
+    rows = one_value_per_row(CASES)
+    text, _ = row_lines(table, rows)
+    csv, _ = csv_data(table, rows)
+    row_csv = b"".join(line + b"\n" for line in encode.encode_lines(encode.make_row_encoder(table, csv=True)(rows)))
+    expected = loaded(cluster, table, text, "text")
+    assert len(expected) == len(rows)
+    assert loaded(cluster, table, csv, "csv") == expected
+    assert loaded(cluster, table, row_csv, "csv") == expected
+
+
+def test_csv_quotes_every_string_and_leaves_null_empty():
+    """What the copy relies on in pyarrow's writer: an empty string is "" (an empty field is
+    NULL), and a one-column table's lone \\. is quoted (it would end the data)."""
+    table = table_of([("text", "text", None, None)])
+    data, _ = csv_data(table, [("",), (None,), ("\\.",), ('a"b,c',)])
+    assert data == b'""\n\n"\\."\n"a""b,c"\n'
+
+
+def test_csv_leaves_generated_columns_out_and_cuts_a_seventh_digit():
+    table = table_of([("int", "integer", None, None), ("timestamp", "timestamp(6)", None, None),
+                      ("int", "bigint", None, None)])
+    table.columns[2] = replace(table.columns[2], generated="c0 * 2")
+    batch = pa.RecordBatch.from_arrays([pa.array([1, 2], pa.int64()),
+                                        pa.array([1262304000123456789, None], pa.timestamp("ns")),
+                                        pa.array([2, 4], pa.int64())], names=["c0", "c1", "c2"])
+    from so_luigi.encode_arrow import CsvBatchEncoder
+    data, _, _ = CsvBatchEncoder(table)(batch)
+    assert bytes(data) == b"1,2010-01-01 00:00:00.123456\n2,\n"
+
+
+def test_csv_keeps_the_nul_policy_and_says_when_text_held_a_replacement_character():
+    table = table_of([("int", "integer", None, None), ("text", "text", None, None)])
+    table.primary_key = ["c0"]
+    with pytest.raises(DataError, match="c0=7.*column c1.*U\\+0000"):
+        csv_data(table, [(1, "fine"), (7, "bad\x00value")])
+    data, encoder = csv_data(table, [(1, "a\x00b"), (2, "x\ufffdy")], nul="strip")
+    assert data == b'1,"ab"\n2,"x\xef\xbf\xbdy"\n' and encoder.changed == {"c1": 1} and encoder.replacement
+    with pytest.raises(ValueError, match="hashes no line"):
+        __import__("so_luigi.encode_arrow", fromlist=["x"]).CsvBatchEncoder(table)(batch_of(table, [(1, "a")]), True)

@@ -439,8 +439,9 @@ class Source(_Database):
         raise NotImplementedError
 
     # reading
-    def copy_format(self, table):
-        """The COPY format its rows reach PostgreSQL in: binary (its own types unchanged) or text."""
+    def copy_format(self, table, checksum=True):
+        """The COPY format its rows reach PostgreSQL in: binary (its own types unchanged), text,
+        or csv; ``checksum``: whether the reader hashes the rows as it reads them."""
         return "text"
 
     def copy_reader(self, table, lo, hi, checksum, buffer_bytes):

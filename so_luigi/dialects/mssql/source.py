@@ -94,21 +94,32 @@ class MssqlSource(Source):
                 pass
         return _ISOLATION[key]
 
+    def copy_format(self, table, checksum=True):
+        """COPY text, whose lines are hashed as they are read; CSV when the servers compute the
+        checksum (pyarrow writes it three times as fast as the text is made)."""
+        return "text" if checksum else "csv"
+
     def copy_reader(self, table, lo, hi, checksum, buffer_bytes):
-        """COPY text lines: Arrow batches made text column at a time (``fast``), else rows encoded
-        in Python; in batches resized to about a chunk each."""
+        """COPY text lines (CSV without ``checksum``, copy_format): Arrow batches made text
+        column at a time (``fast``), else rows encoded in Python; in batches resized to about a
+        chunk each."""
         def read(sink):
             conn = fast.open_for(self.endpoint, self.isolation, table)
             if conn is not None:
                 try:
-                    encoder = batch_encoder(table)
+                    encoder = batch_encoder(table, csv=not checksum)
                 except BaseException:
                     conn.close()
                     raise
                 return fast.reader(conn, table, lo, hi, checksum, buffer_bytes, encoder, self.endpoint)(sink)
-            encoder, batch = row_encoder(table), [1000]
-            return copy_rows(self._rows(table, lo, hi, batch), encoder, sink, checksum, table, batch,
-                             chunk_size(buffer_bytes))
+            batch = [1000]
+            rows = self._rows(table, lo, hi, batch)
+            if checksum:
+                return copy_rows(rows, row_encoder(table), sink, checksum, table, batch, chunk_size(buffer_bytes))
+            keep, loaded = table.loaded_positions, replace(table, columns=table.loaded_columns)
+            if len(keep) < len(table.columns):
+                rows = ([tuple(r[i] for i in keep) for r in chunk] for chunk in rows)
+            return copy_rows(rows, row_encoder(loaded, csv=True), sink, False, loaded, batch, chunk_size(buffer_bytes))
         return read
 
     def extract(self, table, lo, hi, fmt, sink, checksum):

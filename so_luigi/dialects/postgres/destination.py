@@ -280,7 +280,7 @@ class PostgresDestination(Destination):
                 checksum = self.checksum_method(source, part.table, conn) is None   # else both servers compute it
             read = source.copy_reader(part.table, part.lo, part.hi, checksum, buffer_bytes)
             # rows that never pass through Python are counted by the destination server
-            write = self._copy_in(cur, into, source.copy_format(part.table), buffer_bytes, freeze)
+            write = self._copy_in(cur, into, source.copy_format(part.table, checksum), buffer_bytes, freeze)
             if part.fresh and getattr(read, "os_pipe", False):     # a tiny table (load.copy_unplanned)
                 (src_rows, src_sum, changed), stored, nbytes = spooled(read, write, buffer_bytes)
             else:

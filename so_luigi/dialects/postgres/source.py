@@ -114,7 +114,7 @@ class PostgresSource(Source):
             rows, bounds, step = catalog.count_and_boundaries(conn, table, lambda n: rows_per_partition(n, size))
         return size, rows, bounds, step
 
-    def copy_format(self, table):
+    def copy_format(self, table, checksum=True):
         return "binary" if binary_compatible(table) else "text"
 
     def copy_reader(self, table, lo, hi, checksum, buffer_bytes):
