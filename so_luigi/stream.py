@@ -10,8 +10,9 @@ Readers are the sources' (``Source.copy_reader``):
   in C (psycopg2 calls ``write`` once per row, and a Python ``write`` cost 1.4 us a row, as much
   CPU as a server backend spends on it). The kernel's pipe (1 MB) is the bound; progress comes
   from the destination's pg_stat_progress_copy;
-* SQL Server: ``fetchmany`` batches, sized to the chunk, through ``encode.make_row_encoder``
-  (``copy_rows`` here); the rows' checksum is computed from the encoded lines on the way.
+* SQL Server: ``fetchmany`` batches (or mssql-python's Arrow batches), sized to the chunk,
+  through ``encode.make_row_encoder`` (``copy_rows`` here) or ``encode_arrow``: CSV where both
+  servers compute the checksum, else COPY text whose lines are hashed on the way.
 """
 import fcntl
 import os

@@ -1,5 +1,6 @@
 """Rows of a SQL Server source read as Arrow record batches through Microsoft's mssql-python
-(``pip install so_luigi[fast-mssql]``), made COPY text column at a time (``encode_arrow``); and
+(``pip install so_luigi[fast-mssql]``), written as CSV by pyarrow, or made COPY text column at a
+time where the lines are hashed as they are read (``encode_arrow``); and
 a SQL Server destination's rows read back the same way for full verification from PostgreSQL,
 their checksum's text (``checksum.canonical_encoders``) made column at a time too.
 

@@ -1,10 +1,10 @@
 """SQL Server (2016+, Azure SQL, Babelfish) as a source: its catalog (``mssql``), partitions cut
 along the key, and rows read through pymssql's cursor in batches.
 
-Into PostgreSQL the rows become COPY text (or CSV for a bulk file) through ``encode``, and their
-checksum is computed from those lines on the way (``stream.copy_rows``); a stream reads them as
-Arrow batches through mssql-python instead where it is installed (``fast``). Into SQL Server they
-go as pymssql returns them.
+Into PostgreSQL the rows become CSV when both servers compute the checksum (``computes_lines``),
+else COPY text whose lines are hashed on the way (``stream.copy_rows``), through ``encode``; a
+stream reads them as Arrow batches through mssql-python instead where it is installed (``fast``,
+``encode_arrow``). Into SQL Server they go as pymssql returns them.
 """
 import os
 from dataclasses import replace
