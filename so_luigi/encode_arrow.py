@@ -18,6 +18,7 @@ from collections import Counter
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from . import encode
 from .errors import DataError
@@ -205,15 +206,7 @@ class BatchEncoder:
 
 # pyarrow's CSV writer quotes every string (so '' is not NULL, and no lone \\. ends the data) and
 # writes NULL as an empty field: PostgreSQL's CSV
-CSV_OPTIONS = None
-
-
-def _csv_options():
-    global CSV_OPTIONS
-    if CSV_OPTIONS is None:
-        import pyarrow.csv as pa_csv
-        CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
-    return CSV_OPTIONS
+CSV_OPTIONS = pa_csv.WriteOptions(include_header=False)
 
 
 # Arrow types whose CSV text PostgreSQL reads as the same value: integers, booleans (true/false),
@@ -262,7 +255,6 @@ class CsvBatchEncoder(BatchEncoder):
             raise self._located(i, arr, exc) from None
 
     def __call__(self, batch, checksum=False):
-        import pyarrow.csv as pa_csv
         if checksum:
             raise ValueError("the CSV encoder hashes no line: use BatchEncoder for a checksum")
         self._batch, self.replacement = batch, False
@@ -271,7 +263,7 @@ class CsvBatchEncoder(BatchEncoder):
         finally:
             self._batch = None
         out = pa.BufferOutputStream()
-        pa_csv.write_csv(pa.record_batch(columns, names=[f"c{i}" for i in self.keep]), out, _csv_options())
+        pa_csv.write_csv(pa.record_batch(columns, names=[f"c{i}" for i in self.keep]), out, CSV_OPTIONS)
         return memoryview(out.getvalue()), len(batch), None
 
 

@@ -435,6 +435,21 @@ def test_postgres_to_sql_server_replicates_exactly_and_resumes(pair, mssql_targe
     assert mssql_query(url, "SELECT table_name, partition, loaded_at FROM so_luigi.loaded ORDER BY 1, 2") == loaded
 
 
+def figures_after_each(url, table, where, changes, sql):
+    """(change, the row of ``sql``) after each UPDATE ``table`` SET change WHERE ``where``, each
+    rolled back before the next."""
+    admin = mssql_connect(url)
+    try:
+        cur = admin.cursor()
+        for change in changes:
+            cur.execute(f"UPDATE {table} SET {change} WHERE {where}")
+            cur.execute(sql)
+            yield change, cur.fetchone()
+            admin.rollback()
+    finally:
+        admin.close()
+
+
 def test_full_verification_into_sql_server_is_computed_by_both_servers(pair, mssql_target):
     """From PostgreSQL, each server hashes its own rows' "lines" text (every kind of column
     SQL Server can hold, in one table): both sums are the Python spec's, no row is read back
@@ -465,18 +480,9 @@ def test_full_verification_into_sql_server_is_computed_by_both_servers(pair, mss
                "i = 0x00ff11", "j = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A12'", "k = '0999-01-03'",
                "l = DATEADD(millisecond, 1, l)", "m = SWITCHOFFSET(m, '+00:00')", "n = '23:59:59.999998'",
                "o = N'ab '", "p = N'h\u00e9llo \U0001F600'", "q = NULL", "r = N'{}'", "t = N'happy'", "w = N'1 day'"]
-    admin = mssql_connect(url)
-    try:
-        cur = admin.cursor()
-        for change in changes:
-            cur.execute(f"UPDATE dbo.L SET {change} WHERE b = -2")
-            cur.execute(sql)
-            after = cur.fetchone()
-            admin.rollback()
-            unchanged = change.startswith(("m =", "o ="))    # the same instant; the padding nchar adds anyway
-            assert (after == (3, expected)) == unchanged, change
-    finally:
-        admin.close()
+    for change, after in figures_after_each(url, "dbo.L", "b = -2", changes, sql):
+        unchanged = change.startswith(("m =", "o ="))    # the same instant; the padding nchar adds anyway
+        assert (after == (3, expected)) == unchanged, change
 
 
 def _lines_kind(pg_type):
@@ -542,17 +548,8 @@ def test_full_verification_from_sql_server_is_computed_by_both_servers(pair, mss
                "nc = N'\u00e9'", "vc = 'a'", "nvc = N'\U0001F600'", "vcm = 'a'", "nvcm = N'a'", "tx = 'a'",
                "ntx = N'a'", "bn = 0x01", "vb = 0x01", "vbm = 0x01", "img = 0x01",
                "u = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A12'", "i = -1"]
-    admin = connection.connect(ep)
-    try:
-        cur = admin.cursor()
-        for change in changes:
-            cur.execute(f"UPDATE dbo.LinesFrom SET {change} WHERE i = 0")
-            cur.execute(sql)
-            after = cur.fetchone()
-            admin.rollback()
-            assert after != (len(rows), expected), change
-    finally:
-        admin.close()
+    for change, after in figures_after_each(url, "dbo.LinesFrom", "i = 0", changes, sql):
+        assert after != (len(rows), expected), change
 
 
 def test_sql_server_to_sql_server_replicates_exactly(pair, mssql_source, mssql_target):

@@ -662,3 +662,16 @@ def test_a_postgres_destination_asks_sql_server_for_the_lines_checksum_only_wher
         assert dst.checksum_method(src, table, None) is None
     monkeypatch.setitem(ms_checksum._UTF8_FORMS, ep.url.raw, None)
     assert dst.checksum_method(src, table, None) is None
+
+
+def test_rows_read_for_verification_leave_out_what_the_destination_generates():
+    """The pymssql path's CSV and a bulk file send only the columns the destination loads: a
+    computed column is read (for the checksum) but not sent."""
+    from dataclasses import replace
+    from so_luigi.dialects.mssql.source import _loaded
+    table = _mapped_table(("a", "int", None, 10, 0), ("b", "int", None, 10, 0), ("c", "nvarchar", 10, None, None))
+    same, sent = _loaded(table)
+    assert same is table and sent([(1, 2, "x")]) == [(1, 2, "x")]
+    table.columns[1] = replace(table.columns[1], generated="a * 2")
+    loaded, sent = _loaded(table)
+    assert [c.name for c in loaded.columns] == ["a", "c"] and sent([(1, 2, "x"), (3, 6, None)]) == [(1, "x"), (3, None)]

@@ -17,26 +17,17 @@ from .types import _mapped
 log = logging.getLogger("luigi-interface.so_luigi")
 
 
-def checksum_sql(schema, table):
-    """(COUNT_BIG(*), checksum) of a table, the checksum an order-independent sum over rows.
-
-    Each row becomes one JSON text (FOR JSON ... INCLUDE_NULL_VALUES, so NULL and '' differ),
-    hashed with SHA2-256; the first 8 bytes as BIGINT, summed as DECIMAL(38,0), cannot overflow.
-    It is used on both sides when source and destination are SQL Server with identical column
-    types, so the same server function formats each value on both. CHECKSUM_AGG is not used: it
-    XORs 32-bit hashes, and two equal changes cancel. Columns get positional JSON keys, so a
-    column name with a dot (a path in FOR JSON PATH) or a clash cannot change or break the text.
-    Binary columns are not in the JSON (Babelfish's FOR JSON refuses them) but appended to its
-    bytes, each as 0x00 for NULL or 0x01, its length and its bytes, so no two rows run together.
-    The aggregate is over a derived table: SQL Server refuses a subquery inside SUM().
-    """
-    return summed_sql(row_hash_sql(table), schema, table)[0]
-
-
-
-def range_checksum_sql(schema, table, lo, hi):
-    """(sql, params): checksum_sql over one partition."""
-    return summed_sql(row_hash_sql(table), schema, table, lo, hi)
+# The JSON checksum (row_hash_sql, summed by summed_sql): an order-independent sum over rows.
+#
+# Each row becomes one JSON text (FOR JSON ... INCLUDE_NULL_VALUES, so NULL and '' differ),
+# hashed with SHA2-256; the first 8 bytes as BIGINT, summed as DECIMAL(38,0), cannot overflow.
+# It is used on both sides when source and destination are SQL Server with identical column
+# types, so the same server function formats each value on both. CHECKSUM_AGG is not used: it
+# XORs 32-bit hashes, and two equal changes cancel. Columns get positional JSON keys, so a
+# column name with a dot (a path in FOR JSON PATH) or a clash cannot change or break the text.
+# Binary columns are not in the JSON (Babelfish's FOR JSON refuses them) but appended to its
+# bytes, each as 0x00 for NULL or 0x01, its length and its bytes, so no two rows run together.
+# The aggregate is over a derived table: SQL Server refuses a subquery inside SUM().
 
 
 
@@ -55,7 +46,7 @@ def held_types(table):
 
 
 def row_hash_sql(table):
-    """checksum_sql's hash of one row of the table aliased ``t``, a DECIMAL(38,0). The columns
+    """The JSON checksum's hash of one row of the table aliased ``t``, a DECIMAL(38,0). The columns
     are taken as SQL Server holds them: a table read from PostgreSQL has its types mapped first
     (PostgreSQL's ``timestamp`` is a date and time, SQL Server's a rowversion)."""
     numbered = list(enumerate(table.columns, start=1))
@@ -200,13 +191,21 @@ def line_text_sql(col, table):
 
 
 def line_hash_sql(table, form):
-    """The md5 of one row's "lines" text in UTF-8 (``form``: a UTF8_FORMS key), as checksum_sql's
-    row_hash_sql sums it. Every field is nvarchar(max) before ISNULL, which takes its first
+    """The md5 of one row's "lines" text in UTF-8 (``form``: a UTF8_FORMS key), as summed_sql sums
+    row_hash_sql. Every field is nvarchar(max) before ISNULL, which takes its first
     argument's type (and would cut N'\\N' to an nchar(1))."""
     fields = [f"ISNULL({line_text_sql(c, table)}, N'\\N')" for c in table.columns]
     line = " + NCHAR(31) + ".join(fields) or "CAST(N'' AS nvarchar(max))"
     hashed = f"HASHBYTES('MD5', {UTF8_FORMS[form].format(text=f'({line})')})"
     return f"CAST(CAST(SUBSTRING({hashed}, 1, 8) AS BIGINT) AS DECIMAL(38,0))"
+
+
+
+def method_checksum_sql(method, schema, table, utf8_form, lo=None, hi=None):
+    """(sql, params) of the server-side checksum ``method`` ("lines", else the JSON one) of the
+    table, or of (lo, hi]; ``utf8_form()`` is asked only for "lines"."""
+    row = line_hash_sql(table, utf8_form()) if method == "lines" else row_hash_sql(table)
+    return summed_sql(row, schema, table, lo, hi)
 
 
 

@@ -381,7 +381,7 @@ class MssqlDestination(Destination):
         conn.commit()
 
     def checksum_method(self, source, table, conn):
-        """Between two SQL Servers, the checksum both compute (checksum.checksum_sql); from a
+        """Between two SQL Servers, the JSON checksum both compute (checksum.row_hash_sql); from a
         PostgreSQL source, the "lines" checksum both compute (checksum.line_checksum_sql), where
         this server can hash UTF-8; else none: the rows were hashed as read, and are read back
         here to compare."""
@@ -394,8 +394,7 @@ class MssqlDestination(Destination):
 
     def _checksum_sql(self, table, method, lo=None, hi=None):
         """(sql, params) of the server-side checksum ``method`` of the table, or of (lo, hi]."""
-        row = checksum.line_hash_sql(table, self._utf8_form()) if method == "lines" else checksum.row_hash_sql(table)
-        return checksum.summed_sql(row, self.schema_of(table), table, lo, hi)
+        return checksum.method_checksum_sql(method, self.schema_of(table), table, self._utf8_form, lo, hi)
 
     def figures(self, table, verify, method):
         if verify == "full" and not method:         # read back on a session of its own

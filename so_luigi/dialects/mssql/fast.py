@@ -64,7 +64,6 @@ def preload(url):
     path's modules are loaded before the task processes are forked."""
     if why_not(url) is None:
         import pyarrow.compute  # noqa: F401
-        import pyarrow.csv  # noqa: F401
         from ... import encode_arrow  # noqa: F401
 
 

@@ -32,6 +32,15 @@ def _snapshot_allowed(conn):
     return bool(row) and row[0] == 1
 
 
+def _loaded(table):
+    """(the table as its destination loads it, a function keeping those columns of a batch of
+    rows): the columns the destination generates are read, for verification, but not sent."""
+    keep = table.loaded_positions
+    if len(keep) == len(table.columns):
+        return table, lambda batch: batch
+    return replace(table, columns=table.loaded_columns), lambda batch: [tuple(r[i] for i in keep) for r in batch]
+
+
 class MssqlSource(Source):
     dialect = "mssql"
     checksum_family = "tsql"
@@ -116,21 +125,19 @@ class MssqlSource(Source):
             rows = self._rows(table, lo, hi, batch)
             if checksum:
                 return copy_rows(rows, row_encoder(table), sink, checksum, table, batch, chunk_size(buffer_bytes))
-            keep, loaded = table.loaded_positions, replace(table, columns=table.loaded_columns)
-            if len(keep) < len(table.columns):
-                rows = ([tuple(r[i] for i in keep) for r in chunk] for chunk in rows)
-            return copy_rows(rows, row_encoder(loaded, csv=True), sink, False, loaded, batch, chunk_size(buffer_bytes))
+            loaded, sent = _loaded(table)
+            return copy_rows(map(sent, rows), row_encoder(loaded, csv=True), sink, False, loaded, batch,
+                             chunk_size(buffer_bytes))
         return read
 
     def extract(self, table, lo, hi, fmt, sink, checksum):
         """CSV; the checksum comes from the same rows' COPY text lines, as a stream's would."""
-        keep = table.loaded_positions
-        loaded = replace(table, columns=table.loaded_columns)
+        loaded, sent = _loaded(table)
         to_csv = row_encoder(loaded, csv=True)
         to_text = row_encoder(table) if checksum else None
         rows, total = 0, 0
         for batch in self._rows(table, lo, hi, [5000]):
-            written = batch if len(keep) == len(table.columns) else [tuple(r[i] for i in keep) for r in batch]
+            written = sent(batch)
             try:
                 lines = encode.encode_lines(to_csv(written))
                 if to_text is not None:
@@ -168,9 +175,7 @@ class MssqlSource(Source):
 
     def _checksum_sql(self, table, method, lo=None, hi=None):
         """(sql, params) of the server-side checksum ``method`` of the table, or of (lo, hi]."""
-        if method == "lines":
-            return checksum.line_checksum_sql(table.schema, table, self._utf8_form(), lo, hi)
-        return checksum.range_checksum_sql(table.schema, table, lo, hi)
+        return checksum.method_checksum_sql(method, table.schema, table, self._utf8_form, lo, hi)
 
     def figures(self, table, method=None):
         with self.session() as conn:
