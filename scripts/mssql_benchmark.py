@@ -206,6 +206,8 @@ def main():
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--verify", choices=("full", "count", "tally"), default="full",
                    help="so_luigi's verification in every run (default full: counts and checksums)")
+    p.add_argument("--write-only", action="store_true",
+                   help="only PostgreSQL -> SQL Server (and the raw PostgreSQL pipe the ratios divide by)")
     args = p.parse_args()
 
     cluster = embedded.start("debian", workdir=os.path.join(ROOT, ".so_luigi", "bench-pg"))
@@ -230,8 +232,9 @@ def main():
 
         bench.quiesce(cluster)
         results["PG -> PG raw binary pipe"] = bench.raw_pipe(cluster, source, "binary", args.workers)
-        target = pg_target("pg")
-        results["PG -> PG so_luigi"] = timed(lambda: luigi(source, target, args.workers, args.verify))
+        if not args.write_only:
+            target = pg_target("pg")
+            results["PG -> PG so_luigi"] = timed(lambda: luigi(source, target, args.workers, args.verify))
         raw = ms_target("raw")
         results["PG -> SQL Server raw bulk copy"] = timed(lambda: raw_bulk_copy(source, raw, args.workers))
         if shutil.which("freebcp"):
@@ -239,6 +242,12 @@ def main():
                 results["PG -> SQL Server freebcp in (C)"] = freebcp_all(source, ms_target("bcp"), args.workers, folder)
         copy = ms_target("copy")
         results["PG -> SQL Server so_luigi"] = timed(lambda: luigi(source, copy, args.workers, args.verify))
+        if shutil.which("freebcp"):         # the same without freebcp: pymssql's bulk copy alone
+            by_pymssql = ms_target("copy_pymssql") + "?writer=pymssql"
+            results["PG -> SQL Server so_luigi, pymssql"] = timed(
+                lambda: luigi(source, by_pymssql, args.workers, args.verify))
+        if args.write_only:
+            return report(args, rows, mb, results)
         back = pg_target("back")
         driver = "pymssql" if fast.missing() else "mssql-python"
         results[f"SQL Server -> PG so_luigi, {driver}"] = timed(lambda: luigi(copy, back, args.workers, args.verify))
@@ -259,6 +268,10 @@ def main():
                 print(f"could not drop {name}: {exc}")
         cluster.stop()
 
+    report(args, rows, mb, results)
+
+
+def report(args, rows, mb, results):
     limit = results["PG -> PG raw binary pipe"]["seconds"]
     print(f"\nscale {args.scale}: {rows:,} rows, {mb:.0f} MB in PostgreSQL; {args.workers} workers; "
           f"--verify {args.verify}; "

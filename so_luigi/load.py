@@ -339,7 +339,7 @@ def load_partition(run_id, table_name, partition, buffer_mb, checksum=True, mode
         watermark = src.watermark(table)      # before the read: a later sync's proof of no change
         part = Slice(run_id, table, partitions, partition, lo, hi, retry, progress,
                      monitor=markers.shared_connection, size=markers.planned_size(cur, run_id, table_name),
-                     plan=markers.partition_plan(conn, run_id, table_name, partition))
+                     plan=markers.partition_plan(conn, run_id, table_name, partition), apart=dst.counts_attempts)
         written = dst.write(conn, cur, part, src, mode, buffer_bytes, checksum)
         _stored_all(table_name, partition, written)
         seconds = time.monotonic() - started

@@ -40,6 +40,10 @@ OPTIONS = {
                "destination's read back for full verification: `auto` (the default) through mssql-python's "
                "Arrow batches when `so_luigi[fast-mssql]` is installed and can honour the URL, else pymssql; "
                "`mssql-python` fails where it cannot"),
+    "writer": ("auto, pymssql, freebcp", "how partitions from PostgreSQL are written into a destination: "
+               "`auto` (the default) through FreeTDS's `freebcp` (its bulk copy in C) for partitions of "
+               "20,000 rows or more when it is installed and the URL needs no TLS, instance or TDS version "
+               "option, else pymssql's bulk copy; `freebcp` for every partition it can carry"),
 }
 
 TDS_VERSIONS = ("7.0", "7.1", "7.2", "7.3", "7.4")
@@ -60,6 +64,7 @@ class Options:
     check_hostname: bool = True         # off only to tell a wrong name from a wrong CA
     system_cas: bool = False            # ca_file is the system's bundle, not one the URL named
     driver: str = ""                    # "", pymssql or mssql-python (fast.why_not)
+    writer: str = ""                    # "", auto, pymssql or freebcp (destination.write)
 
     @property
     def needs_conf(self):
@@ -140,7 +145,8 @@ def parse(pairs, host, where):
         tds_version=choice("tds_version", TDS_VERSIONS), instance=instance,
         read_only=choice("application_intent", ("readwrite", "readonly")) == "readonly",
         login_timeout=seconds("login_timeout", 15), query_timeout=seconds("query_timeout", 0),
-        system_cas=system, driver=choice("driver", ("auto", "pymssql", "mssql-python")))
+        system_cas=system, driver=choice("driver", ("auto", "pymssql", "mssql-python")),
+        writer=choice("writer", ("auto", "pymssql", "freebcp")))
 
 
 def system_cas(where):

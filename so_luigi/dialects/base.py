@@ -250,6 +250,8 @@ class Slice:
                               # the table stands finished (no FREEZE, no new child, no side table)
     unfrozen: bool = False    # a lone partition loaded without FREEZE, so without the TRUNCATE it needs
     fresh: bool = False       # the table was created in the load's transaction: FREEZE needs no TRUNCATE
+    apart: bool = False       # its rows may commit before its marker, on another connection: the
+                              # caller counts attempts and a retry clears the range (load_partition)
 
 
 @dataclass

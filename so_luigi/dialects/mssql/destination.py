@@ -31,6 +31,7 @@ parallel partition loads to bulk (BU) locks only, which never block each other.
 Runs against SQL Server and Babelfish for PostgreSQL alike (tests/test_mssql_integration.py
 with SO_TEST_MSSQL_URL).
 """
+import dataclasses
 import hashlib
 import logging
 import re
@@ -38,7 +39,7 @@ import re
 from ...config import marker_schema
 from ...errors import SchemaError
 from ..base import Constraint, Destination, Index, Written, by_hash_sql, changes_sql
-from . import bulk, catalog, checksum, connection, ddl, fast, state, types
+from . import bulk, catalog, checksum, connection, ddl, fast, freebcp, state, types
 from .checksum import canonical_encoders, rows_checksum
 from ..postgres.connection import ident as pg_ident
 from ..postgres.forms import pg_form, user_type
@@ -47,6 +48,7 @@ from .connection import ident, percent_safe
 log = logging.getLogger("luigi-interface.so_luigi")
 OWNER = "so_luigi run "
 SIDE_EXTRA = [("so_luigi_partition", "int")]
+_SAID_NO_FREEBCP = set()        # tables whose log said why freebcp does not write them
 
 
 
@@ -330,8 +332,90 @@ class MssqlDestination(Destination):
 
     # --- loading ------------------------------------------------------------------------------
     def write(self, conn, cur, part, source, mode, buffer_bytes, checksum):
-        """Bulk copy the range's rows (a retry clears the range first); the rows' checksum is
+        """Bulk copy the range's rows (a retry clears the range first), through freebcp where it
+        can (``_freebcp_plan``), else or when it fails through pymssql; the rows' checksum is
         summed here, from the values as read, when the source cannot compute this server's."""
+        way = self._freebcp_plan(part, source, checksum, conn)
+        if way is not None:
+            try:
+                return self._write_by_freebcp(conn, cur, part, source, way, buffer_bytes)
+            except (freebcp.Unsafe, freebcp.Failed) as exc:
+                why = "a value did not come out as its field" if isinstance(exc, freebcp.Unsafe) else str(exc)
+                log.warning("%s partition %d: freebcp could not write it (%s): written through pymssql instead",
+                            part.table.name, part.number, why)
+                part = dataclasses.replace(part, retry=True)     # its committed batches go first
+        return self._write_by_pymssql(conn, cur, part, source, buffer_bytes, checksum)
+
+    def _freebcp_plan(self, part, source, checksum, conn):
+        """(select expressions, predicate of the rows left to pymssql) when the partition goes
+        through freebcp, else None (logged once per table when the URL asked for freebcp)."""
+        table = part.table
+        writer = getattr(self.endpoint.url.options, "writer", "") or "auto"
+        if writer == "pymssql" or not part.apart or part.replace or table.cut == "ctid" \
+                or not hasattr(source, "text_reader"):
+            return None
+        rows = (part.size or (None, None))[0]
+        if writer == "auto" and (rows is None or rows / max(part.partitions, 1) < freebcp.MIN_ROWS):
+            return None
+        why = ("freebcp is not installed" if not freebcp.found() else freebcp.usable(self.endpoint)
+               or ("its rows are hashed in Python" if checksum and self.checksum_method(source, table, conn) is None
+                   else None))
+        way = freebcp.plan(table, bulk.bulk_columns(table, table.dialect)) if why is None else why
+        if isinstance(way, str):
+            if table.name not in _SAID_NO_FREEBCP:
+                _SAID_NO_FREEBCP.add(table.name)
+                (log.warning if writer == "freebcp" else log.info)(
+                    "%s: written through pymssql, not freebcp: %s", table.name, way)
+            return None
+        return way
+
+    def _write_by_freebcp(self, conn, cur, part, source, way, buffer_bytes):
+        """The rows freebcp carries through freebcp (its own connection, committing as it goes),
+        the others through pymssql in the partition's transaction."""
+        table = part.table
+        exprs, bad = way
+        if part.retry:
+            removed = self._clear_apart(part)
+            cur.execute(f"DELETE FROM {percent_safe(self._side(table))} WITH (TABLOCKX) "
+                        f"WHERE {SIDE_EXTRA[0][0]} = %s", (part.number,))
+            removed += cur.rowcount
+            if removed > 0:
+                log.warning("%s partition %d: removed %d rows an interrupted earlier attempt left",
+                            table.name, part.number, removed)
+        read = source.text_reader(table, part.lo, part.hi, exprs, bad and f"NOT coalesce({bad}, false)",
+                                  freebcp.COPY_OPTIONS)
+        rows, nbytes = freebcp.run(self.endpoint, connection.qualified(self.schema_of(table), table.name),
+                                   bool(table.identity_columns), len(exprs), read, part.progress)
+        more = {"rows": 0, "bytes": 0}
+        if bad:
+            batch = batch_rows_for(buffer_bytes, *(part.size or (None, None)))
+
+            def seen(batch_rows):
+                more["rows"] += len(batch_rows)
+                more["bytes"] += payload_bytes(batch_rows)
+                if part.progress is not None:
+                    part.progress.update(rows + more["rows"])
+            bulk.bulk_load(conn, self.schema_of(table), table, bulk.bulk_columns(table, table.dialect),
+                           source.batches(table, part.lo, part.hi, batch, where=f"coalesce({bad}, false)"), batch,
+                           spill_bytes=buffer_bytes // 4, on_batch=seen, side=(self._side(table), (part.number,)))
+        total = rows + more["rows"]
+        return Written(total, total, nbytes + more["bytes"], None, "freebcp", 0,
+                       "rows go through FreeTDS's freebcp (its bulk copy in C, TABLOCK, committed as it goes; "
+                       "a retry clears the range), those it would convert wrongly through pymssql's bulk_copy")
+
+    def _clear_apart(self, part):
+        """The partition's key range deleted and committed on a connection of its own (freebcp's
+        bulk load would wait for this transaction's locks); the rows removed."""
+        c = self.connect(autocommit=True)
+        try:
+            sql, params = ddl.clear_range_sql(self.schema_of(part.table), part.table, part.lo, part.hi)
+            cur = c.cursor()
+            cur.execute(sql, params)
+            return max(cur.rowcount, 0)
+        finally:
+            c.close()
+
+    def _write_by_pymssql(self, conn, cur, part, source, buffer_bytes, checksum):
         table = part.table
         if part.retry:
             removed = 0

@@ -141,11 +141,30 @@ class PostgresSource(Source):
             cur.copy_expert(ddl.copy_out_sql(table, lo, hi, fmt, cur), sink, size=256 * 1024)
             return cur.rowcount, None, 0
 
-    def batches(self, table, lo, hi, batch_rows):
+    def text_reader(self, table, lo, hi, exprs, where=None, options="FORMAT text"):
+        """read(sink): COPY (with ``options``) of ``exprs`` over the range's rows (those where
+        ``where`` holds, when given) into the sink, which psycopg2 writes from C; returns the rows."""
+        def read(sink):
+            conn = self.connect()
+            try:
+                with conn.cursor() as cur:
+                    select = cur.mogrify(*_select(table, exprs, lo, hi, where)).decode()
+                    cur.copy_expert(f"COPY ({select}) TO STDOUT WITH ({options})", sink, size=256 * 1024)
+                    rows = cur.rowcount
+                conn.rollback()
+                return rows
+            except psycopg2.Error as exc:
+                raise connection.translate(exc, conn) from exc
+            finally:
+                conn.close()
+        return read
+
+    def batches(self, table, lo, hi, batch_rows, where=None):
         """Through a server-side cursor: rows arrive as they are fetched. json comes as its
         text and money as numeric, the values psycopg2 would otherwise parse or localise; arrays
         as JSON text, a domain as its base type, and the types SQL Server has none of (enums,
-        ranges, inet, ...) as their PostgreSQL text (forms.pg_form)."""
+        ranges, inet, ...) as their PostgreSQL text (forms.pg_form). ``where``: only the rows
+        where it holds."""
         def expr(c):
             form, inner = forms.pg_form(c, table)     # inner: a domain's base type, else the column
             name = ident(c.name)
@@ -156,8 +175,12 @@ class PostgresSource(Source):
             if inner.data_type == "money":
                 return f"{name}::numeric"
             return name if inner is c else f"{name}::{inner.source_type}"
-        query, params = ddl.range_sql(f"SELECT {', '.join(expr(c) for c in table.loaded_columns)} "
-                                     f"FROM {qualified(table.schema, table.name)}", table, lo, hi)
+        exprs = [expr(c) for c in table.loaded_columns]
+        if where is None:
+            query, params = ddl.range_sql(f"SELECT {', '.join(exprs)} FROM {qualified(table.schema, table.name)}",
+                                          table, lo, hi)
+        else:
+            query, params = _select(table, exprs, lo, hi, where)
         conn = self.connect()
         try:
             cur = conn.cursor(name="so_luigi_partition")
@@ -235,6 +258,14 @@ class PostgresSource(Source):
                 return "text"
             cur.execute("RELEASE SAVEPOINT so_luigi_probe")
         return "record"
+
+
+def _select(table, exprs, lo, hi, where=None):
+    """(sql, params): ``exprs`` over the range's rows, those where ``where`` holds when given."""
+    inner, params = ddl.range_sql(f"SELECT * FROM {qualified(table.schema, table.name)}", table, lo, hi)
+    safe = (lambda s: s.replace("%", "%%")) if params is not None else (lambda s: s)
+    return (f"SELECT {safe(', '.join(exprs))} FROM ({inner}) AS so_luigi_rows"
+            + (f" WHERE {safe(where)}" if where else "")), params
 
 
 class _Kept:
