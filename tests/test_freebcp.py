@@ -54,7 +54,7 @@ def test_postgres_copy_text_comes_out_as_freebcp_reads_it_and_the_rest_is_left_t
     out = io.BytesIO()
     converter = freebcp.Converter(out, len(exprs))
     src.text_reader(table, None, None, exprs, f"NOT coalesce({bad}, false)", freebcp.COPY_OPTIONS)(converter)
-    converter.close()
+    converter.finish()
     sent = _read_back(out.getvalue(), len(exprs))
     assert converter.rows == len(sent)
     # what freebcp is sent: each value's text as PostgreSQL has it, in the forms SQL Server takes
@@ -87,7 +87,7 @@ def test_an_empty_bytea_and_empty_text_travel_apart_and_alike(tricky):
     out = io.BytesIO()
     converter = freebcp.Converter(out, len(exprs))
     src.text_reader(table, 0, 1, exprs, None, freebcp.COPY_OPTIONS)(converter)
-    converter.close()
+    converter.finish()
     assert out.getvalue().split(freebcp.FIELD)[1:4] == [b"\x00", b"\x00", b"\x00"]
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import struct
+import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -489,6 +490,39 @@ def test_postgres_into_sql_server_through_freebcp_every_form_and_a_kill(pair, ms
     for a, b in zip(src, dst):
         assert tuple(map(comparable, a, real)) == tuple(map(comparable, b, real)), a[0]
     assert dst[0][1] == "" and dst[0][2] == "" and dst[0][12] == b"" and dst[0][16] is None
+
+
+def test_freebcp_stopping_mid_way_leaves_the_partition_to_pymssql_once(pair, mssql_target, tmp_path):
+    """freebcp that commits the first rows of a partition and stops (the real one, given the
+    first 600 bytes of what it is sent): the run says so in freebcp's words, clears those rows
+    and writes the partition through pymssql, once."""
+    import shutil
+    real = shutil.which("freebcp")
+    if not real:
+        pytest.skip("freebcp (FreeTDS's freetds-bin) is not installed")
+    fake = tmp_path / "freebcp"
+    fake.write_text(f"""#!{sys.executable}
+import subprocess, sys
+args, password = sys.argv[1:], sys.stdin.readline()
+first = open(args[2], "rb").read(600)
+with open("{tmp_path}/first.bcp", "wb") as fh:
+    fh.write(first[:first.rfind(bytes([30])) + 1])
+args[2] = "{tmp_path}/first.bcp"
+done = subprocess.run(["{real}"] + args, input=password.encode(), capture_output=True)
+sys.stdout.buffer.write(done.stdout + done.stderr)
+sys.exit(done.returncode)
+""")
+    fake.chmod(0o755)
+    url, _ = mssql_target
+    pair.query("source", 'CREATE TABLE "Stops" ("Id" int PRIMARY KEY, "v" text); '
+                         'INSERT INTO "Stops" SELECT i, md5(i::text) FROM generate_series(1, 3000) i')
+    env = pair.env(SO_TARGET_URL=with_query(url, writer="freebcp"), PATH=f"{tmp_path}:{os.environ['PATH']}")
+    result = pair.run("--workers", "1", "--chunk-rows", "1500", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ok: count+checksum" in result.stdout
+    assert result.stderr.count("freebcp could not write it (freebcp was sent") == 2, result.stderr[-3000:]
+    assert mssql_query(url, "SELECT COUNT(*), COUNT(DISTINCT [Id]) FROM dbo.Stops")[0] == (3000, 3000)
+    assert mssql_query(url, "SELECT DISTINCT via FROM so_luigi.loaded") == [("bulk-copy",)]
 
 
 def figures_after_each(url, table, where, changes, sql):

@@ -31,7 +31,6 @@ parallel partition loads to bulk (BU) locks only, which never block each other.
 Runs against SQL Server and Babelfish for PostgreSQL alike (tests/test_mssql_integration.py
 with SO_TEST_MSSQL_URL).
 """
-import dataclasses
 import hashlib
 import logging
 import re
@@ -343,7 +342,7 @@ class MssqlDestination(Destination):
                 why = "a value did not come out as its field" if isinstance(exc, freebcp.Unsafe) else str(exc)
                 log.warning("%s partition %d: freebcp could not write it (%s): written through pymssql instead",
                             part.table.name, part.number, why)
-                part = dataclasses.replace(part, retry=True)     # its committed batches go first
+                self._clear_apart(part)         # its committed batches go first
         return self._write_by_pymssql(conn, cur, part, source, buffer_bytes, checksum)
 
     def _freebcp_plan(self, part, source, checksum, conn):
@@ -351,7 +350,8 @@ class MssqlDestination(Destination):
         through freebcp, else None (logged once per table when the URL asked for freebcp)."""
         table = part.table
         writer = getattr(self.endpoint.url.options, "writer", "") or "auto"
-        if writer == "pymssql" or not part.apart or part.replace or table.cut == "ctid" \
+        # a table cut by heap position has no range to clear on a retry, unless it is one partition
+        if writer == "pymssql" or not part.apart or part.replace or (table.cut == "ctid" and part.partitions > 1) \
                 or not hasattr(source, "text_reader"):
             return None
         rows = (part.size or (None, None))[0]

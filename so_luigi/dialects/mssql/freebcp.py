@@ -22,6 +22,7 @@ the load's transaction) stay with pymssql; so do URLs with TLS or instance optio
 not given (``usable``).
 """
 import codecs
+import io
 import logging
 import os
 import re
@@ -138,38 +139,41 @@ def to_bcp(lines, columns):
     return x
 
 
-class Converter:
-    """A sink for COPY text (write), turning whole lines into freebcp's format into ``out`` (a
-    binary file) block by block; counts rows and bytes."""
+class Converter(io.RawIOBase):
+    """Whole lines of COPY text, turned into freebcp's format into ``out`` (a binary file) block
+    by block; counts rows and bytes. psycopg2 writes a row at a time: ``sink`` gathers them in C
+    (io.BufferedWriter) and hands over blocks of BLOCK_BYTES."""
 
     def __init__(self, out, columns, progress=None):
+        super().__init__()
         self.out, self.columns, self.progress = out, columns, progress
-        self.pending, self.size = [], 0
+        self.rest = b""
         self.rows = self.bytes = 0
 
+    def writable(self):
+        return True
+
     def write(self, data):
-        self.pending.append(data)
-        self.size += len(data)
-        if self.size >= BLOCK_BYTES:
-            self._convert(final=False)
+        block = self.rest + data if self.rest else bytes(data)
+        cut = block.rfind(b"\n") + 1
+        self.rest = block[cut:]
+        if cut:
+            self._convert(block[:cut] if cut < len(block) else block)
         return len(data)
 
-    def _convert(self, final):
-        block = b"".join(self.pending)
-        cut = len(block) if final else block.rfind(b"\n") + 1
-        lines, rest = block[:cut], block[cut:]
-        self.pending, self.size = ([rest], len(rest)) if rest else ([], 0)
-        if not lines:
-            return
-        rows = lines.count(b"\n")
-        self.out.write(to_bcp(lines, self.columns))
+    def _convert(self, lines):
+        x = to_bcp(lines, self.columns)
+        rows = x.count(ROW)
+        self.out.write(x)
         self.rows += rows
         self.bytes += len(lines) - rows
         if self.progress is not None:
             self.progress.update(self.rows)
 
-    def close(self):
-        self._convert(final=True)
+    def finish(self):
+        if self.rest:
+            self._convert(self.rest)
+            self.rest = b""
 
 
 def command(endpoint, qualified_name, identity, data):
@@ -201,13 +205,16 @@ def run(endpoint, qualified_name, identity, columns, read, progress=None):
     said = []
     reader = threading.Thread(target=lambda: said.append(proc.stdout.read()), daemon=True)
     reader.start()
-    converter = Converter(os.fdopen(data_w, "wb", buffering=0), columns, progress)
+    out = os.fdopen(data_w, "wb", buffering=0)
+    converter = Converter(out, columns, progress)
     broken = False
     try:
         proc.stdin.write((endpoint.url.password or "").encode() + b"\n")
         proc.stdin.close()
-        read(converter)
-        converter.close()
+        buffered = io.BufferedWriter(converter, BLOCK_BYTES)
+        read(buffered)
+        buffered.flush()
+        converter.finish()
     except BrokenPipeError:
         broken = True                   # freebcp stopped reading: its words say why
     except BaseException:
@@ -215,7 +222,7 @@ def run(endpoint, qualified_name, identity, columns, read, progress=None):
         raise
     finally:
         try:
-            converter.out.close()
+            out.close()
         except BrokenPipeError:
             broken = True
         code = proc.wait()
