@@ -63,6 +63,8 @@ def found():
 def usable(endpoint):
     """Why freebcp cannot write to ``endpoint`` (a URL option it is not given), or None."""
     opts = endpoint.url.options
+    if not endpoint.url.user:
+        return "the URL names no user for freebcp's login"
     if opts is None:
         return None
     if opts.check_certificate or opts.encrypt not in ("", "request") or opts.instance or opts.tds_version:
