@@ -375,13 +375,7 @@ class MssqlDestination(Destination):
         table = part.table
         exprs, bad = way
         if part.retry:
-            removed = self._clear_apart(part)
-            cur.execute(f"DELETE FROM {percent_safe(self._side(table))} WITH (TABLOCKX) "
-                        f"WHERE {SIDE_EXTRA[0][0]} = %s", (part.number,))
-            removed += cur.rowcount
-            if removed > 0:
-                log.warning("%s partition %d: removed %d rows an interrupted earlier attempt left",
-                            table.name, part.number, removed)
+            self._clear_retry(cur, part, self._clear_apart(part))
         read = source.text_reader(table, part.lo, part.hi, exprs, bad and f"NOT coalesce({bad}, false)",
                                   freebcp.COPY_OPTIONS)
         rows, nbytes = freebcp.run(self.endpoint, connection.qualified(self.schema_of(table), table.name),
@@ -403,6 +397,16 @@ class MssqlDestination(Destination):
                        "rows go through FreeTDS's freebcp (its bulk copy in C, TABLOCK, committed as it goes; "
                        "a retry clears the range), those it would convert wrongly through pymssql's bulk_copy")
 
+    def _clear_retry(self, cur, part, removed):
+        """A retry's side-table rows of the partition deleted in its transaction, and the rows an
+        earlier attempt left said (``removed``: those already deleted from the table)."""
+        cur.execute(f"DELETE FROM {percent_safe(self._side(part.table))} WITH (TABLOCKX) "
+                    f"WHERE {SIDE_EXTRA[0][0]} = %s", (part.number,))
+        removed += cur.rowcount
+        if removed > 0:
+            log.warning("%s partition %d: removed %d rows an interrupted earlier attempt left",
+                        part.table.name, part.number, removed)
+
     def _clear_apart(self, part):
         """The partition's key range deleted and committed on a connection of its own (freebcp's
         bulk load would wait for this transaction's locks); the rows removed."""
@@ -423,13 +427,7 @@ class MssqlDestination(Destination):
                 sql, params = ddl.clear_range_sql(self.schema_of(table), table, part.lo, part.hi)
                 cur.execute(sql, params)
                 removed = cur.rowcount
-            cur.execute(f"DELETE FROM {percent_safe(self._side(table))} WITH (TABLOCKX) "
-                        f"WHERE {SIDE_EXTRA[0][0]} = %s", (part.number,))
-            removed += cur.rowcount
-            if removed > 0:
-                log.warning(
-                    "%s partition %d: removed %d rows an interrupted earlier attempt left",
-                    table.name, part.number, removed)
+            self._clear_retry(cur, part, removed)
         batch = batch_rows_for(buffer_bytes, *(part.size or (None, None)))
         # hashed here only where the two servers compute no checksum alike
         by_servers = checksum and self.checksum_method(source, table, conn) is not None

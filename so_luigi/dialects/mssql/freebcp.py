@@ -127,12 +127,12 @@ def plan(table, columns):
     return exprs, (" OR ".join(f"({b})" for b in bad) if bad else None)
 
 
-def to_bcp(lines, columns):
+def to_bcp(lines, columns, rows=None):
     """Whole lines of the COPY text ``plan``'s SELECT prints (``COPY_OPTIONS``: U+001F between
     fields, a newline after each row, NULL an empty field, '' as U+001D) in freebcp's character
     format: U+001E after each row and a lone NUL for '' (one translate), COPY's escapes undone
     (its escapes are Python's: one C pass). Unsafe if a row does not come out with its fields."""
-    rows = lines.count(b"\n")
+    rows = lines.count(b"\n") if rows is None else rows
     x = lines.translate(TRANSLATE)
     if b"\\" in x:
         x = codecs.escape_decode(x)[0]
@@ -164,8 +164,8 @@ class Converter(io.RawIOBase):
         return len(data)
 
     def _convert(self, lines):
-        x = to_bcp(lines, self.columns)
-        rows = x.count(ROW)
+        rows = lines.count(b"\n")
+        x = to_bcp(lines, self.columns, rows)
         self.out.write(x)
         self.rows += rows
         self.bytes += len(lines) - rows
