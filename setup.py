@@ -22,11 +22,12 @@ setup(
     extras_require={
         # bulk files on S3 ([bulk] dir = s3://bucket/prefix)
         "s3": ["smart_open[s3]>=9"],
-        # a SQL Server source read as Arrow batches (dialects/mssql/fast.py); Debian needs libltdl7
-        "fast-mssql": ["mssql-python>=1.16", "pyarrow>=14"],
+        # a SQL Server source read as Arrow batches (dialects/mssql/fast.py; pgpq makes them binary
+        # COPY, encode_arrow.BinaryBatchEncoder); Debian needs libltdl7
+        "fast-mssql": ["mssql-python>=1.16", "pyarrow>=14", "pgpq>=0.12"],
         # moto's S3 server stands in for S3 in tests/test_s3.py; pyarrow for the Arrow encoder's tests
         "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "smart_open[s3]>=9",
-                 "moto[server]>=5", "pyarrow>=14"],
+                 "moto[server]>=5", "pyarrow>=14", "pgpq>=0.12"],
     },
     entry_points={"console_scripts": ["so-luigi=so_luigi.cli:main"]},
 )

@@ -18,6 +18,7 @@ the PostgreSQL cluster scripts/benchmark.py keeps (database so_read_rounds_<scal
 next run: drop it by hand). Figures only: nothing here is a test.
 """
 import argparse
+import compileall
 import os
 import resource
 import statistics
@@ -89,6 +90,10 @@ def main():
             print(f"copying the sample into SQL Server database {name} (once)", flush=True)
             source = mb.mssql_database(args.mssql, name)
             copy(ROOT, sample, source, "count")
+        for _, root in checkouts:
+            # the bytecode a user's install has (pip writes it; PYTHONDONTWRITEBYTECODE, set on
+            # some machines, would make each run compile so_luigi again)
+            compileall.compile_dir(os.path.join(root, "so_luigi"), quiet=1)
         figures = {}
         for n in range(args.rounds):
             figures.setdefault("bare Arrow read", []).append(

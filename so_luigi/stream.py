@@ -249,11 +249,46 @@ def row_encoder(table, csv=False):
 
 def batch_encoder(table, csv=False):
     """The Arrow path's encoder (``encode_arrow``, imported here: pyarrow is an extra) with the
-    configured U+0000 policy: COPY text lines, or (``csv``) CSV with no line hashed."""
+    configured U+0000 policy: COPY text lines, or (``csv``) data with no line hashed: PostgreSQL's
+    binary COPY where pgpq is installed and the table's types allow (else CSV), which the
+    destination tells apart by its first bytes (``binary_copy``)."""
     from .config import section
-    from .encode_arrow import BatchEncoder, CsvBatchEncoder
+    from .encode_arrow import BatchEncoder, BinaryBatchEncoder, CsvBatchEncoder, pgpq_missing
     settings = section("data")
-    return (CsvBatchEncoder if csv else BatchEncoder)(table, settings.nul, settings.nul_replacement)
+    kind = BatchEncoder if not csv else CsvBatchEncoder if pgpq_missing() else BinaryBatchEncoder
+    return kind(table, settings.nul, settings.nul_replacement)
+
+
+# the first bytes of PostgreSQL's binary COPY data, which no CSV or COPY text starts with (0xFF
+# is never UTF-8)
+BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+class _Replayed:
+    """A file's reads with ``head`` (bytes already read from it) first."""
+
+    def __init__(self, head, rest):
+        self.head, self.rest = head, rest
+
+    def read(self, size=-1):
+        if self.head:
+            out, self.head = self.head, b""
+            return out
+        return self.rest.read(size)
+
+    readline = read
+
+
+def binary_copy(pipe, fmt):
+    """(format, file) of data whose reader may send binary COPY in place of ``fmt``
+    (``read.may_send_binary``): its first bytes say which; the file gives them again."""
+    head = b""
+    while len(head) < len(BINARY_SIGNATURE):
+        more = pipe.read(len(BINARY_SIGNATURE) - len(head))    # a BoundedPipe gives a whole chunk
+        if not more:
+            break
+        head += more
+    return ("binary" if head.startswith(BINARY_SIGNATURE) else fmt), _Replayed(head, pipe)
 
 
 def copy_rows(batches, encoder, sink, checksum, table, batch=None, target_batch_bytes=4 << 20):

@@ -357,6 +357,13 @@ def test_both_drivers_read_the_same_rows_and_the_run_says_which(pair, mssql_sour
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.count("ok: count+checksum") == len(tables), result.stdout
         assert ("rows read through mssql-python's Arrow batches" in result.stderr) == (driver == "mssql-python")
+        # the sample's tables (integers, text, timestamps) go as binary COPY; AllTypes (money,
+        # time, sql_variant, ...) as CSV
+        vias = dict(pair.query("target", "SELECT table_name, string_agg(DISTINCT via, ',') FROM so_luigi.loaded "
+                                         "GROUP BY table_name"))
+        pgpq = driver == "mssql-python" and not __import__("so_luigi.encode_arrow", fromlist=["x"]).pgpq_missing()
+        assert vias == {t: "stream-binary" if pgpq and t != "AllTypes" else "stream" for t in tables}, vias
+        assert ("into COPY FROM STDIN as binary COPY (pgpq)" in result.stderr) == pgpq
         prints[driver] = {t: table_fingerprint(pair.target_url, "public", t) for t in tables}
     assert prints["pymssql"] == prints["mssql-python"]
     assert prints["pymssql"]["AllTypes"][0] == len(mssql_query(url, "SELECT 1 FROM dbo.AllTypes"))

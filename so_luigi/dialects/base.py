@@ -261,7 +261,8 @@ class Written:
     rows: int
     bytes: int
     checksum: int = None      # of the rows as read, when the source's rows were hashed on the way
-    via: str = "stream"       # stream, server-file, client-file or bulk-copy: kept in the marker
+    via: str = "stream"       # stream, stream-binary, server-file, client-file, bulk-copy or freebcp:
+                              # kept in the marker
     changed: int = 0          # values changed by the [data] nul policy
     how: str = ""             # logged once per table: which way the rows went
 

@@ -14,6 +14,7 @@ or cannot connect; the URL's ``driver=`` option chooses either.
 Only rows go this way (a partition's, or a destination's read back): the catalog, planning,
 markers and the checksums the server computes stay on pymssql (``connection``).
 """
+import gc
 import logging
 import os
 import re
@@ -64,7 +65,9 @@ def preload(url):
     path's modules are loaded before the task processes are forked."""
     if why_not(url) is None:
         import pyarrow.compute  # noqa: F401
-        from ... import encode_arrow  # noqa: F401
+        from ... import encode_arrow
+        encode_arrow.pgpq_missing()     # imports pgpq where it is installed
+        gc.freeze()                     # as so_luigi's own import does
 
 
 _SAID = set()      # (url, pid) whose choice of driver this process has logged
@@ -213,6 +216,9 @@ def reader(conn, table, lo, hi, checksum, buffer_bytes, encoder, endpoint):
                 total += part or 0
                 if len(data):
                     size = max(100, min(100_000, int(size * target / len(data))))
+            end = encoder.finish() if hasattr(encoder, "finish") else b""
+            if end:
+                sink.write(end, 0)
         except (SoLuigiError, DataError):
             raise
         except Exception as exc:  # noqa: BLE001 -- the driver's, made one line

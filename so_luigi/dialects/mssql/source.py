@@ -105,7 +105,8 @@ class MssqlSource(Source):
 
     def copy_format(self, table, checksum=True):
         """COPY text, whose lines are hashed as they are read; CSV when the servers compute the
-        checksum (pyarrow writes it three times as fast as the text is made)."""
+        checksum (pyarrow writes it three times as fast as the text is made), or binary COPY when
+        the reader sends it (``may_send_binary``: its first bytes say so)."""
         return "text" if checksum else "csv"
 
     def copy_reader(self, table, lo, hi, checksum, buffer_bytes):
@@ -128,6 +129,7 @@ class MssqlSource(Source):
             loaded, sent = _loaded(table)
             return copy_rows(map(sent, rows), row_encoder(loaded, csv=True), sink, False, loaded, batch,
                              chunk_size(buffer_bytes))
+        read.may_send_binary = not checksum         # the Arrow path's BinaryBatchEncoder
         return read
 
     def extract(self, table, lo, hi, fmt, sink, checksum):

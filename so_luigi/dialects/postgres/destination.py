@@ -14,7 +14,7 @@ import psycopg2
 from ... import bulk, encode
 from ...errors import DataError, SchemaError, one_line
 from ...progress import watching
-from ...stream import batched, chunk_size, copy_rows, spooled, stream
+from ...stream import batched, binary_copy, chunk_size, copy_rows, spooled, stream
 from ..base import Destination, Written, by_hash_sql, changes_sql
 from . import checksum, connection, ddl, progress, state, types
 from .connection import ident, literal, qualified
@@ -285,14 +285,17 @@ class PostgresDestination(Destination):
                 checksum = self.checksum_method(source, part.table, conn) is None   # else both servers compute it
             read = source.copy_reader(part.table, part.lo, part.hi, checksum, buffer_bytes)
             # rows that never pass through Python are counted by the destination server
-            write = self._copy_in(cur, into, source.copy_format(part.table, checksum), buffer_bytes, freeze)
+            write = self._copy_in(cur, into, source.copy_format(part.table, checksum), buffer_bytes, freeze,
+                                  getattr(read, "may_send_binary", False))
             if part.fresh and getattr(read, "os_pipe", False):     # a tiny table (load.copy_unplanned)
                 (src_rows, src_sum, changed), stored, nbytes = spooled(read, write, buffer_bytes)
             else:
                 with watch if getattr(read, "os_pipe", False) else contextlib.nullcontext():
                     (src_rows, src_sum, changed), stored, nbytes = stream(read, write, buffer_bytes, part.progress)
-            written = Written(src_rows, stored, nbytes, src_sum, "stream", changed,
-                              "rows stream from the source cursor into COPY FROM STDIN")
+            binary = write.sniff and write.used == "binary"      # the reader's choice (encode_arrow)
+            written = Written(src_rows, stored, nbytes, src_sum, "stream-binary" if binary else "stream", changed,
+                              "rows stream from the source cursor into COPY FROM STDIN"
+                              + (" as binary COPY (pgpq)" if binary else ""))
         if part.table.layout == "partitioned" and not part.replace:
             cur.execute(ddl.attach_partition_sql(self.schema_of(part.table), part.table, part.number, part.lo, part.hi))
         return written
@@ -349,11 +352,16 @@ class PostgresDestination(Destination):
             return Written(manifest["rows"], stored, manifest["bytes"], src_sum, via, manifest.get("changed", 0), how)
         return files, fmt, written
 
-    def _copy_in(self, cur, into, fmt, buffer_bytes, freeze):
-        """The stream's writer: COPY ... FROM STDIN reading the pipe; returns the rows stored."""
+    def _copy_in(self, cur, into, fmt, buffer_bytes, freeze, sniff=False):
+        """The stream's writer: COPY ... FROM STDIN reading the pipe; returns the rows stored.
+        ``sniff``: the data may be binary COPY instead of ``fmt``, as its first bytes say."""
         def write(pipe):
-            cur.copy_expert(ddl.copy_in_sql(self.schema_of(into), into, fmt, freeze), pipe, size=chunk_size(buffer_bytes))
+            if sniff:
+                write.used, pipe = binary_copy(pipe, fmt)
+            cur.copy_expert(ddl.copy_in_sql(self.schema_of(into), into, write.used, freeze), pipe,
+                            size=chunk_size(buffer_bytes))
             return cur.rowcount
+        write.used, write.sniff = fmt, sniff
         return write
 
     def _load_file(self, cur, into, part, prepare, freeze, buffer_bytes, watch):
