@@ -11,7 +11,9 @@ tell them apart. Here every round reads the same rows once through the bare read
 (mssql-python's Arrow batches, one connection, rows dropped) and copies them with
 ``ReplicateAll --verify count`` and ``--verify full`` (with ``--other``, that checkout's code
 too, run from its directory), and each copy's client CPU is divided by the same round's bare
-read. Prints the median of those ratios, and client us/row.
+read. Prints the median of those ratios, and client us/row; and the same ratios over the bare
+read run as a program of its own (``python -c``: start-up and imports included, as the issue
+measured the fastest client).
 
 The SQL Server source is the StackOverflow-shaped sample, copied there once by so_luigi from
 the PostgreSQL cluster scripts/benchmark.py keeps (database so_read_rounds_<scale>, kept for the
@@ -59,6 +61,28 @@ def timed(fn):
     return children_cpu() - cpu, time.monotonic() - started
 
 
+# the fastest client as a program of its own: Python's start, mssql-python's and pyarrow's
+# imports and the read (the issue's measure: the process tree's CPU)
+BARE_PROGRAM = """
+import os, mssql_python
+conn = mssql_python.connect(os.environ["BARE_CONNECTION"])
+cur = conn.cursor()
+for name in os.environ["BARE_TABLES"].split(","):
+    cur.execute(f"SELECT * FROM [dbo].[{name}]")
+    for _ in cur.arrow_reader(batch_size=5000):
+        pass
+conn.close()
+"""
+
+
+def bare_program(source):
+    """The bare read run as ``python -c``: what a user's own reader costs, start-up included.
+    OpenBLAS's thread pool is left unstarted, as so_luigi leaves it."""
+    env = dict(os.environ, BARE_CONNECTION=mb.fast.connection_string(mb.parse_url(source), "no"),
+               BARE_TABLES=",".join(bench.TABLES), OPENBLAS_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-c", BARE_PROGRAM], env=env, check=True)
+
+
 def copy(root, source, target, verify):
     env = dict(os.environ, SO_SOURCE_URL=source, SO_TARGET_URL=target)
     out = subprocess.run([sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
@@ -98,6 +122,7 @@ def main():
         for n in range(args.rounds):
             figures.setdefault("bare Arrow read", []).append(
                 timed(lambda: mb.in_child(mb.read_all, (source, "mssql-python-arrow", bench.TABLES))))
+            figures.setdefault("bare read, own process", []).append(timed(lambda: bare_program(source)))
             for verify in ("count", "full"):
                 for label, root in checkouts:
                     bench.query(cluster.url(), 'DROP DATABASE IF EXISTS "read_rounds" WITH (FORCE)')
@@ -110,15 +135,18 @@ def main():
     finally:
         cluster.stop()
 
-    bare = figures["bare Arrow read"]
+    bare, own = figures["bare Arrow read"], figures["bare read, own process"]
     print(f"\n{rows:,} rows; {args.rounds} rounds; ratios are the median of each round's client CPU over that "
-          f"round's bare Arrow read" + (f"; other = {args.other}" if args.other else ""))
-    print(f"{'method':26} {'client us/row':>13} {'wall s':>7} {'x bare read':>11}  per round")
+          "round's bare Arrow read (forked after the imports: the read alone) and over the same read run as "
+          "a program of its own (start-up and imports included)" + (f"; other = {args.other}" if args.other else ""))
+    print(f"{'method':26} {'client us/row':>13} {'wall s':>7} {'x bare read':>11} {'x own process':>13}  per round")
     for label, runs in figures.items():
         ratios = [cpu / base for (cpu, _), (base, _) in zip(runs, bare)]
+        whole = [cpu / base for (cpu, _), (base, _) in zip(runs, own)]
         print(f"{label:26} {statistics.median(c for c, _ in runs) / rows * 1e6:13.2f} "
-              f"{statistics.median(w for _, w in runs):7.1f} {statistics.median(ratios):10.2f}x  "
-              + " ".join(f"{r:.2f}" for r in ratios))
+              f"{statistics.median(w for _, w in runs):7.1f} {statistics.median(ratios):10.2f}x "
+              f"{statistics.median(whole):12.2f}x  " + " ".join(f"{r:.2f}" for r in ratios)
+              + "  |  " + " ".join(f"{r:.2f}" for r in whole))
 
 
 if __name__ == "__main__":
