@@ -328,11 +328,11 @@ def uuid_bytes(arr):
     return pa.Array.from_buffers(pa.binary(16), n, [validity, pa.py_buffer(raw)], arr.null_count)
 
 
-def binary_types(table):
-    """The Arrow types of the columns the destination loads, for PostgreSQL's binary COPY; None
-    when a column's type is not one binary COPY carries here (see BINARY_TYPES)."""
-    from .dialects.base import type_name
-    names = [type_name(table.columns[i].pg_type) for i in table.loaded_positions]
+def binary_types(table, type_names):
+    """The destination's base type names (``type_names``: one a column, as dialects.base.type_name
+    spells them) of the columns it loads, for PostgreSQL's binary COPY; None when a column's type
+    is not one binary COPY carries here (see BINARY_TYPES)."""
+    names = [type_names[i] for i in table.loaded_positions]
     if any(n not in BINARY_TYPES or table.columns[i].user_type or table.columns[i].kind == "variant"
            for i, n in zip(table.loaded_positions, names)):
         return None
@@ -360,9 +360,9 @@ class BinaryBatchEncoder(CsvBatchEncoder):
     by which the destination's COPY tells the two apart (``stream.binary_copy``). ``finish()``
     is the data's end (what pgpq still holds and binary COPY's trailer, or nothing)."""
 
-    def __init__(self, table, nul="fail", nul_replacement="\ufffd"):
+    def __init__(self, table, type_names, nul="fail", nul_replacement="\ufffd"):
         super().__init__(table, nul, nul_replacement)
-        self.types = binary_types(table)
+        self.types = binary_types(table, type_names)
         self._pgpq = None
         self.binary = None          # decided at the first batch
 

@@ -247,16 +247,17 @@ def row_encoder(table, csv=False):
     return encode.make_row_encoder(table, csv, settings.nul, settings.nul_replacement)
 
 
-def batch_encoder(table, csv=False):
+def batch_encoder(table, csv=False, type_names=None):
     """The Arrow path's encoder (``encode_arrow``, imported here: pyarrow is an extra) with the
     configured U+0000 policy: COPY text lines, or (``csv``) data with no line hashed: PostgreSQL's
-    binary COPY where pgpq is installed and the table's types allow (else CSV), which the
-    destination tells apart by its first bytes (``binary_copy``)."""
+    binary COPY where pgpq is installed and the destination's base types (``type_names``, one a
+    column) allow, else CSV; the destination tells them apart by the first bytes (``binary_copy``)."""
     from .config import section
     from .encode_arrow import BatchEncoder, BinaryBatchEncoder, CsvBatchEncoder, pgpq_missing
     settings = section("data")
-    kind = BatchEncoder if not csv else CsvBatchEncoder if pgpq_missing() else BinaryBatchEncoder
-    return kind(table, settings.nul, settings.nul_replacement)
+    if csv and type_names is not None and not pgpq_missing():
+        return BinaryBatchEncoder(table, type_names, settings.nul, settings.nul_replacement)
+    return (CsvBatchEncoder if csv else BatchEncoder)(table, settings.nul, settings.nul_replacement)
 
 
 # the first bytes of PostgreSQL's binary COPY data, which no CSV or COPY text starts with (0xFF

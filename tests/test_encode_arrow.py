@@ -238,6 +238,11 @@ def test_csv_keeps_the_nul_policy_and_says_when_text_held_a_replacement_characte
 
 # --- PostgreSQL's binary COPY (pgpq), where the destination's types allow ---------------------------
 
+def names(table):
+    from so_luigi.dialects.base import type_name
+    return [type_name(c.pg_type) for c in table.columns]
+
+
 def binary_cases():
     from so_luigi.dialects.base import type_name
     from so_luigi.encode_arrow import BINARY_TYPES
@@ -256,7 +261,7 @@ def test_every_binary_case_is_stored_as_its_copy_text_is(cluster):
     assert {c[0] for c in cases} >= {"int", "bool", "float4", "float8", "date", "timestamp", "text", "bytea", "uuid"}
     table = table_of(cases)
     rows = one_value_per_row(cases)
-    encoder = BinaryBatchEncoder(table)
+    encoder = BinaryBatchEncoder(table, names(table))
     half = len(rows) // 2
     parts = [encoder(batch_of(table, rows[:half])), encoder(batch_of(table, rows[half:]))]
     assert [n for _, n, _ in parts] == [half, len(rows) - half] and encoder.binary
@@ -275,13 +280,13 @@ def test_a_type_binary_copy_does_not_carry_here_sends_the_partition_as_csv():
     from so_luigi.encode_arrow import BinaryBatchEncoder
     rows = [(1, "1.50"), (2, None)]
     table = table_of([("int", "integer", None, None), ("numeric", "numeric(10,2)", None, None)])
-    encoder = BinaryBatchEncoder(table)
+    encoder = BinaryBatchEncoder(table, names(table))
     data, _, _ = encoder(batch_of(table, rows))
     assert not encoder.binary and bytes(data) == csv_data(table, rows)[0] and encoder.finish() == b""
     table = table_of([("int", "integer", None, None), ("date", "date", None, None)])
     odd = pa.RecordBatch.from_arrays([pa.array([1], pa.int64()), pa.array(["2020-01-01"], pa.large_string())],
                                      names=["c0", "c1"])
-    encoder = BinaryBatchEncoder(table)
+    encoder = BinaryBatchEncoder(table, names(table))
     assert bytes(encoder(odd)[0]) == b'1,"2020-01-01"\n' and not encoder.binary
 
 
@@ -291,8 +296,8 @@ def test_binary_keeps_the_nul_policy_and_the_replacement_watch():
     table = table_of([("int", "integer", None, None), ("text", "text", None, None)])
     table.primary_key = ["c0"]
     with pytest.raises(DataError, match="c0=7.*column c1.*U\\+0000"):
-        BinaryBatchEncoder(table)(batch_of(table, [(1, "fine"), (7, "bad\x00value")]))
-    encoder = BinaryBatchEncoder(table, nul="strip")
+        BinaryBatchEncoder(table, names(table))(batch_of(table, [(1, "fine"), (7, "bad\x00value")]))
+    encoder = BinaryBatchEncoder(table, names(table), nul="strip")
     data, _, _ = encoder(batch_of(table, [(1, "a\x00b"), (2, "x\ufffdy")]))
     data = bytes(data) + encoder.finish()          # pgpq holds up to about 1 MB before it hands it out
     assert encoder.binary and encoder.changed == {"c1": 1} and encoder.replacement and b"\x00\x00\x00\x02ab" in data

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -15,9 +16,14 @@ from conftest import ROOT, assert_same_tables, kill_group, paused_at
 TABLES = ["Users", "Votes", "Comments"]
 
 
+# Luigi's pid lock (/tmp/luigi by default) takes a pid its file lists from an older run, reused
+# since by this very process, for a run of the same command already going: a lock of our own
+LOCKS = tempfile.mkdtemp(prefix="so_luigi-test-locks-")
+
+
 def luigi_cmd(*args):
     return [sys.executable, "-m", "luigi", "--module", "so_luigi", "ReplicateAll", "--local-scheduler",
-            "--workers", "2", "--chunk-rows", "1500", *args]
+            "--workers", "2", "--chunk-rows", "1500", "--lock-pid-dir", LOCKS, *args]
 
 
 def loaded(pair):

@@ -13,7 +13,7 @@ from ... import encode
 from ...errors import DataError
 from ...planning import boundaries_sql
 from ...stream import bad_unicode, batch_encoder, chunk_size, copy_rows, row_encoder
-from ..base import Source
+from ..base import Source, type_name
 from . import catalog, checksum, connection, fast
 from .connection import ident
 
@@ -117,7 +117,8 @@ class MssqlSource(Source):
             conn = fast.open_for(self.endpoint, self.isolation, table)
             if conn is not None:
                 try:
-                    encoder = batch_encoder(table, csv=not checksum)
+                    encoder = batch_encoder(table, csv=not checksum,
+                                            type_names=[type_name(c.pg_type) for c in table.columns])
                 except BaseException:
                     conn.close()
                     raise
