@@ -40,6 +40,8 @@ OPTIONS = {
                "destination's read back for full verification: `auto` (the default) through mssql-python's "
                "Arrow batches when `so_luigi[fast-mssql]` is installed and can honour the URL, else pymssql; "
                "`mssql-python` fails where it cannot"),
+    "copy": ("auto, csv", "how a source's Arrow batches go into PostgreSQL's COPY: `auto` (the default) as "
+             "binary COPY (pgpq) where every column's type allows, else CSV; `csv` always as CSV"),
     "writer": ("auto, pymssql, freebcp", "how partitions from PostgreSQL are written into a destination: "
                "`auto` (the default) through FreeTDS's `freebcp` (its bulk copy in C) for partitions of "
                "20,000 rows or more when it is installed and the URL needs no TLS, instance or TDS version "
@@ -65,6 +67,7 @@ class Options:
     system_cas: bool = False            # ca_file is the system's bundle, not one the URL named
     driver: str = ""                    # "", pymssql or mssql-python (fast.why_not)
     writer: str = ""                    # "", auto, pymssql or freebcp (destination.write)
+    copy: str = ""                      # "", auto or csv (source.copy_reader)
 
     @property
     def needs_conf(self):
@@ -146,7 +149,7 @@ def parse(pairs, host, where):
         read_only=choice("application_intent", ("readwrite", "readonly")) == "readonly",
         login_timeout=seconds("login_timeout", 15), query_timeout=seconds("query_timeout", 0),
         system_cas=system, driver=choice("driver", ("auto", "pymssql", "mssql-python")),
-        writer=choice("writer", ("auto", "pymssql", "freebcp")))
+        writer=choice("writer", ("auto", "pymssql", "freebcp")), copy=choice("copy", ("auto", "csv")))
 
 
 def system_cas(where):

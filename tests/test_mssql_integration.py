@@ -331,16 +331,17 @@ def test_every_type_from_sql_server(pair, mssql_source):
 
 
 def with_driver(url, driver):
-    """``url`` reading through ``driver``, whatever driver SO_TEST_MSSQL_URL named."""
+    """``url`` reading through ``driver`` (and any option after it: ``mssql-python&copy=csv``),
+    whatever driver SO_TEST_MSSQL_URL named."""
     parts = urlsplit(url)
     query = [p for p in parts.query.split("&") if p and not p.lower().startswith("driver=")]
     return urlunsplit(parts._replace(query="&".join(query + [f"driver={driver}"])))
 
 
 def test_both_drivers_read_the_same_rows_and_the_run_says_which(pair, mssql_source):
-    """mssql-python's Arrow batches, made COPY text column at a time, and pymssql's rows encoded
-    in Python load the same bytes (PostgreSQL's own COPY TO of each table, fingerprinted), each
-    verified by its checksum; a URL asking for a driver that cannot run fails in one line."""
+    """mssql-python's Arrow batches (as binary COPY where the types allow, and as CSV with
+    ``copy=csv``) and pymssql's rows encoded in Python load the same bytes (PostgreSQL's own COPY
+    TO of each table, fingerprinted), each verified by its checksum; the run says which way."""
     from so_luigi.dialects.mssql import fast
     if fast.missing():
         pytest.skip(f"mssql-python's Arrow path: {fast.missing()}")
@@ -349,23 +350,23 @@ def test_both_drivers_read_the_same_rows_and_the_run_says_which(pair, mssql_sour
     sample.fill(ep, scale=0.002, log=lambda *a: None)
     tables = ["AllTypes"] + sample.table_names()
     prints = {}
-    for driver in ("pymssql", "mssql-python"):
+    for way in ("pymssql", "mssql-python", "mssql-python&copy=csv"):
         pair.query("target", "DROP SCHEMA IF EXISTS so_luigi CASCADE; "
                    + "".join(f'DROP TABLE IF EXISTS "{t}" CASCADE; ' for t in tables))
         result = pair.run("--workers", "2", "--chunk-rows", "3000", "--tables", ",".join(tables),
-                          env=pair.env(SO_SOURCE_URL=with_driver(url, driver)))
+                          env=pair.env(SO_SOURCE_URL=with_driver(url, way)))
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.count("ok: count+checksum") == len(tables), result.stdout
-        assert ("rows read through mssql-python's Arrow batches" in result.stderr) == (driver == "mssql-python")
+        assert ("rows read through mssql-python's Arrow batches" in result.stderr) == (way != "pymssql")
         # the sample's tables (integers, text, timestamps) go as binary COPY; AllTypes (money,
         # time, sql_variant, ...) as CSV
         vias = dict(pair.query("target", "SELECT table_name, string_agg(DISTINCT via, ',') FROM so_luigi.loaded "
                                          "GROUP BY table_name"))
-        pgpq = driver == "mssql-python" and binary_copy_expected()
+        pgpq = way == "mssql-python" and binary_copy_expected()
         assert vias == {t: "stream-binary" if pgpq and t != "AllTypes" else "stream" for t in tables}, vias
         assert ("into COPY FROM STDIN as binary COPY (pgpq)" in result.stderr) == pgpq
-        prints[driver] = {t: table_fingerprint(pair.target_url, "public", t) for t in tables}
-    assert prints["pymssql"] == prints["mssql-python"]
+        prints[way] = {t: table_fingerprint(pair.target_url, "public", t) for t in tables}
+    assert prints["pymssql"] == prints["mssql-python"] == prints["mssql-python&copy=csv"]
     assert prints["pymssql"]["AllTypes"][0] == len(mssql_query(url, "SELECT 1 FROM dbo.AllTypes"))
 
 

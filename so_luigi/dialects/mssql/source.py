@@ -117,8 +117,9 @@ class MssqlSource(Source):
             conn = fast.open_for(self.endpoint, self.isolation, table)
             if conn is not None:
                 try:
-                    encoder = batch_encoder(table, csv=not checksum,
-                                            type_names=[type_name(c.pg_type) for c in table.columns])
+                    binary = (self.endpoint.url.options.copy or "auto") == "auto"     # URL option copy
+                    names = [type_name(c.pg_type) for c in table.columns] if binary else None
+                    encoder = batch_encoder(table, csv=not checksum, type_names=names)
                 except BaseException:
                     conn.close()
                     raise
