@@ -287,6 +287,7 @@ BINARY_TYPES = {
     "int2": pa.int16(), "int4": pa.int32(), "int8": pa.int64(), "bool": pa.bool_(),
     "float4": pa.float32(), "float8": pa.float64(), "date": pa.date32(), "timestamp": pa.timestamp("us"),
     "text": TEXT, "varchar": TEXT, "bpchar": TEXT, "bytea": pa.large_binary(), "uuid": pa.binary(16),
+    "numeric": None,        # the Arrow decimal as the driver gave it; PostgreSQL rounds it to the column's scale
 }
 # the Arrow type families each accepts from the driver, cast to the type above without loss
 _FAMILIES = {
@@ -296,6 +297,7 @@ _FAMILIES = {
     "text": _is_text_type, "varchar": _is_text_type, "bpchar": _is_text_type,
     "bytea": lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t),
     "uuid": _is_text_type,
+    "numeric": lambda t: pa.types.is_decimal(t) and t.bit_width <= 128,      # pgpq has no Decimal256
 }
 def _span(arr):
     """The bytes of a large_string array's values back to back (of a slice, only its own)."""
@@ -399,6 +401,8 @@ class BinaryBatchEncoder(CsvBatchEncoder):
                 return uuid_bytes(arr)
             except ValueError as exc:
                 raise self._located(i, arr, encode.BadValue(str(exc))) from None
+        if name == "numeric":
+            return arr
         return pc.cast(self.csv_column(i, arr), BINARY_TYPES[name], safe=name != "timestamp")
 
     def finish(self):

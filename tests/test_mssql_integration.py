@@ -1630,6 +1630,31 @@ def _moment(year, i, digits):
         (f".{fraction}" if digits else "")
 
 
+def test_decimals_and_money_go_as_binary_copy_value_by_value(pair, mssql_source):
+    """Decimals of every precision and scale, money and smallmoney at their extremes: as binary
+    COPY (the driver's Arrow decimals, pgpq's numeric) where mssql-python and pgpq are installed,
+    else as CSV; either way PostgreSQL holds each value as SQL Server does, and both servers'
+    checksums agree."""
+    src_url, _ = mssql_source
+    cols = [f"n_{p}_{s} decimal({p},{s})" for p, s in DIGITS] + ["m money", "sm smallmoney"]
+    mssql_exec(src_url, f"CREATE TABLE dbo.D (Id int NOT NULL PRIMARY KEY, {', '.join(c + ' NULL' for c in cols)})")
+    money = ["922337203685477.5807", "-922337203685477.5808", "0.0001", "0", "-1.5", "NULL"]
+    small = ["214748.3647", "-214748.3648", "0.0001", "0", "-1.5", "NULL"]
+    rows = [f"({i + 1}, {', '.join([_decimal(p, s, i) for p, s in DIGITS] + [money[i % 6], small[i % 6]])})"
+            for i in range(12)]
+    mssql_exec(src_url, f"INSERT INTO dbo.D VALUES {', '.join(rows)}")
+    result = pair.run("--tables", "D", env=pair.env(SO_SOURCE_URL=src_url))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ok: count+checksum" in result.stdout, result.stdout
+    vias = pair.query("target", "SELECT DISTINCT via FROM so_luigi.loaded WHERE table_name = 'D'")
+    assert vias == [("stream-binary" if binary_copy_expected() else "stream",)], vias
+    names = [c.split()[0] for c in cols]
+    quoted = ", ".join(f'"{n}"' for n in names)
+    from_pg = pair.query("target", f'SELECT "Id", {quoted} FROM "D" ORDER BY "Id"')
+    from_ms = mssql_query(src_url, f"SELECT Id, {', '.join(names)} FROM dbo.D ORDER BY Id")
+    assert [tuple(map(normalise, r)) for r in from_pg] == [tuple(map(normalise, r)) for r in from_ms]
+
+
 def test_every_year_offset_and_precision_arrives_as_it_was(pair, mssql_source, mssql_target):
     """Dates and times of every year the types hold, every offset, each fractional precision and
     decimals of every precision and scale, SQL Server -> SQL Server, SQL Server -> PostgreSQL and
