@@ -335,3 +335,21 @@ def test_the_writer_tells_binary_copy_from_csv_by_its_first_bytes():
             used, replay = binary_copy(source, "csv")
             got = b"".join(iter(lambda: replay.read(1 << 16), b""))
             assert (used, got) == (fmt, data)
+
+
+def test_binary_cuts_a_seventh_digit_as_csv_does(cluster):
+    """A datetime2(7) value (Arrow nanoseconds) goes at microseconds, the seventh digit dropped,
+    and PostgreSQL rounds it to the column's precision, as from CSV."""
+    pytest.importorskip("pgpq", reason="pgpq is not installed (pip install so_luigi[test])")
+    from so_luigi.encode_arrow import BinaryBatchEncoder, CsvBatchEncoder
+    table = table_of([("int", "integer", None, None), ("timestamp", "timestamp(6)", None, None),
+                      ("timestamp", "timestamp(3)", None, None)])
+    stamps = [1262304000123456789, 1262304000999999999, None]
+    batch = pa.RecordBatch.from_arrays([pa.array([1, 2, 3], pa.int64()), pa.array(stamps, pa.timestamp("ns")),
+                                        pa.array(stamps, pa.timestamp("ns"))], names=["c0", "c1", "c2"])
+    encoder = BinaryBatchEncoder(table, names(table))
+    data = bytes(encoder(batch)[0]) + encoder.finish()
+    assert encoder.binary
+    stored = loaded(cluster, table, data, "binary")
+    assert stored == loaded(cluster, table, bytes(CsvBatchEncoder(table)(batch)[0]), "csv")
+    assert stored[0] == ("1", "2010-01-01 00:00:00.123456", "2010-01-01 00:00:00.123")
