@@ -176,6 +176,10 @@ class BatchEncoder:
         except encode.BadValue as exc:
             raise self._located(i, arr, exc) from None
 
+    def finish(self):
+        """The bytes that end the data after the last batch: none for COPY text or CSV."""
+        return b""
+
     def _nul(self, i, out):
         if self.nul == "fail":
             row = pc.index(pc.match_substring(out, "\x00"), True).as_py()
@@ -299,6 +303,8 @@ _FAMILIES = {
     "uuid": _is_text_type,
     "numeric": lambda t: pa.types.is_decimal(t) and t.bit_width <= 128,      # pgpq has no Decimal256
 }
+
+
 def _span(arr):
     """The bytes of a large_string array's values back to back (of a slice, only its own)."""
     if not len(arr):

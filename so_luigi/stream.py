@@ -277,8 +277,6 @@ class _Replayed:
             return out
         return self.rest.read(size)
 
-    readline = read
-
 
 def binary_copy(pipe, fmt):
     """(format, file) of data whose reader may send binary COPY in place of ``fmt``

@@ -216,7 +216,7 @@ def reader(conn, table, lo, hi, checksum, buffer_bytes, encoder, endpoint):
                 total += part or 0
                 if len(data):
                     size = max(100, min(100_000, int(size * target / len(data))))
-            end = encoder.finish() if hasattr(encoder, "finish") else b""
+            end = encoder.finish()
             if end:
                 sink.write(end, 0)
         except (SoLuigiError, DataError):

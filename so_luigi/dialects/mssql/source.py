@@ -117,8 +117,8 @@ class MssqlSource(Source):
             conn = fast.open_for(self.endpoint, self.isolation, table)
             if conn is not None:
                 try:
-                    binary = (self.endpoint.url.options.copy or "auto") == "auto"     # URL option copy
-                    names = [type_name(c.pg_type) for c in table.columns] if binary else None
+                    names = None if self.endpoint.url.options.copy == "csv" else \
+                        [type_name(c.pg_type) for c in table.columns]
                     encoder = batch_encoder(table, csv=not checksum, type_names=names)
                 except BaseException:
                     conn.close()
